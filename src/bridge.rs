@@ -1,0 +1,334 @@
+//! The host side of one execution: every tool call from the sandbox arrives here through one
+//! op, is validated against the tool's input schema, and runs as a task on the caller's tokio
+//! runtime; results come back over a channel that the sandbox thread waits on. Timers live here
+//! too, so "nothing can ever settle" is one check: no call in flight, none queued, no timer.
+//!
+//! Nothing here knows which JS engine runs the program.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::error::{ErrorKind, ToolError};
+use crate::limits::Limits;
+use crate::outcome::TextSample;
+use crate::registry::{Entry, Registry};
+
+/// Wakes the sandbox thread: a finished tool call, or a cancellation.
+pub(crate) enum Wake {
+    Done(u64, Result<Arc<str>, ToolFailure>),
+    Cancel,
+}
+
+/// A rejected tool call, as the sandbox will see it: an `Error` (or `TypeError`) with these
+/// properties.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct ToolFailure {
+    pub(crate) name: &'static str,
+    pub(crate) message: String,
+    pub(crate) tool: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<String>,
+}
+
+impl ToolFailure {
+    fn type_error(tool: &str, message: String, path: Option<String>) -> Self {
+        ToolFailure { name: "TypeError", message, tool: tool.into(), code: None, path }
+    }
+}
+
+/// What settles next in the sandbox.
+pub(crate) enum Settlement {
+    Value(Arc<str>),
+    Error(ToolFailure),
+    Timer,
+}
+
+/// What the sandbox thread should do next.
+pub(crate) enum Next {
+    Settle(u64, Settlement),
+    /// Nothing is pending: an unsettled program can never finish.
+    Idle,
+    TimedOut,
+    Cancelled,
+}
+
+/// Cancels an execution from any thread.
+#[derive(Clone)]
+pub(crate) struct CancelHandle {
+    flag: Arc<AtomicBool>,
+    tx: Sender<Wake>,
+}
+
+impl CancelHandle {
+    pub(crate) fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(Wake::Cancel);
+    }
+}
+
+struct Queued {
+    id: u64,
+    entry: Arc<Entry>,
+    label: String,
+    args: Value,
+}
+
+pub(crate) struct Bridge {
+    registry: Registry,
+    handle: tokio::runtime::Handle,
+    max_calls: u32,
+    max_concurrent: usize,
+    tx: Sender<Wake>,
+    rx: Receiver<Wake>,
+    cancelled: Arc<AtomicBool>,
+    next_id: u64,
+    calls: u32,
+    in_flight: HashMap<u64, tokio::task::AbortHandle>,
+    queued: VecDeque<Queued>,
+    ready: VecDeque<(u64, Settlement)>,
+    timers: BTreeSet<(Instant, u64)>,
+    timer_due: HashMap<u64, Instant>,
+    pub(crate) tool_result_bytes: u64,
+    pub(crate) samples: TextSample,
+}
+
+impl Bridge {
+    pub(crate) fn new(registry: Registry, handle: tokio::runtime::Handle, limits: &Limits) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Bridge {
+            registry,
+            handle,
+            max_calls: limits.max_tool_calls,
+            max_concurrent: limits.max_concurrent_tool_calls.max(1),
+            tx,
+            rx,
+            cancelled: Arc::new(AtomicBool::new(false)),
+            next_id: 1,
+            calls: 0,
+            in_flight: HashMap::new(),
+            queued: VecDeque::new(),
+            ready: VecDeque::new(),
+            timers: BTreeSet::new(),
+            timer_due: HashMap::new(),
+            tool_result_bytes: 0,
+            samples: TextSample::default(),
+        }
+    }
+
+    pub(crate) fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle { flag: Arc::clone(&self.cancelled), tx: self.tx.clone() }
+    }
+
+    pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancelled)
+    }
+
+    pub(crate) fn calls(&self) -> u32 {
+        self.calls
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Starts a tool call and returns its id. `args` is the snapshot of the JS arguments, or why
+    /// they could not be taken. Errs only when the call limit is passed, which ends the run.
+    pub(crate) fn call(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        args: Result<Value, String>,
+    ) -> Result<u64, ErrorKind> {
+        let id = self.fresh_id();
+        self.calls += 1;
+        if self.calls > self.max_calls {
+            return Err(ErrorKind::ToolCallLimit);
+        }
+        let Some(entry) = self.registry.entry(namespace, name).cloned() else {
+            let label = format!("{namespace}.{name}");
+            let failure = ToolFailure::type_error(&label, format!("{label} is not a tool"), None);
+            self.ready.push_back((id, Settlement::Error(failure)));
+            return Ok(id);
+        };
+        let label = format!("{namespace}.{}", entry.tool.js_name());
+        let args = match args {
+            Ok(Value::Null) => Value::Object(Default::default()),
+            Ok(args) => args,
+            Err(why) => {
+                let failure = ToolFailure::type_error(&label, format!("{label}: {why}"), None);
+                self.ready.push_back((id, Settlement::Error(failure)));
+                return Ok(id);
+            }
+        };
+        if let Some(err) = entry.validator.iter_errors(&args).next() {
+            let path = js_path(&err.instance_path().to_string());
+            let message = format!("{label}: invalid arguments at {path}: {}", err.masked());
+            let failure = ToolFailure::type_error(&label, message, Some(path));
+            self.ready.push_back((id, Settlement::Error(failure)));
+            return Ok(id);
+        }
+        let queued = Queued { id, entry, label, args };
+        if self.in_flight.len() < self.max_concurrent {
+            self.dispatch(queued);
+        } else {
+            self.queued.push_back(queued);
+        }
+        Ok(id)
+    }
+
+    fn dispatch(&mut self, call: Queued) {
+        let Queued { id, entry, label, args } = call;
+        let tx = self.tx.clone();
+        let handler = Arc::clone(entry.tool.handler());
+        let span = tracing::info_span!("tool_call", tool = %label, id);
+        let task = self.handle.spawn(
+            async move {
+                let started = Instant::now();
+                let result = AssertUnwindSafe(handler.call(args)).catch_unwind().await;
+                let result = match result {
+                    Ok(Ok(value)) => Ok(Arc::<str>::from(value.to_string())),
+                    Ok(Err(ToolError { code, message })) => Err(ToolFailure {
+                        name: "ToolError",
+                        message: format!("{label}: {message}"),
+                        tool: label,
+                        code: Some(code),
+                        path: None,
+                    }),
+                    Err(panic) => Err(ToolFailure {
+                        name: "ToolError",
+                        message: format!("{label}: the tool panicked: {}", panic_message(&panic)),
+                        tool: label,
+                        code: Some("panic".into()),
+                        path: None,
+                    }),
+                };
+                tracing::debug!(ok = result.is_ok(), elapsed_us = started.elapsed().as_micros() as u64, "tool call done");
+                let _ = tx.send(Wake::Done(id, result));
+            }
+            .instrument(span),
+        );
+        self.in_flight.insert(id, task.abort_handle());
+    }
+
+    /// Schedules a timer `delay` from now and returns its id.
+    pub(crate) fn timer(&mut self, delay: Duration) -> u64 {
+        let id = self.fresh_id();
+        let due = Instant::now() + delay;
+        self.timers.insert((due, id));
+        self.timer_due.insert(id, due);
+        id
+    }
+
+    pub(crate) fn clear_timer(&mut self, id: u64) {
+        if let Some(due) = self.timer_due.remove(&id) {
+            self.timers.remove(&(due, id));
+        }
+    }
+
+    /// Blocks the sandbox thread until something settles, the deadline passes, or the run is
+    /// cancelled.
+    pub(crate) fn next(&mut self, deadline: Instant) -> Next {
+        if let Some((id, s)) = self.ready.pop_front() {
+            return Next::Settle(id, s);
+        }
+        loop {
+            if self.cancelled.load(Ordering::SeqCst) {
+                return Next::Cancelled;
+            }
+            let now = Instant::now();
+            if let Some(&(due, id)) = self.timers.first() {
+                if due <= now {
+                    self.timers.pop_first();
+                    self.timer_due.remove(&id);
+                    return Next::Settle(id, Settlement::Timer);
+                }
+            }
+            if self.in_flight.is_empty() && self.timers.is_empty() {
+                return Next::Idle;
+            }
+            if now >= deadline {
+                return Next::TimedOut;
+            }
+            let wake_at = self.timers.first().map_or(deadline, |&(due, _)| due.min(deadline));
+            match self.rx.recv_timeout(wake_at - now) {
+                Ok(Wake::Done(id, result)) => {
+                    self.in_flight.remove(&id);
+                    while self.in_flight.len() < self.max_concurrent {
+                        let Some(q) = self.queued.pop_front() else { break };
+                        self.dispatch(q);
+                    }
+                    return Next::Settle(id, match result {
+                        Ok(text) => {
+                            self.tool_result_bytes += text.len() as u64;
+                            self.samples.push(&text);
+                            Settlement::Value(text)
+                        }
+                        Err(failure) => Settlement::Error(failure),
+                    });
+                }
+                Ok(Wake::Cancel) => return Next::Cancelled,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Next::Idle,
+            }
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        // Handlers still running when the program ends are not waited for.
+        for task in self.in_flight.values() {
+            task.abort();
+        }
+    }
+}
+
+/// `/rows/0/id` → `args.rows[0].id`: the path as the program wrote it.
+fn js_path(pointer: &str) -> String {
+    let mut out = String::from("args");
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else if crate::registry::js_name(&seg).as_deref() == Some(seg.as_str()) {
+            out.push('.');
+            out.push_str(&seg);
+        } else {
+            out.push_str(&format!("[{}]", Value::String(seg)));
+        }
+    }
+    out
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_pointers_read_as_js_paths() {
+        assert_eq!(super::js_path(""), "args");
+        assert_eq!(super::js_path("/sheetId"), "args.sheetId");
+        assert_eq!(super::js_path("/rows/3/id"), "args.rows[3].id");
+        assert_eq!(super::js_path("/a b/x~1y"), "args[\"a b\"][\"x/y\"]");
+    }
+}

@@ -1,0 +1,148 @@
+//! The demo namespace `sheets`: the spreadsheet from the code-mode write-up, held in memory.
+//!
+//! Sheet `"sales"` has 10,000 rows; row `i` is `{ id: i, customer: "Customer " + i,
+//! status: ["active","churned","trial"][i % 3], region: ["EU","US","APAC","LATAM"][i % 4],
+//! amount: (i * 7919) % 1000 }`. Updates last as long as the registry.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::error::{RegistryError, ToolError};
+use crate::registry::{Registry, Tool};
+
+/// Rows of the `sales` sheet.
+pub const SALES_ROWS: usize = 10_000;
+
+// The tool definitions, checked at build time by build.rs.
+const LIST_SHEETS: &str = include_str!("../schemas/demo/listSheets.json");
+const GET_ROWS: &str = include_str!("../schemas/demo/getRows.json");
+const UPDATE_ROW: &str = include_str!("../schemas/demo/updateRow.json");
+
+struct Sheet {
+    id: &'static str,
+    title: &'static str,
+    rows: Vec<Map<String, Value>>,
+}
+
+type Book = Arc<Mutex<Vec<Sheet>>>;
+
+fn sales_row(i: usize) -> Map<String, Value> {
+    const STATUS: [&str; 3] = ["active", "churned", "trial"];
+    const REGION: [&str; 4] = ["EU", "US", "APAC", "LATAM"];
+    let v = json!({
+        "id": i,
+        "customer": format!("Customer {i}"),
+        "status": STATUS[i % 3],
+        "region": REGION[i % 4],
+        "amount": (i * 7919) % 1000,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("literal object"),
+    }
+}
+
+struct Definition {
+    name: String,
+    description: String,
+    input: Value,
+    output: Value,
+}
+
+fn definition(text: &str) -> Definition {
+    let v: Value = serde_json::from_str(text).expect("demo schema is valid JSON (checked by build.rs)");
+    Definition {
+        name: v["name"].as_str().unwrap_or_default().to_string(),
+        description: v["description"].as_str().unwrap_or_default().to_string(),
+        input: v["inputSchema"].clone(),
+        output: v["outputSchema"].clone(),
+    }
+}
+
+fn tool(text: &str, handler: impl crate::registry::ToolHandler) -> Tool {
+    let d = definition(text);
+    Tool::new(d.name, d.description, d.input, handler).with_output_schema(d.output)
+}
+
+fn unknown_sheet(id: &str) -> ToolError {
+    ToolError::with_code("not_found", format!("unknown sheet id {id:?}; listSheets() returns the ids"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetRows {
+    sheet_id: String,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateRow {
+    sheet_id: String,
+    id: usize,
+    fields: Map<String, Value>,
+}
+
+/// Adds the `sheets` namespace to `registry`.
+pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
+    let book: Book = Arc::new(Mutex::new(vec![Sheet {
+        id: "sales",
+        title: "Sales pipeline",
+        rows: (0..SALES_ROWS).map(sales_row).collect(),
+    }]));
+
+    let b = Arc::clone(&book);
+    registry.register("sheets", tool(LIST_SHEETS, move |_args: Value| {
+        let b = Arc::clone(&b);
+        async move {
+            let book = b.lock().expect("book lock");
+            Ok(Value::Array(
+                book.iter()
+                    .map(|s| json!({ "id": s.id, "title": s.title, "rowCount": s.rows.len() }))
+                    .collect(),
+            ))
+        }
+    }))?;
+
+    let b = Arc::clone(&book);
+    registry.register("sheets", tool(GET_ROWS, move |args: Value| {
+        let b = Arc::clone(&b);
+        async move {
+            let args: GetRows = serde_json::from_value(args)
+                .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
+            let book = b.lock().expect("book lock");
+            let sheet = book.iter().find(|s| s.id == args.sheet_id).ok_or_else(|| unknown_sheet(&args.sheet_id))?;
+            let rows = sheet.rows.iter().skip(args.offset.unwrap_or(0)).take(args.limit.unwrap_or(usize::MAX));
+            Ok(Value::Array(rows.cloned().map(Value::Object).collect()))
+        }
+    }))?;
+
+    let b = Arc::clone(&book);
+    registry.register("sheets", tool(UPDATE_ROW, move |args: Value| {
+        let b = Arc::clone(&b);
+        async move {
+            let args: UpdateRow = serde_json::from_value(args)
+                .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
+            let mut book = b.lock().expect("book lock");
+            let sheet = book.iter_mut().find(|s| s.id == args.sheet_id).ok_or_else(|| unknown_sheet(&args.sheet_id))?;
+            let row = sheet.rows.get_mut(args.id).ok_or_else(|| {
+                ToolError::with_code("not_found", format!("sheet {:?} has no row {}", args.sheet_id, args.id))
+            })?;
+            row.extend(args.fields);
+            Ok(json!({ "ok": true }))
+        }
+    }))?;
+
+    registry.describe_namespace("sheets", "A workbook of spreadsheets: list sheets, read rows, update rows.")?;
+    Ok(())
+}
+
+/// A registry holding only the demo namespace.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    register(&mut r).expect("demo tools are valid");
+    r
+}

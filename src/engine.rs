@@ -1,0 +1,293 @@
+//! The engine: a registry, default limits and a pool of sandbox threads, built once and shared.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use crate::bridge::{Bridge, CancelHandle};
+use crate::error::{ErrorKind, ExecError};
+use crate::limits::Limits;
+use crate::outcome::Outcome;
+use crate::registry::Registry;
+use crate::sandbox::{RunJob, Sandbox, ScriptCache};
+
+/// Native stack of each sandbox thread. The engine's own stack limit (`Limits::stack_bytes`) is
+/// kept well below it, so deep recursion is a JS `RangeError` and never a host overflow.
+const THREAD_STACK_BYTES: usize = 32 << 20;
+/// The largest engine stack limit accepted; larger requests are clamped.
+const MAX_ENGINE_STACK_BYTES: usize = 16 << 20;
+
+/// Runs agent programs. Build it once with [`Engine::builder`]; cloning is cheap (an `Arc`),
+/// and every clone shares the same registry, pool and script cache. `Send + Sync`: call
+/// [`Engine::execute`] from as many tasks as you like.
+///
+/// Costs: building starts one OS thread per worker, each keeping a few warm sandboxes
+/// (a QuickJS runtime + context + prelude, a few hundred KiB each). Dropping the last clone
+/// stops the threads once their current executions end.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    limits: Limits,
+    jobs: crossbeam_channel::Sender<Job>,
+    cache: Arc<ScriptCache>,
+    workers: usize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("registry", &self.inner.registry)
+            .field("limits", &self.inner.limits)
+            .field("workers", &self.inner.workers)
+            .finish()
+    }
+}
+
+struct Job {
+    run: RunJob,
+    reply: tokio::sync::oneshot::Sender<Outcome>,
+    span: tracing::Span,
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineBuilder {
+    registry: Registry,
+    limits: Limits,
+    workers: usize,
+    warm: usize,
+}
+
+/// Why an engine could not be built.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A sandbox thread could not be started.
+    #[error("could not start a sandbox thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// The engine could not build a sandbox (the prelude did not load): a bug, not bad input.
+    #[error("could not build a sandbox: {0}")]
+    Sandbox(ExecError),
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            registry: Registry::new(),
+            limits: Limits::default(),
+            workers: thread::available_parallelism().map_or(2, |n| n.get()),
+            warm: 4,
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// The tools programs can call.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+    /// Limits used when an execution does not bring its own.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Sandbox threads (default: the number of cores). Each runs one program at a time.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+    /// Warm sandboxes each thread keeps ready (default 4; 0 builds every sandbox on demand).
+    pub fn warm_sandboxes(mut self, warm: usize) -> Self {
+        self.warm = warm;
+        self
+    }
+
+    /// Starts the sandbox threads.
+    pub fn build(self) -> Result<Engine, BuildError> {
+        // Fail here, not in the first execution, if a sandbox cannot be built at all.
+        drop(Sandbox::new().map_err(BuildError::Sandbox)?);
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..self.workers {
+            let rx = rx.clone();
+            let warm = self.warm;
+            thread::Builder::new()
+                .name(format!("codemode-sandbox-{i}"))
+                .stack_size(THREAD_STACK_BYTES)
+                .spawn(move || worker(rx, warm))?;
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                registry: self.registry,
+                limits: self.limits,
+                jobs: tx,
+                cache: Arc::new(ScriptCache::default()),
+                workers: self.workers,
+            }),
+        })
+    }
+}
+
+/// One sandbox thread: serve jobs, and refill the warm set whenever no job is waiting.
+fn worker(jobs: crossbeam_channel::Receiver<Job>, warm: usize) {
+    let mut ready: Vec<Sandbox> = Vec::with_capacity(warm);
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                if ready.len() < warm {
+                    if let Ok(sandbox) = Sandbox::new() {
+                        ready.push(sandbox);
+                        continue;
+                    }
+                }
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            }
+        };
+        let Job { run, reply, span } = job;
+        let _entered = span.enter();
+        let outcome = match ready.pop().map_or_else(Sandbox::new, Ok) {
+            Ok(sandbox) => sandbox.run(run),
+            Err(e) => Outcome::failed(e),
+        };
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Per-execution settings.
+#[derive(Debug, Clone, Default)]
+pub struct ExecuteOptions {
+    /// Limits for this execution instead of the engine's.
+    pub limits: Option<Limits>,
+    /// Cancels the execution when triggered.
+    pub cancel: Option<CancelToken>,
+}
+
+/// Cancels executions from anywhere: [`CancelToken::cancel`] ends every execution started with
+/// this token with `cancelled` (a program stuck in a loop is interrupted too).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken {
+    inner: Arc<TokenInner>,
+}
+
+#[derive(Debug, Default)]
+struct TokenInner {
+    cancelled: AtomicBool,
+    handles: Mutex<Vec<HandleSlot>>,
+}
+
+struct HandleSlot(CancelHandle);
+
+impl std::fmt::Debug for HandleSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CancelHandle")
+    }
+}
+
+impl CancelToken {
+    /// A token not yet cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Cancels every execution using this token, now and later.
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+        for h in self.inner.handles.lock().expect("cancel lock").iter() {
+            h.0.cancel();
+        }
+    }
+    /// True once [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+    fn attach(&self, handle: CancelHandle) {
+        self.inner.handles.lock().expect("cancel lock").push(HandleSlot(handle.clone()));
+        if self.is_cancelled() {
+            handle.cancel();
+        }
+    }
+}
+
+/// Cancels the execution if its future is dropped before the outcome arrives.
+struct CancelOnDrop(Option<CancelHandle>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.cancel();
+        }
+    }
+}
+
+impl Engine {
+    /// A builder with default limits, one worker per core and an empty registry.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The tools this engine serves.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The default limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Runs one TypeScript program and returns its outcome. Never panics on bad input: every
+    /// failure is in [`Outcome::error`]. Must be awaited inside a tokio runtime, whose tasks run
+    /// the tool handlers; the program itself runs on a sandbox thread, never on the runtime's.
+    /// Dropping the future cancels the execution.
+    pub async fn execute(&self, code: &str, options: ExecuteOptions) -> Outcome {
+        let started = Instant::now();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Outcome::failed(ExecError::new(
+                ErrorKind::Internal,
+                "Engine::execute must be awaited inside a tokio runtime",
+            ));
+        };
+        let mut limits = options.limits.unwrap_or_else(|| self.inner.limits.clone());
+        limits.stack_bytes = limits.stack_bytes.min(MAX_ENGINE_STACK_BYTES);
+        let bridge = Bridge::new(self.inner.registry.clone(), handle, &limits);
+        let cancel = bridge.cancel_handle();
+        if let Some(token) = &options.cancel {
+            token.attach(cancel.clone());
+        }
+        let mut guard = CancelOnDrop(Some(cancel));
+        let span = tracing::info_span!("execute", code_bytes = code.len());
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let job = Job {
+            run: RunJob {
+                code: Arc::from(code),
+                registry: self.inner.registry.clone(),
+                limits,
+                bridge,
+                cache: Arc::clone(&self.inner.cache),
+                started,
+            },
+            reply,
+            span: span.clone(),
+        };
+        if self.inner.jobs.send(job).is_err() {
+            guard.0 = None;
+            return Outcome::failed(ExecError::new(ErrorKind::Internal, "the sandbox threads have stopped"));
+        }
+        let outcome = outcome.instrument(span).await;
+        guard.0 = None;
+        outcome.unwrap_or_else(|_| {
+            Outcome::failed(ExecError::new(ErrorKind::Internal, "a sandbox thread stopped during the execution"))
+        })
+    }
+}

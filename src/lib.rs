@@ -1,0 +1,75 @@
+//! # codemode
+//!
+//! A runtime for the *code-mode* pattern: an AI agent writes a short TypeScript program that
+//! calls tools as typed async functions; the program runs in a sandbox next to the tools, and
+//! only its logs and its return value go back to the model.
+//!
+//! ## Core concepts
+//!
+//! * [`Registry`] — the tools, grouped in namespaces. Built once. A [`Tool`] has a name, a
+//!   description, an input JSON Schema (enforced before the handler runs), an optional output
+//!   schema, and an async handler. Inside the sandbox a tool is `await namespace.jsName(args)`.
+//! * [`Engine`] — the shared, expensive part: registry, default [`Limits`], a pool of sandbox
+//!   threads with warm QuickJS sandboxes, and a cache of compiled programs. Build it once; clone
+//!   it freely (`Arc`); it is `Send + Sync`.
+//! * One execution — [`Engine::execute`]: the program is type-stripped (swc), compiled, and run
+//!   in a fresh sandbox that is thrown away afterwards. It returns an [`Outcome`]: the JSON
+//!   value, the console lines, a structured [`ExecError`] if it failed, and [`Stats`].
+//!
+//! ```
+//! use codemode::{Engine, ExecuteOptions, Registry, Tool, ToolError};
+//! use serde_json::{json, Value};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mut registry = Registry::new();
+//! registry
+//!     .register(
+//!         "math",
+//!         Tool::new(
+//!             "add",
+//!             "Add two numbers.",
+//!             json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}),
+//!             |args: Value| async move {
+//!                 let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
+//!                 Ok::<_, ToolError>(json!(sum))
+//!             },
+//!         ),
+//!     )
+//!     .unwrap();
+//! let engine = Engine::builder().registry(registry).build().unwrap();
+//!
+//! let outcome = engine
+//!     .execute(
+//!         r#"
+//!         const [x, y] = await Promise.all([math.add({ a: 1, b: 2 }), math.add({ a: 3, b: 4 })]);
+//!         console.log("sums", x, y);
+//!         return { total: x + y };
+//!         "#,
+//!         ExecuteOptions::default(),
+//!     )
+//!     .await;
+//! assert!(outcome.is_ok(), "{:?}", outcome.error);
+//! assert_eq!(outcome.value, json!({ "total": 10 }));
+//! assert_eq!(outcome.logs[0].message, "sums 3 7");
+//! assert_eq!(outcome.stats.tool_calls, 2);
+//! # }
+//! ```
+//!
+//! The library never prints, exits or reads the environment; the `codemode` binary does.
+
+mod bridge;
+pub mod demo;
+mod engine;
+mod error;
+mod limits;
+mod outcome;
+mod registry;
+mod sandbox;
+mod transpile;
+
+pub use engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions};
+pub use error::{ErrorKind, ExecError, RegistryError, ToolError};
+pub use limits::Limits;
+pub use outcome::{LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES};
+pub use registry::{js_name, BoxFuture, Registry, Tool, ToolHandler};

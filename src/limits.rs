@@ -1,0 +1,81 @@
+//! Per-execution limits. Every limit is enforced preemptively: the program is stopped by the
+//! host, whatever it catches.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What one execution may use. Defaults are chosen for agent programs: seconds of glue code
+/// over tool results, not long computations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock deadline, from the start of the execution (default 10 s). Enforced by the
+    /// engine's interrupt handler, which QuickJS polls while running bytecode and inside regex
+    /// matching, so `while (true) {}`, catastrophic regexes and long sorts end at the deadline.
+    /// It does not interrupt one long native call that never polls (a single huge
+    /// `String.prototype.repeat` finishes, or hits the memory limit, first).
+    /// Waiting on tool calls also ends at the deadline; handlers still running are dropped.
+    #[serde(with = "millis", rename = "timeout_ms")]
+    pub timeout: Duration,
+    /// Bytes the sandbox's heap may hold (default 64 MiB). Counted by the sandbox's own
+    /// allocator; an allocation past it fails, and the run ends with `memory_limit` even if
+    /// the program catches the out-of-memory error. Host-side buffers (tool results before they
+    /// are parsed into the sandbox) are not counted.
+    pub memory_bytes: usize,
+    /// Bytes of native stack the engine may use (default 512 KiB). Deep recursion becomes a
+    /// catchable `RangeError`; the sandbox thread's own stack is far larger, so the host never
+    /// overflows.
+    pub stack_bytes: usize,
+    /// Tool calls one execution may start (default 1,000). The call past it ends the run with
+    /// `tool_call_limit`.
+    pub max_tool_calls: u32,
+    /// Tool calls in flight at once (default 16). Further calls wait in order; they are not
+    /// errors.
+    pub max_concurrent_tool_calls: usize,
+    /// Bytes of log text kept (default 64 KiB). Later lines are dropped and one marker line
+    /// says how many.
+    pub max_log_bytes: usize,
+    /// Log lines kept (default 1,000), with the same marker.
+    pub max_log_lines: usize,
+    /// Bytes of the JSON result (default 256 KiB). A larger result is cut structurally: it stays
+    /// valid JSON, and each cut is marked with a `"…"` string saying what was dropped.
+    pub max_result_bytes: usize,
+    /// Bytes of one tool call's JSON arguments (default 8 MiB). Larger arguments reject the
+    /// call with a `TypeError`; the handler is not called.
+    pub max_tool_argument_bytes: usize,
+    /// Hard ceiling on everything the program tries to log (default 16 MiB). A log flood past
+    /// it ends the run with `output_limit` instead of spinning until the deadline.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(10),
+            memory_bytes: 64 << 20,
+            stack_bytes: 512 << 10,
+            max_tool_calls: 1_000,
+            max_concurrent_tool_calls: 16,
+            max_log_bytes: 64 << 10,
+            max_log_lines: 1_000,
+            max_result_bytes: 256 << 10,
+            max_tool_argument_bytes: 8 << 20,
+            max_output_bytes: 16 << 20,
+        }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}

@@ -1,0 +1,175 @@
+//! What an execution returns.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ExecError;
+
+/// Severity of a console line: the `console` method that wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// `console.log`
+    Log,
+    /// `console.info`
+    Info,
+    /// `console.warn`
+    Warn,
+    /// `console.error`
+    Error,
+    /// `console.debug`
+    Debug,
+}
+
+impl LogLevel {
+    pub(crate) fn parse(s: &str) -> LogLevel {
+        match s {
+            "info" => LogLevel::Info,
+            "warn" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            "debug" => LogLevel::Debug,
+            _ => LogLevel::Log,
+        }
+    }
+}
+
+/// One captured console line, formatted like Node's `console.log`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Which console method wrote it.
+    pub level: LogLevel,
+    /// The formatted text.
+    pub message: String,
+}
+
+/// What one execution cost and moved.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Wall-clock time from the request to the outcome.
+    #[serde(with = "micros_as_ms", rename = "duration_ms")]
+    pub duration: Duration,
+    /// Tool calls the program started.
+    pub tool_calls: u32,
+    /// Bytes of JSON that tools returned into the sandbox (they never reach the model).
+    pub tool_result_bytes: u64,
+    /// Bytes of the JSON result plus the log text (what reaches the model).
+    pub returned_bytes: u64,
+    /// True when the result was cut to fit `max_result_bytes`.
+    pub result_truncated: bool,
+    /// True when log lines were dropped to fit the log caps.
+    pub logs_truncated: bool,
+    #[serde(skip)]
+    pub(crate) tool_result_texts: TextSample,
+}
+
+/// Token counts, o200k_base (the GPT-4o tokenizer), computed on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    /// Tokens of all tool results, as JSON: what direct tool calling would put in context.
+    pub tool_results: u64,
+    /// Tokens of the result and logs: what code mode puts in context.
+    pub returned: u64,
+    /// True when `tool_results` was extrapolated from a sample (more than
+    /// [`TOKEN_SAMPLE_BYTES`] of tool results).
+    pub estimated: bool,
+}
+
+/// Bytes of tool-result text an outcome keeps for counting tokens later; beyond it the count
+/// is extrapolated from the kept part.
+pub const TOKEN_SAMPLE_BYTES: usize = 8 << 20;
+
+/// The tool results of one execution, kept (up to a cap) so tokens can be counted only when asked.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TextSample {
+    texts: Vec<Arc<str>>,
+    kept: usize,
+}
+
+impl TextSample {
+    pub(crate) fn push(&mut self, text: &Arc<str>) {
+        if self.kept + text.len() <= TOKEN_SAMPLE_BYTES {
+            self.kept += text.len();
+            self.texts.push(Arc::clone(text));
+        }
+    }
+}
+
+/// The result of one execution. `error` is `None` exactly when the program finished normally.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The program's result as JSON (`null` when it returned nothing or failed).
+    pub value: Value,
+    /// Captured console lines, in order.
+    pub logs: Vec<LogLine>,
+    /// Why the execution failed, if it did.
+    pub error: Option<ExecError>,
+    /// Costs and sizes.
+    pub stats: Stats,
+}
+
+impl Outcome {
+    /// True when the program finished without error.
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    pub(crate) fn failed(error: ExecError) -> Outcome {
+        Outcome { value: Value::Null, logs: Vec::new(), error: Some(error), stats: Stats::default() }
+    }
+
+    /// Counts tokens with o200k_base. The first call in a process loads the tokenizer (about
+    /// 70 ms); executions never pay for it unless a caller asks.
+    pub fn tokens(&self) -> Tokens {
+        let bpe = tokenizer();
+        let sample = &self.stats.tool_result_texts;
+        let mut tool_results: u64 =
+            sample.texts.iter().map(|t| bpe.encode_ordinary(t).len() as u64).sum();
+        let estimated = (sample.kept as u64) < self.stats.tool_result_bytes;
+        if estimated && sample.kept > 0 {
+            tool_results = (tool_results as f64 * self.stats.tool_result_bytes as f64
+                / sample.kept as f64)
+                .round() as u64;
+        }
+        let mut returned = bpe.encode_ordinary(&self.value.to_string()).len() as u64;
+        for line in &self.logs {
+            returned += bpe.encode_ordinary(&line.message).len() as u64;
+        }
+        Tokens { tool_results, returned, estimated }
+    }
+
+    /// The outcome as one JSON object: `ok`, `value`, `logs`, `error`, `stats` (with `tokens`).
+    /// This is the shape of `codemode run --json` and of the daemon's `code/execute` result.
+    pub fn to_report(&self) -> Value {
+        let mut stats = serde_json::to_value(&self.stats).expect("stats serialize");
+        stats["tokens"] = serde_json::to_value(self.tokens()).expect("tokens serialize");
+        serde_json::json!({
+            "ok": self.is_ok(),
+            "value": self.value,
+            "logs": self.logs,
+            "error": self.error,
+            "stats": stats,
+        })
+    }
+}
+
+fn tokenizer() -> &'static tiktoken_rs::CoreBPE {
+    static BPE: OnceLock<tiktoken_rs::CoreBPE> = OnceLock::new();
+    BPE.get_or_init(|| tiktoken_rs::o200k_base().expect("o200k_base ships inside tiktoken-rs"))
+}
+
+mod micros_as_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_micros() as f64) / 1000.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        f64::deserialize(d).map(|ms| Duration::from_micros((ms * 1000.0) as u64))
+    }
+}

@@ -1,0 +1,362 @@
+//! Tools, grouped in namespaces, with their schemas and async handlers.
+//!
+//! A [`Registry`] is built once and then shared (cheaply cloned, immutable) by every execution.
+//! Each tool keeps its original name (what an MCP server or a client calls it) and gets a
+//! deterministic JS name (what the sandbox calls it): `get-sum` → `getSum`,
+//! `tree.insert-node` → `treeInsertNode`, `delete` → `delete_`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{RegistryError, ToolError};
+
+/// A boxed, sendable future, the return type of a [`ToolHandler`].
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a tool does when called. Implemented for every `Fn(Value) -> impl Future<Output =
+/// Result<Value, ToolError>>` closure, so a plain async closure is a handler.
+pub trait ToolHandler: Send + Sync + 'static {
+    /// Runs the tool with arguments that already passed the input schema.
+    fn call(&self, args: Value) -> BoxFuture<Result<Value, ToolError>>;
+}
+
+impl<F, Fut> ToolHandler for F
+where
+    F: Fn(Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, ToolError>> + Send + 'static,
+{
+    fn call(&self, args: Value) -> BoxFuture<Result<Value, ToolError>> {
+        Box::pin(self(args))
+    }
+}
+
+/// One tool: names, description, schemas, handler, and the compiled input validator.
+#[derive(Clone)]
+pub struct Tool {
+    name: String,
+    js_name: String,
+    description: String,
+    input_schema: Value,
+    output_schema: Option<Value>,
+    handler: Arc<dyn ToolHandler>,
+}
+
+impl std::fmt::Debug for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tool")
+            .field("name", &self.name)
+            .field("js_name", &self.js_name)
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tool {
+    /// A tool taking and returning JSON values.
+    pub fn new(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        input_schema: Value,
+        handler: impl ToolHandler,
+    ) -> Self {
+        let name = name.into();
+        Tool {
+            js_name: js_name(&name).unwrap_or_default(),
+            name,
+            description: description.into(),
+            input_schema,
+            output_schema: None,
+            handler: Arc::new(handler),
+        }
+    }
+
+    /// A tool whose handler takes and returns serde types. Arguments that pass the input schema
+    /// but do not deserialize into `I` become a `ToolError` with code `invalid_argument`.
+    pub fn typed<I, O, F, Fut>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        input_schema: Value,
+        handler: F,
+    ) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        Tool::new(name, description, input_schema, move |args: Value| {
+            let handler = Arc::clone(&handler);
+            async move {
+                let input: I = serde_json::from_value(args)
+                    .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
+                let output = handler(input).await?;
+                serde_json::to_value(output)
+                    .map_err(|e| ToolError::with_code("invalid_output", e.to_string()))
+            }
+        })
+    }
+
+    /// Declares the schema of the tool's result (used for declarations; not enforced).
+    pub fn with_output_schema(mut self, schema: Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+
+    /// The original name, as registered.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The name inside the sandbox: `namespace.<js_name>(args)`.
+    pub fn js_name(&self) -> &str {
+        &self.js_name
+    }
+    /// The description given at registration.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+    /// The input JSON Schema.
+    pub fn input_schema(&self) -> &Value {
+        &self.input_schema
+    }
+    /// The output JSON Schema, if declared.
+    pub fn output_schema(&self) -> Option<&Value> {
+        self.output_schema.as_ref()
+    }
+    pub(crate) fn handler(&self) -> &Arc<dyn ToolHandler> {
+        &self.handler
+    }
+}
+
+/// A registered tool with its compiled validator.
+pub(crate) struct Entry {
+    pub(crate) tool: Tool,
+    pub(crate) validator: jsonschema::Validator,
+}
+
+/// The tools of one namespace, keyed by JS name.
+pub(crate) struct Namespace {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) tools: BTreeMap<String, Arc<Entry>>,
+}
+
+/// Tools grouped in namespaces. Build it with [`Registry::register`], then hand it to an
+/// [`EngineBuilder`](crate::EngineBuilder); cloning shares the same tools.
+#[derive(Clone, Default)]
+pub struct Registry {
+    namespaces: BTreeMap<String, Arc<Namespace>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m = f.debug_map();
+        for (js, ns) in &self.namespaces {
+            m.entry(js, &ns.tools.keys().collect::<Vec<_>>());
+        }
+        m.finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `tool` to `namespace` (created on first use). Fails on an invalid name, a JS-name
+    /// collision, or a schema that is not valid JSON Schema; the registry is unchanged then.
+    pub fn register(&mut self, namespace: &str, tool: Tool) -> Result<&mut Self, RegistryError> {
+        let ns_js = namespace_js_name(namespace)?;
+        if tool.js_name.is_empty() {
+            return Err(RegistryError::InvalidToolName {
+                namespace: namespace.into(),
+                name: tool.name.clone(),
+            });
+        }
+        let validator = jsonschema::validator_for(&tool.input_schema).map_err(|e| {
+            RegistryError::InvalidSchema {
+                namespace: namespace.into(),
+                name: tool.name.clone(),
+                which: "input",
+                message: e.to_string(),
+            }
+        })?;
+        if let Some(out) = &tool.output_schema {
+            jsonschema::validator_for(out).map_err(|e| RegistryError::InvalidSchema {
+                namespace: namespace.into(),
+                name: tool.name.clone(),
+                which: "output",
+                message: e.to_string(),
+            })?;
+        }
+        let ns = self.namespaces.entry(ns_js).or_insert_with(|| {
+            Arc::new(Namespace {
+                name: namespace.into(),
+                description: String::new(),
+                tools: BTreeMap::new(),
+            })
+        });
+        if let Some(existing) = ns.tools.get(&tool.js_name) {
+            return Err(RegistryError::Collision {
+                namespace: namespace.into(),
+                name: tool.name.clone(),
+                existing: existing.tool.name.clone(),
+                js_name: tool.js_name.clone(),
+            });
+        }
+        let ns = Arc::make_mut_namespace(ns);
+        ns.tools.insert(tool.js_name.clone(), Arc::new(Entry { tool, validator }));
+        Ok(self)
+    }
+
+    /// Sets the one-line description of a namespace (shown by discovery).
+    pub fn describe_namespace(
+        &mut self,
+        namespace: &str,
+        description: impl Into<String>,
+    ) -> Result<&mut Self, RegistryError> {
+        let ns_js = namespace_js_name(namespace)?;
+        let description = description.into();
+        let ns = self.namespaces.entry(ns_js).or_insert_with(|| {
+            Arc::new(Namespace {
+                name: namespace.into(),
+                description: String::new(),
+                tools: BTreeMap::new(),
+            })
+        });
+        Arc::make_mut_namespace(ns).description = description;
+        Ok(self)
+    }
+
+    /// Every tool, as `(namespace, tool)`, sorted by namespace and JS name.
+    pub fn tools(&self) -> impl Iterator<Item = (&str, &Tool)> {
+        self.namespaces
+            .values()
+            .flat_map(|ns| ns.tools.values().map(move |e| (ns.name.as_str(), &e.tool)))
+    }
+
+    /// Looks a tool up by namespace and either its JS name or its original name.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&Tool> {
+        self.entry(namespace, name).map(|e| &e.tool)
+    }
+
+    pub(crate) fn entry(&self, namespace: &str, name: &str) -> Option<&Arc<Entry>> {
+        let ns = self
+            .namespaces
+            .get(namespace)
+            .or_else(|| self.namespaces.values().find(|ns| ns.name == namespace))?;
+        ns.tools
+            .get(name)
+            .or_else(|| ns.tools.values().find(|e| e.tool.name == name))
+    }
+
+    /// Namespaces as `(js_name, namespace)`, sorted.
+    pub(crate) fn namespaces(&self) -> impl Iterator<Item = (&str, &Namespace)> {
+        self.namespaces.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+
+    /// True when no tool is registered.
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.values().all(|ns| ns.tools.is_empty())
+    }
+}
+
+/// `Arc::make_mut` needs `Clone`; a namespace clones its map of `Arc`ed entries, which is cheap.
+trait MakeMutNamespace {
+    fn make_mut_namespace(this: &mut Arc<Namespace>) -> &mut Namespace;
+}
+
+impl MakeMutNamespace for Arc<Namespace> {
+    fn make_mut_namespace(this: &mut Arc<Namespace>) -> &mut Namespace {
+        if Arc::get_mut(this).is_none() {
+            *this = Arc::new(Namespace {
+                name: this.name.clone(),
+                description: this.description.clone(),
+                tools: this.tools.clone(),
+            });
+        }
+        Arc::get_mut(this).expect("just made unique")
+    }
+}
+
+fn namespace_js_name(namespace: &str) -> Result<String, RegistryError> {
+    let js = js_name(namespace).ok_or_else(|| RegistryError::InvalidNamespace(namespace.into()))?;
+    if crate::sandbox::RESERVED_GLOBALS.contains(&js.as_str()) {
+        return Err(RegistryError::ReservedNamespace(namespace.into()));
+    }
+    Ok(js)
+}
+
+/// The JS name for a tool or namespace name: valid identifiers stay as they are; anything else
+/// is split on the characters an identifier cannot hold and joined in camelCase; a leading digit
+/// gets a `_` prefix and a reserved word a `_` suffix. `None` when nothing usable remains.
+pub fn js_name(name: &str) -> Option<String> {
+    let mut out = String::with_capacity(name.len());
+    if is_identifier(name) {
+        out.push_str(name);
+    } else {
+        let words = name.split(|c: char| !is_ident_char(c)).filter(|w| !w.is_empty());
+        for (i, word) in words.enumerate() {
+            let mut chars = word.chars();
+            let first = chars.next().expect("non-empty word");
+            if i == 0 {
+                out.push(first);
+            } else {
+                out.extend(first.to_uppercase());
+            }
+            out.extend(chars);
+        }
+        if out.is_empty() {
+            return None;
+        }
+        if out.starts_with(|c: char| c.is_ascii_digit()) {
+            out.insert(0, '_');
+        }
+    }
+    if RESERVED_WORDS.contains(&out.as_str()) {
+        out.push('_');
+    }
+    Some(out)
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '$'
+}
+
+fn is_identifier(s: &str) -> bool {
+    s.starts_with(|c: char| is_ident_char(c) && !c.is_ascii_digit()) && s.chars().all(is_ident_char)
+}
+
+/// Words that cannot name a function in a TypeScript declaration.
+const RESERVED_WORDS: &[&str] = &[
+    "arguments", "await", "break", "case", "catch", "class", "const", "continue", "debugger",
+    "default", "delete", "do", "else", "enum", "eval", "export", "extends", "false", "finally",
+    "for", "function", "if", "implements", "import", "in", "instanceof", "interface", "let", "new",
+    "null", "package", "private", "protected", "public", "return", "static", "super", "switch",
+    "this", "throw", "true", "try", "typeof", "var", "void", "while", "with", "yield",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::js_name;
+
+    #[test]
+    fn js_names_are_deterministic_camel_case() {
+        assert_eq!(js_name("getRows").as_deref(), Some("getRows"));
+        assert_eq!(js_name("list_sheets").as_deref(), Some("list_sheets"));
+        assert_eq!(js_name("get-sum").as_deref(), Some("getSum"));
+        assert_eq!(js_name("tree.insert-node").as_deref(), Some("treeInsertNode"));
+        assert_eq!(js_name("delete").as_deref(), Some("delete_"));
+        assert_eq!(js_name("2fa-check").as_deref(), Some("_2faCheck"));
+        assert_eq!(js_name("a b/c").as_deref(), Some("aBC"));
+        assert_eq!(js_name("--").as_deref(), None);
+        assert_eq!(js_name("").as_deref(), None);
+    }
+}

@@ -1,0 +1,83 @@
+//! A counting allocator: QuickJS's own memory limit raises an out-of-memory error that the
+//! program can catch and ignore, so the host keeps its own count and flags the run instead.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use rquickjs::allocator::{Allocator, RustAllocator};
+
+/// Shared between the allocator (inside the runtime) and the interrupt handler.
+#[derive(Default)]
+pub(crate) struct Budget {
+    pub(crate) used: Cell<usize>,
+    pub(crate) limit: Cell<usize>,
+    pub(crate) exceeded: Cell<bool>,
+}
+
+pub(crate) struct CountingAllocator(pub(crate) Rc<Budget>);
+
+impl CountingAllocator {
+    fn admit(&self, size: usize) -> bool {
+        let b = &self.0;
+        if b.used.get().saturating_add(size) > b.limit.get() {
+            b.exceeded.set(true);
+            return false;
+        }
+        true
+    }
+}
+
+unsafe impl Allocator for CountingAllocator {
+    fn alloc(&mut self, size: usize) -> *mut u8 {
+        if !self.admit(size) {
+            return std::ptr::null_mut();
+        }
+        let ptr = RustAllocator.alloc(size);
+        if !ptr.is_null() {
+            let b = &self.0;
+            b.used.set(b.used.get() + unsafe { RustAllocator::usable_size(ptr) });
+        }
+        ptr
+    }
+
+    fn calloc(&mut self, count: usize, size: usize) -> *mut u8 {
+        let Some(total) = count.checked_mul(size) else { return std::ptr::null_mut() };
+        if !self.admit(total) {
+            return std::ptr::null_mut();
+        }
+        let ptr = RustAllocator.calloc(count, size);
+        if !ptr.is_null() {
+            let b = &self.0;
+            b.used.set(b.used.get() + unsafe { RustAllocator::usable_size(ptr) });
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&mut self, ptr: *mut u8) {
+        let size = unsafe { RustAllocator::usable_size(ptr) };
+        let b = &self.0;
+        b.used.set(b.used.get().saturating_sub(size));
+        unsafe { RustAllocator.dealloc(ptr) }
+    }
+
+    unsafe fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> *mut u8 {
+        if ptr.is_null() {
+            return self.alloc(new_size);
+        }
+        let old = unsafe { RustAllocator::usable_size(ptr) };
+        if new_size > old && !self.admit(new_size - old) {
+            return std::ptr::null_mut();
+        }
+        let new = unsafe { RustAllocator.realloc(ptr, new_size) };
+        if !new.is_null() {
+            let b = &self.0;
+            let now = unsafe { RustAllocator::usable_size(new) };
+            b.used.set(b.used.get().saturating_sub(old) + now);
+        }
+        new
+    }
+
+    unsafe fn usable_size(ptr: *mut u8) -> usize {
+        unsafe { RustAllocator::usable_size(ptr) }
+    }
+}

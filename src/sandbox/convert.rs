@@ -1,0 +1,338 @@
+//! JS values → JSON, on the host side, without running any code of the program.
+//!
+//! Only own, enumerable *data* properties are read (through `JS_GetOwnProperty`), so getters,
+//! `toJSON` and patched prototypes never run; a Proxy is refused before any of its traps could
+//! run. The walk has a byte budget: in `Cut` mode a result past it is cut structurally (it stays
+//! valid JSON and every cut is marked), in `Fail` mode it is an error.
+
+use std::ptr;
+
+use rquickjs::{qjs, Ctx, FromJs, Function, Type, Value};
+use serde_json::{Map, Number, Value as Json};
+
+/// Deeper nesting than this is refused: no real result needs it, and it bounds the host's
+/// recursion.
+pub(crate) const MAX_DEPTH: usize = 256;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    Cut,
+    Fail,
+}
+
+#[derive(Debug)]
+pub(crate) struct Converted {
+    pub(crate) json: Json,
+    pub(crate) truncated: bool,
+}
+
+pub(crate) struct Walker<'js> {
+    ctx: Ctx<'js>,
+    budget: usize,
+    used: usize,
+    overflow: Overflow,
+    truncated: bool,
+    ancestors: Vec<*mut std::ffi::c_void>,
+    path: Vec<Seg>,
+    date_to_iso: Option<Function<'js>>,
+}
+
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+enum Prop<'js> {
+    Data(Value<'js>),
+    Accessor,
+    Missing,
+}
+
+impl<'js> Walker<'js> {
+    pub(crate) fn new(
+        ctx: Ctx<'js>,
+        budget: usize,
+        overflow: Overflow,
+        date_to_iso: Option<Function<'js>>,
+    ) -> Self {
+        Walker {
+            ctx,
+            budget,
+            used: 0,
+            overflow,
+            truncated: false,
+            ancestors: Vec::new(),
+            path: Vec::new(),
+            date_to_iso,
+        }
+    }
+
+    /// Converts a value. Top-level `undefined` is `null`; a top-level function or symbol is an
+    /// error (nested ones are dropped from objects and become `null` in arrays, as in JSON).
+    pub(crate) fn convert(mut self, v: &Value<'js>) -> Result<Converted, String> {
+        if v.is_function() {
+            return Err("the result is a function, which has no JSON form".into());
+        }
+        let json = self.walk(v, 0)?.unwrap_or(Json::Null);
+        Ok(Converted { json, truncated: self.truncated })
+    }
+
+    fn path_text(&self) -> String {
+        let mut out = String::from("$");
+        for seg in &self.path {
+            match seg {
+                Seg::Key(k) => {
+                    if crate::registry::js_name(k).as_deref() == Some(k.as_str()) {
+                        out.push('.');
+                        out.push_str(k);
+                    } else {
+                        out.push_str(&format!("[{}]", Json::String(k.clone())));
+                    }
+                }
+                Seg::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
+
+    fn charge(&mut self, bytes: usize) -> Result<(), String> {
+        self.used += bytes;
+        if self.overflow == Overflow::Fail && self.used > self.budget {
+            return Err(format!("the value is larger than the {} byte limit", self.budget));
+        }
+        Ok(())
+    }
+
+    fn over(&self) -> bool {
+        self.used >= self.budget
+    }
+
+    fn walk(&mut self, v: &Value<'js>, depth: usize) -> Result<Option<Json>, String> {
+        let json = match v.type_of() {
+            Type::Undefined | Type::Uninitialized => return Ok(None),
+            Type::Function | Type::Constructor | Type::Symbol => return Ok(None),
+            Type::Null => Json::Null,
+            Type::Bool => Json::Bool(v.as_bool().unwrap_or(false)),
+            Type::Int => Json::from(v.as_int().unwrap_or(0)),
+            Type::Float => number(v.as_float().unwrap_or(f64::NAN)),
+            Type::BigInt => {
+                let text = rquickjs::Coerced::<String>::from_js(&self.ctx, v.clone())
+                    .map(|c| c.0)
+                    .map_err(|e| e.to_string())?;
+                Json::String(text)
+            }
+            Type::String => {
+                let s = js_string(v);
+                return Ok(Some(self.string(s)?));
+            }
+            Type::Object | Type::Array | Type::Promise | Type::Exception => {
+                return self.object(v, depth).map(Some);
+            }
+            other => return Err(format!("{} at {} has no JSON form", other, self.path_text())),
+        };
+        self.charge(json_len(&json))?;
+        Ok(Some(json))
+    }
+
+    fn string(&mut self, s: String) -> Result<Json, String> {
+        let cost = s.len() + 2;
+        if self.overflow == Overflow::Cut && self.used + cost > self.budget {
+            let room = self.budget.saturating_sub(self.used + 2);
+            let mut end = room.min(s.len());
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            let cut = format!("{}… [{} more bytes]", &s[..end], s.len() - end);
+            self.truncated = true;
+            self.used += cut.len() + 2;
+            return Ok(Json::String(cut));
+        }
+        self.charge(cost)?;
+        Ok(Json::String(s))
+    }
+
+    fn object(&mut self, v: &Value<'js>, depth: usize) -> Result<Json, String> {
+        if v.is_proxy() {
+            return Err(format!("a Proxy at {} cannot leave the sandbox", self.path_text()));
+        }
+        if depth >= MAX_DEPTH {
+            return Err(format!("the value at {} is nested deeper than {MAX_DEPTH} levels", self.path_text()));
+        }
+        let raw = v.as_raw();
+        if unsafe { qjs::JS_IsDate(raw) } {
+            let iso = self
+                .date_to_iso
+                .as_ref()
+                .and_then(|f| f.call::<_, Value>((rquickjs::function::This(v.clone()),)).ok())
+                .filter(|s| s.is_string())
+                .map(|s| js_string(&s));
+            let json = iso.map_or(Json::Null, Json::String);
+            self.charge(json_len(&json))?;
+            return Ok(json);
+        }
+        let ptr = unsafe { qjs::JS_VALUE_GET_PTR(raw) };
+        if self.ancestors.contains(&ptr) {
+            return Err(format!("the value has a cycle at {}", self.path_text()));
+        }
+        self.ancestors.push(ptr);
+        let result = if v.is_array() { self.array(v, depth) } else { self.plain(v, depth) };
+        self.ancestors.pop();
+        result
+    }
+
+    fn array(&mut self, v: &Value<'js>, depth: usize) -> Result<Json, String> {
+        let len = match own_property_str(&self.ctx, v, "length") {
+            Prop::Data(l) => l.as_int().map(|i| i.max(0) as usize).or_else(|| l.as_float().map(|f| f as usize)).unwrap_or(0),
+            _ => 0,
+        };
+        self.charge(2)?;
+        let mut items = Vec::with_capacity(len.min(1 << 16));
+        for i in 0..len {
+            if self.overflow == Overflow::Cut && self.over() {
+                items.push(Json::String(format!("… [{} more items]", len - i)));
+                self.truncated = true;
+                break;
+            }
+            self.path.push(Seg::Index(i));
+            let item = match own_property_index(&self.ctx, v, i as u32) {
+                Prop::Data(item) => self.walk(&item, depth + 1)?.unwrap_or(Json::Null),
+                Prop::Accessor | Prop::Missing => {
+                    self.charge(4)?;
+                    Json::Null
+                }
+            };
+            self.path.pop();
+            self.charge(1)?;
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn plain(&mut self, v: &Value<'js>, depth: usize) -> Result<Json, String> {
+        let ctx = self.ctx.as_raw().as_ptr();
+        let mut tab: *mut qjs::JSPropertyEnum = ptr::null_mut();
+        let mut len: u32 = 0;
+        let flags = (qjs::JS_GPN_STRING_MASK | qjs::JS_GPN_ENUM_ONLY) as i32;
+        if unsafe { qjs::JS_GetOwnPropertyNames(ctx, &mut tab, &mut len, v.as_raw(), flags) } < 0 {
+            let _ = self.ctx.catch();
+            return Err(format!("the properties of the value at {} cannot be read", self.path_text()));
+        }
+        let atoms: Vec<qjs::JSAtom> =
+            (0..len as usize).map(|i| unsafe { (*tab.add(i)).atom }).collect();
+        let result = (|| {
+            self.charge(2)?;
+            let mut map = Map::new();
+            for (i, &atom) in atoms.iter().enumerate() {
+                if self.overflow == Overflow::Cut && self.over() {
+                    map.insert("…".into(), Json::String(format!("[{} more keys]", atoms.len() - i)));
+                    self.truncated = true;
+                    break;
+                }
+                let key = unsafe {
+                    js_string(&Value::from_raw(self.ctx.clone(), qjs::JS_AtomToValue(ctx, atom)))
+                };
+                let Prop::Data(value) = own_property(&self.ctx, v, atom) else { continue };
+                self.path.push(Seg::Key(key));
+                let item = self.walk(&value, depth + 1)?;
+                let Some(Seg::Key(key)) = self.path.pop() else { unreachable!() };
+                if let Some(item) = item {
+                    self.charge(key.len() + 4)?;
+                    map.insert(key, item);
+                }
+            }
+            Ok(Json::Object(map))
+        })();
+        unsafe { qjs::JS_FreePropertyEnum(ctx, tab, len) };
+        result
+    }
+}
+
+fn number(f: f64) -> Json {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+        Json::from(f as i64)
+    } else {
+        Number::from_f64(f).map_or(Json::Null, Json::Number)
+    }
+}
+
+fn json_len(j: &Json) -> usize {
+    match j {
+        Json::Null => 4,
+        Json::Bool(b) => if *b { 4 } else { 5 },
+        Json::Number(n) => n.to_string().len(),
+        Json::String(s) => s.len() + 2,
+        _ => 2,
+    }
+}
+
+/// A JS string as Rust text; lone surrogates become U+FFFD.
+pub(crate) fn js_string(v: &Value<'_>) -> String {
+    match v.as_string() {
+        Some(s) => s.to_string().unwrap_or_else(|_| {
+            let mut len = 0usize;
+            let ctx = s.ctx().as_raw().as_ptr();
+            unsafe {
+                let p = qjs::JS_ToCStringLen(ctx, &mut len, v.as_raw());
+                if p.is_null() {
+                    return String::new();
+                }
+                let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len);
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                qjs::JS_FreeCString(ctx, p);
+                text
+            }
+        }),
+        None => String::new(),
+    }
+}
+
+fn own_property<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, atom: qjs::JSAtom) -> Prop<'js> {
+    let raw_ctx = ctx.as_raw().as_ptr();
+    let mut desc = qjs::JSPropertyDescriptor {
+        flags: 0,
+        value: qjs::JS_UNDEFINED,
+        getter: qjs::JS_UNDEFINED,
+        setter: qjs::JS_UNDEFINED,
+    };
+    let found = unsafe { qjs::JS_GetOwnProperty(raw_ctx, &mut desc, obj.as_raw(), atom) };
+    if found < 0 {
+        let _ = ctx.catch();
+        return Prop::Missing;
+    }
+    if found == 0 {
+        return Prop::Missing;
+    }
+    unsafe {
+        qjs::JS_FreeValue(raw_ctx, desc.getter);
+        qjs::JS_FreeValue(raw_ctx, desc.setter);
+    }
+    let value = unsafe { Value::from_raw(ctx.clone(), desc.value) };
+    if desc.flags & qjs::JS_PROP_GETSET as i32 != 0 {
+        Prop::Accessor
+    } else {
+        Prop::Data(value)
+    }
+}
+
+fn own_property_index<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, i: u32) -> Prop<'js> {
+    let raw_ctx = ctx.as_raw().as_ptr();
+    let atom = unsafe { qjs::JS_NewAtomUInt32(raw_ctx, i) };
+    let prop = own_property(ctx, obj, atom);
+    unsafe { qjs::JS_FreeAtom(raw_ctx, atom) };
+    prop
+}
+
+pub(crate) fn own_data_property<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, name: &str) -> Option<Value<'js>> {
+    match own_property_str(ctx, obj, name) {
+        Prop::Data(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn own_property_str<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, name: &str) -> Prop<'js> {
+    let raw_ctx = ctx.as_raw().as_ptr();
+    let atom = unsafe { qjs::JS_NewAtomLen(raw_ctx, name.as_ptr().cast(), name.len() as _) };
+    let prop = own_property(ctx, obj, atom);
+    unsafe { qjs::JS_FreeAtom(raw_ctx, atom) };
+    prop
+}

@@ -1,0 +1,591 @@
+//! The JS engine: QuickJS-ng through `rquickjs`. This module is the only place that names it;
+//! everything the rest of the crate needs is [`Sandbox`] (a warm runtime + context + prelude),
+//! [`Sandbox::run`] (one execution, start to outcome) and [`ScriptCache`].
+//!
+//! A sandbox serves exactly one execution and is then dropped, so nothing a program does (globals,
+//! prototype edits, pending jobs, a heap that hit its limit) can reach the next one.
+
+mod alloc;
+mod convert;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rquickjs::module::{Declared, WriteOptions};
+use rquickjs::promise::PromiseState;
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime, Value};
+
+use crate::bridge::{Bridge, Next, Settlement};
+use crate::error::{ErrorKind, ExecError};
+use crate::limits::Limits;
+use crate::outcome::{LogLevel, LogLine, Outcome, Stats};
+use crate::registry::Registry;
+use crate::transpile::{self, Compiled, SCRIPT_NAME};
+
+use self::alloc::{Budget, CountingAllocator};
+use self::convert::{Overflow, Walker};
+
+const PRELUDE_SOURCE: &str = include_str!("../../js/prelude.js");
+const PRELUDE_NAME: &str = "codemode:prelude";
+
+/// Every global a program sees. Registering a namespace with one of these names is refused, and
+/// a test fails when the sandbox grows a global that is not listed here.
+pub(crate) const RESERVED_GLOBALS: &[&str] = &[
+    "AggregateError", "Array", "ArrayBuffer", "Atomics", "BigInt", "BigInt64Array",
+    "BigUint64Array", "Boolean", "DOMException", "DataView", "Date", "Error", "EvalError",
+    "FinalizationRegistry", "Float16Array", "Float32Array", "Float64Array", "Function",
+    "Infinity", "Int16Array", "Int32Array", "Int8Array", "Iterator", "JSON", "Map", "Math",
+    "NaN", "Number", "Object", "Promise", "Proxy", "RangeError", "ReferenceError", "Reflect",
+    "RegExp", "Set", "SharedArrayBuffer", "String", "Symbol", "SyntaxError", "TypeError",
+    "URIError", "Uint16Array", "Uint32Array", "Uint8Array", "Uint8ClampedArray", "WeakMap",
+    "WeakRef", "WeakSet", "clearTimeout", "codemode", "console", "decodeURI",
+    "decodeURIComponent", "encodeURI", "encodeURIComponent", "escape", "eval", "globalThis",
+    "isFinite", "isNaN", "parseFloat", "parseInt", "performance", "queueMicrotask",
+    "setTimeout", "undefined", "unescape",
+];
+
+/// Compiled scripts, keyed by their exact source, shared by all sandboxes of an engine.
+#[derive(Default)]
+pub(crate) struct ScriptCache {
+    scripts: Mutex<HashMap<Arc<str>, Arc<Script>>>,
+}
+
+/// Entries kept before the cache starts over; agent programs repeat in bursts, so a simple
+/// bound beats bookkeeping.
+const SCRIPT_CACHE_ENTRIES: usize = 512;
+
+struct Script {
+    bytecode: Vec<u8>,
+    compiled: Compiled,
+}
+
+impl ScriptCache {
+    fn get(&self, source: &str) -> Option<Arc<Script>> {
+        self.scripts.lock().expect("script cache lock").get(source).cloned()
+    }
+
+    fn put(&self, source: Arc<str>, script: Arc<Script>) {
+        let mut map = self.scripts.lock().expect("script cache lock");
+        if map.len() >= SCRIPT_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(source, script);
+    }
+}
+
+/// The prelude as bytecode, compiled once per process.
+fn prelude_bytecode() -> Result<&'static [u8], String> {
+    static BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+    BYTECODE
+        .get_or_init(|| {
+            let rt = Runtime::new().map_err(|e| e.to_string())?;
+            let ctx = Context::full(&rt).map_err(|e| e.to_string())?;
+            ctx.with(|ctx| {
+                let module = Module::declare(ctx.clone(), PRELUDE_NAME, PRELUDE_SOURCE)
+                    .catch(&ctx)
+                    .map_err(|e| format!("prelude does not compile: {e}"))?;
+                module.write(WriteOptions::default()).map_err(|e| e.to_string())
+            })
+        })
+        .as_ref()
+        .map(Vec::as_slice)
+        .map_err(Clone::clone)
+}
+
+/// Why the interrupt handler stopped the program.
+#[derive(Default)]
+struct Control {
+    deadline: Cell<Option<Instant>>,
+    cancel: RefCell<Option<Arc<AtomicBool>>>,
+    abort: Cell<Option<ErrorKind>>,
+    budget: Rc<Budget>,
+}
+
+impl Control {
+    fn check(&self) -> bool {
+        if self.abort.get().is_some() {
+            return true;
+        }
+        let kind = if self.budget.exceeded.get() {
+            ErrorKind::MemoryLimit
+        } else if self.cancel.borrow().as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            ErrorKind::Cancelled
+        } else if self.deadline.get().is_some_and(|d| Instant::now() >= d) {
+            ErrorKind::Timeout
+        } else {
+            return false;
+        };
+        self.abort.set(Some(kind));
+        true
+    }
+}
+
+/// The state of the execution in progress, reached from the host functions.
+struct Exec {
+    bridge: Bridge,
+    limits: Limits,
+    logs: Vec<LogLine>,
+    log_bytes: usize,
+    logs_dropped: usize,
+    output_attempted: usize,
+    unhandled: Vec<(usize, String)>,
+}
+
+impl Exec {
+    fn log(&mut self, level: LogLevel, message: String) -> Result<(), ErrorKind> {
+        self.output_attempted += message.len();
+        if self.output_attempted > self.limits.max_output_bytes {
+            return Err(ErrorKind::OutputLimit);
+        }
+        if self.logs_dropped == 0
+            && self.logs.len() < self.limits.max_log_lines
+            && self.log_bytes + message.len() <= self.limits.max_log_bytes
+        {
+            self.log_bytes += message.len();
+            self.logs.push(LogLine { level, message });
+        } else {
+            self.logs_dropped += 1;
+        }
+        Ok(())
+    }
+}
+
+type ExecCell = Rc<RefCell<Option<Exec>>>;
+
+/// A warm sandbox: runtime, context, prelude loaded, host functions installed.
+pub(crate) struct Sandbox {
+    // Persistent handles first: fields drop in order, and they must go before the runtime.
+    exports: Persistent<Object<'static>>,
+    date_to_iso: Persistent<Function<'static>>,
+    context: Context,
+    runtime: Runtime,
+    control: Rc<Control>,
+    exec: ExecCell,
+    // Bytecode loaded without copying must outlive the runtime.
+    _script: Option<Arc<Script>>,
+}
+
+impl Sandbox {
+    /// Builds a sandbox with the prelude loaded. Costs about a context creation plus loading
+    /// the prelude's bytecode.
+    pub(crate) fn new() -> Result<Sandbox, ExecError> {
+        let internal = |e: rquickjs::Error| ExecError::new(ErrorKind::Internal, format!("sandbox setup failed: {e}"));
+        let prelude = prelude_bytecode().map_err(|e| ExecError::new(ErrorKind::Internal, e))?;
+        let budget = Rc::new(Budget::default());
+        budget.limit.set(usize::MAX);
+        let runtime = Runtime::new_with_alloc(CountingAllocator(Rc::clone(&budget))).map_err(internal)?;
+        let control = Rc::new(Control { budget, ..Control::default() });
+        let exec: ExecCell = Rc::new(RefCell::new(None));
+        {
+            let control = Rc::clone(&control);
+            runtime.set_interrupt_handler(Some(Box::new(move || control.check())));
+        }
+        {
+            let exec = Rc::clone(&exec);
+            runtime.set_host_promise_rejection_tracker(Some(Box::new(
+                move |ctx: Ctx<'_>, promise: Value<'_>, reason: Value<'_>, handled: bool| {
+                    let Ok(mut guard) = exec.try_borrow_mut() else { return };
+                    let Some(exec) = guard.as_mut() else { return };
+                    let key = unsafe { rquickjs::qjs::JS_VALUE_GET_PTR(promise.as_raw()) } as usize;
+                    if handled {
+                        exec.unhandled.retain(|(k, _)| *k != key);
+                    } else {
+                        exec.unhandled.push((key, describe_reason(&ctx, &reason)));
+                    }
+                },
+            )));
+        }
+        let context = Context::full(&runtime).map_err(internal)?;
+        let (exports, date_to_iso) = context.with(|ctx| -> rquickjs::Result<_> {
+            let module = unsafe { Module::load(ctx.clone(), prelude)? };
+            let (module, _) = module.eval()?;
+            let init: Function = module.get("init")?;
+            let host = host_functions(&ctx, &control, &exec)?;
+            let exports: Object = init.call((host,))?;
+            let date_to_iso: Function = ctx.eval("Date.prototype.toISOString")?;
+            Ok((Persistent::save(&ctx, exports), Persistent::save(&ctx, date_to_iso)))
+        }).map_err(internal)?;
+        Ok(Sandbox { exports, date_to_iso, context, runtime, control, exec, _script: None })
+    }
+
+    /// Runs one program to its outcome. The sandbox is used up.
+    pub(crate) fn run(mut self, job: RunJob) -> Outcome {
+        let RunJob { code, registry, limits, bridge, cache, started } = job;
+        let deadline = started + limits.timeout;
+        self.control.deadline.set(Some(deadline));
+        *self.control.cancel.borrow_mut() = Some(bridge.cancel_flag());
+        let budget = &self.control.budget;
+        budget.limit.set(budget.used.get().saturating_add(limits.memory_bytes));
+        self.runtime.set_max_stack_size(limits.stack_bytes);
+        *self.exec.borrow_mut() = Some(Exec {
+            bridge,
+            limits: limits.clone(),
+            logs: Vec::new(),
+            log_bytes: 0,
+            logs_dropped: 0,
+            output_attempted: 0,
+            unhandled: Vec::new(),
+        });
+
+        let script = match cache.get(&code) {
+            Some(script) => Ok(script),
+            None => self.compile(&code, &cache),
+        };
+        let result = match script {
+            Ok(script) => {
+                self._script = Some(Arc::clone(&script));
+                self.execute(&script, &registry, &limits, deadline)
+            }
+            Err(e) => Err(e),
+        };
+
+        let exec = self.exec.borrow_mut().take().expect("execution state present");
+        let (value, truncated, mut error) = match result {
+            Ok((value, truncated)) => (value, truncated, None),
+            Err(e) => (serde_json::Value::Null, false, Some(e)),
+        };
+        let mut logs = exec.logs;
+        if exec.logs_dropped > 0 {
+            logs.push(LogLine {
+                level: LogLevel::Warn,
+                message: format!(
+                    "[codemode] {} more log line(s) dropped: the log is capped at {} lines and {} bytes",
+                    exec.logs_dropped, limits.max_log_lines, limits.max_log_bytes
+                ),
+            });
+        }
+        for (_, reason) in exec.unhandled.iter().take(10) {
+            logs.push(LogLine { level: LogLevel::Error, message: format!("Unhandled promise rejection: {reason}") });
+        }
+        if let Some(e) = error.as_mut() {
+            if e.kind == ErrorKind::Timeout {
+                e.message = format!("the program ran past its {} ms deadline", limits.timeout.as_millis());
+            }
+        }
+        let returned_bytes = value.to_string().len() + logs.iter().map(|l| l.message.len()).sum::<usize>();
+        let stats = Stats {
+            duration: started.elapsed(),
+            tool_calls: exec.bridge.calls().min(limits.max_tool_calls),
+            tool_result_bytes: exec.bridge.tool_result_bytes,
+            returned_bytes: returned_bytes as u64,
+            result_truncated: truncated,
+            logs_truncated: exec.logs_dropped > 0,
+            tool_result_texts: exec.bridge.samples.clone(),
+        };
+        Outcome { value, logs, error, stats }
+    }
+
+    fn compile(&self, code: &Arc<str>, cache: &ScriptCache) -> Result<Arc<Script>, ExecError> {
+        let compiled = transpile::transpile(code)?;
+        let bytecode = self.context.with(|ctx| {
+            let module = Module::declare(ctx.clone(), SCRIPT_NAME, compiled.js.as_str())
+                .catch(&ctx)
+                .map_err(|e| caught_error(e, &compiled, ErrorKind::Syntax))?;
+            module.write(WriteOptions::default()).map_err(|e| {
+                ExecError::new(ErrorKind::Internal, format!("could not serialize the compiled program: {e}"))
+            })
+        })?;
+        let script = Arc::new(Script { bytecode, compiled });
+        cache.put(Arc::clone(code), Arc::clone(&script));
+        Ok(script)
+    }
+
+    fn execute(
+        &self,
+        script: &Script,
+        registry: &Registry,
+        limits: &Limits,
+        deadline: Instant,
+    ) -> Result<(serde_json::Value, bool), ExecError> {
+        let exec = &self.exec;
+        let control = &self.control;
+        self.context.with(|ctx| {
+            let exports = self.exports.clone().restore(&ctx).map_err(internal_js)?;
+            let install: Function = exports.get("install").map_err(internal_js)?;
+            for (js_name, ns) in registry.namespaces() {
+                let tools: Vec<&str> = ns.tools.keys().map(String::as_str).collect();
+                install.call::<_, ()>((js_name, js_name, tools)).map_err(internal_js)?;
+            }
+            let settle: Function = exports.get("settle").map_err(internal_js)?;
+            let start: Function = exports.get("start").map_err(internal_js)?;
+
+            // Bytecode we compiled ourselves, from this exact crate version.
+            let loaded: rquickjs::Result<Module<'_, Declared>> =
+                unsafe { Module::load(ctx.clone(), &script.bytecode) };
+            let promise: Promise = (|| {
+                let (module, _) = loaded?.eval()?;
+                let main: Value = module.get("default")?;
+                start.call((main, script.compiled.call_default))
+            })()
+            .catch(&ctx)
+            .map_err(|e| self.abort_or(e, &script.compiled))?;
+
+            loop {
+                while ctx.execute_pending_job() {
+                    if control.abort.get().is_some() {
+                        break;
+                    }
+                }
+                if let Some(kind) = control.abort.get().or_else(|| control.check().then(|| control.abort.get()).flatten()) {
+                    return Err(abort_error(kind, limits));
+                }
+                match promise.state() {
+                    PromiseState::Resolved => {
+                        let value: Value = promise.result().and_then(Result::ok).unwrap_or_else(|| Value::new_undefined(ctx.clone()));
+                        let date_to_iso = self.date_to_iso.clone().restore(&ctx).ok();
+                        let walker = Walker::new(ctx.clone(), limits.max_result_bytes, Overflow::Cut, date_to_iso);
+                        return walker
+                            .convert(&value)
+                            .map(|c| (c.json, c.truncated))
+                            .map_err(|m| ExecError::new(ErrorKind::InvalidResult, m));
+                    }
+                    PromiseState::Rejected => {
+                        let reason: Value = match promise.result::<Value>() {
+                            Some(Err(rquickjs::Error::Exception)) => ctx.catch(),
+                            Some(Ok(v)) => v,
+                            _ => Value::new_undefined(ctx.clone()),
+                        };
+                        return Err(exception_error(&ctx, reason, &script.compiled));
+                    }
+                    PromiseState::Pending => {}
+                }
+                let next = exec.borrow_mut().as_mut().expect("execution state").bridge.next(deadline);
+                match next {
+                    Next::Settle(id, settlement) => {
+                        let delivered = match settlement {
+                            Settlement::Value(text) => match ctx.json_parse(text.as_bytes()) {
+                                Ok(v) => settle.call::<_, ()>((id as f64, true, v)),
+                                Err(e) => Err(e),
+                            },
+                            Settlement::Error(failure) => {
+                                let spec = ctx.json_parse(serde_json::to_string(&failure).expect("failure serializes"));
+                                spec.and_then(|spec| settle.call::<_, ()>((id as f64, false, spec)))
+                            }
+                            Settlement::Timer => settle.call::<_, ()>((id as f64, true)),
+                        };
+                        if let Err(e) = delivered.catch(&ctx) {
+                            // A timer callback threw (or the sandbox ran out of memory parsing a
+                            // tool result): the program fails as it would in Node.
+                            return Err(self.abort_or(e, &script.compiled));
+                        }
+                    }
+                    Next::Idle => {
+                        return Err(ExecError::new(
+                            ErrorKind::Deadlock,
+                            "the program is waiting on a promise that can never settle: no tool call or timer is pending",
+                        ));
+                    }
+                    Next::TimedOut => return Err(abort_error(ErrorKind::Timeout, limits)),
+                    Next::Cancelled => return Err(abort_error(ErrorKind::Cancelled, limits)),
+                }
+            }
+        })
+    }
+
+    /// An error raised while running: the interrupt handler's reason when it stopped the
+    /// program, else the program's own exception.
+    fn abort_or(&self, e: CaughtError<'_>, compiled: &Compiled) -> ExecError {
+        if let Some(kind) = self.control.abort.get() {
+            let limits = self.exec.borrow().as_ref().map(|e| e.limits.clone()).unwrap_or_default();
+            return abort_error(kind, &limits);
+        }
+        if self.control.budget.exceeded.get() {
+            return abort_error(ErrorKind::MemoryLimit, &Limits::default());
+        }
+        caught_error(e, compiled, ErrorKind::Exception)
+    }
+}
+
+/// Inputs of one run, as prepared by the engine.
+pub(crate) struct RunJob {
+    pub(crate) code: Arc<str>,
+    pub(crate) registry: Registry,
+    pub(crate) limits: Limits,
+    pub(crate) bridge: Bridge,
+    pub(crate) cache: Arc<ScriptCache>,
+    pub(crate) started: Instant,
+}
+
+fn internal_js(e: rquickjs::Error) -> ExecError {
+    ExecError::new(ErrorKind::Internal, format!("sandbox failure: {e}"))
+}
+
+fn abort_error(kind: ErrorKind, limits: &Limits) -> ExecError {
+    let message = match kind {
+        ErrorKind::Timeout => format!("the program ran past its {} ms deadline", limits.timeout.as_millis()),
+        ErrorKind::MemoryLimit => format!("the program used more than its {} byte memory limit", limits.memory_bytes),
+        ErrorKind::ToolCallLimit => format!("the program made more than {} tool calls", limits.max_tool_calls),
+        ErrorKind::OutputLimit => format!("the program logged more than {} bytes", limits.max_output_bytes),
+        ErrorKind::Cancelled => "the execution was cancelled".to_string(),
+        other => other.to_string(),
+    };
+    ExecError::new(kind, message)
+}
+
+/// The host functions the prelude captures. They are reachable only through the prelude's
+/// closures, never as globals.
+fn host_functions<'js>(ctx: &Ctx<'js>, control: &Rc<Control>, exec: &ExecCell) -> rquickjs::Result<Object<'js>> {
+    let host = Object::new(ctx.clone())?;
+    {
+        let exec = Rc::clone(exec);
+        let control = Rc::clone(control);
+        let call = Function::new(ctx.clone(), move |ctx: Ctx<'js>, namespace: String, name: String, args: Value<'js>| -> rquickjs::Result<f64> {
+            let mut guard = exec.borrow_mut();
+            let Some(exec) = guard.as_mut() else { return Ok(0.0) };
+            let args = Walker::new(ctx, exec.limits.max_tool_argument_bytes, Overflow::Fail, None)
+                .convert(&args)
+                .map(|c| c.json)
+                .map_err(|why| format!("the arguments cannot be sent: {why}"));
+            match exec.bridge.call(&namespace, &name, args) {
+                Ok(id) => Ok(id as f64),
+                Err(kind) => {
+                    control.abort.set(Some(kind));
+                    Ok(0.0)
+                }
+            }
+        })?;
+        host.set("call", call)?;
+    }
+    {
+        let exec = Rc::clone(exec);
+        let control = Rc::clone(control);
+        let log = Function::new(ctx.clone(), move |level: String, message: String| {
+            if let Some(exec) = exec.borrow_mut().as_mut() {
+                if let Err(kind) = exec.log(LogLevel::parse(&level), message) {
+                    control.abort.set(Some(kind));
+                }
+            }
+        })?;
+        host.set("log", log)?;
+    }
+    {
+        let exec = Rc::clone(exec);
+        let timer = Function::new(ctx.clone(), move |ms: f64| -> f64 {
+            let delay = Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 1e9));
+            exec.borrow_mut().as_mut().map_or(0.0, |e| e.bridge.timer(delay) as f64)
+        })?;
+        host.set("timer", timer)?;
+    }
+    {
+        let exec = Rc::clone(exec);
+        let clear = Function::new(ctx.clone(), move |id: f64| {
+            if let Some(e) = exec.borrow_mut().as_mut() {
+                e.bridge.clear_timer(id as u64);
+            }
+        })?;
+        host.set("clearTimer", clear)?;
+    }
+    host.set("version", env!("CARGO_PKG_VERSION"))?;
+    Ok(host)
+}
+
+fn describe_reason<'js>(ctx: &Ctx<'js>, reason: &Value<'js>) -> String {
+    if reason.is_object() {
+        let message = convert::own_data_property(ctx, reason, "message")
+            .filter(|m| m.is_string())
+            .map(|m| convert::js_string(&m));
+        return message.unwrap_or_else(|| "[object]".into());
+    }
+    if reason.is_string() {
+        return convert::js_string(reason);
+    }
+    format!("{reason:?}")
+}
+
+/// A caught JS error as an [`ExecError`] at the agent's own line and column.
+fn caught_error(e: CaughtError<'_>, compiled: &Compiled, kind: ErrorKind) -> ExecError {
+    match e {
+        CaughtError::Exception(ex) => {
+            let v = ex.into_value();
+            let ctx = v.ctx().clone();
+            let mut err = exception_error(&ctx, v, compiled);
+            err.kind = kind;
+            err
+        }
+        CaughtError::Value(v) => {
+            let ctx = v.ctx().clone();
+            let mut err = exception_error(&ctx, v, compiled);
+            err.kind = kind;
+            err
+        }
+        CaughtError::Error(e) => ExecError::new(ErrorKind::Internal, e.to_string()),
+    }
+}
+
+fn exception_error<'js>(ctx: &Ctx<'js>, reason: Value<'js>, compiled: &Compiled) -> ExecError {
+    if !reason.is_object() {
+        let text = if reason.is_string() { convert::js_string(&reason) } else { format!("{reason:?}") };
+        let mut e = ExecError::new(ErrorKind::Exception, format!("Uncaught {text}"));
+        e.name = Some("Error".into());
+        return e;
+    }
+    let prop = |name: &str| -> Option<String> {
+        let mut obj = reason.as_object().cloned();
+        for _ in 0..8 {
+            let o = obj?;
+            if let Some(v) = convert::own_data_property(ctx, o.as_value(), name) {
+                return v.is_string().then(|| convert::js_string(&v));
+            }
+            obj = o.get_prototype();
+        }
+        None
+    };
+    let name = prop("name").unwrap_or_else(|| "Error".into());
+    let message = prop("message").unwrap_or_default();
+    let stack = prop("stack").map(|s| map_stack(&s, compiled));
+    let mut err = ExecError::new(ErrorKind::Exception, message);
+    if let Some((line, column)) = stack.as_deref().and_then(first_agent_frame) {
+        err = err.at(line, column);
+    } else if let Some(v) = convert::own_data_property(ctx, &reason, "lineNumber") {
+        let line = v.as_int().unwrap_or(0).max(0) as u32;
+        let col = convert::own_data_property(ctx, &reason, "columnNumber").and_then(|c| c.as_int()).unwrap_or(1).max(1) as u32;
+        if line > 0 {
+            let (l, c) = compiled.map_position(line, col);
+            err = err.at(l, c);
+        }
+    }
+    err.name = Some(name);
+    err.stack = stack.filter(|s| !s.is_empty());
+    err
+}
+
+/// Rewrites `agent.ts:L:C` positions in a stack to the agent's own columns (only the first line
+/// carries the wrapper) and drops the prelude's frames.
+fn map_stack(stack: &str, compiled: &Compiled) -> String {
+    let needle = format!("{SCRIPT_NAME}:");
+    let mut out = Vec::new();
+    for line in stack.lines() {
+        if line.contains(PRELUDE_NAME) {
+            continue;
+        }
+        let Some(at) = line.find(&needle) else {
+            out.push(line.to_string());
+            continue;
+        };
+        let rest = &line[at + needle.len()..];
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == ':').collect();
+        let mut parts = digits.split(':').filter_map(|p| p.parse::<u32>().ok());
+        match (parts.next(), parts.next()) {
+            (Some(l), Some(c)) => {
+                let (l, c) = compiled.map_position(l, c);
+                out.push(format!("{}{needle}{l}:{c}{}", &line[..at], &rest[digits.len()..]));
+            }
+            _ => out.push(line.to_string()),
+        }
+    }
+    out.join("\n")
+}
+
+fn first_agent_frame(stack: &str) -> Option<(u32, u32)> {
+    let needle = format!("{SCRIPT_NAME}:");
+    let line = stack.lines().find(|l| l.contains(&needle))?;
+    let rest = &line[line.find(&needle)? + needle.len()..];
+    let mut parts = rest.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+    let l = parts.next()?.parse().ok()?;
+    let c = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
+    Some((l, c))
+}

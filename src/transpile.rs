@@ -1,0 +1,167 @@
+//! TypeScript → JavaScript, by erasing types in place.
+//!
+//! swc's fast type stripper replaces type-only syntax with whitespace, so every line and column
+//! of the output is the same as in the agent's source: stack traces need no source map. Syntax
+//! that would need a real transform (`enum`, `namespace`, parameter properties, `<T>x`
+//! assertions) is rejected with a `syntax` error naming the construct and its position; that is a
+//! deliberate choice: such code is rare in agent programs, and a clear error is better than a
+//! transform whose output no longer lines up with the source.
+//!
+//! The program body is wrapped so that top-level `await` and `return` work; the wrapper sits on
+//! the first line only, so only first-line columns shift, by [`Compiled::first_line_shift`].
+
+use std::sync::{Arc, Mutex};
+
+use swc_common::errors::{DiagnosticBuilder, Emitter, Handler};
+use swc_common::{sync::Lrc, SourceMap};
+
+use crate::error::{ErrorKind, ExecError};
+
+/// Name of the agent's program inside the sandbox, as seen in stack traces.
+pub(crate) const SCRIPT_NAME: &str = "agent.ts";
+
+/// A program body: `return` ends it, top-level `await` works.
+const BODY_PREFIX: &str = "export default (async () => {";
+const BODY_SUFFIX: &str = "\n})();\n";
+/// A single function expression, as Cloudflare's Code Mode sends it: `async () => { ... }`.
+const EXPR_PREFIX: &str = "export default (";
+const EXPR_SUFFIX: &str = "\n);\n";
+
+/// The JavaScript to run and how to read its positions.
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    /// A module whose default export is the program's promise, or a function to call.
+    pub(crate) js: String,
+    /// True when the default export is the agent's function expression, to be called.
+    pub(crate) call_default: bool,
+    /// Characters the wrapper adds before the agent's first line.
+    pub(crate) first_line_shift: u32,
+}
+
+impl Compiled {
+    /// Maps a 1-based position in the generated module back to the agent's source.
+    pub(crate) fn map_position(&self, line: u32, column: u32) -> (u32, u32) {
+        if line == 1 {
+            (1, column.saturating_sub(self.first_line_shift).max(1))
+        } else {
+            (line, column)
+        }
+    }
+}
+
+/// Strips the types of an agent's program and wraps it for the sandbox.
+pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
+    if let Some(expr) = function_expression_candidate(ts) {
+        if let Ok(js) = strip(EXPR_PREFIX, expr, EXPR_SUFFIX) {
+            return Ok(Compiled {
+                js,
+                call_default: true,
+                first_line_shift: EXPR_PREFIX.len() as u32,
+            });
+        }
+    }
+    let js = strip(BODY_PREFIX, ts, BODY_SUFFIX)?;
+    Ok(Compiled { js, call_default: false, first_line_shift: BODY_PREFIX.len() as u32 })
+}
+
+/// A source that may be a single function expression: it starts with `async`, `(async`,
+/// `function` or `(function`; trailing semicolons are dropped so it can sit in parentheses.
+fn function_expression_candidate(ts: &str) -> Option<&str> {
+    let head = ts.trim_start();
+    let starts = ["async", "(async", "function", "(function"];
+    if !starts.iter().any(|s| head.starts_with(s)) {
+        return None;
+    }
+    Some(ts.trim_end().trim_end_matches(';'))
+}
+
+#[derive(Clone, Default)]
+struct Collected(Arc<Mutex<Vec<(String, Option<swc_common::Span>)>>>);
+
+impl Emitter for Collected {
+    fn emit(&mut self, db: &mut DiagnosticBuilder<'_>) {
+        let span = db.span.primary_span();
+        self.0.lock().expect("diagnostics lock").push((db.message(), span));
+    }
+}
+
+fn strip(prefix: &str, ts: &str, suffix: &str) -> Result<String, ExecError> {
+    let source = format!("{prefix}{ts}{suffix}");
+    let cm: Lrc<SourceMap> = Default::default();
+    let collected = Collected::default();
+    let handler = Handler::with_emitter(false, false, Box::new(collected.clone()));
+    let options = swc_ts_fast_strip::Options {
+        module: Some(true),
+        filename: Some(SCRIPT_NAME.into()),
+        ..Default::default()
+    };
+    match swc_ts_fast_strip::operate(&cm, &handler, source, options) {
+        Ok(out) => Ok(out.code),
+        Err(err) => {
+            let diagnostics = collected.0.lock().expect("diagnostics lock");
+            let (message, span) = diagnostics
+                .first()
+                .cloned()
+                .unwrap_or_else(|| (err.message.clone(), None));
+            let mut error = ExecError::new(ErrorKind::Syntax, message);
+            if let Some(span) = span {
+                let loc = cm.lookup_char_pos(span.lo);
+                let column = loc.col.0 as u32 + 1;
+                let line = loc.line as u32;
+                let shift = prefix.chars().count() as u32;
+                error = if line == 1 {
+                    error.at(1, column.saturating_sub(shift).max(1))
+                } else {
+                    error.at(line, column)
+                };
+                // An error inside the wrapper's closing lines points past the agent's source.
+                let last = ts.lines().count().max(1) as u32;
+                if error.line > Some(last) {
+                    error.line = Some(last);
+                    error.column = Some(ts.lines().last().map_or(1, |l| l.chars().count() as u32 + 1));
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_erased_in_place() {
+        let c = transpile("const x: number = 1;\ninterface A { a: string }\nreturn x as number;").unwrap();
+        assert!(!c.call_default);
+        let lines: Vec<&str> = c.js.lines().collect();
+        assert_eq!(lines[0], "export default (async () => {const x         = 1;");
+        assert_eq!(lines[1].trim(), "");
+        assert_eq!(lines[2], "return x          ;");
+    }
+
+    #[test]
+    fn function_expression_form_is_detected() {
+        let c = transpile("async () => {\n  return 1;\n};").unwrap();
+        assert!(c.call_default);
+        let c = transpile("async function f() {}\nreturn f();").unwrap();
+        assert!(!c.call_default);
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_agent_source() {
+        let e = transpile("const a = 1;\nconst = 2;").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Syntax);
+        assert_eq!((e.line, e.column), (Some(2), Some(7)));
+        let e = transpile("let x = ;").unwrap_err();
+        assert_eq!((e.line, e.column), (Some(1), Some(9)));
+    }
+
+    #[test]
+    fn enum_is_rejected_by_name() {
+        let e = transpile("const a = 1;\nenum Color { Red }\nreturn a;").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Syntax);
+        assert!(e.message.contains("enum"), "{}", e.message);
+        assert_eq!(e.line, Some(2));
+    }
+}
