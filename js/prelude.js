@@ -68,9 +68,10 @@ function inspect(v, depth, seen) {
   if (apply(arrayIndexOf, seen, [v]) !== -1) return "[Circular *]";
   const tag = apply(objectToString, v, []);
   if (tag === "[object Error]") {
-    const stack = getOwnPropertyDescriptor(v, "stack");
+    let stack;
+    try { stack = v.stack; } catch { stack = undefined; }
     const head = apply(errorToString, v, []);
-    return stack && typeof stack.value === "string" ? head + "\n" + apply(stringReplace, stack.value, [/\n$/, ""]) : head;
+    return typeof stack === "string" && stack !== "" ? head + "\n" + apply(stringReplace, stack, [/\n$/, ""]) : head;
   }
   if (tag === "[object Date]") {
     try { return apply(dateToISOString, v, []); } catch { return "Invalid Date"; }
@@ -114,7 +115,9 @@ function inspect(v, depth, seen) {
   }
   if (parts.length === 0) return prefix + (array ? "[]" : "{}");
   const oneLine = join(parts, ", ");
-  if (oneLine.length <= 72 && apply(stringIndexOf, oneLine, ["\n"]) === -1) {
+  // Node's rule (util.inspect, breakLength 80): one line when the entries, their separators
+  // and the indentation fit.
+  if (oneLine.length - 2 * (parts.length - 1) + 2 * parts.length + 11 + 2 * depth <= 80 && apply(stringIndexOf, oneLine, ["\n"]) === -1) {
     return prefix + (array ? "[ " + oneLine + " ]" : "{ " + oneLine + " }");
   }
   const pad = "  ";

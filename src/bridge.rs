@@ -174,7 +174,16 @@ impl Bridge {
         };
         if let Some(err) = entry.validator.iter_errors(&args).next() {
             let path = js_path(&err.instance_path().to_string());
-            let message = format!("{label}: invalid arguments at {path}: {}", err.masked());
+            let mut detail = err.to_string();
+            if detail.len() > 300 {
+                let mut end = 300;
+                while !detail.is_char_boundary(end) {
+                    end -= 1;
+                }
+                detail.truncate(end);
+                detail.push('…');
+            }
+            let message = format!("{label}: invalid arguments at {path}: {detail}");
             let failure = ToolFailure::type_error(&label, message, Some(path));
             self.ready.push_back((id, Settlement::Error(failure)));
             return Ok(id);

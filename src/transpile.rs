@@ -36,6 +36,8 @@ pub(crate) struct Compiled {
     pub(crate) call_default: bool,
     /// Characters the wrapper adds before the agent's first line.
     pub(crate) first_line_shift: u32,
+    /// Lines of the agent's source; later lines belong to the wrapper.
+    pub(crate) source_lines: u32,
 }
 
 impl Compiled {
@@ -57,11 +59,21 @@ pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
                 js,
                 call_default: true,
                 first_line_shift: EXPR_PREFIX.len() as u32,
+                source_lines: line_count(ts),
             });
         }
     }
     let js = strip(BODY_PREFIX, ts, BODY_SUFFIX)?;
-    Ok(Compiled { js, call_default: false, first_line_shift: BODY_PREFIX.len() as u32 })
+    Ok(Compiled {
+        js,
+        call_default: false,
+        first_line_shift: BODY_PREFIX.len() as u32,
+        source_lines: line_count(ts),
+    })
+}
+
+fn line_count(ts: &str) -> u32 {
+    ts.lines().count().max(1) as u32
 }
 
 /// A source that may be a single function expression: it starts with `async`, `(async`,
@@ -115,7 +127,7 @@ fn strip(prefix: &str, ts: &str, suffix: &str) -> Result<String, ExecError> {
                     error.at(line, column)
                 };
                 // An error inside the wrapper's closing lines points past the agent's source.
-                let last = ts.lines().count().max(1) as u32;
+                let last = line_count(ts);
                 if error.line > Some(last) {
                     error.line = Some(last);
                     error.column = Some(ts.lines().last().map_or(1, |l| l.chars().count() as u32 + 1));

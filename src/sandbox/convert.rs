@@ -125,7 +125,7 @@ impl<'js> Walker<'js> {
                 let s = js_string(v);
                 return Ok(Some(self.string(s)?));
             }
-            Type::Object | Type::Array | Type::Promise | Type::Exception => {
+            Type::Object | Type::Array | Type::Promise | Type::Exception | Type::Proxy => {
                 return self.object(v, depth).map(Some);
             }
             other => return Err(format!("{} at {} has no JSON form", other, self.path_text())),

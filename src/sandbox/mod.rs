@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use rquickjs::function::This;
 use rquickjs::module::{Declared, WriteOptions};
 use rquickjs::promise::PromiseState;
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime, Value};
@@ -35,14 +36,14 @@ const PRELUDE_NAME: &str = "codemode:prelude";
 /// Every global a program sees. Registering a namespace with one of these names is refused, and
 /// a test fails when the sandbox grows a global that is not listed here.
 pub(crate) const RESERVED_GLOBALS: &[&str] = &[
-    "AggregateError", "Array", "ArrayBuffer", "Atomics", "BigInt", "BigInt64Array",
-    "BigUint64Array", "Boolean", "DOMException", "DataView", "Date", "Error", "EvalError",
+    "AggregateError", "Array", "ArrayBuffer", "AsyncDisposableStack", "Atomics", "BigInt", "BigInt64Array",
+    "BigUint64Array", "Boolean", "DOMException", "DataView", "Date", "DisposableStack", "Error", "EvalError",
     "FinalizationRegistry", "Float16Array", "Float32Array", "Float64Array", "Function",
-    "Infinity", "Int16Array", "Int32Array", "Int8Array", "Iterator", "JSON", "Map", "Math",
+    "Infinity", "Int16Array", "Int32Array", "Int8Array", "InternalError", "Iterator", "JSON", "Map", "Math",
     "NaN", "Number", "Object", "Promise", "Proxy", "RangeError", "ReferenceError", "Reflect",
-    "RegExp", "Set", "SharedArrayBuffer", "String", "Symbol", "SyntaxError", "TypeError",
+    "RegExp", "Set", "SharedArrayBuffer", "String", "SuppressedError", "Symbol", "SyntaxError", "TypeError",
     "URIError", "Uint16Array", "Uint32Array", "Uint8Array", "Uint8ClampedArray", "WeakMap",
-    "WeakRef", "WeakSet", "clearTimeout", "codemode", "console", "decodeURI",
+    "WeakRef", "WeakSet", "atob", "btoa", "clearTimeout", "codemode", "console", "decodeURI",
     "decodeURIComponent", "encodeURI", "encodeURIComponent", "escape", "eval", "globalThis",
     "isFinite", "isNaN", "parseFloat", "parseInt", "performance", "queueMicrotask",
     "setTimeout", "undefined", "unescape",
@@ -133,6 +134,8 @@ struct Exec {
     logs_dropped: usize,
     output_attempted: usize,
     unhandled: Vec<(usize, String)>,
+    /// The program's own promise: its rejection is the run's error, not an unhandled one.
+    main_promise: usize,
 }
 
 impl Exec {
@@ -161,6 +164,7 @@ pub(crate) struct Sandbox {
     // Persistent handles first: fields drop in order, and they must go before the runtime.
     exports: Persistent<Object<'static>>,
     date_to_iso: Persistent<Function<'static>>,
+    stack_getter: Option<Persistent<Function<'static>>>,
     context: Context,
     runtime: Runtime,
     control: Rc<Control>,
@@ -200,16 +204,24 @@ impl Sandbox {
             )));
         }
         let context = Context::full(&runtime).map_err(internal)?;
-        let (exports, date_to_iso) = context.with(|ctx| -> rquickjs::Result<_> {
+        let (exports, date_to_iso, stack_getter) = context.with(|ctx| -> rquickjs::Result<_> {
             let module = unsafe { Module::load(ctx.clone(), prelude)? };
             let (module, _) = module.eval()?;
             let init: Function = module.get("init")?;
             let host = host_functions(&ctx, &control, &exec)?;
             let exports: Object = init.call((host,))?;
+            // Built-ins captured before any program runs, so reading a result or an error never
+            // calls a function the program could have replaced.
             let date_to_iso: Function = ctx.eval("Date.prototype.toISOString")?;
-            Ok((Persistent::save(&ctx, exports), Persistent::save(&ctx, date_to_iso)))
+            let stack_getter: Option<Function> =
+                ctx.eval("Object.getOwnPropertyDescriptor(Error.prototype, 'stack')?.get")?;
+            Ok((
+                Persistent::save(&ctx, exports),
+                Persistent::save(&ctx, date_to_iso),
+                stack_getter.map(|g| Persistent::save(&ctx, g)),
+            ))
         }).map_err(internal)?;
-        Ok(Sandbox { exports, date_to_iso, context, runtime, control, exec, _script: None })
+        Ok(Sandbox { exports, date_to_iso, stack_getter, context, runtime, control, exec, _script: None })
     }
 
     /// Runs one program to its outcome. The sandbox is used up.
@@ -229,6 +241,7 @@ impl Sandbox {
             logs_dropped: 0,
             output_attempted: 0,
             unhandled: Vec::new(),
+            main_promise: 0,
         });
 
         let script = match cache.get(&code) {
@@ -258,7 +271,9 @@ impl Sandbox {
                 ),
             });
         }
-        for (_, reason) in exec.unhandled.iter().take(10) {
+        // After an interrupt, rejections are the interrupt's echo, not the program's.
+        let unhandled = if self.control.abort.get().is_some() { &[][..] } else { &exec.unhandled[..] };
+        for (_, reason) in unhandled.iter().filter(|(k, _)| *k != exec.main_promise).take(10) {
             logs.push(LogLine { level: LogLevel::Error, message: format!("Unhandled promise rejection: {reason}") });
         }
         if let Some(e) = error.as_mut() {
@@ -284,7 +299,7 @@ impl Sandbox {
         let bytecode = self.context.with(|ctx| {
             let module = Module::declare(ctx.clone(), SCRIPT_NAME, compiled.js.as_str())
                 .catch(&ctx)
-                .map_err(|e| caught_error(e, &compiled, ErrorKind::Syntax))?;
+                .map_err(|e| self.caught_error(&ctx, e, &compiled, ErrorKind::Syntax))?;
             module.write(WriteOptions::default()).map_err(|e| {
                 ExecError::new(ErrorKind::Internal, format!("could not serialize the compiled program: {e}"))
             })
@@ -322,11 +337,17 @@ impl Sandbox {
                 start.call((main, script.compiled.call_default))
             })()
             .catch(&ctx)
-            .map_err(|e| self.abort_or(e, &script.compiled))?;
+            .map_err(|e| self.abort_or(&ctx, e, &script.compiled))?;
+            if let Some(exec) = exec.borrow_mut().as_mut() {
+                exec.main_promise = unsafe { rquickjs::qjs::JS_VALUE_GET_PTR(promise.as_raw()) } as usize;
+            }
 
+            let mut jobs = 0u32;
             loop {
                 while ctx.execute_pending_job() {
-                    if control.abort.get().is_some() {
+                    jobs = jobs.wrapping_add(1);
+                    // A chain of tiny jobs may never reach the engine's interrupt poll.
+                    if control.abort.get().is_some() || (jobs % 1024 == 0 && control.check()) {
                         break;
                     }
                 }
@@ -349,7 +370,7 @@ impl Sandbox {
                             Some(Ok(v)) => v,
                             _ => Value::new_undefined(ctx.clone()),
                         };
-                        return Err(exception_error(&ctx, reason, &script.compiled));
+                        return Err(self.exception_error(&ctx, reason, &script.compiled));
                     }
                     PromiseState::Pending => {}
                 }
@@ -370,7 +391,7 @@ impl Sandbox {
                         if let Err(e) = delivered.catch(&ctx) {
                             // A timer callback threw (or the sandbox ran out of memory parsing a
                             // tool result): the program fails as it would in Node.
-                            return Err(self.abort_or(e, &script.compiled));
+                            return Err(self.abort_or(&ctx, e, &script.compiled));
                         }
                     }
                     Next::Idle => {
@@ -388,7 +409,7 @@ impl Sandbox {
 
     /// An error raised while running: the interrupt handler's reason when it stopped the
     /// program, else the program's own exception.
-    fn abort_or(&self, e: CaughtError<'_>, compiled: &Compiled) -> ExecError {
+    fn abort_or<'js>(&self, ctx: &Ctx<'js>, e: CaughtError<'js>, compiled: &Compiled) -> ExecError {
         if let Some(kind) = self.control.abort.get() {
             let limits = self.exec.borrow().as_ref().map(|e| e.limits.clone()).unwrap_or_default();
             return abort_error(kind, &limits);
@@ -396,7 +417,54 @@ impl Sandbox {
         if self.control.budget.exceeded.get() {
             return abort_error(ErrorKind::MemoryLimit, &Limits::default());
         }
-        caught_error(e, compiled, ErrorKind::Exception)
+        self.caught_error(ctx, e, compiled, ErrorKind::Exception)
+    }
+
+    /// A caught JS error as an [`ExecError`] at the agent's own line and column.
+    fn caught_error<'js>(&self, ctx: &Ctx<'js>, e: CaughtError<'js>, compiled: &Compiled, kind: ErrorKind) -> ExecError {
+        let value = match e {
+            CaughtError::Exception(ex) => ex.into_value(),
+            CaughtError::Value(v) => v,
+            CaughtError::Error(e) => return ExecError::new(ErrorKind::Internal, e.to_string()),
+        };
+        let mut err = self.exception_error(ctx, value, compiled);
+        err.kind = kind;
+        err
+    }
+
+    fn exception_error<'js>(&self, ctx: &Ctx<'js>, reason: Value<'js>, compiled: &Compiled) -> ExecError {
+        if !reason.is_object() {
+            let text = if reason.is_string() { convert::js_string(&reason) } else { format!("{reason:?}") };
+            let mut e = ExecError::new(ErrorKind::Exception, format!("Uncaught {text}"));
+            e.name = Some("Error".into());
+            return e;
+        }
+        let prop = |name: &str| -> Option<String> {
+            let mut obj = reason.as_object().cloned();
+            for _ in 0..8 {
+                let o = obj?;
+                if let Some(v) = convert::own_data_property(ctx, o.as_value(), name) {
+                    return v.is_string().then(|| convert::js_string(&v));
+                }
+                obj = o.get_prototype();
+            }
+            None
+        };
+        let name = prop("name").unwrap_or_else(|| "Error".into());
+        let message = prop("message").unwrap_or_default();
+        let stack = prop("stack").or_else(|| {
+            let getter = self.stack_getter.clone()?.restore(ctx).ok()?;
+            let v: Value = getter.call((This(reason.clone()),)).ok()?;
+            v.is_string().then(|| convert::js_string(&v))
+        });
+        let stack = stack.map(|s| map_stack(&s, compiled));
+        let mut err = ExecError::new(ErrorKind::Exception, message);
+        if let Some((line, column)) = stack.as_deref().and_then(first_agent_frame) {
+            err = err.at(line, column);
+        }
+        err.name = Some(name);
+        err.stack = stack.filter(|s| !s.is_empty());
+        err
     }
 }
 
@@ -496,63 +564,6 @@ fn describe_reason<'js>(ctx: &Ctx<'js>, reason: &Value<'js>) -> String {
     format!("{reason:?}")
 }
 
-/// A caught JS error as an [`ExecError`] at the agent's own line and column.
-fn caught_error(e: CaughtError<'_>, compiled: &Compiled, kind: ErrorKind) -> ExecError {
-    match e {
-        CaughtError::Exception(ex) => {
-            let v = ex.into_value();
-            let ctx = v.ctx().clone();
-            let mut err = exception_error(&ctx, v, compiled);
-            err.kind = kind;
-            err
-        }
-        CaughtError::Value(v) => {
-            let ctx = v.ctx().clone();
-            let mut err = exception_error(&ctx, v, compiled);
-            err.kind = kind;
-            err
-        }
-        CaughtError::Error(e) => ExecError::new(ErrorKind::Internal, e.to_string()),
-    }
-}
-
-fn exception_error<'js>(ctx: &Ctx<'js>, reason: Value<'js>, compiled: &Compiled) -> ExecError {
-    if !reason.is_object() {
-        let text = if reason.is_string() { convert::js_string(&reason) } else { format!("{reason:?}") };
-        let mut e = ExecError::new(ErrorKind::Exception, format!("Uncaught {text}"));
-        e.name = Some("Error".into());
-        return e;
-    }
-    let prop = |name: &str| -> Option<String> {
-        let mut obj = reason.as_object().cloned();
-        for _ in 0..8 {
-            let o = obj?;
-            if let Some(v) = convert::own_data_property(ctx, o.as_value(), name) {
-                return v.is_string().then(|| convert::js_string(&v));
-            }
-            obj = o.get_prototype();
-        }
-        None
-    };
-    let name = prop("name").unwrap_or_else(|| "Error".into());
-    let message = prop("message").unwrap_or_default();
-    let stack = prop("stack").map(|s| map_stack(&s, compiled));
-    let mut err = ExecError::new(ErrorKind::Exception, message);
-    if let Some((line, column)) = stack.as_deref().and_then(first_agent_frame) {
-        err = err.at(line, column);
-    } else if let Some(v) = convert::own_data_property(ctx, &reason, "lineNumber") {
-        let line = v.as_int().unwrap_or(0).max(0) as u32;
-        let col = convert::own_data_property(ctx, &reason, "columnNumber").and_then(|c| c.as_int()).unwrap_or(1).max(1) as u32;
-        if line > 0 {
-            let (l, c) = compiled.map_position(line, col);
-            err = err.at(l, c);
-        }
-    }
-    err.name = Some(name);
-    err.stack = stack.filter(|s| !s.is_empty());
-    err
-}
-
 /// Rewrites `agent.ts:L:C` positions in a stack to the agent's own columns (only the first line
 /// carries the wrapper) and drops the prelude's frames.
 fn map_stack(stack: &str, compiled: &Compiled) -> String {
@@ -570,6 +581,7 @@ fn map_stack(stack: &str, compiled: &Compiled) -> String {
         let digits: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == ':').collect();
         let mut parts = digits.split(':').filter_map(|p| p.parse::<u32>().ok());
         match (parts.next(), parts.next()) {
+            (Some(l), _) if l > compiled.source_lines => {}
             (Some(l), Some(c)) => {
                 let (l, c) = compiled.map_position(l, c);
                 out.push(format!("{}{needle}{l}:{c}{}", &line[..at], &rest[digits.len()..]));

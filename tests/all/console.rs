@@ -1,0 +1,68 @@
+use codemode::{Limits, LogLevel};
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_levels_are_captured_in_order() {
+    let o = run("console.log('a'); console.info('b'); console.warn('c'); console.error('d'); console.debug('e');").await;
+    let levels: Vec<LogLevel> = o.logs.iter().map(|l| l.level).collect();
+    assert_eq!(levels, vec![LogLevel::Log, LogLevel::Info, LogLevel::Warn, LogLevel::Error, LogLevel::Debug]);
+    assert_eq!(logs(&o), vec!["a", "b", "c", "d", "e"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_formatted_like_node() {
+    let o = run(r#"
+console.log({ a: 1, b: 'two', c: [1, 2, 3], d: null, e: undefined, f: { g: { h: { i: 1 } } } });
+console.log([1, 'a', true], 42, -0, 10n);
+console.log('%s is %d years', 'Ada', 36.5, 'extra');
+console.log({ 'not-ident': 1 }, [], {});
+console.log(new Error('bad').message, function named() {}, Symbol('s'));
+const cyc: any = { name: 'cyc' }; cyc.self = cyc; console.log(cyc);
+console.log(Array.from({ length: 102 }, (_, i) => i).length);
+"#)
+    .await;
+    assert_eq!(
+        logs(&o),
+        vec![
+            "{\n  a: 1,\n  b: 'two',\n  c: [ 1, 2, 3 ],\n  d: null,\n  e: undefined,\n  f: { g: { h: [Object] } }\n}",
+            "[ 1, 'a', true ] 42 -0 10n",
+            "Ada is 36.5 years extra",
+            "{ 'not-ident': 1 } [] {}",
+            "bad [Function: named] Symbol(s)",
+            "{ name: 'cyc', self: [Circular *] }",
+            "102",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_arrays_are_elided() {
+    let o = run("console.log(Array.from({ length: 105 }, (_, i) => i))").await;
+    assert!(logs(&o)[0].ends_with("99,\n  ... 5 more items\n]"), "{}", logs(&o)[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_capped_with_a_marker() {
+    let limits = Limits { max_log_lines: 3, ..Limits::default() };
+    let o = run_with("for (let i = 0; i < 10; i++) console.log('line', i); return 'done'", limits).await;
+    assert_eq!(o.value, json!("done"));
+    assert_eq!(
+        logs(&o),
+        vec![
+            "line 0",
+            "line 1",
+            "line 2",
+            "[codemode] 7 more log line(s) dropped: the log is capped at 3 lines and 65536 bytes",
+        ]
+    );
+    assert!(o.stats.logs_truncated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhandled_rejections_are_reported_as_error_lines() {
+    let o = run("Promise.reject(new Error('forgotten')); await new Promise(r => setTimeout(r, 5)); return 1").await;
+    assert_eq!(o.value, json!(1));
+    assert_eq!(logs(&o), vec!["Unhandled promise rejection: forgotten"]);
+}

@@ -1,0 +1,98 @@
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use codemode::{Engine, ExecuteOptions, Limits, Outcome, Registry, Tool, ToolError};
+use serde_json::{json, Value};
+
+/// Tools for tests: `t.echo`, `t.sleep`, `t.fail`, `t.panic`, `t.big`, and names that need mapping.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    let any = json!({"type": "object"});
+    r.register("t", Tool::new("echo", "Return the arguments.", any.clone(), |args: Value| async move { Ok::<_, ToolError>(args) }))
+        .unwrap();
+    r.register(
+        "t",
+        Tool::new(
+            "sleep",
+            "Sleep for ms milliseconds, then return ms.",
+            json!({"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0}}, "required": ["ms"]}),
+            |args: Value| async move {
+                let ms = args["ms"].as_u64().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, ToolError>(json!(ms))
+            },
+        ),
+    )
+    .unwrap();
+    r.register(
+        "t",
+        Tool::new("fail", "Always fails.", any.clone(), |_args: Value| async move {
+            Err::<Value, _>(ToolError::with_code("nope", "it did not work"))
+        }),
+    )
+    .unwrap();
+    r.register(
+        "t",
+        Tool::new("panic", "Always panics.", any.clone(), |_args: Value| async move {
+            if true {
+                panic!("handler exploded");
+            }
+            Ok::<Value, ToolError>(Value::Null)
+        }),
+    )
+    .unwrap();
+    r.register(
+        "t",
+        Tool::new(
+            "big",
+            "Return n bytes of text.",
+            json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}),
+            |args: Value| async move { Ok::<_, ToolError>(json!("x".repeat(args["n"].as_u64().unwrap_or(0) as usize))) },
+        ),
+    )
+    .unwrap();
+    r.register("t", Tool::new("get-sum", "Sum a and b.", json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}), |args: Value| async move {
+        Ok::<_, ToolError>(json!(args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0)))
+    }))
+    .unwrap();
+    r.register("t", Tool::new("delete", "Reserved word name.", any, |_args: Value| async move { Ok::<_, ToolError>(json!("deleted")) }))
+        .unwrap();
+    codemode::demo::register(&mut r).unwrap();
+    r
+}
+
+/// One engine shared by the tests of this binary (the pool is what production uses too).
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::builder().registry(registry()).build().unwrap())
+}
+
+pub async fn run(code: &str) -> Outcome {
+    engine().execute(code, ExecuteOptions::default()).await
+}
+
+pub async fn run_with(code: &str, limits: Limits) -> Outcome {
+    engine().execute(code, ExecuteOptions { limits: Some(limits), ..Default::default() }).await
+}
+
+/// Runs a program that must succeed and returns its value.
+pub async fn value(code: &str) -> Value {
+    let o = run(code).await;
+    assert!(o.error.is_none(), "unexpected error: {:?}\nlogs: {:?}", o.error, o.logs);
+    o.value
+}
+
+/// Runs a program that must fail and returns its error.
+pub async fn error(code: &str) -> codemode::ExecError {
+    let o = run(code).await;
+    o.error.unwrap_or_else(|| panic!("expected an error, got value {}", o.value))
+}
+
+/// After any attack, the same engine still runs a normal program.
+pub async fn still_healthy() {
+    assert_eq!(value("return (await t.echo({ v: 41 })).v + 1").await, json!(42));
+}
+
+pub fn logs(o: &Outcome) -> Vec<String> {
+    o.logs.iter().map(|l| l.message.clone()).collect()
+}

@@ -1,0 +1,145 @@
+//! Each limit, tested by attack. After every attack the same engine runs a normal program.
+
+use std::time::Duration;
+
+use codemode::{ErrorKind, Limits};
+use serde_json::json;
+
+use crate::harness::*;
+
+fn short() -> Limits {
+    Limits { timeout: Duration::from_millis(300), ..Limits::default() }
+}
+
+async fn expect_kind(code: &str, limits: Limits, kind: ErrorKind) -> codemode::Outcome {
+    let o = run_with(code, limits).await;
+    let e = o.error.clone().unwrap_or_else(|| panic!("{code}: expected {kind}, got {}", o.value));
+    assert_eq!(e.kind, kind, "{code}: {e:?}");
+    still_healthy().await;
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_times_out() {
+    let o = expect_kind("while (true) {}", short(), ErrorKind::Timeout).await;
+    assert_eq!(o.error.unwrap().message, "the program ran past its 300 ms deadline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_in_try_finally_times_out() {
+    expect_kind("for (;;) { try { while (true) {} } catch (e) {} finally { continue; } }", short(), ErrorKind::Timeout).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catastrophic_regex_times_out() {
+    expect_kind("return /^(a+)+$/.test('a'.repeat(40) + 'b')", short(), ErrorKind::Timeout).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_sort_times_out() {
+    expect_kind(
+        "const a = Array.from({ length: 200000 }, (_, i) => (i * 7919) % 1000);\nfor (;;) a.sort((x, y) => x - y || 0).reverse();",
+        short(),
+        ErrorKind::Timeout,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_promise_job_chain_times_out() {
+    expect_kind("const spin = () => { Promise.resolve().then(spin); }; spin(); await new Promise(() => {});", short(), ErrorKind::Timeout).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_chain_that_keeps_growing_hits_the_memory_limit() {
+    let limits = Limits { memory_bytes: 16 << 20, ..short() };
+    expect_kind("const spin = (): Promise<void> => Promise.resolve().then(spin); await spin();", limits, ErrorKind::MemoryLimit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awaiting_a_promise_that_never_settles_ends_at_once() {
+    let started = std::time::Instant::now();
+    let o = expect_kind("await new Promise(() => {});", Limits::default(), ErrorKind::Deadlock).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "did not wait for the 10 s deadline");
+    assert!(o.error.unwrap().message.contains("can never settle"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_tool_past_the_deadline_times_out() {
+    expect_kind("await t.sleep({ ms: 5000 })", short(), ErrorKind::Timeout).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_string_hits_the_memory_limit() {
+    let limits = Limits { memory_bytes: 32 << 20, ..Limits::default() };
+    expect_kind("const s = 'x'.repeat((1 << 30) - 1); return s.length", limits, ErrorKind::MemoryLimit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocation_loop_that_catches_its_oom_still_ends() {
+    let limits = Limits { memory_bytes: 32 << 20, ..Limits::default() };
+    let code = "const keep: any[] = [];\nfor (;;) { try { keep.push(new Array(100000).fill(1)); } catch (e) { /* ignore */ } }";
+    expect_kind(code, limits, ErrorKind::MemoryLimit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_is_a_range_error() {
+    let v = value("function f(n: number): number { return f(n + 1) + 1; }\ntry { f(0); } catch (e) { return [e.name, e.message]; }").await;
+    assert_eq!(v, serde_json::json!(["RangeError", "Maximum call stack size exceeded"]));
+    let e = error("function f(n: number): number { return f(n + 1) + 1; }\nf(0);").await;
+    assert_eq!(e.name.as_deref(), Some("RangeError"));
+    still_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_json_parse_is_a_range_error() {
+    let v = value("try { JSON.parse('['.repeat(1000000)); return 'parsed'; } catch (e) { return e.name; }").await;
+    assert!(v == json!("RangeError") || v == json!("SyntaxError"), "{v}");
+    still_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_call_limit_ends_the_run() {
+    let limits = Limits { max_tool_calls: 5, ..Limits::default() };
+    let o = expect_kind("for (let i = 0; i < 100; i++) { try { await t.echo({ i }); } catch {} }", limits, ErrorKind::ToolCallLimit).await;
+    assert_eq!(o.stats.tool_calls, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_queues_calls_in_order() {
+    let limits = Limits { max_concurrent_tool_calls: 2, ..Limits::default() };
+    let o = run_with("return await Promise.all([1,2,3,4,5].map(i => t.sleep({ ms: i * 10 })))", limits).await;
+    assert_eq!(o.value, json!([10, 20, 30, 40, 50]));
+    assert_eq!(o.stats.tool_calls, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_flood_ends_with_output_limit() {
+    let limits = Limits { max_output_bytes: 1 << 20, ..Limits::default() };
+    let o = expect_kind("for (;;) console.log('flood '.repeat(100));", limits, ErrorKind::OutputLimit).await;
+    let kept: usize = o.logs[..o.logs.len() - 1].iter().map(|l| l.message.len()).sum();
+    assert!(kept <= 64 << 10 && kept > 60 << 10, "{kept} bytes kept");
+    assert!(o.logs.last().unwrap().message.starts_with("[codemode] "), "{:?}", o.logs.last());
+    assert!(o.stats.logs_truncated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_interrupts_a_spinning_program() {
+    let token = codemode::CancelToken::new();
+    let t2 = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        t2.cancel();
+    });
+    let o = engine()
+        .execute("while (true) {}", codemode::ExecuteOptions { cancel: Some(token), ..Default::default() })
+        .await;
+    assert_eq!(o.error.unwrap().kind, ErrorKind::Cancelled);
+    still_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomics_wait_cannot_block() {
+    let v = value("try { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100000); return 'blocked'; } catch (e) { return e.name; }").await;
+    assert_eq!(v, json!("TypeError"));
+}

@@ -1,0 +1,71 @@
+use codemode::{ErrorKind, Limits};
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_conversion_follows_json_rules() {
+    let v = value("return { a: undefined, f() {}, n: NaN, i: Infinity, big: 12n ** 20n, d: new Date(0), arr: [undefined, () => 1, 1.5, -0], nested: { x: null } }").await;
+    assert_eq!(
+        v,
+        json!({"n": null, "i": null, "big": "3833759992447475122176", "d": "1970-01-01T00:00:00.000Z", "arr": [null, null, 1.5, 0], "nested": {"x": null}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn getters_and_to_json_never_run_on_the_result() {
+    let v = value("let ran = 0;\nconst o: any = { plain: 1, toJSON() { ran++; return 'x' } };\nObject.defineProperty(o, 'g', { get() { ran++; return 2 }, enumerable: true });\nglobalThis.counter = () => ran;\nreturn o;").await;
+    assert_eq!(v, json!({"plain": 1}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cyclic_result_is_a_clear_error() {
+    let e = error("const a: any = { b: { c: [] } }; a.b.c.push(a); return a;").await;
+    assert_eq!(e.kind, ErrorKind::InvalidResult);
+    assert_eq!(e.message, "the value has a cycle at $.b.c[0]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_result_is_a_clear_error() {
+    let e = error("return () => 1").await;
+    assert_eq!(e.kind, ErrorKind::InvalidResult);
+    assert_eq!(e.message, "the result is a function, which has no JSON form");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_and_thenable_results() {
+    let e = error("return new Proxy({}, {})").await;
+    assert_eq!(e.kind, ErrorKind::InvalidResult);
+    assert_eq!(e.message, "a Proxy at $ cannot leave the sandbox");
+    assert_eq!(value("return { then(r: any) { r(5) } }").await, json!(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_result_is_cut_structurally() {
+    let limits = Limits { max_result_bytes: 1000, ..Limits::default() };
+    let o = run_with("return { rows: Array.from({ length: 10000 }, (_, i) => ({ i })), tail: 'x'.repeat(5000) }", limits).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert!(o.stats.result_truncated);
+    let text = o.value.to_string();
+    assert!(text.len() < 1200, "{}", text.len());
+    let rows = o.value["rows"].as_array().unwrap();
+    assert_eq!(rows[0], json!({"i": 0}));
+    let marker = rows.last().unwrap().as_str().unwrap();
+    assert!(marker.starts_with("… [") && marker.ends_with(" more items]"), "{marker}");
+    assert_eq!(o.value["…"], json!("[1 more keys]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_string_result_is_cut_with_a_marker() {
+    let limits = Limits { max_result_bytes: 100, ..Limits::default() };
+    let o = run_with("return 'y'.repeat(1000)", limits).await;
+    let s = o.value.as_str().unwrap();
+    assert_eq!(s, format!("{}… [902 more bytes]", "y".repeat(98)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_surrogates_become_replacement_characters() {
+    let v = value("return '\\uD800x'").await;
+    assert!(v.as_str().unwrap().ends_with('x'));
+    assert!(v.as_str().unwrap().starts_with('\u{FFFD}'));
+}

@@ -1,0 +1,125 @@
+use std::time::{Duration, Instant};
+
+use codemode::{ErrorKind, Registry, RegistryError, Tool, ToolError};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_call_round_trip() {
+    assert_eq!(value("return await t.echo({ a: [1, 'b', null], n: 1.5 })").await, json!({"a": [1, "b", null], "n": 1.5}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_identifiers_get_camel_case() {
+    assert_eq!(value("return await t.getSum({ a: 2, b: 3 })").await, json!(5));
+    assert_eq!(value("return await t.delete_({})").await, json!("deleted"));
+    assert_eq!(value("return Object.keys(t).sort()").await, json!(["big", "delete_", "echo", "fail", "getSum", "panic", "sleep"]));
+}
+
+#[test]
+fn collisions_are_refused_at_registration() {
+    let h = |_: Value| async move { Ok::<_, ToolError>(Value::Null) };
+    let mut r = Registry::new();
+    r.register("ns", Tool::new("get-sum", "", json!({}), h)).unwrap();
+    let err = r.register("ns", Tool::new("get.sum", "", json!({}), h)).unwrap_err();
+    assert_eq!(
+        err,
+        RegistryError::Collision { namespace: "ns".into(), name: "get.sum".into(), existing: "get-sum".into(), js_name: "getSum".into() }
+    );
+    assert!(r.get("ns", "get-sum").is_some(), "original name still resolves");
+    assert!(r.get("ns", "getSum").is_some());
+}
+
+#[test]
+fn reserved_and_invalid_namespaces_are_refused() {
+    let h = |_: Value| async move { Ok::<_, ToolError>(Value::Null) };
+    let mut r = Registry::new();
+    assert_eq!(r.register("console", Tool::new("x", "", json!({}), h)).unwrap_err(), RegistryError::ReservedNamespace("console".into()));
+    assert_eq!(r.register("JSON", Tool::new("x", "", json!({}), h)).unwrap_err(), RegistryError::ReservedNamespace("JSON".into()));
+    assert_eq!(r.register("--", Tool::new("x", "", json!({}), h)).unwrap_err(), RegistryError::InvalidNamespace("--".into()));
+}
+
+#[test]
+fn invalid_schema_is_refused() {
+    let h = |_: Value| async move { Ok::<_, ToolError>(Value::Null) };
+    let mut r = Registry::new();
+    let err = r.register("ns", Tool::new("x", "", json!({"type": "not-a-type"}), h)).unwrap_err();
+    assert!(matches!(err, RegistryError::InvalidSchema { which: "input", .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_violation_rejects_with_type_error_naming_tool_and_path() {
+    let code = "try { await sheets.getRows({ sheetId: 5 }); } catch (e) { return [e.name, e.message, e.tool, e.path, e instanceof TypeError]; }";
+    let v = value(code).await;
+    assert_eq!(v[0], json!("TypeError"));
+    assert_eq!(v[1], json!("sheets.getRows: invalid arguments at args.sheetId: 5 is not of type \"string\""));
+    assert_eq!(v[2], json!("sheets.getRows"));
+    assert_eq!(v[3], json!("args.sheetId"));
+    assert_eq!(v[4], json!(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_required_argument_is_a_type_error() {
+    let v = value("try { await sheets.getRows({}); } catch (e) { return e.message }").await;
+    assert_eq!(v, json!("sheets.getRows: invalid arguments at args: \"sheetId\" is a required property"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_error_rejects_with_tool_and_message() {
+    let v = value("try { await t.fail({}); } catch (e) { return { name: e.name, message: e.message, tool: e.tool, code: e.code }; }").await;
+    assert_eq!(v, json!({"name": "ToolError", "message": "t.fail: it did not work", "tool": "t.fail", "code": "nope"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncaught_tool_error_fails_the_run() {
+    let e = error("await sheets.getRows({ sheetId: 'nope' });").await;
+    assert_eq!(e.kind, ErrorKind::Exception);
+    assert_eq!(e.name.as_deref(), Some("ToolError"));
+    assert_eq!(e.message, "sheets.getRows: unknown sheet id \"nope\"; listSheets() returns the ids");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_panic_becomes_an_error_and_the_host_survives() {
+    let v = value("try { await t.panic({}); } catch (e) { return [e.code, e.message]; }").await;
+    assert_eq!(v, json!(["panic", "t.panic: the tool panicked: handler exploded"]));
+    still_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_concurrent() {
+    let started = Instant::now();
+    let v = value("return await Promise.all(Array.from({ length: 10 }, () => t.sleep({ ms: 200 })))").await;
+    assert_eq!(v, json!([200, 200, 200, 200, 200, 200, 200, 200, 200, 200]));
+    // Ten sequential calls would take 2 s; concurrent ones well under 1 s even on a loaded machine.
+    assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn getters_in_arguments_never_run_and_proxies_are_refused() {
+    let v = value("let ran = false;\nconst args = { ms: 1 };\nObject.defineProperty(args, 'secret', { get() { ran = true; return 1 }, enumerable: true });\nconst r = await t.echo(args);\nreturn [r, ran];").await;
+    assert_eq!(v, json!([{"ms": 1}, false]));
+    let v = value("try { await t.echo(new Proxy({}, { ownKeys() { throw new Error('trap ran') } })) } catch (e) { return [e.name, e.message] }").await;
+    assert_eq!(v, json!(["TypeError", "t.echo: the arguments cannot be sent: a Proxy at $ cannot leave the sandbox"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_workflow_updates_rows() {
+    let v = value("await sheets.updateRow({ sheetId: 'sales', id: 7, fields: { note: 'called' } });\nconst [row] = await sheets.getRows({ sheetId: 'sales', offset: 7, limit: 1 });\nreturn row;").await;
+    assert_eq!(v, json!({"id": 7, "customer": "Customer 7", "status": "churned", "region": "LATAM", "amount": 433, "note": "called"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_result_bytes_are_counted() {
+    let o = run("const rows = await sheets.getRows({ sheetId: 'sales', limit: 2 }); return rows.length").await;
+    assert_eq!(o.value, json!(2));
+    let expected = serde_json::to_string(&json!([
+        {"id": 0, "customer": "Customer 0", "status": "active", "region": "EU", "amount": 0},
+        {"id": 1, "customer": "Customer 1", "status": "churned", "region": "US", "amount": 919}
+    ]))
+    .unwrap();
+    assert_eq!(o.stats.tool_result_bytes, expected.len() as u64);
+    assert_eq!(o.stats.tool_calls, 1);
+    let tokens = o.tokens();
+    assert!(tokens.tool_results > 20 && tokens.returned == 1, "{tokens:?}");
+}
