@@ -15,8 +15,8 @@ fn main() {
     for path in entries {
         println!("cargo::rerun-if-changed={}", path.display());
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: not valid JSON: {e}", path.display()));
+        let value: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not valid JSON: {e}", path.display()));
         for key in ["name", "description"] {
             if !value[key].is_string() {
                 panic!("{}: `{key}` must be a string", path.display());

@@ -223,7 +223,11 @@ impl Bridge {
                         path: None,
                     }),
                 };
-                tracing::debug!(ok = result.is_ok(), elapsed_us = started.elapsed().as_micros() as u64, "tool call done");
+                tracing::debug!(
+                    ok = result.is_ok(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "tool call done"
+                );
                 let _ = tx.send(Wake::Done(id, result));
             }
             .instrument(span),
@@ -278,14 +282,17 @@ impl Bridge {
                         let Some(q) = self.queued.pop_front() else { break };
                         self.dispatch(q);
                     }
-                    return Next::Settle(id, match result {
-                        Ok(text) => {
-                            self.tool_result_bytes += text.len() as u64;
-                            self.samples.push(&text);
-                            Settlement::Value(text)
-                        }
-                        Err(failure) => Settlement::Error(failure),
-                    });
+                    return Next::Settle(
+                        id,
+                        match result {
+                            Ok(text) => {
+                                self.tool_result_bytes += text.len() as u64;
+                                self.samples.push(&text);
+                                Settlement::Value(text)
+                            }
+                            Err(failure) => Settlement::Error(failure),
+                        },
+                    );
                 }
                 Ok(Wake::Cancel) => return Next::Cancelled,
                 Err(RecvTimeoutError::Timeout) => continue,

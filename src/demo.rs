@@ -95,48 +95,68 @@ pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     }]));
 
     let b = Arc::clone(&book);
-    registry.register("sheets", tool(LIST_SHEETS, move |_args: Value| {
-        let b = Arc::clone(&b);
-        async move {
-            let book = b.lock().expect("book lock");
-            Ok(Value::Array(
-                book.iter()
-                    .map(|s| json!({ "id": s.id, "title": s.title, "rowCount": s.rows.len() }))
-                    .collect(),
-            ))
-        }
-    }))?;
+    registry.register(
+        "sheets",
+        tool(LIST_SHEETS, move |_args: Value| {
+            let b = Arc::clone(&b);
+            async move {
+                let book = b.lock().expect("book lock");
+                Ok(Value::Array(
+                    book.iter()
+                        .map(|s| json!({ "id": s.id, "title": s.title, "rowCount": s.rows.len() }))
+                        .collect(),
+                ))
+            }
+        }),
+    )?;
 
     let b = Arc::clone(&book);
-    registry.register("sheets", tool(GET_ROWS, move |args: Value| {
-        let b = Arc::clone(&b);
-        async move {
-            let args: GetRows = serde_json::from_value(args)
-                .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
-            let book = b.lock().expect("book lock");
-            let sheet = book.iter().find(|s| s.id == args.sheet_id).ok_or_else(|| unknown_sheet(&args.sheet_id))?;
-            let rows = sheet.rows.iter().skip(args.offset.unwrap_or(0)).take(args.limit.unwrap_or(usize::MAX));
-            Ok(Value::Array(rows.cloned().map(Value::Object).collect()))
-        }
-    }))?;
+    registry.register(
+        "sheets",
+        tool(GET_ROWS, move |args: Value| {
+            let b = Arc::clone(&b);
+            async move {
+                let args: GetRows = serde_json::from_value(args)
+                    .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
+                let book = b.lock().expect("book lock");
+                let sheet = book
+                    .iter()
+                    .find(|s| s.id == args.sheet_id)
+                    .ok_or_else(|| unknown_sheet(&args.sheet_id))?;
+                let rows =
+                    sheet.rows.iter().skip(args.offset.unwrap_or(0)).take(args.limit.unwrap_or(usize::MAX));
+                Ok(Value::Array(rows.cloned().map(Value::Object).collect()))
+            }
+        }),
+    )?;
 
     let b = Arc::clone(&book);
-    registry.register("sheets", tool(UPDATE_ROW, move |args: Value| {
-        let b = Arc::clone(&b);
-        async move {
-            let args: UpdateRow = serde_json::from_value(args)
-                .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
-            let mut book = b.lock().expect("book lock");
-            let sheet = book.iter_mut().find(|s| s.id == args.sheet_id).ok_or_else(|| unknown_sheet(&args.sheet_id))?;
-            let row = sheet.rows.get_mut(args.id).ok_or_else(|| {
-                ToolError::with_code("not_found", format!("sheet {:?} has no row {}", args.sheet_id, args.id))
-            })?;
-            row.extend(args.fields);
-            Ok(json!({ "ok": true }))
-        }
-    }))?;
+    registry.register(
+        "sheets",
+        tool(UPDATE_ROW, move |args: Value| {
+            let b = Arc::clone(&b);
+            async move {
+                let args: UpdateRow = serde_json::from_value(args)
+                    .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
+                let mut book = b.lock().expect("book lock");
+                let sheet = book
+                    .iter_mut()
+                    .find(|s| s.id == args.sheet_id)
+                    .ok_or_else(|| unknown_sheet(&args.sheet_id))?;
+                let row = sheet.rows.get_mut(args.id).ok_or_else(|| {
+                    ToolError::with_code(
+                        "not_found",
+                        format!("sheet {:?} has no row {}", args.sheet_id, args.id),
+                    )
+                })?;
+                row.extend(args.fields);
+                Ok(json!({ "ok": true }))
+            }
+        }),
+    )?;
 
-    registry.describe_namespace("sheets", "A workbook of spreadsheets: list sheets, read rows, update rows.")?;
+    registry
+        .describe_namespace("sheets", "A workbook of spreadsheets: list sheets, read rows, update rows.")?;
     Ok(())
 }
 

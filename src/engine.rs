@@ -158,7 +158,14 @@ fn worker(jobs: crossbeam_channel::Receiver<Job>, warm: usize) {
         let Job { run, reply, span } = job;
         let _entered = span.enter();
         let outcome = match ready.pop().map_or_else(Sandbox::new, Ok) {
-            Ok(sandbox) => sandbox.run(run),
+            // A bug in the sandbox must cost one execution, not the thread.
+            Ok(sandbox) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sandbox.run(run)))
+                .unwrap_or_else(|_| {
+                    Outcome::failed(ExecError::new(
+                        ErrorKind::Internal,
+                        "the sandbox failed unexpectedly (a bug); the host is unaffected",
+                    ))
+                }),
             Err(e) => Outcome::failed(e),
         };
         let _ = reply.send(outcome);
@@ -287,7 +294,10 @@ impl Engine {
         let outcome = outcome.instrument(span).await;
         guard.0 = None;
         outcome.unwrap_or_else(|_| {
-            Outcome::failed(ExecError::new(ErrorKind::Internal, "a sandbox thread stopped during the execution"))
+            Outcome::failed(ExecError::new(
+                ErrorKind::Internal,
+                "a sandbox thread stopped during the execution",
+            ))
         })
     }
 }

@@ -73,3 +73,17 @@ pub use error::{ErrorKind, ExecError, RegistryError, ToolError};
 pub use limits::Limits;
 pub use outcome::{LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES};
 pub use registry::{js_name, BoxFuture, Registry, Tool, ToolHandler};
+
+/// Hooks for the benches in `benches/`; not part of the API.
+#[doc(hidden)]
+pub mod __bench {
+    /// Builds and drops one sandbox (runtime + context + prelude), as a cold checkout does.
+    pub fn cold_sandbox() {
+        drop(crate::sandbox::Sandbox::new().expect("sandbox builds"));
+    }
+
+    /// Strips the types of a program, as every uncached execution does.
+    pub fn transpile(ts: &str) -> usize {
+        crate::transpile::transpile(ts).map(|c| c.js.len()).unwrap_or(0)
+    }
+}

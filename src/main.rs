@@ -1,4 +1,5 @@
 //! The `codemode` command line. Only the binary prints, exits and reads the environment.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "the binary is the one place that prints")]
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -9,7 +10,11 @@ use clap::{Parser, Subcommand};
 use codemode::{Engine, ExecuteOptions, Limits, LogLevel, Outcome, Registry};
 
 #[derive(Parser)]
-#[command(name = "codemode", version, about = "Run agent-written TypeScript against typed tools in a QuickJS sandbox")]
+#[command(
+    name = "codemode",
+    version,
+    about = "Run agent-written TypeScript against typed tools in a QuickJS sandbox"
+)]
 struct Cli {
     /// Log format for diagnostics on stderr (set RUST_LOG to choose what is logged).
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -49,7 +54,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Run { file, demo, timeout_ms, memory_mb, json } => run(file, demo, timeout_ms, memory_mb, json),
+        Command::Run { file, demo, timeout_ms, memory_mb, json } => {
+            run(file, demo, timeout_ms, memory_mb, json)
+        }
     }
 }
 
@@ -89,13 +96,14 @@ fn run(file: PathBuf, demo: bool, timeout_ms: Option<u64>, memory_mb: Option<usi
         limits.memory_bytes = mb.saturating_mul(1 << 20);
     }
     let registry = if demo { codemode::demo::registry() } else { Registry::new() };
-    let engine = match Engine::builder().registry(registry).limits(limits).workers(1).warm_sandboxes(1).build() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("codemode: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let engine =
+        match Engine::builder().registry(registry).limits(limits).workers(1).warm_sandboxes(1).build() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("codemode: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -141,7 +149,8 @@ fn print_human(outcome: &Outcome) {
     }
     let s = &outcome.stats;
     let t = outcome.tokens();
-    let calls = if s.tool_calls == 1 { "1 tool call".to_string() } else { format!("{} tool calls", s.tool_calls) };
+    let calls =
+        if s.tool_calls == 1 { "1 tool call".to_string() } else { format!("{} tool calls", s.tool_calls) };
     println!(
         "— {} in {:.1} ms · {calls} · {} tokens of tool results kept out of context, {} returned{}",
         if outcome.is_ok() { "ok" } else { "failed" },

@@ -125,12 +125,10 @@ impl Outcome {
     pub fn tokens(&self) -> Tokens {
         let bpe = tokenizer();
         let sample = &self.stats.tool_result_texts;
-        let mut tool_results: u64 =
-            sample.texts.iter().map(|t| bpe.encode_ordinary(t).len() as u64).sum();
+        let mut tool_results: u64 = sample.texts.iter().map(|t| bpe.encode_ordinary(t).len() as u64).sum();
         let estimated = (sample.kept as u64) < self.stats.tool_result_bytes;
         if estimated && sample.kept > 0 {
-            tool_results = (tool_results as f64 * self.stats.tool_result_bytes as f64
-                / sample.kept as f64)
+            tool_results = (tool_results as f64 * self.stats.tool_result_bytes as f64 / sample.kept as f64)
                 .round() as u64;
         }
         let mut returned = bpe.encode_ordinary(&self.value.to_string()).len() as u64;

@@ -180,14 +180,13 @@ impl Registry {
                 name: tool.name.clone(),
             });
         }
-        let validator = jsonschema::validator_for(&tool.input_schema).map_err(|e| {
-            RegistryError::InvalidSchema {
+        let validator =
+            jsonschema::validator_for(&tool.input_schema).map_err(|e| RegistryError::InvalidSchema {
                 namespace: namespace.into(),
                 name: tool.name.clone(),
                 which: "input",
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         if let Some(out) = &tool.output_schema {
             jsonschema::validator_for(out).map_err(|e| RegistryError::InvalidSchema {
                 namespace: namespace.into(),
@@ -197,11 +196,7 @@ impl Registry {
             })?;
         }
         let ns = self.namespaces.entry(ns_js).or_insert_with(|| {
-            Arc::new(Namespace {
-                name: namespace.into(),
-                description: String::new(),
-                tools: BTreeMap::new(),
-            })
+            Arc::new(Namespace { name: namespace.into(), description: String::new(), tools: BTreeMap::new() })
         });
         if let Some(existing) = ns.tools.get(&tool.js_name) {
             return Err(RegistryError::Collision {
@@ -225,11 +220,7 @@ impl Registry {
         let ns_js = namespace_js_name(namespace)?;
         let description = description.into();
         let ns = self.namespaces.entry(ns_js).or_insert_with(|| {
-            Arc::new(Namespace {
-                name: namespace.into(),
-                description: String::new(),
-                tools: BTreeMap::new(),
-            })
+            Arc::new(Namespace { name: namespace.into(), description: String::new(), tools: BTreeMap::new() })
         });
         Arc::make_mut_namespace(ns).description = description;
         Ok(self)
@@ -237,9 +228,7 @@ impl Registry {
 
     /// Every tool, as `(namespace, tool)`, sorted by namespace and JS name.
     pub fn tools(&self) -> impl Iterator<Item = (&str, &Tool)> {
-        self.namespaces
-            .values()
-            .flat_map(|ns| ns.tools.values().map(move |e| (ns.name.as_str(), &e.tool)))
+        self.namespaces.values().flat_map(|ns| ns.tools.values().map(move |e| (ns.name.as_str(), &e.tool)))
     }
 
     /// Looks a tool up by namespace and either its JS name or its original name.
@@ -252,9 +241,7 @@ impl Registry {
             .namespaces
             .get(namespace)
             .or_else(|| self.namespaces.values().find(|ns| ns.name == namespace))?;
-        ns.tools
-            .get(name)
-            .or_else(|| ns.tools.values().find(|e| e.tool.name == name))
+        ns.tools.get(name).or_else(|| ns.tools.values().find(|e| e.tool.name == name))
     }
 
     /// Namespaces as `(js_name, namespace)`, sorted.
@@ -336,11 +323,54 @@ fn is_identifier(s: &str) -> bool {
 
 /// Words that cannot name a function in a TypeScript declaration.
 const RESERVED_WORDS: &[&str] = &[
-    "arguments", "await", "break", "case", "catch", "class", "const", "continue", "debugger",
-    "default", "delete", "do", "else", "enum", "eval", "export", "extends", "false", "finally",
-    "for", "function", "if", "implements", "import", "in", "instanceof", "interface", "let", "new",
-    "null", "package", "private", "protected", "public", "return", "static", "super", "switch",
-    "this", "throw", "true", "try", "typeof", "var", "void", "while", "with", "yield",
+    "arguments",
+    "await",
+    "break",
+    "case",
+    "catch",
+    "class",
+    "const",
+    "continue",
+    "debugger",
+    "default",
+    "delete",
+    "do",
+    "else",
+    "enum",
+    "eval",
+    "export",
+    "extends",
+    "false",
+    "finally",
+    "for",
+    "function",
+    "if",
+    "implements",
+    "import",
+    "in",
+    "instanceof",
+    "interface",
+    "let",
+    "new",
+    "null",
+    "package",
+    "private",
+    "protected",
+    "public",
+    "return",
+    "static",
+    "super",
+    "switch",
+    "this",
+    "throw",
+    "true",
+    "try",
+    "typeof",
+    "var",
+    "void",
+    "while",
+    "with",
+    "yield",
 ];
 
 #[cfg(test)]

@@ -87,8 +87,11 @@ fn function_expression_candidate(ts: &str) -> Option<&str> {
     Some(ts.trim_end().trim_end_matches(';'))
 }
 
+/// Diagnostics swc emitted: message and primary span.
+type Diagnostics = Vec<(String, Option<swc_common::Span>)>;
+
 #[derive(Clone, Default)]
-struct Collected(Arc<Mutex<Vec<(String, Option<swc_common::Span>)>>>);
+struct Collected(Arc<Mutex<Diagnostics>>);
 
 impl Emitter for Collected {
     fn emit(&mut self, db: &mut DiagnosticBuilder<'_>) {
@@ -111,10 +114,7 @@ fn strip(prefix: &str, ts: &str, suffix: &str) -> Result<String, ExecError> {
         Ok(out) => Ok(out.code),
         Err(err) => {
             let diagnostics = collected.0.lock().expect("diagnostics lock");
-            let (message, span) = diagnostics
-                .first()
-                .cloned()
-                .unwrap_or_else(|| (err.message.clone(), None));
+            let (message, span) = diagnostics.first().cloned().unwrap_or_else(|| (err.message.clone(), None));
             let mut error = ExecError::new(ErrorKind::Syntax, message);
             if let Some(span) = span {
                 let loc = cm.lookup_char_pos(span.lo);

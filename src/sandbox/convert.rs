@@ -156,7 +156,10 @@ impl<'js> Walker<'js> {
             return Err(format!("a Proxy at {} cannot leave the sandbox", self.path_text()));
         }
         if depth >= MAX_DEPTH {
-            return Err(format!("the value at {} is nested deeper than {MAX_DEPTH} levels", self.path_text()));
+            return Err(format!(
+                "the value at {} is nested deeper than {MAX_DEPTH} levels",
+                self.path_text()
+            ));
         }
         let raw = v.as_raw();
         if unsafe { qjs::JS_IsDate(raw) } {
@@ -182,7 +185,11 @@ impl<'js> Walker<'js> {
 
     fn array(&mut self, v: &Value<'js>, depth: usize) -> Result<Json, String> {
         let len = match own_property_str(&self.ctx, v, "length") {
-            Prop::Data(l) => l.as_int().map(|i| i.max(0) as usize).or_else(|| l.as_float().map(|f| f as usize)).unwrap_or(0),
+            Prop::Data(l) => l
+                .as_int()
+                .map(|i| i.max(0) as usize)
+                .or_else(|| l.as_float().map(|f| f as usize))
+                .unwrap_or(0),
             _ => 0,
         };
         self.charge(2)?;
@@ -217,8 +224,7 @@ impl<'js> Walker<'js> {
             let _ = self.ctx.catch();
             return Err(format!("the properties of the value at {} cannot be read", self.path_text()));
         }
-        let atoms: Vec<qjs::JSAtom> =
-            (0..len as usize).map(|i| unsafe { (*tab.add(i)).atom }).collect();
+        let atoms: Vec<qjs::JSAtom> = (0..len as usize).map(|i| unsafe { (*tab.add(i)).atom }).collect();
         let result = (|| {
             self.charge(2)?;
             let mut map = Map::new();
@@ -228,9 +234,8 @@ impl<'js> Walker<'js> {
                     self.truncated = true;
                     break;
                 }
-                let key = unsafe {
-                    js_string(&Value::from_raw(self.ctx.clone(), qjs::JS_AtomToValue(ctx, atom)))
-                };
+                let key =
+                    unsafe { js_string(&Value::from_raw(self.ctx.clone(), qjs::JS_AtomToValue(ctx, atom))) };
                 let Prop::Data(value) = own_property(&self.ctx, v, atom) else { continue };
                 self.path.push(Seg::Key(key));
                 let item = self.walk(&value, depth + 1)?;
@@ -258,7 +263,13 @@ fn number(f: f64) -> Json {
 fn json_len(j: &Json) -> usize {
     match j {
         Json::Null => 4,
-        Json::Bool(b) => if *b { 4 } else { 5 },
+        Json::Bool(b) => {
+            if *b {
+                4
+            } else {
+                5
+            }
+        }
         Json::Number(n) => n.to_string().len(),
         Json::String(s) => s.len() + 2,
         _ => 2,

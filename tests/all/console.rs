@@ -5,7 +5,10 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_levels_are_captured_in_order() {
-    let o = run("console.log('a'); console.info('b'); console.warn('c'); console.error('d'); console.debug('e');").await;
+    let o = run(
+        "console.log('a'); console.info('b'); console.warn('c'); console.error('d'); console.debug('e');",
+    )
+    .await;
     let levels: Vec<LogLevel> = o.logs.iter().map(|l| l.level).collect();
     assert_eq!(levels, vec![LogLevel::Log, LogLevel::Info, LogLevel::Warn, LogLevel::Error, LogLevel::Debug]);
     assert_eq!(logs(&o), vec!["a", "b", "c", "d", "e"]);
@@ -62,7 +65,8 @@ async fn logs_are_capped_with_a_marker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unhandled_rejections_are_reported_as_error_lines() {
-    let o = run("Promise.reject(new Error('forgotten')); await new Promise(r => setTimeout(r, 5)); return 1").await;
+    let o = run("Promise.reject(new Error('forgotten')); await new Promise(r => setTimeout(r, 5)); return 1")
+        .await;
     assert_eq!(o.value, json!(1));
     assert_eq!(logs(&o), vec!["Unhandled promise rejection: forgotten"]);
 }

@@ -8,8 +8,13 @@ use serde_json::{json, Value};
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     let any = json!({"type": "object"});
-    r.register("t", Tool::new("echo", "Return the arguments.", any.clone(), |args: Value| async move { Ok::<_, ToolError>(args) }))
-        .unwrap();
+    r.register(
+        "t",
+        Tool::new("echo", "Return the arguments.", any.clone(), |args: Value| async move {
+            Ok::<_, ToolError>(args)
+        }),
+    )
+    .unwrap();
     r.register(
         "t",
         Tool::new(
@@ -47,7 +52,9 @@ pub fn registry() -> Registry {
             "big",
             "Return n bytes of text.",
             json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}),
-            |args: Value| async move { Ok::<_, ToolError>(json!("x".repeat(args["n"].as_u64().unwrap_or(0) as usize))) },
+            |args: Value| async move {
+                Ok::<_, ToolError>(json!("x".repeat(args["n"].as_u64().unwrap_or(0) as usize)))
+            },
         ),
     )
     .unwrap();
@@ -55,8 +62,13 @@ pub fn registry() -> Registry {
         Ok::<_, ToolError>(json!(args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0)))
     }))
     .unwrap();
-    r.register("t", Tool::new("delete", "Reserved word name.", any, |_args: Value| async move { Ok::<_, ToolError>(json!("deleted")) }))
-        .unwrap();
+    r.register(
+        "t",
+        Tool::new("delete", "Reserved word name.", any, |_args: Value| async move {
+            Ok::<_, ToolError>(json!("deleted"))
+        }),
+    )
+    .unwrap();
     codemode::demo::register(&mut r).unwrap();
     r
 }

@@ -5,22 +5,69 @@ use crate::harness::*;
 /// Every global name the sandbox exposes. A new one fails this test until it is reviewed and
 /// added here (and to `RESERVED_GLOBALS` in src/sandbox/mod.rs).
 const REVIEWED: &[&str] = &[
-    "AggregateError", "Array", "ArrayBuffer", "AsyncDisposableStack", "Atomics", "BigInt", "BigInt64Array",
-    "BigUint64Array", "Boolean", "DOMException", "DataView", "Date", "DisposableStack", "Error", "EvalError",
-    "FinalizationRegistry", "Float16Array", "Float32Array", "Float64Array", "Function",
-    "Infinity", "Int16Array", "Int32Array", "Int8Array", "InternalError", "Iterator", "JSON", "Map", "Math",
-    "NaN", "Number", "Object", "Promise", "Proxy", "RangeError", "ReferenceError", "Reflect",
-    "RegExp", "Set", "SharedArrayBuffer", "String", "SuppressedError", "Symbol", "SyntaxError", "TypeError",
-    "URIError", "Uint16Array", "Uint32Array", "Uint8Array", "Uint8ClampedArray", "WeakMap",
-    "WeakRef", "WeakSet", "atob", "btoa", "clearTimeout", "codemode", "console", "decodeURI",
-    "decodeURIComponent", "encodeURI", "encodeURIComponent", "escape", "eval", "globalThis",
-    "isFinite", "isNaN", "parseFloat", "parseInt", "performance", "queueMicrotask",
-    "setTimeout", "undefined", "unescape",
+    "AggregateError",
+    "Array",
+    "AsyncDisposableStack",
+    "BigInt",
+    "Boolean",
+    "Date",
+    "DisposableStack",
+    "Error",
+    "EvalError",
+    "FinalizationRegistry",
+    "Function",
+    "Infinity",
+    "InternalError",
+    "Iterator",
+    "JSON",
+    "Map",
+    "Math",
+    "NaN",
+    "Number",
+    "Object",
+    "Promise",
+    "Proxy",
+    "RangeError",
+    "ReferenceError",
+    "Reflect",
+    "RegExp",
+    "Set",
+    "String",
+    "SuppressedError",
+    "Symbol",
+    "SyntaxError",
+    "TypeError",
+    "URIError",
+    "WeakMap",
+    "WeakRef",
+    "WeakSet",
+    "clearTimeout",
+    "codemode",
+    "console",
+    "decodeURI",
+    "decodeURIComponent",
+    "encodeURI",
+    "encodeURIComponent",
+    "escape",
+    "eval",
+    "globalThis",
+    "isFinite",
+    "isNaN",
+    "parseFloat",
+    "parseInt",
+    "performance",
+    "queueMicrotask",
+    "setTimeout",
+    "undefined",
+    "unescape",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_reviewed_globals_exist() {
-    let v = value("return Object.getOwnPropertyNames(globalThis).filter(n => !['t', 'sheets'].includes(n)).sort()").await;
+    let v = value(
+        "return Object.getOwnPropertyNames(globalThis).filter(n => !['t', 'sheets'].includes(n)).sort()",
+    )
+    .await;
     let mut names: Vec<String> = serde_json::from_value(v).unwrap();
     names.sort();
     let mut reviewed: Vec<String> = REVIEWED.iter().map(|s| s.to_string()).collect();
@@ -54,7 +101,8 @@ async fn constructor_escape_reaches_only_the_sandbox_global() {
 async fn nothing_survives_into_the_next_execution() {
     let v = value("globalThis.leak = 1; Object.prototype.polluted = 'yes'; Array.prototype.map = () => 'hijacked'; Promise.prototype.then = () => 'hijacked'; (globalThis as any).pending = new Promise(() => {}); return 1").await;
     assert_eq!(v, json!(1));
-    let v = value("return [typeof (globalThis as any).leak, ({} as any).polluted, [1].map(x => x + 1)]").await;
+    let v =
+        value("return [typeof (globalThis as any).leak, ({} as any).polluted, [1].map(x => x + 1)]").await;
     assert_eq!(v, json!(["undefined", null, [2]]));
 }
 
@@ -69,7 +117,10 @@ async fn prototype_pollution_does_not_change_the_bridge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_a_namespace_function_only_affects_the_program() {
-    let v = value("try { (t as any).echo = () => 'fake'; } catch (e) { return [e.name, e.message, typeof t.echo] }").await;
+    let v = value(
+        "try { (t as any).echo = () => 'fake'; } catch (e) { return [e.name, e.message, typeof t.echo] }",
+    )
+    .await;
     assert_eq!(v, json!(["TypeError", "'echo' is read-only", "function"]), "namespaces are frozen");
     still_healthy().await;
 }

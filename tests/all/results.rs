@@ -43,7 +43,11 @@ async fn proxy_and_thenable_results() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_result_is_cut_structurally() {
     let limits = Limits { max_result_bytes: 1000, ..Limits::default() };
-    let o = run_with("return { rows: Array.from({ length: 10000 }, (_, i) => ({ i })), tail: 'x'.repeat(5000) }", limits).await;
+    let o = run_with(
+        "return { rows: Array.from({ length: 10000 }, (_, i) => ({ i })), tail: 'x'.repeat(5000) }",
+        limits,
+    )
+    .await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert!(o.stats.result_truncated);
     let text = o.value.to_string();

@@ -20,7 +20,10 @@ async fn top_level_await_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_arrow_function_expression_is_called() {
-    assert_eq!(value("async () => {\n  const r = await t.echo({ a: 1 });\n  return r.a + 1;\n}").await, json!(2));
+    assert_eq!(
+        value("async () => {\n  const r = await t.echo({ a: 1 });\n  return r.a + 1;\n}").await,
+        json!(2)
+    );
     assert_eq!(value("async () => 7;").await, json!(7));
 }
 
@@ -120,7 +123,10 @@ async fn timers_work_within_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throwing_timer_callback_fails_the_run() {
-    let e = error("setTimeout(() => { throw new Error('in timer') }, 1);\nawait new Promise(r => setTimeout(r, 50));").await;
+    let e = error(
+        "setTimeout(() => { throw new Error('in timer') }, 1);\nawait new Promise(r => setTimeout(r, 50));",
+    )
+    .await;
     assert_eq!(e.kind, ErrorKind::Exception);
     assert_eq!(e.message, "in timer");
 }

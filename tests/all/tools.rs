@@ -7,14 +7,20 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tool_call_round_trip() {
-    assert_eq!(value("return await t.echo({ a: [1, 'b', null], n: 1.5 })").await, json!({"a": [1, "b", null], "n": 1.5}));
+    assert_eq!(
+        value("return await t.echo({ a: [1, 'b', null], n: 1.5 })").await,
+        json!({"a": [1, "b", null], "n": 1.5})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_that_are_not_identifiers_get_camel_case() {
     assert_eq!(value("return await t.getSum({ a: 2, b: 3 })").await, json!(5));
     assert_eq!(value("return await t.delete_({})").await, json!("deleted"));
-    assert_eq!(value("return Object.keys(t).sort()").await, json!(["big", "delete_", "echo", "fail", "getSum", "panic", "sleep"]));
+    assert_eq!(
+        value("return Object.keys(t).sort()").await,
+        json!(["big", "delete_", "echo", "fail", "getSum", "panic", "sleep"])
+    );
 }
 
 #[test]
@@ -25,7 +31,12 @@ fn collisions_are_refused_at_registration() {
     let err = r.register("ns", Tool::new("get.sum", "", json!({}), h)).unwrap_err();
     assert_eq!(
         err,
-        RegistryError::Collision { namespace: "ns".into(), name: "get.sum".into(), existing: "get-sum".into(), js_name: "getSum".into() }
+        RegistryError::Collision {
+            namespace: "ns".into(),
+            name: "get.sum".into(),
+            existing: "get-sum".into(),
+            js_name: "getSum".into()
+        }
     );
     assert!(r.get("ns", "get-sum").is_some(), "original name still resolves");
     assert!(r.get("ns", "getSum").is_some());
@@ -35,9 +46,18 @@ fn collisions_are_refused_at_registration() {
 fn reserved_and_invalid_namespaces_are_refused() {
     let h = |_: Value| async move { Ok::<_, ToolError>(Value::Null) };
     let mut r = Registry::new();
-    assert_eq!(r.register("console", Tool::new("x", "", json!({}), h)).unwrap_err(), RegistryError::ReservedNamespace("console".into()));
-    assert_eq!(r.register("JSON", Tool::new("x", "", json!({}), h)).unwrap_err(), RegistryError::ReservedNamespace("JSON".into()));
-    assert_eq!(r.register("--", Tool::new("x", "", json!({}), h)).unwrap_err(), RegistryError::InvalidNamespace("--".into()));
+    assert_eq!(
+        r.register("console", Tool::new("x", "", json!({}), h)).unwrap_err(),
+        RegistryError::ReservedNamespace("console".into())
+    );
+    assert_eq!(
+        r.register("JSON", Tool::new("x", "", json!({}), h)).unwrap_err(),
+        RegistryError::ReservedNamespace("JSON".into())
+    );
+    assert_eq!(
+        r.register("--", Tool::new("x", "", json!({}), h)).unwrap_err(),
+        RegistryError::InvalidNamespace("--".into())
+    );
 }
 
 #[test]
@@ -68,7 +88,10 @@ async fn missing_required_argument_is_a_type_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_error_rejects_with_tool_and_message() {
     let v = value("try { await t.fail({}); } catch (e) { return { name: e.name, message: e.message, tool: e.tool, code: e.code }; }").await;
-    assert_eq!(v, json!({"name": "ToolError", "message": "t.fail: it did not work", "tool": "t.fail", "code": "nope"}));
+    assert_eq!(
+        v,
+        json!({"name": "ToolError", "message": "t.fail: it did not work", "tool": "t.fail", "code": "nope"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,18 +123,25 @@ async fn getters_in_arguments_never_run_and_proxies_are_refused() {
     let v = value("let ran = false;\nconst args = { ms: 1 };\nObject.defineProperty(args, 'secret', { get() { ran = true; return 1 }, enumerable: true });\nconst r = await t.echo(args);\nreturn [r, ran];").await;
     assert_eq!(v, json!([{"ms": 1}, false]));
     let v = value("try { await t.echo(new Proxy({}, { ownKeys() { throw new Error('trap ran') } })) } catch (e) { return [e.name, e.message] }").await;
-    assert_eq!(v, json!(["TypeError", "t.echo: the arguments cannot be sent: a Proxy at $ cannot leave the sandbox"]));
+    assert_eq!(
+        v,
+        json!(["TypeError", "t.echo: the arguments cannot be sent: a Proxy at $ cannot leave the sandbox"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_workflow_updates_rows() {
     let v = value("await sheets.updateRow({ sheetId: 'sales', id: 7, fields: { note: 'called' } });\nconst [row] = await sheets.getRows({ sheetId: 'sales', offset: 7, limit: 1 });\nreturn row;").await;
-    assert_eq!(v, json!({"id": 7, "customer": "Customer 7", "status": "churned", "region": "LATAM", "amount": 433, "note": "called"}));
+    assert_eq!(
+        v,
+        json!({"id": 7, "customer": "Customer 7", "status": "churned", "region": "LATAM", "amount": 433, "note": "called"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tool_result_bytes_are_counted() {
-    let o = run("const rows = await sheets.getRows({ sheetId: 'sales', limit: 2 }); return rows.length").await;
+    let o =
+        run("const rows = await sheets.getRows({ sheetId: 'sales', limit: 2 }); return rows.length").await;
     assert_eq!(o.value, json!(2));
     let expected = serde_json::to_string(&json!([
         {"id": 0, "customer": "Customer 0", "status": "active", "region": "EU", "amount": 0},

@@ -1,0 +1,107 @@
+//! The runtime's own costs, against the targets in BENCHMARKS.md.
+//! Run: `cargo bench --bench runtime`
+
+use std::time::{Duration, Instant};
+
+use codemode::{Engine, ExecuteOptions, Registry, Tool, ToolError};
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::{json, Value};
+
+fn engine(warm: usize) -> Engine {
+    let mut registry = codemode::demo::registry();
+    registry
+        .register(
+            "bench",
+            Tool::new("noop", "Returns its input.", json!({"type": "object"}), |v: Value| async move {
+                Ok::<_, ToolError>(v)
+            }),
+        )
+        .unwrap();
+    let _: &Registry = &registry;
+    Engine::builder().registry(registry).warm_sandboxes(warm).build().unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = rt();
+    let warm = engine(4);
+    let cold = engine(0);
+    let spreadsheet = include_str!("../examples/spreadsheet.ts");
+
+    c.bench_function("sandbox/cold_with_prelude", |b| b.iter(codemode::__bench::cold_sandbox));
+    c.bench_function("transpile/spreadsheet_example", |b| {
+        b.iter(|| codemode::__bench::transpile(spreadsheet))
+    });
+
+    c.bench_function("execute/return_1_plus_1/warm_pool", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = warm.execute("return 1 + 1", ExecuteOptions::default()).await;
+            assert_eq!(o.value, json!(2));
+        })
+    });
+    c.bench_function("execute/return_1_plus_1/cold_sandbox", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = cold.execute("return 1 + 1", ExecuteOptions::default()).await;
+            assert_eq!(o.value, json!(2));
+        })
+    });
+    // Per-call cost: one program making 1,000 sequential calls, divided by 1,000.
+    c.bench_function("tool_call/round_trip", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let warm = warm.clone();
+            async move {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(1000);
+                    let code = format!("for (let i = 0; i < {n}; i++) await bench.noop({{}}); return {n}");
+                    let started = Instant::now();
+                    let o = warm.execute(&code, ExecuteOptions::default()).await;
+                    total += started.elapsed();
+                    assert!(o.is_ok(), "{:?}", o.error);
+                    left -= n;
+                }
+                total
+            }
+        })
+    });
+    c.bench_function("execute/demo_workflow", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = warm.execute(spreadsheet, ExecuteOptions::default()).await;
+            assert_eq!(o.value["active"], json!(3334));
+        })
+    });
+    // Throughput: 1,000 trivial executions in flight at once; time per execution.
+    c.bench_function("throughput/trivial_x1000", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let warm = warm.clone();
+            async move {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let handles: Vec<_> = (0..1000)
+                        .map(|_| {
+                            let e = warm.clone();
+                            tokio::spawn(
+                                async move { e.execute("return 1 + 1", ExecuteOptions::default()).await },
+                            )
+                        })
+                        .collect();
+                    for h in handles {
+                        assert!(h.await.unwrap().is_ok());
+                    }
+                }
+                started.elapsed() / 1000
+            }
+        })
+    });
+}
+
+criterion_group! {
+    name = runtime;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    targets = benches
+}
+criterion_main!(runtime);
