@@ -10,7 +10,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use std::future::Future;
 
 use futures_util::FutureExt;
 use serde_json::Value;
@@ -197,12 +200,15 @@ impl Bridge {
         Ok(id)
     }
 
+    /// Runs the handler. Its first poll happens right here, on the sandbox thread, inside the
+    /// caller's runtime: a handler that answers without waiting (an in-memory lookup) settles
+    /// with no thread hop. Only a handler that is still pending becomes a tokio task, whose
+    /// completion wakes this thread through the channel.
     fn dispatch(&mut self, call: Queued) {
         let Queued { id, entry, label, args } = call;
-        let tx = self.tx.clone();
         let handler = Arc::clone(entry.tool.handler());
         let span = tracing::info_span!("tool_call", tool = %label, id);
-        let task = self.handle.spawn(
+        let mut call = Box::pin(
             async move {
                 let started = Instant::now();
                 let result = AssertUnwindSafe(handler.call(args)).catch_unwind().await;
@@ -228,11 +234,39 @@ impl Bridge {
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "tool call done"
                 );
-                let _ = tx.send(Wake::Done(id, result));
+                result
             }
             .instrument(span),
         );
-        self.in_flight.insert(id, task.abort_handle());
+        let first = {
+            let _runtime = self.handle.enter();
+            call.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        };
+        match first {
+            Poll::Ready(result) => {
+                let settlement = self.settlement(result);
+                self.ready.push_back((id, settlement));
+            }
+            Poll::Pending => {
+                let tx = self.tx.clone();
+                let task = self.handle.spawn(async move {
+                    let result = call.await;
+                    let _ = tx.send(Wake::Done(id, result));
+                });
+                self.in_flight.insert(id, task.abort_handle());
+            }
+        }
+    }
+
+    fn settlement(&mut self, result: Result<Arc<str>, ToolFailure>) -> Settlement {
+        match result {
+            Ok(text) => {
+                self.tool_result_bytes += text.len() as u64;
+                self.samples.push(&text);
+                Settlement::Value(text)
+            }
+            Err(failure) => Settlement::Error(failure),
+        }
     }
 
     /// Schedules a timer `delay` from now and returns its id.
@@ -282,17 +316,13 @@ impl Bridge {
                         let Some(q) = self.queued.pop_front() else { break };
                         self.dispatch(q);
                     }
-                    return Next::Settle(
-                        id,
-                        match result {
-                            Ok(text) => {
-                                self.tool_result_bytes += text.len() as u64;
-                                self.samples.push(&text);
-                                Settlement::Value(text)
-                            }
-                            Err(failure) => Settlement::Error(failure),
-                        },
-                    );
+                    let settlement = self.settlement(result);
+                    if let Some((ready_id, ready)) = self.ready.pop_front() {
+                        // A queued call that completed inline goes first; this one waits its turn.
+                        self.ready.push_back((id, settlement));
+                        return Next::Settle(ready_id, ready);
+                    }
+                    return Next::Settle(id, settlement);
                 }
                 Ok(Wake::Cancel) => return Next::Cancelled,
                 Err(RecvTimeoutError::Timeout) => continue,
