@@ -228,5 +228,8 @@ export function init(host) {
       return (async () => (callIt ? await value() : await value))();
     },
     format,
+    // Built-ins the host calls when it reads results and errors.
+    dateToISOString,
+    stackGetter: getOwnPropertyDescriptor(ErrorCtor.prototype, "stack")?.get,
   };
 }

@@ -66,6 +66,14 @@ fn tool(text: &str, handler: impl crate::registry::ToolHandler) -> Tool {
     Tool::new(d.name, d.description, d.input, handler).with_output_schema(d.output)
 }
 
+fn parse<T: serde::de::DeserializeOwned>(args: Value) -> Result<T, ToolError> {
+    serde_json::from_value(args).map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))
+}
+
+fn find<'a>(book: &'a [Sheet], id: &str) -> Result<&'a Sheet, ToolError> {
+    book.iter().find(|s| s.id == id).ok_or_else(|| unknown_sheet(id))
+}
+
 fn unknown_sheet(id: &str) -> ToolError {
     ToolError::with_code("not_found", format!("unknown sheet id {id:?}; listSheets() returns the ids"))
 }

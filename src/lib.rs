@@ -68,11 +68,17 @@ mod registry;
 mod sandbox;
 mod transpile;
 
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions};
 pub use error::{ErrorKind, ExecError, RegistryError, ToolError};
 pub use limits::Limits;
 pub use outcome::{LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES};
 pub use registry::{js_name, BoxFuture, Registry, Tool, ToolHandler};
+pub use sandbox::SANDBOX_GLOBALS;
 
 /// Hooks for the benches in `benches/`; not part of the API.
 #[doc(hidden)]

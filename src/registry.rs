@@ -275,7 +275,7 @@ impl MakeMutNamespace for Arc<Namespace> {
 
 fn namespace_js_name(namespace: &str) -> Result<String, RegistryError> {
     let js = js_name(namespace).ok_or_else(|| RegistryError::InvalidNamespace(namespace.into()))?;
-    if crate::sandbox::RESERVED_GLOBALS.contains(&js.as_str()) {
+    if crate::sandbox::SANDBOX_GLOBALS.contains(&js.as_str()) {
         return Err(RegistryError::ReservedNamespace(namespace.into()));
     }
     Ok(js)

@@ -36,9 +36,10 @@ use self::convert::{Overflow, Walker};
 const PRELUDE_SOURCE: &str = include_str!("../../js/prelude.js");
 const PRELUDE_NAME: &str = "codemode:prelude";
 
-/// Every global a program sees. Registering a namespace with one of these names is refused, and
-/// a test fails when the sandbox grows a global that is not listed here.
-pub(crate) const RESERVED_GLOBALS: &[&str] = &[
+/// Every global a program sees, besides one per tool namespace. Registering a namespace with one
+/// of these names is refused, and a test fails when the sandbox grows a global that is not
+/// listed here, so each new global is a reviewed change.
+pub const SANDBOX_GLOBALS: &[&str] = &[
     "AggregateError",
     "Array",
     "AsyncDisposableStack",
@@ -277,11 +278,10 @@ impl Sandbox {
                 let init: Function = module.get("init")?;
                 let host = host_functions(&ctx, &control, &exec)?;
                 let exports: Object = init.call((host,))?;
-                // Built-ins captured before any program runs, so reading a result or an error never
-                // calls a function the program could have replaced.
-                let date_to_iso: Function = ctx.eval("Date.prototype.toISOString")?;
-                let stack_getter: Option<Function> =
-                    ctx.eval("Object.getOwnPropertyDescriptor(Error.prototype, 'stack')?.get")?;
+                // Built-ins the prelude captured before any program runs, so reading a result or an
+                // error never calls a function the program could have replaced.
+                let date_to_iso: Function = exports.get("dateToISOString")?;
+                let stack_getter: Option<Function> = exports.get("stackGetter")?;
                 Ok((
                     Persistent::save(&ctx, exports),
                     Persistent::save(&ctx, date_to_iso),
