@@ -70,8 +70,8 @@ fn parse<T: serde::de::DeserializeOwned>(args: Value) -> Result<T, ToolError> {
     serde_json::from_value(args).map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))
 }
 
-fn find<'a>(book: &'a [Sheet], id: &str) -> Result<&'a Sheet, ToolError> {
-    book.iter().find(|s| s.id == id).ok_or_else(|| unknown_sheet(id))
+fn position(book: &[Sheet], id: &str) -> Result<usize, ToolError> {
+    book.iter().position(|s| s.id == id).ok_or_else(|| unknown_sheet(id))
 }
 
 fn unknown_sheet(id: &str) -> ToolError {
@@ -124,13 +124,9 @@ pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
         tool(GET_ROWS, move |args: Value| {
             let b = Arc::clone(&b);
             async move {
-                let args: GetRows = serde_json::from_value(args)
-                    .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
+                let args: GetRows = parse(args)?;
                 let book = b.lock().expect("book lock");
-                let sheet = book
-                    .iter()
-                    .find(|s| s.id == args.sheet_id)
-                    .ok_or_else(|| unknown_sheet(&args.sheet_id))?;
+                let sheet = &book[position(&book, &args.sheet_id)?];
                 let rows =
                     sheet.rows.iter().skip(args.offset.unwrap_or(0)).take(args.limit.unwrap_or(usize::MAX));
                 Ok(Value::Array(rows.cloned().map(Value::Object).collect()))
@@ -144,13 +140,10 @@ pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
         tool(UPDATE_ROW, move |args: Value| {
             let b = Arc::clone(&b);
             async move {
-                let args: UpdateRow = serde_json::from_value(args)
-                    .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
+                let args: UpdateRow = parse(args)?;
                 let mut book = b.lock().expect("book lock");
-                let sheet = book
-                    .iter_mut()
-                    .find(|s| s.id == args.sheet_id)
-                    .ok_or_else(|| unknown_sheet(&args.sheet_id))?;
+                let index = position(&book, &args.sheet_id)?;
+                let sheet = &mut book[index];
                 let row = sheet.rows.get_mut(args.id).ok_or_else(|| {
                     ToolError::with_code(
                         "not_found",
