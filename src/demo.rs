@@ -94,6 +94,38 @@ struct UpdateRow {
     fields: Map<String, Value>,
 }
 
+/// A tool whose handler works on the locked workbook; none of them awaits anything.
+fn book_tool(text: &str, book: &Book, f: fn(&mut [Sheet], Value) -> Result<Value, ToolError>) -> Tool {
+    let book = Arc::clone(book);
+    tool(text, move |args: Value| {
+        let book = Arc::clone(&book);
+        async move { f(&mut book.lock().expect("book lock"), args) }
+    })
+}
+
+fn list_sheets(book: &mut [Sheet], _args: Value) -> Result<Value, ToolError> {
+    Ok(Value::Array(
+        book.iter().map(|s| json!({ "id": s.id, "title": s.title, "rowCount": s.rows.len() })).collect(),
+    ))
+}
+
+fn get_rows(book: &mut [Sheet], args: Value) -> Result<Value, ToolError> {
+    let args: GetRows = parse(args)?;
+    let sheet = &book[position(book, &args.sheet_id)?];
+    let rows = sheet.rows.iter().skip(args.offset.unwrap_or(0)).take(args.limit.unwrap_or(usize::MAX));
+    Ok(Value::Array(rows.cloned().map(Value::Object).collect()))
+}
+
+fn update_row(book: &mut [Sheet], args: Value) -> Result<Value, ToolError> {
+    let args: UpdateRow = parse(args)?;
+    let index = position(book, &args.sheet_id)?;
+    let row = book[index].rows.get_mut(args.id).ok_or_else(|| {
+        ToolError::with_code("not_found", format!("sheet {:?} has no row {}", args.sheet_id, args.id))
+    })?;
+    row.extend(args.fields);
+    Ok(json!({ "ok": true }))
+}
+
 /// Adds the `sheets` namespace to `registry`.
 pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     let book: Book = Arc::new(Mutex::new(vec![Sheet {
@@ -102,60 +134,9 @@ pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
         rows: (0..SALES_ROWS).map(sales_row).collect(),
     }]));
 
-    let b = Arc::clone(&book);
-    registry.register(
-        "sheets",
-        tool(LIST_SHEETS, move |_args: Value| {
-            let b = Arc::clone(&b);
-            async move {
-                let book = b.lock().expect("book lock");
-                Ok(Value::Array(
-                    book.iter()
-                        .map(|s| json!({ "id": s.id, "title": s.title, "rowCount": s.rows.len() }))
-                        .collect(),
-                ))
-            }
-        }),
-    )?;
-
-    let b = Arc::clone(&book);
-    registry.register(
-        "sheets",
-        tool(GET_ROWS, move |args: Value| {
-            let b = Arc::clone(&b);
-            async move {
-                let args: GetRows = parse(args)?;
-                let book = b.lock().expect("book lock");
-                let sheet = &book[position(&book, &args.sheet_id)?];
-                let rows =
-                    sheet.rows.iter().skip(args.offset.unwrap_or(0)).take(args.limit.unwrap_or(usize::MAX));
-                Ok(Value::Array(rows.cloned().map(Value::Object).collect()))
-            }
-        }),
-    )?;
-
-    let b = Arc::clone(&book);
-    registry.register(
-        "sheets",
-        tool(UPDATE_ROW, move |args: Value| {
-            let b = Arc::clone(&b);
-            async move {
-                let args: UpdateRow = parse(args)?;
-                let mut book = b.lock().expect("book lock");
-                let index = position(&book, &args.sheet_id)?;
-                let sheet = &mut book[index];
-                let row = sheet.rows.get_mut(args.id).ok_or_else(|| {
-                    ToolError::with_code(
-                        "not_found",
-                        format!("sheet {:?} has no row {}", args.sheet_id, args.id),
-                    )
-                })?;
-                row.extend(args.fields);
-                Ok(json!({ "ok": true }))
-            }
-        }),
-    )?;
-
+    registry.register("sheets", book_tool(LIST_SHEETS, &book, list_sheets))?;
+    registry.register("sheets", book_tool(GET_ROWS, &book, get_rows))?;
+    registry.register("sheets", book_tool(UPDATE_ROW, &book, update_row))?;
     registry
         .describe_namespace("sheets", "A workbook of spreadsheets: list sheets, read rows, update rows.")?;
     Ok(())
