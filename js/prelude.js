@@ -204,11 +204,11 @@ export function init(host) {
 
   return {
     // Installs `globalThis[namespace]` with one function per tool.
-    install(namespace, hostNamespace, tools) {
+    install(namespace, tools) {
       const ns = create(null);
       for (let i = 0; i < tools.length; i++) {
         const name = tools[i];
-        const fn = { [name](args) { return callTool(hostNamespace, name, args); } }[name];
+        const fn = { [name](args) { return callTool(namespace, name, args); } }[name];
         defineProperty(ns, name, { value: fn, enumerable: true });
       }
       defineProperty(globalThis, namespace, { value: freeze(ns), writable: true, configurable: true });

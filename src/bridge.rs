@@ -66,13 +66,18 @@ pub(crate) enum Next {
 }
 
 /// Cancels an execution from any thread.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct CancelHandle {
     flag: Arc<AtomicBool>,
     tx: Sender<Wake>,
 }
 
 impl CancelHandle {
+    /// True while the execution exists: its bridge holds the other reference to the flag.
+    pub(crate) fn is_live(&self) -> bool {
+        Arc::strong_count(&self.flag) > 1
+    }
+
     pub(crate) fn cancel(&self) {
         self.flag.store(true, Ordering::SeqCst);
         let _ = self.tx.send(Wake::Cancel);
@@ -348,11 +353,8 @@ fn js_path(pointer: &str) -> String {
         let seg = seg.replace("~1", "/").replace("~0", "~");
         if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(&format!("[{seg}]"));
-        } else if crate::registry::js_name(&seg).as_deref() == Some(seg.as_str()) {
-            out.push('.');
-            out.push_str(&seg);
         } else {
-            out.push_str(&format!("[{}]", Value::String(seg)));
+            crate::registry::push_property(&mut out, &seg);
         }
     }
     out

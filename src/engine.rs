@@ -191,15 +191,7 @@ pub struct CancelToken {
 #[derive(Debug, Default)]
 struct TokenInner {
     cancelled: AtomicBool,
-    handles: Mutex<Vec<HandleSlot>>,
-}
-
-struct HandleSlot(CancelHandle);
-
-impl std::fmt::Debug for HandleSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CancelHandle")
-    }
+    handles: Mutex<Vec<CancelHandle>>,
 }
 
 impl CancelToken {
@@ -211,7 +203,7 @@ impl CancelToken {
     pub fn cancel(&self) {
         self.inner.cancelled.store(true, Ordering::SeqCst);
         for h in self.inner.handles.lock().expect("cancel lock").iter() {
-            h.0.cancel();
+            h.cancel();
         }
     }
     /// True once [`CancelToken::cancel`] was called.
@@ -219,7 +211,11 @@ impl CancelToken {
         self.inner.cancelled.load(Ordering::SeqCst)
     }
     fn attach(&self, handle: CancelHandle) {
-        self.inner.handles.lock().expect("cancel lock").push(HandleSlot(handle.clone()));
+        let mut handles = self.inner.handles.lock().expect("cancel lock");
+        // A long-lived token (one per daemon connection, say) must not pile up finished runs.
+        handles.retain(CancelHandle::is_live);
+        handles.push(handle.clone());
+        drop(handles);
         if self.is_cancelled() {
             handle.cancel();
         }

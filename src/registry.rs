@@ -313,6 +313,18 @@ pub fn js_name(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// Appends `.key`, or `["key"]` when the key is not an identifier: a path as JS code writes it.
+pub(crate) fn push_property(path: &mut String, key: &str) {
+    if is_identifier(key) {
+        path.push('.');
+        path.push_str(key);
+    } else {
+        path.push('[');
+        path.push_str(&Value::String(key.into()).to_string());
+        path.push(']');
+    }
+}
+
 fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '$'
 }

@@ -43,11 +43,16 @@ pub(crate) struct Compiled {
 impl Compiled {
     /// Maps a 1-based position in the generated module back to the agent's source.
     pub(crate) fn map_position(&self, line: u32, column: u32) -> (u32, u32) {
-        if line == 1 {
-            (1, column.saturating_sub(self.first_line_shift).max(1))
-        } else {
-            (line, column)
-        }
+        unshift(line, column, self.first_line_shift)
+    }
+}
+
+/// Only the first line carries the wrapper, so only its columns move.
+fn unshift(line: u32, column: u32, shift: u32) -> (u32, u32) {
+    if line == 1 {
+        (1, column.saturating_sub(shift).max(1))
+    } else {
+        (line, column)
     }
 }
 
@@ -118,14 +123,8 @@ fn strip(prefix: &str, ts: &str, suffix: &str) -> Result<String, ExecError> {
             let mut error = ExecError::new(ErrorKind::Syntax, message);
             if let Some(span) = span {
                 let loc = cm.lookup_char_pos(span.lo);
-                let column = loc.col.0 as u32 + 1;
-                let line = loc.line as u32;
-                let shift = prefix.chars().count() as u32;
-                error = if line == 1 {
-                    error.at(1, column.saturating_sub(shift).max(1))
-                } else {
-                    error.at(line, column)
-                };
+                let (line, column) = unshift(loc.line as u32, loc.col.0 as u32 + 1, prefix.len() as u32);
+                error = error.at(line, column);
                 // An error inside the wrapper's closing lines points past the agent's source.
                 let last = line_count(ts);
                 if error.line > Some(last) {

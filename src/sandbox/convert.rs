@@ -81,14 +81,7 @@ impl<'js> Walker<'js> {
         let mut out = String::from("$");
         for seg in &self.path {
             match seg {
-                Seg::Key(k) => {
-                    if crate::registry::js_name(k).as_deref() == Some(k.as_str()) {
-                        out.push('.');
-                        out.push_str(k);
-                    } else {
-                        out.push_str(&format!("[{}]", Json::String(k.clone())));
-                    }
-                }
+                Seg::Key(k) => crate::registry::push_property(&mut out, k),
                 Seg::Index(i) => out.push_str(&format!("[{i}]")),
             }
         }

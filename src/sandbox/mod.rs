@@ -173,9 +173,10 @@ struct Control {
 }
 
 impl Control {
-    fn check(&self) -> bool {
+    /// The reason to stop the program, if there is one now (and from now on).
+    fn check(&self) -> Option<ErrorKind> {
         if self.abort.get().is_some() {
-            return true;
+            return self.abort.get();
         }
         let kind = if self.budget.exceeded.get() {
             ErrorKind::MemoryLimit
@@ -184,10 +185,10 @@ impl Control {
         } else if self.deadline.get().is_some_and(|d| Instant::now() >= d) {
             ErrorKind::Timeout
         } else {
-            return false;
+            return None;
         };
         self.abort.set(Some(kind));
-        true
+        Some(kind)
     }
 }
 
@@ -253,7 +254,7 @@ impl Sandbox {
         let exec: ExecCell = Rc::new(RefCell::new(None));
         {
             let control = Rc::clone(&control);
-            runtime.set_interrupt_handler(Some(Box::new(move || control.check())));
+            runtime.set_interrupt_handler(Some(Box::new(move || control.check().is_some())));
         }
         {
             let exec = Rc::clone(&exec);
@@ -312,20 +313,13 @@ impl Sandbox {
             main_promise: 0,
         });
 
-        let script = match cache.get(&code) {
-            Some(script) => Ok(script),
-            None => self.compile(&code, &cache),
-        };
-        let result = match script {
-            Ok(script) => {
-                self._script = Some(Arc::clone(&script));
-                self.execute(&script, &registry, &limits, deadline)
-            }
-            Err(e) => Err(e),
-        };
+        let cached = cache.get(&code);
+        // Cached bytecode is loaded without copying: it must outlive the runtime.
+        self._script = cached.clone();
+        let result = self.execute(&code, cached, &cache, &registry, &limits, deadline);
 
         let exec = self.exec.borrow_mut().take().expect("execution state present");
-        let (value, truncated, mut error) = match result {
+        let (value, truncated, error) = match result {
             Ok((value, truncated)) => (value, truncated, None),
             Err(e) => (serde_json::Value::Null, false, Some(e)),
         };
@@ -347,11 +341,6 @@ impl Sandbox {
                 message: format!("Unhandled promise rejection: {reason}"),
             });
         }
-        if let Some(e) = error.as_mut() {
-            if e.kind == ErrorKind::Timeout {
-                e.message = format!("the program ran past its {} ms deadline", limits.timeout.as_millis());
-            }
-        }
         let returned_bytes = value.to_string().len() + logs.iter().map(|l| l.message.len()).sum::<usize>();
         let stats = Stats {
             duration: started.elapsed(),
@@ -365,24 +354,37 @@ impl Sandbox {
         Outcome { value, logs, error, stats }
     }
 
-    fn compile(&self, code: &Arc<str>, cache: &ScriptCache) -> Result<Arc<Script>, ExecError> {
+    /// The program as a module ready to evaluate: loaded from cached bytecode, or compiled now
+    /// (and its bytecode cached for the next run of the same source).
+    fn module<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        code: &Arc<str>,
+        cached: Option<Arc<Script>>,
+        cache: &ScriptCache,
+    ) -> Result<(Module<'js, Declared>, Arc<Script>), ExecError> {
+        if let Some(script) = cached {
+            // Bytecode we compiled ourselves, from this exact crate version.
+            let module = unsafe { Module::load(ctx.clone(), &script.bytecode) }.map_err(internal_js)?;
+            return Ok((module, script));
+        }
         let compiled = transpile::transpile(code)?;
-        let bytecode = self.context.with(|ctx| {
-            let module = Module::declare(ctx.clone(), SCRIPT_NAME, compiled.js.as_str())
-                .catch(&ctx)
-                .map_err(|e| self.caught_error(&ctx, e, &compiled, ErrorKind::Syntax))?;
-            module.write(WriteOptions::default()).map_err(|e| {
-                ExecError::new(ErrorKind::Internal, format!("could not serialize the compiled program: {e}"))
-            })
+        let module = Module::declare(ctx.clone(), SCRIPT_NAME, compiled.js.as_str())
+            .catch(ctx)
+            .map_err(|e| self.caught_error(ctx, e, &compiled, ErrorKind::Syntax))?;
+        let bytecode = module.write(WriteOptions::default()).map_err(|e| {
+            ExecError::new(ErrorKind::Internal, format!("could not serialize the compiled program: {e}"))
         })?;
         let script = Arc::new(Script { bytecode, compiled });
         cache.put(Arc::clone(code), Arc::clone(&script));
-        Ok(script)
+        Ok((module, script))
     }
 
     fn execute(
         &self,
-        script: &Script,
+        code: &Arc<str>,
+        cached: Option<Arc<Script>>,
+        cache: &ScriptCache,
         registry: &Registry,
         limits: &Limits,
         deadline: Instant,
@@ -390,25 +392,24 @@ impl Sandbox {
         let exec = &self.exec;
         let control = &self.control;
         self.context.with(|ctx| {
+            // Nothing runs before the program compiles: syntax errors come first.
+            let (module, script) = self.module(&ctx, code, cached, cache)?;
             let exports = self.exports.clone().restore(&ctx).map_err(internal_js)?;
             let install: Function = exports.get("install").map_err(internal_js)?;
             for (js_name, ns) in registry.namespaces() {
                 let tools: Vec<&str> = ns.tools.keys().map(String::as_str).collect();
-                install.call::<_, ()>((js_name, js_name, tools)).map_err(internal_js)?;
+                install.call::<_, ()>((js_name, tools)).map_err(internal_js)?;
             }
             let settle: Function = exports.get("settle").map_err(internal_js)?;
             let start: Function = exports.get("start").map_err(internal_js)?;
 
-            // Bytecode we compiled ourselves, from this exact crate version.
-            let loaded: rquickjs::Result<Module<'_, Declared>> =
-                unsafe { Module::load(ctx.clone(), &script.bytecode) };
             let promise: Promise = (|| {
-                let (module, _) = loaded?.eval()?;
+                let (module, _) = module.eval()?;
                 let main: Value = module.get("default")?;
                 start.call((main, script.compiled.call_default))
             })()
             .catch(&ctx)
-            .map_err(|e| self.abort_or(&ctx, e, &script.compiled))?;
+            .map_err(|e| self.abort_or(&ctx, e, &script.compiled, limits))?;
             if let Some(exec) = exec.borrow_mut().as_mut() {
                 exec.main_promise = unsafe { rquickjs::qjs::JS_VALUE_GET_PTR(promise.as_raw()) } as usize;
             }
@@ -418,12 +419,11 @@ impl Sandbox {
                 while ctx.execute_pending_job() {
                     jobs = jobs.wrapping_add(1);
                     // A chain of tiny jobs may never reach the engine's interrupt poll.
-                    if control.abort.get().is_some() || (jobs.is_multiple_of(1024) && control.check()) {
+                    if control.abort.get().is_some() || (jobs.is_multiple_of(1024) && control.check().is_some()) {
                         break;
                     }
                 }
-                if control.check() {
-                    let kind = control.abort.get().expect("check() sets the reason");
+                if let Some(kind) = control.check() {
                     return Err(abort_error(kind, limits));
                 }
                 match promise.state() {
@@ -463,7 +463,7 @@ impl Sandbox {
                         if let Err(e) = delivered.catch(&ctx) {
                             // A timer callback threw (or the sandbox ran out of memory parsing a
                             // tool result): the program fails as it would in Node.
-                            return Err(self.abort_or(&ctx, e, &script.compiled));
+                            return Err(self.abort_or(&ctx, e, &script.compiled, limits));
                         }
                     }
                     Next::Idle => {
@@ -481,15 +481,17 @@ impl Sandbox {
 
     /// An error raised while running: the interrupt handler's reason when it stopped the
     /// program, else the program's own exception.
-    fn abort_or<'js>(&self, ctx: &Ctx<'js>, e: CaughtError<'js>, compiled: &Compiled) -> ExecError {
-        if let Some(kind) = self.control.abort.get() {
-            let limits = self.exec.borrow().as_ref().map(|e| e.limits.clone()).unwrap_or_default();
-            return abort_error(kind, &limits);
+    fn abort_or<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        e: CaughtError<'js>,
+        compiled: &Compiled,
+        limits: &Limits,
+    ) -> ExecError {
+        match self.control.check() {
+            Some(kind) => abort_error(kind, limits),
+            None => self.caught_error(ctx, e, compiled, ErrorKind::Exception),
         }
-        if self.control.budget.exceeded.get() {
-            return abort_error(ErrorKind::MemoryLimit, &Limits::default());
-        }
-        self.caught_error(ctx, e, compiled, ErrorKind::Exception)
     }
 
     /// A caught JS error as an [`ExecError`] at the agent's own line and column.
@@ -535,13 +537,14 @@ impl Sandbox {
             let v: Value = getter.call((This(reason.clone()),)).ok()?;
             v.is_string().then(|| convert::js_string(&v))
         });
-        let stack = stack.map(|s| map_stack(&s, compiled));
         let mut err = ExecError::new(ErrorKind::Exception, message);
-        if let Some((line, column)) = stack.as_deref().and_then(first_agent_frame) {
-            err = err.at(line, column);
+        if let Some((stack, first)) = stack.map(|s| map_stack(&s, compiled)) {
+            if let Some((line, column)) = first {
+                err = err.at(line, column);
+            }
+            err.stack = Some(stack).filter(|s| !s.is_empty());
         }
         err.name = Some(name);
-        err.stack = stack.filter(|s| !s.is_empty());
         err
     }
 }
@@ -659,9 +662,10 @@ fn describe_reason<'js>(ctx: &Ctx<'js>, reason: &Value<'js>) -> String {
 
 /// Rewrites `agent.ts:L:C` positions in a stack to the agent's own columns (only the first line
 /// carries the wrapper) and drops the prelude's frames.
-fn map_stack(stack: &str, compiled: &Compiled) -> String {
+fn map_stack(stack: &str, compiled: &Compiled) -> (String, Option<(u32, u32)>) {
     let needle = format!("{SCRIPT_NAME}:");
     let mut out = Vec::new();
+    let mut first = None;
     for line in stack.lines() {
         if line.contains(PRELUDE_NAME) {
             continue;
@@ -671,26 +675,18 @@ fn map_stack(stack: &str, compiled: &Compiled) -> String {
             continue;
         };
         let rest = &line[at + needle.len()..];
-        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == ':').collect();
-        let mut parts = digits.split(':').filter_map(|p| p.parse::<u32>().ok());
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != ':').unwrap_or(rest.len());
+        let mut parts = rest[..digits].split(':').filter_map(|p| p.parse::<u32>().ok());
         match (parts.next(), parts.next()) {
+            // The wrapper's closing lines are not the agent's code.
             (Some(l), _) if l > compiled.source_lines => {}
             (Some(l), Some(c)) => {
                 let (l, c) = compiled.map_position(l, c);
-                out.push(format!("{}{needle}{l}:{c}{}", &line[..at], &rest[digits.len()..]));
+                first.get_or_insert((l, c));
+                out.push(format!("{}{needle}{l}:{c}{}", &line[..at], &rest[digits..]));
             }
             _ => out.push(line.to_string()),
         }
     }
-    out.join("\n")
-}
-
-fn first_agent_frame(stack: &str) -> Option<(u32, u32)> {
-    let needle = format!("{SCRIPT_NAME}:");
-    let line = stack.lines().find(|l| l.contains(&needle))?;
-    let rest = &line[line.find(&needle)? + needle.len()..];
-    let mut parts = rest.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
-    let l = parts.next()?.parse().ok()?;
-    let c = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
-    Some((l, c))
+    (out.join("\n"), first)
 }
