@@ -100,6 +100,13 @@ pub async fn error(code: &str) -> codemode::ExecError {
     o.error.unwrap_or_else(|| panic!("expected an error, got value {}", o.value))
 }
 
+/// Runs a program that must fail with `kind` and returns its error.
+pub async fn failure(code: &str, kind: codemode::ErrorKind) -> codemode::ExecError {
+    let e = error(code).await;
+    assert_eq!(e.kind, kind, "{code}: {e:?}");
+    e
+}
+
 /// After any attack, the same engine still runs a normal program.
 pub async fn still_healthy() {
     assert_eq!(value("return (await t.echo({ v: 41 })).v + 1").await, json!(42));
