@@ -157,18 +157,24 @@ fn worker(jobs: crossbeam_channel::Receiver<Job>, warm: usize) {
         };
         let Job { run, reply, span } = job;
         let _entered = span.enter();
-        let outcome = match ready.pop().map_or_else(Sandbox::new, Ok) {
-            // A bug in the sandbox must cost one execution, not the thread.
-            Ok(sandbox) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sandbox.run(run)))
-                .unwrap_or_else(|_| {
-                    Outcome::failed(ExecError::new(
-                        ErrorKind::Internal,
-                        "the sandbox failed unexpectedly (a bug); the host is unaffected",
-                    ))
-                }),
-            Err(e) => Outcome::failed(e),
-        };
-        let _ = reply.send(outcome);
+        match ready.pop().map_or_else(Sandbox::new, Ok) {
+            Ok(mut sandbox) => {
+                // A bug in the sandbox must cost one execution, not the thread.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sandbox.run(run)))
+                    .unwrap_or_else(|_| {
+                        Outcome::failed(ExecError::new(
+                            ErrorKind::Internal,
+                            "the sandbox failed unexpectedly (a bug); the host is unaffected",
+                        ))
+                    });
+                let _ = reply.send(outcome);
+                // Freeing the used runtime (a full GC) happens after the caller has its outcome.
+                drop(sandbox);
+            }
+            Err(e) => {
+                let _ = reply.send(Outcome::failed(e));
+            }
+        }
     }
 }
 
