@@ -36,6 +36,21 @@ fn benches(c: &mut Criterion) {
         b.iter(|| codemode::__bench::transpile(spreadsheet))
     });
 
+    // What a warm checkout leaves: run a cached program on a sandbox built beforehand, on this
+    // thread, with no channel hop and no refill in the way.
+    let _ = rt.block_on(warm.execute("return 1 + 1", ExecuteOptions::default()));
+    c.bench_function("sandbox/run_on_warm/return_1_plus_1", |b| {
+        let _runtime = rt.enter();
+        b.iter_batched(
+            || codemode::__bench::prepare(&warm, "return 1 + 1"),
+            |prepared| {
+                let (outcome, used) = codemode::__bench::run(prepared);
+                assert_eq!(outcome.value, json!(2));
+                used
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
     c.bench_function("execute/return_1_plus_1/warm_pool", |b| {
         b.to_async(&rt).iter(|| async {
             let o = warm.execute("return 1 + 1", ExecuteOptions::default()).await;

@@ -92,7 +92,7 @@ struct Queued {
 }
 
 pub(crate) struct Bridge {
-    registry: Registry,
+    registry: Arc<Registry>,
     handle: tokio::runtime::Handle,
     max_calls: u32,
     max_concurrent: usize,
@@ -111,7 +111,7 @@ pub(crate) struct Bridge {
 }
 
 impl Bridge {
-    pub(crate) fn new(registry: Registry, handle: tokio::runtime::Handle, limits: &Limits) -> Self {
+    pub(crate) fn new(registry: Arc<Registry>, handle: tokio::runtime::Handle, limits: &Limits) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         Bridge {
             registry,
@@ -135,6 +135,10 @@ impl Bridge {
 
     pub(crate) fn cancel_handle(&self) -> CancelHandle {
         CancelHandle { flag: Arc::clone(&self.cancelled), tx: self.tx.clone() }
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {

@@ -33,7 +33,7 @@ pub struct Engine {
 }
 
 struct Inner {
-    registry: Registry,
+    registry: Arc<Registry>,
     limits: Limits,
     jobs: crossbeam_channel::Sender<Job>,
     cache: Arc<ScriptCache>,
@@ -125,7 +125,7 @@ impl EngineBuilder {
         }
         Ok(Engine {
             inner: Arc::new(Inner {
-                registry: self.registry,
+                registry: Arc::new(self.registry),
                 limits: self.limits,
                 jobs: tx,
                 cache: Arc::new(ScriptCache::default()),
@@ -260,35 +260,14 @@ impl Engine {
     /// the tool handlers; the program itself runs on a sandbox thread, never on the runtime's.
     /// Dropping the future cancels the execution.
     pub async fn execute(&self, code: &str, options: ExecuteOptions) -> Outcome {
-        let started = Instant::now();
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return Outcome::failed(ExecError::new(
-                ErrorKind::Internal,
-                "Engine::execute must be awaited inside a tokio runtime",
-            ));
+        let (run, cancel) = match self.prepare(code, options) {
+            Ok(prepared) => prepared,
+            Err(outcome) => return outcome,
         };
-        let mut limits = options.limits.unwrap_or_else(|| self.inner.limits.clone());
-        limits.stack_bytes = limits.stack_bytes.min(MAX_ENGINE_STACK_BYTES);
-        let bridge = Bridge::new(self.inner.registry.clone(), handle, &limits);
-        let cancel = bridge.cancel_handle();
-        if let Some(token) = &options.cancel {
-            token.attach(cancel.clone());
-        }
         let mut guard = CancelOnDrop(Some(cancel));
         let span = tracing::info_span!("execute", code_bytes = code.len());
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        let job = Job {
-            run: RunJob {
-                code: Arc::from(code),
-                registry: self.inner.registry.clone(),
-                limits,
-                bridge,
-                cache: Arc::clone(&self.inner.cache),
-                started,
-            },
-            reply,
-            span: span.clone(),
-        };
+        let job = Job { run, reply, span: span.clone() };
         if self.inner.jobs.send(job).is_err() {
             guard.0 = None;
             return Outcome::failed(ExecError::new(ErrorKind::Internal, "the sandbox threads have stopped"));
@@ -301,5 +280,30 @@ impl Engine {
                 "a sandbox thread stopped during the execution",
             ))
         })
+    }
+
+    /// Everything an execution needs before it reaches a sandbox thread; the clock starts here.
+    pub(crate) fn prepare(
+        &self,
+        code: &str,
+        options: ExecuteOptions,
+    ) -> Result<(RunJob, CancelHandle), Outcome> {
+        let started = Instant::now();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Err(Outcome::failed(ExecError::new(
+                ErrorKind::Internal,
+                "Engine::execute must be awaited inside a tokio runtime",
+            )));
+        };
+        let mut limits = options.limits.unwrap_or_else(|| self.inner.limits.clone());
+        limits.stack_bytes = limits.stack_bytes.min(MAX_ENGINE_STACK_BYTES);
+        let bridge = Bridge::new(Arc::clone(&self.inner.registry), handle, &limits);
+        let cancel = bridge.cancel_handle();
+        if let Some(token) = &options.cancel {
+            token.attach(cancel.clone());
+        }
+        let run =
+            RunJob { code: Arc::from(code), limits, bridge, cache: Arc::clone(&self.inner.cache), started };
+        Ok((run, cancel))
     }
 }

@@ -88,6 +88,27 @@ pub mod __bench {
         drop(crate::sandbox::Sandbox::new().expect("sandbox builds"));
     }
 
+    /// A warm sandbox and an execution ready to run on it.
+    pub struct Prepared(crate::sandbox::Sandbox, crate::sandbox::RunJob);
+
+    /// Builds a sandbox and prepares `code` on `engine`, as a warm checkout finds them. Must be
+    /// called inside a tokio runtime (tool handlers run there).
+    pub fn prepare(engine: &crate::Engine, code: &str) -> Prepared {
+        let sandbox = crate::sandbox::Sandbox::new().expect("sandbox builds");
+        let (run, _cancel) = engine.prepare(code, crate::ExecuteOptions::default()).expect("inside tokio");
+        Prepared(sandbox, run)
+    }
+
+    /// Runs a prepared execution on this thread. The used sandbox is returned so that freeing it
+    /// is not part of the measurement (the engine frees it after replying, too).
+    pub fn run(prepared: Prepared) -> (crate::Outcome, Used) {
+        let Prepared(mut sandbox, run) = prepared;
+        (sandbox.run(run), Used(sandbox))
+    }
+
+    /// A sandbox that has run; dropping it frees its runtime.
+    pub struct Used(#[allow(dead_code, reason = "held only to be dropped later")] crate::sandbox::Sandbox);
+
     /// Strips the types of a program, as every uncached execution does.
     pub fn transpile(ts: &str) -> usize {
         crate::transpile::transpile(ts).map(|c| c.js.len()).unwrap_or(0)

@@ -300,7 +300,8 @@ impl Sandbox {
     /// Runs one program to its outcome. The sandbox must not run another: drop it (after the
     /// outcome is on its way, since freeing a runtime costs a full GC).
     pub(crate) fn run(&mut self, job: RunJob) -> Outcome {
-        let RunJob { code, registry, limits, bridge, cache, started } = job;
+        let RunJob { code, limits, bridge, cache, started } = job;
+        let registry = Arc::clone(bridge.registry());
         let deadline = started + limits.timeout;
         self.control.deadline.set(Some(deadline));
         *self.control.cancel.borrow_mut() = Some(bridge.cancel_flag());
@@ -557,7 +558,6 @@ impl Sandbox {
 /// Inputs of one run, as prepared by the engine.
 pub(crate) struct RunJob {
     pub(crate) code: Arc<str>,
-    pub(crate) registry: Registry,
     pub(crate) limits: Limits,
     pub(crate) bridge: Bridge,
     pub(crate) cache: Arc<ScriptCache>,
