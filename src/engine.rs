@@ -82,7 +82,7 @@ impl Default for EngineBuilder {
         EngineBuilder {
             registry: Registry::new(),
             limits: Limits::default(),
-            workers: thread::available_parallelism().map_or(2, |n| n.get()),
+            workers: 2 * thread::available_parallelism().map_or(2, |n| n.get()),
             warm: 4,
         }
     }
@@ -99,7 +99,9 @@ impl EngineBuilder {
         self.limits = limits;
         self
     }
-    /// Sandbox threads (default: the number of cores). Each runs one program at a time.
+    /// Sandbox threads (default: twice the number of cores). Each runs one program at a time
+    /// and refills its warm set between programs; with more threads than cores, a program that
+    /// arrives while one thread is building a sandbox finds another thread waiting.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
         self
@@ -262,7 +264,7 @@ impl Engine {
     pub async fn execute(&self, code: &str, options: ExecuteOptions) -> Outcome {
         let (run, cancel) = match self.prepare(code, options) {
             Ok(prepared) => prepared,
-            Err(outcome) => return outcome,
+            Err(why) => return Outcome::failed(ExecError::new(ErrorKind::Internal, why)),
         };
         let mut guard = CancelOnDrop(Some(cancel));
         let span = tracing::info_span!("execute", code_bytes = code.len());
@@ -287,13 +289,10 @@ impl Engine {
         &self,
         code: &str,
         options: ExecuteOptions,
-    ) -> Result<(RunJob, CancelHandle), Outcome> {
+    ) -> Result<(RunJob, CancelHandle), &'static str> {
         let started = Instant::now();
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return Err(Outcome::failed(ExecError::new(
-                ErrorKind::Internal,
-                "Engine::execute must be awaited inside a tokio runtime",
-            )));
+            return Err("Engine::execute must be awaited inside a tokio runtime");
         };
         let mut limits = options.limits.unwrap_or_else(|| self.inner.limits.clone());
         limits.stack_bytes = limits.stack_bytes.min(MAX_ENGINE_STACK_BYTES);
