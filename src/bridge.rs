@@ -26,9 +26,12 @@ use crate::registry::{Entry, Registry};
 
 /// Wakes the sandbox thread: a finished tool call, or a cancellation.
 pub(crate) enum Wake {
-    Done(u64, Result<Arc<str>, ToolFailure>),
+    Done(u64, CallResult),
     Cancel,
 }
+
+/// A finished call: the JSON text and the tool's label, or the failure.
+pub(crate) type CallResult = Result<(Arc<str>, String), ToolFailure>;
 
 /// A rejected tool call, as the sandbox will see it: an `Error` (or `TypeError`) with these
 /// properties.
@@ -51,7 +54,11 @@ impl ToolFailure {
 
 /// What settles next in the sandbox.
 pub(crate) enum Settlement {
-    Value(Arc<str>),
+    /// JSON text from `tool` (named in the error if the text does not parse).
+    Value {
+        json: Arc<str>,
+        tool: String,
+    },
     Error(ToolFailure),
     Timer,
 }
@@ -222,7 +229,7 @@ impl Bridge {
                 let started = Instant::now();
                 let result = AssertUnwindSafe(handler.call(args)).catch_unwind().await;
                 let result = match result {
-                    Ok(Ok(value)) => Ok(Arc::<str>::from(value.to_string())),
+                    Ok(Ok(output)) => Ok((Arc::<str>::from(output.into_text()), label)),
                     Ok(Err(ToolError { code, message })) => Err(ToolFailure {
                         name: "ToolError",
                         message: format!("{label}: {message}"),
@@ -267,12 +274,12 @@ impl Bridge {
         }
     }
 
-    fn settlement(&mut self, result: Result<Arc<str>, ToolFailure>) -> Settlement {
+    fn settlement(&mut self, result: CallResult) -> Settlement {
         match result {
-            Ok(text) => {
+            Ok((text, tool)) => {
                 self.tool_result_bytes += text.len() as u64;
                 self.samples.push(&text);
-                Settlement::Value(text)
+                Settlement::Value { json: text, tool }
             }
             Err(failure) => Settlement::Error(failure),
         }

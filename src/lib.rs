@@ -77,7 +77,7 @@ pub use engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions}
 pub use error::{ErrorKind, ExecError, RegistryError, ToolError};
 pub use limits::Limits;
 pub use outcome::{LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES};
-pub use registry::{js_name, BoxFuture, Registry, Tool, ToolHandler};
+pub use registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput};
 pub use sandbox::SANDBOX_GLOBALS;
 
 /// Hooks for the benches in `benches/`; not part of the API.

@@ -19,20 +19,50 @@ use crate::error::{RegistryError, ToolError};
 /// A boxed, sendable future, the return type of a [`ToolHandler`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// What a tool does when called. Implemented for every `Fn(Value) -> impl Future<Output =
-/// Result<Value, ToolError>>` closure, so a plain async closure is a handler.
-pub trait ToolHandler: Send + Sync + 'static {
-    /// Runs the tool with arguments that already passed the input schema.
-    fn call(&self, args: Value) -> BoxFuture<Result<Value, ToolError>>;
+/// What a tool returns: a JSON value, or JSON text that is handed to the sandbox's parser as it
+/// is. Text skips building and then serializing a `Value` — worth it for large results a tool
+/// already has as JSON (a cached response, an upstream server's payload, rows serialized
+/// straight from storage). Text that is not valid JSON rejects the call with a `ToolError`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolOutput {
+    /// A value, serialized by the bridge.
+    Value(Value),
+    /// JSON text, parsed only inside the sandbox.
+    Json(String),
 }
 
-impl<F, Fut> ToolHandler for F
+impl From<Value> for ToolOutput {
+    fn from(v: Value) -> Self {
+        ToolOutput::Value(v)
+    }
+}
+
+impl ToolOutput {
+    pub(crate) fn into_text(self) -> String {
+        match self {
+            ToolOutput::Value(v) => v.to_string(),
+            ToolOutput::Json(text) => text,
+        }
+    }
+}
+
+/// What a tool does when called. Implemented for every `Fn(Value) -> impl Future<Output =
+/// Result<T, ToolError>>` closure where `T` is a `serde_json::Value` or a [`ToolOutput`], so a
+/// plain async closure is a handler.
+pub trait ToolHandler: Send + Sync + 'static {
+    /// Runs the tool with arguments that already passed the input schema.
+    fn call(&self, args: Value) -> BoxFuture<Result<ToolOutput, ToolError>>;
+}
+
+impl<F, Fut, O> ToolHandler for F
 where
     F: Fn(Value) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Value, ToolError>> + Send + 'static,
+    Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+    O: Into<ToolOutput>,
 {
-    fn call(&self, args: Value) -> BoxFuture<Result<Value, ToolError>> {
-        Box::pin(self(args))
+    fn call(&self, args: Value) -> BoxFuture<Result<ToolOutput, ToolError>> {
+        let fut = self(args);
+        Box::pin(async move { fut.await.map(Into::into) })
     }
 }
 
@@ -97,7 +127,9 @@ impl Tool {
                 let input: I = serde_json::from_value(args)
                     .map_err(|e| ToolError::with_code("invalid_argument", e.to_string()))?;
                 let output = handler(input).await?;
-                serde_json::to_value(output)
+                // Straight to text: no intermediate `Value`.
+                serde_json::to_string(&output)
+                    .map(ToolOutput::Json)
                     .map_err(|e| ToolError::with_code("invalid_output", e.to_string()))
             }
         })

@@ -23,7 +23,7 @@ use rquickjs::{
     CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime, Value,
 };
 
-use crate::bridge::{Bridge, Next, Settlement};
+use crate::bridge::{Bridge, Next, Settlement, ToolFailure};
 use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
 use crate::outcome::{LogLevel, LogLine, Outcome, Stats};
@@ -455,20 +455,35 @@ impl Sandbox {
                 let next = exec.borrow_mut().as_mut().expect("execution state").bridge.next(deadline);
                 match next {
                     Next::Settle(id, settlement) => {
+                        let reject = |failure: ToolFailure| {
+                            let spec = ctx.json_parse(serde_json::to_string(&failure).expect("failure serializes"));
+                            spec.and_then(|spec| settle.call::<_, ()>((id as f64, false, spec)))
+                        };
                         let delivered = match settlement {
-                            Settlement::Value(text) => match ctx.json_parse(text.as_bytes()) {
+                            Settlement::Value { json, tool } => match ctx.json_parse(json.as_bytes()).catch(&ctx) {
                                 Ok(v) => settle.call::<_, ()>((id as f64, true, v)),
-                                Err(e) => Err(e),
+                                Err(_) => {
+                                    if let Some(kind) = control.check() {
+                                        return Err(abort_error(kind, limits));
+                                    }
+                                    // Only a handler's own JSON text can be malformed; say where.
+                                    let detail = serde_json::from_str::<serde::de::IgnoredAny>(&json)
+                                        .err()
+                                        .map_or_else(|| "the sandbox could not parse it".to_string(), |e| e.to_string());
+                                    reject(ToolFailure {
+                                        name: "ToolError",
+                                        message: format!("{tool}: the tool returned invalid JSON: {detail}"),
+                                        tool,
+                                        code: Some("invalid_output".into()),
+                                        path: None,
+                                    })
+                                }
                             },
-                            Settlement::Error(failure) => {
-                                let spec = ctx.json_parse(serde_json::to_string(&failure).expect("failure serializes"));
-                                spec.and_then(|spec| settle.call::<_, ()>((id as f64, false, spec)))
-                            }
+                            Settlement::Error(failure) => reject(failure),
                             Settlement::Timer => settle.call::<_, ()>((id as f64, true)),
                         };
                         if let Err(e) = delivered.catch(&ctx) {
-                            // A timer callback threw (or the sandbox ran out of memory parsing a
-                            // tool result): the program fails as it would in Node.
+                            // A timer callback threw: the program fails as it would in Node.
                             return Err(self.abort_or(&ctx, e, &script.compiled, limits));
                         }
                     }

@@ -1,7 +1,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use codemode::{Engine, ExecuteOptions, Limits, Outcome, Registry, Tool, ToolError};
+use codemode::{Engine, ExecuteOptions, Limits, Outcome, Registry, Tool, ToolError, ToolOutput};
 use serde_json::{json, Value};
 
 /// Tools for tests: `t.echo`, `t.sleep`, `t.fail`, `t.panic`, `t.big`, and names that need mapping.
@@ -67,6 +67,18 @@ pub fn registry() -> Registry {
         Tool::new("delete", "Reserved word name.", any, |_args: Value| async move {
             Ok::<_, ToolError>(json!("deleted"))
         }),
+    )
+    .unwrap();
+    r.register(
+        "t",
+        Tool::new(
+            "raw",
+            "Return the given JSON text as it is.",
+            json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+            |args: Value| async move {
+                Ok::<_, ToolError>(ToolOutput::Json(args["text"].as_str().unwrap_or_default().to_string()))
+            },
+        ),
     )
     .unwrap();
     codemode::demo::register(&mut r).unwrap();

@@ -19,7 +19,7 @@ async fn names_that_are_not_identifiers_get_camel_case() {
     assert_eq!(value("return await t.delete_({})").await, json!("deleted"));
     assert_eq!(
         value("return Object.keys(t).sort()").await,
-        json!(["big", "delete_", "echo", "fail", "getSum", "panic", "sleep"])
+        json!(["big", "delete_", "echo", "fail", "getSum", "panic", "raw", "sleep"])
     );
 }
 
@@ -152,4 +152,26 @@ async fn tool_result_bytes_are_counted() {
     assert_eq!(o.stats.tool_calls, 1);
     let tokens = o.tokens();
     assert!(tokens.tool_results > 20 && tokens.returned == 1, "{tokens:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_text_results_reach_the_program_parsed() {
+    let o = run(r#"const v = await t.raw({ text: '{"a": [1, 2.5, "x"], "b": null}' }); return [v.a[1], v.b, Object.keys(v)]"#).await;
+    assert_eq!(o.value, json!([2.5, null, ["a", "b"]]));
+    assert_eq!(o.stats.tool_result_bytes, r#"{"a": [1, 2.5, "x"], "b": null}"#.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_text_rejects_with_a_tool_error() {
+    let v = value("try { await t.raw({ text: '{\"a\": 1,' }); } catch (e) { return [e.name, e.code, e.tool, e.message]; }").await;
+    assert_eq!(
+        v,
+        json!([
+            "ToolError",
+            "invalid_output",
+            "t.raw",
+            "t.raw: the tool returned invalid JSON: EOF while parsing an object at line 1 column 8"
+        ])
+    );
+    still_healthy().await;
 }
