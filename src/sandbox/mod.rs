@@ -308,6 +308,11 @@ impl Sandbox {
         let budget = &self.control.budget;
         budget.limit.set(budget.used.get().saturating_add(limits.memory_bytes));
         self.runtime.set_max_stack_size(limits.stack_bytes);
+        // Reference counting frees almost everything at once; the cycle collector only matters
+        // for cyclic garbage, and in a short-lived sandbox running it every few hundred KiB of
+        // allocation (QuickJS's default) mostly re-walks live data. Run it only past a quarter
+        // of the memory budget.
+        self.runtime.set_gc_threshold(limits.memory_bytes / 4);
         *self.exec.borrow_mut() = Some(Exec {
             bridge,
             limits: limits.clone(),

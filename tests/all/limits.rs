@@ -166,3 +166,17 @@ async fn shared_memory_and_atomics_do_not_exist() {
     let v = value("return [typeof Atomics, typeof SharedArrayBuffer, typeof ArrayBuffer]").await;
     assert_eq!(v, json!(["undefined", "undefined", "undefined"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cyclic_garbage_is_collected_within_the_memory_limit() {
+    // About 100 MB of cyclic garbage in total, never more than one cycle alive: only the cycle
+    // collector can free it, so this fails with memory_limit if collection stopped.
+    let limits = Limits { memory_bytes: 32 << 20, ..Limits::default() };
+    let o = run_with(
+        "let n = 0;\nfor (let i = 0; i < 100000; i++) { const a: any = { pad: new Array(120).fill(i) }; const b: any = { a }; a.b = b; n += a.pad.length; }\nreturn n;",
+        limits,
+    )
+    .await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(o.value, json!(12_000_000));
+}
