@@ -12,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rquickjs::context::intrinsic;
@@ -33,7 +33,6 @@ use crate::transpile::{self, Compiled, SCRIPT_NAME};
 use self::alloc::{Budget, CountingAllocator};
 use self::convert::{Overflow, Walker};
 
-const PRELUDE_SOURCE: &str = include_str!("../../js/prelude.js");
 const PRELUDE_NAME: &str = "codemode:prelude";
 
 /// Every global a program sees, besides one per tool namespace. Registering a namespace with one
@@ -144,27 +143,24 @@ impl ScriptCache {
     }
 }
 
-/// The prelude as bytecode, compiled once per process.
+/// The prelude compiled by build.rs: `PRELUDE_MAGIC`, the QuickJS version, a NUL, bytecode.
+static EMBEDDED_PRELUDE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/prelude.qjsbc"));
+const PRELUDE_MAGIC: &[u8] = b"codemode-prelude\0";
+
+/// The embedded prelude's bytecode when it was made by this very QuickJS version.
+fn embedded_prelude() -> Option<&'static [u8]> {
+    let rest = EMBEDDED_PRELUDE.strip_prefix(PRELUDE_MAGIC)?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    let running = unsafe { std::ffi::CStr::from_ptr(rquickjs::qjs::JS_GetVersion()) };
+    (&rest[..end] == running.to_bytes()).then(|| &rest[end + 1..])
+}
+
+/// The prelude's bytecode, checked against the running engine. Build-dependency and dependency
+/// are one locked version, so a mismatch means a broken build; it is reported, never loaded.
 fn prelude_bytecode() -> Result<&'static [u8], String> {
-    static BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
-    BYTECODE
-        .get_or_init(|| {
-            let rt = Runtime::new().map_err(|e| e.to_string())?;
-            let ctx = Context::builder().with::<SandboxIntrinsics>().build(&rt).map_err(|e| e.to_string())?;
-            ctx.with(|ctx| {
-                let module = Module::declare(ctx.clone(), PRELUDE_NAME, PRELUDE_SOURCE)
-                    .catch(&ctx)
-                    .map_err(|e| format!("prelude does not compile: {e}"))?;
-                // Its source and line tables are never needed: its frames are dropped from
-                // stacks, and it is read once per sandbox, so a smaller image is faster.
-                module
-                    .write(WriteOptions { strip_source: true, strip_debug: true, ..WriteOptions::default() })
-                    .map_err(|e| e.to_string())
-            })
-        })
-        .as_ref()
-        .map(Vec::as_slice)
-        .map_err(Clone::clone)
+    embedded_prelude().ok_or_else(|| {
+        "the embedded prelude was compiled for another QuickJS version; rebuild the crate".to_string()
+    })
 }
 
 /// Why the interrupt handler stopped the program.
@@ -714,4 +710,13 @@ fn map_stack(stack: &str, compiled: &Compiled) -> (String, Option<(u32, u32)>) {
         }
     }
     (out.join("\n"), first)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn embedded_prelude_matches_the_engine() {
+        let bytecode = super::embedded_prelude().expect("build.rs compiled the prelude for this QuickJS");
+        assert!(bytecode.len() > 1000, "{} bytes", bytecode.len());
+    }
 }
