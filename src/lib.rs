@@ -83,9 +83,10 @@ pub use sandbox::SANDBOX_GLOBALS;
 /// Hooks for the benches in `benches/`; not part of the API.
 #[doc(hidden)]
 pub mod __bench {
-    /// Builds and drops one sandbox (runtime + context + prelude), as a cold checkout does.
-    pub fn cold_sandbox() {
-        drop(crate::sandbox::Sandbox::new().expect("sandbox builds"));
+    /// Builds one sandbox (runtime + context + prelude), as a cold checkout does. Dropping the
+    /// result frees it, which the engine does after replying.
+    pub fn cold_sandbox() -> Used {
+        Used(crate::sandbox::Sandbox::new().expect("sandbox builds"))
     }
 
     /// A warm sandbox and an execution ready to run on it.
@@ -106,7 +107,7 @@ pub mod __bench {
         (sandbox.run(run), Used(sandbox))
     }
 
-    /// A sandbox that has run; dropping it frees its runtime.
+    /// A sandbox held only to be dropped; dropping it frees its runtime.
     pub struct Used(#[allow(dead_code, reason = "held only to be dropped later")] crate::sandbox::Sandbox);
 
     /// Strips the types of a program, as every uncached execution does.
