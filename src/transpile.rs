@@ -27,6 +27,8 @@ const BODY_SUFFIX: &str = "\n})();\n";
 const EXPR_PREFIX: &str = "export default (";
 const EXPR_SUFFIX: &str = "\n);\n";
 
+const DECORATORS: &str = "Decorators (`@decorator`) are not supported: programs run without a transform step";
+
 /// The JavaScript to run and how to read its positions.
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
@@ -123,6 +125,11 @@ fn strip(prefix: &str, ts: &str, suffix: &str) -> Result<String, ExecError> {
             let mut error = ExecError::new(ErrorKind::Syntax, message);
             if let Some(span) = span {
                 let loc = cm.lookup_char_pos(span.lo);
+                // The parser only says "Expression expected" at an `@`; name the construct.
+                let at = (span.lo - loc.file.start_pos).0 as usize;
+                if loc.file.src.get(at..).is_some_and(|rest| rest.starts_with('@')) {
+                    error.message = DECORATORS.to_string();
+                }
                 let (line, column) = unshift(loc.line as u32, loc.col.0 as u32 + 1, prefix.len() as u32);
                 error = error.at(line, column);
                 // An error inside the wrapper's closing lines points past the agent's source.
@@ -166,6 +173,12 @@ mod tests {
         assert_eq!((e.line, e.column), (Some(2), Some(7)));
         let e = transpile("let x = ;").unwrap_err();
         assert_eq!((e.line, e.column), (Some(1), Some(9)));
+    }
+
+    #[test]
+    fn decorators_are_rejected_by_name() {
+        let e = transpile("function d(x: any) { return x }\n@d class A {}").unwrap_err();
+        assert_eq!((e.message.as_str(), e.line, e.column), (DECORATORS, Some(2), Some(1)));
     }
 
     #[test]

@@ -74,6 +74,7 @@ async fn constructs_needing_a_transform_fail_clearly() {
 async fn decorators_fail_as_syntax() {
     let e = failure("function d(x: any) { return x }\n@d class A {}\nreturn 1", ErrorKind::Syntax).await;
     assert_eq!(e.line, Some(2), "{e:?}");
+    assert!(e.message.starts_with("Decorators (`@decorator`) are not supported"), "{}", e.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
