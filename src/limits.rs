@@ -15,7 +15,10 @@ pub struct Limits {
     /// matching, so `while (true) {}`, catastrophic regexes and long sorts end at the deadline.
     /// It does not interrupt one long native call that never polls (a single huge
     /// `String.prototype.repeat` finishes, or hits the memory limit, first).
-    /// Waiting on tool calls also ends at the deadline; handlers still running are dropped.
+    /// Waiting on tool calls also ends at the deadline; handlers still running are dropped. A
+    /// handler's first poll runs on the sandbox thread (see [`ToolHandler`](crate::ToolHandler)),
+    /// so a handler that computes for a long time before its first `.await` delays the deadline
+    /// by that long.
     #[serde(with = "millis", rename = "timeout_ms")]
     pub timeout: Duration,
     /// Bytes the sandbox's heap may hold (default 64 MiB). Counted by the sandbox's own

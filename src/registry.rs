@@ -49,6 +49,11 @@ impl ToolOutput {
 /// What a tool does when called. Implemented for every `Fn(Value) -> impl Future<Output =
 /// Result<T, ToolError>>` closure where `T` is a `serde_json::Value` or a [`ToolOutput`], so a
 /// plain async closure is a handler.
+///
+/// The future's first poll runs on the sandbox thread, inside the caller's tokio runtime: a
+/// handler that answers at once costs no thread hop. If it must wait, it continues as a tokio
+/// task. Long CPU-bound work belongs in `tokio::task::spawn_blocking`, not before the first
+/// `.await`.
 pub trait ToolHandler: Send + Sync + 'static {
     /// Runs the tool with arguments that already passed the input schema.
     fn call(&self, args: Value) -> BoxFuture<Result<ToolOutput, ToolError>>;
