@@ -59,6 +59,7 @@
 //! The library never prints, exits or reads the environment; the `codemode` binary does.
 
 mod bridge;
+pub mod definitions;
 pub mod demo;
 mod engine;
 mod error;
@@ -67,6 +68,7 @@ mod outcome;
 mod registry;
 mod sandbox;
 mod transpile;
+pub mod typegen;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

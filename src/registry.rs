@@ -8,13 +8,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{RegistryError, ToolError};
+pub use crate::typegen::js_name;
+use crate::typegen::{self, is_identifier, Declarations, ToolSchema};
 
 /// A boxed, sendable future, the return type of a [`ToolHandler`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -76,6 +78,7 @@ where
 pub struct Tool {
     name: String,
     js_name: String,
+    title: Option<String>,
     description: String,
     input_schema: Value,
     output_schema: Option<Value>,
@@ -104,6 +107,7 @@ impl Tool {
         Tool {
             js_name: js_name(&name).unwrap_or_default(),
             name,
+            title: None,
             description: description.into(),
             input_schema,
             output_schema: None,
@@ -146,6 +150,17 @@ impl Tool {
         self
     }
 
+    /// Gives the tool a human title (MCP tools may have one); declarations show it.
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// The human title, if one was given.
+    pub fn title(&self) -> Option<&str> {
+        self.title.as_deref()
+    }
+
     /// The original name, as registered.
     pub fn name(&self) -> &str {
         &self.name
@@ -182,6 +197,39 @@ pub(crate) struct Namespace {
     pub(crate) name: String,
     pub(crate) description: String,
     pub(crate) tools: BTreeMap<String, Arc<Entry>>,
+    /// Generated on first use and kept until the namespace changes (a change makes a new
+    /// `Namespace`), so declarations are made once per registry version, not per execution.
+    declarations: OnceLock<Arc<Declarations>>,
+}
+
+impl Namespace {
+    fn new(name: &str) -> Self {
+        Namespace {
+            name: name.into(),
+            description: String::new(),
+            tools: BTreeMap::new(),
+            declarations: OnceLock::new(),
+        }
+    }
+
+    /// The namespace's TypeScript declarations.
+    pub(crate) fn declarations(&self, js_name: &str) -> &Arc<Declarations> {
+        self.declarations.get_or_init(|| {
+            let schemas: Vec<ToolSchema<'_>> = self
+                .tools
+                .values()
+                .map(|e| ToolSchema {
+                    name: &e.tool.name,
+                    js_name: &e.tool.js_name,
+                    title: e.tool.title.as_deref(),
+                    description: &e.tool.description,
+                    input: &e.tool.input_schema,
+                    output: e.tool.output_schema.as_ref(),
+                })
+                .collect();
+            Arc::new(typegen::declarations(js_name, &self.description, &schemas))
+        })
+    }
 }
 
 /// Tools grouped in namespaces. Build it with [`Registry::register`], then hand it to an
@@ -232,9 +280,7 @@ impl Registry {
                 message: e.to_string(),
             })?;
         }
-        let ns = self.namespaces.entry(ns_js).or_insert_with(|| {
-            Arc::new(Namespace { name: namespace.into(), description: String::new(), tools: BTreeMap::new() })
-        });
+        let ns = self.namespaces.entry(ns_js).or_insert_with(|| Arc::new(Namespace::new(namespace)));
         if let Some(existing) = ns.tools.get(&tool.js_name) {
             return Err(RegistryError::Collision {
                 namespace: namespace.into(),
@@ -256,9 +302,7 @@ impl Registry {
     ) -> Result<&mut Self, RegistryError> {
         let ns_js = namespace_js_name(namespace)?;
         let description = description.into();
-        let ns = self.namespaces.entry(ns_js).or_insert_with(|| {
-            Arc::new(Namespace { name: namespace.into(), description: String::new(), tools: BTreeMap::new() })
-        });
+        let ns = self.namespaces.entry(ns_js).or_insert_with(|| Arc::new(Namespace::new(namespace)));
         Arc::make_mut_namespace(ns).description = description;
         Ok(self)
     }
@@ -286,6 +330,19 @@ impl Registry {
         self.namespaces.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
     }
 
+    /// The TypeScript declarations of every namespace: one `declare namespace` block each,
+    /// generated once per registry version.
+    pub fn declarations(&self) -> String {
+        let mut out = String::new();
+        for (js, ns) in self.namespaces() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&ns.declarations(js).render());
+        }
+        out
+    }
+
     /// True when no tool is registered.
     pub fn is_empty(&self) -> bool {
         self.namespaces.values().all(|ns| ns.tools.is_empty())
@@ -304,9 +361,12 @@ impl MakeMutNamespace for Arc<Namespace> {
                 name: this.name.clone(),
                 description: this.description.clone(),
                 tools: this.tools.clone(),
+                declarations: OnceLock::new(),
             });
         }
-        Arc::get_mut(this).expect("just made unique")
+        let ns = Arc::get_mut(this).expect("just made unique");
+        ns.declarations = OnceLock::new();
+        ns
     }
 }
 
@@ -318,38 +378,6 @@ fn namespace_js_name(namespace: &str) -> Result<String, RegistryError> {
     Ok(js)
 }
 
-/// The JS name for a tool or namespace name: valid identifiers stay as they are; anything else
-/// is split on the characters an identifier cannot hold and joined in camelCase; a leading digit
-/// gets a `_` prefix and a reserved word a `_` suffix. `None` when nothing usable remains.
-pub fn js_name(name: &str) -> Option<String> {
-    let mut out = String::with_capacity(name.len());
-    if is_identifier(name) {
-        out.push_str(name);
-    } else {
-        let words = name.split(|c: char| !is_ident_char(c)).filter(|w| !w.is_empty());
-        for (i, word) in words.enumerate() {
-            let mut chars = word.chars();
-            let first = chars.next().expect("non-empty word");
-            if i == 0 {
-                out.push(first);
-            } else {
-                out.extend(first.to_uppercase());
-            }
-            out.extend(chars);
-        }
-        if out.is_empty() {
-            return None;
-        }
-        if out.starts_with(|c: char| c.is_ascii_digit()) {
-            out.insert(0, '_');
-        }
-    }
-    if RESERVED_WORDS.contains(&out.as_str()) {
-        out.push('_');
-    }
-    Some(out)
-}
-
 /// Appends `.key`, or `["key"]` when the key is not an identifier: a path as JS code writes it.
 pub(crate) fn push_property(path: &mut String, key: &str) {
     if is_identifier(key) {
@@ -359,83 +387,5 @@ pub(crate) fn push_property(path: &mut String, key: &str) {
         path.push('[');
         path.push_str(&Value::String(key.into()).to_string());
         path.push(']');
-    }
-}
-
-fn is_ident_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '$'
-}
-
-fn is_identifier(s: &str) -> bool {
-    s.starts_with(|c: char| is_ident_char(c) && !c.is_ascii_digit()) && s.chars().all(is_ident_char)
-}
-
-/// Words that cannot name a function in a TypeScript declaration.
-const RESERVED_WORDS: &[&str] = &[
-    "arguments",
-    "await",
-    "break",
-    "case",
-    "catch",
-    "class",
-    "const",
-    "continue",
-    "debugger",
-    "default",
-    "delete",
-    "do",
-    "else",
-    "enum",
-    "eval",
-    "export",
-    "extends",
-    "false",
-    "finally",
-    "for",
-    "function",
-    "if",
-    "implements",
-    "import",
-    "in",
-    "instanceof",
-    "interface",
-    "let",
-    "new",
-    "null",
-    "package",
-    "private",
-    "protected",
-    "public",
-    "return",
-    "static",
-    "super",
-    "switch",
-    "this",
-    "throw",
-    "true",
-    "try",
-    "typeof",
-    "var",
-    "void",
-    "while",
-    "with",
-    "yield",
-];
-
-#[cfg(test)]
-mod tests {
-    use super::js_name;
-
-    #[test]
-    fn js_names_are_deterministic_camel_case() {
-        assert_eq!(js_name("getRows").as_deref(), Some("getRows"));
-        assert_eq!(js_name("list_sheets").as_deref(), Some("list_sheets"));
-        assert_eq!(js_name("get-sum").as_deref(), Some("getSum"));
-        assert_eq!(js_name("tree.insert-node").as_deref(), Some("treeInsertNode"));
-        assert_eq!(js_name("delete").as_deref(), Some("delete_"));
-        assert_eq!(js_name("2fa-check").as_deref(), Some("_2faCheck"));
-        assert_eq!(js_name("a b/c").as_deref(), Some("aBC"));
-        assert_eq!(js_name("--").as_deref(), None);
-        assert_eq!(js_name("").as_deref(), None);
     }
 }

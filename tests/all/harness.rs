@@ -127,3 +127,78 @@ pub async fn still_healthy() {
 pub fn logs(o: &Outcome) -> Vec<String> {
     o.logs.iter().map(|l| l.message.clone()).collect()
 }
+
+/// Compares `actual` with the golden file at `path`; with `UPDATE_EXPECTED=1`, rewrites it.
+pub fn expect_file(path: &std::path::Path, actual: &str) {
+    if std::env::var_os("UPDATE_EXPECTED").is_some() {
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_EXPECTED=1 to create it)", path.display()));
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(|| expected.lines().count().min(actual.lines().count()) + 1, |i| i + 1);
+        panic!(
+            "{} differs from the generated text at line {line} (UPDATE_EXPECTED=1 rewrites it):\n--- expected\n{}\n--- actual\n{}",
+            path.display(),
+            expected.lines().nth(line - 1).unwrap_or("<end>"),
+            actual.lines().nth(line - 1).unwrap_or("<end>"),
+        );
+    }
+}
+
+/// A command running `bin` from the npm packages in tests/npm, which the first caller installs
+/// with `npm ci` (so the README's test command does its own set-up). `None` when node or npm
+/// is not on this machine.
+pub fn node_tool(bin: &str) -> Option<std::process::Command> {
+    static INSTALLED: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    let dir = INSTALLED.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
+        let have = |cmd: &str| {
+            std::process::Command::new(cmd).arg("--version").output().is_ok_and(|o| o.status.success())
+        };
+        if !have("node") || !have("npm") {
+            return None;
+        }
+        let lock = std::fs::read_to_string(dir.join("package-lock.json")).unwrap();
+        let installed = std::fs::read_to_string(dir.join("node_modules/.package-lock.json")).ok();
+        // npm ci rewrites node_modules; skip it when the install already matches the lock.
+        if installed.is_none_or(|i| !same_packages(&i, &lock)) {
+            let status = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm runs");
+            assert!(status.success(), "npm ci in tests/npm failed");
+        }
+        Some(dir)
+    });
+    let dir = dir.as_ref()?;
+    let script = match bin {
+        "tsc" => "node_modules/typescript/bin/tsc",
+        other => panic!("no npm tool {other:?} in tests/npm"),
+    };
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(dir.join(script));
+    Some(cmd)
+}
+
+/// Whether node_modules/.package-lock.json lists the same package versions as the lock file.
+fn same_packages(installed: &str, lock: &str) -> bool {
+    let versions = |text: &str| -> Option<Vec<(String, String)>> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        let mut out: Vec<(String, String)> = v["packages"]
+            .as_object()?
+            .iter()
+            .filter(|(k, _)| !k.is_empty())
+            .map(|(k, p)| (k.clone(), p["version"].as_str().unwrap_or("").to_string()))
+            .collect();
+        out.sort();
+        Some(out)
+    };
+    versions(installed).is_some() && versions(installed) == versions(lock)
+}

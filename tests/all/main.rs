@@ -1,4 +1,5 @@
 //! One integration-test binary, split by topic, over a shared harness.
+#![allow(clippy::print_stderr, reason = "a test that cannot run says so on stderr")]
 
 mod harness;
 
@@ -9,3 +10,4 @@ mod limits;
 mod results;
 mod scripts;
 mod tools;
+mod typegen;
