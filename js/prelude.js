@@ -200,6 +200,22 @@ export function init(host) {
 
   const codemode = create(null);
   defineProperty(codemode, "version", { value: host.version, enumerable: true });
+  // Discovery, answered by the host from the registry (see `builtin` in src/bridge.rs).
+  const discovery = {
+    list() {
+      return callTool("codemode", "list", {});
+    },
+    search(query, options) {
+      const o = options === undefined || options === null ? {} : options;
+      return callTool("codemode", "search", { query, detail: o.detail, limit: o.limit });
+    },
+    describe(names) {
+      return callTool("codemode", "describe", { names });
+    },
+  };
+  for (const name of ["list", "search", "describe"]) {
+    defineProperty(codemode, name, { value: discovery[name], enumerable: true });
+  }
   defineProperty(globalThis, "codemode", { value: freeze(codemode), writable: true, configurable: true });
 
   return {

@@ -19,10 +19,54 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::discovery::Detail;
 use crate::error::{ErrorKind, ToolError};
 use crate::limits::Limits;
 use crate::outcome::TextSample;
 use crate::registry::{Entry, Registry};
+
+/// The namespace of the runtime's own functions (`codemode.search`, ...); reserved, so no
+/// registered namespace can take it.
+const BUILTIN_NAMESPACE: &str = "codemode";
+
+/// `codemode.list()`, `codemode.search(query, {detail, limit})`, `codemode.describe(names)`:
+/// discovery from inside a program. They answer at once, from the registry's cached index and
+/// declarations, and count as tool calls.
+fn builtin(registry: &Registry, name: &str, args: &Value) -> Result<Value, String> {
+    let label = format!("{BUILTIN_NAMESPACE}.{name}");
+    match name {
+        "list" => Ok(serde_json::to_value(registry.list()).expect("serializable")),
+        "search" => {
+            let Some(query) = args.get("query").and_then(Value::as_str) else {
+                return Err(format!("{label}: query must be a string"));
+            };
+            let detail = match args.get("detail") {
+                None | Some(Value::Null) => Detail::default(),
+                Some(Value::String(d)) => d.parse().map_err(|e| format!("{label}: {e}"))?,
+                Some(_) => return Err(format!("{label}: detail must be \"name\", \"summary\" or \"full\"")),
+            };
+            let limit = match args.get("limit") {
+                None | Some(Value::Null) => 10,
+                Some(l) => match l.as_u64() {
+                    Some(l @ 1..=100) => l as usize,
+                    _ => return Err(format!("{label}: limit must be an integer from 1 to 100")),
+                },
+            };
+            Ok(serde_json::to_value(registry.search(query, detail, limit)).expect("serializable"))
+        }
+        "describe" => {
+            let names: Vec<&str> = match args.get("names") {
+                Some(Value::String(s)) => vec![s.as_str()],
+                Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                    items.iter().filter_map(Value::as_str).collect()
+                }
+                _ => return Err(format!("{label}: names must be a string or an array of strings")),
+            };
+            registry.describe(&names).map(Value::String).map_err(|e| format!("{label}: {e}"))
+        }
+        _ => Err(format!("{label} is not a function")),
+    }
+}
 
 /// Wakes the sandbox thread: a finished tool call, or a cancellation.
 pub(crate) enum Wake {
@@ -174,6 +218,18 @@ impl Bridge {
         self.calls += 1;
         if self.calls > self.max_calls {
             return Err(ErrorKind::ToolCallLimit);
+        }
+        if namespace == BUILTIN_NAMESPACE {
+            let label = format!("{namespace}.{name}");
+            let settlement = match args
+                .map_err(|why| format!("{label}: {why}"))
+                .and_then(|a| builtin(&self.registry, name, &a))
+            {
+                Ok(value) => Settlement::Value { json: Arc::from(value.to_string()), tool: label },
+                Err(message) => Settlement::Error(ToolFailure::type_error(&label, message, None)),
+            };
+            self.ready.push_back((id, settlement));
+            return Ok(id);
         }
         let Some(entry) = self.registry.entry(namespace, name).cloned() else {
             let label = format!("{namespace}.{name}");

@@ -12,6 +12,13 @@ use serde_json::{json, Map, Value};
 use crate::error::{RegistryError, ToolError};
 use crate::registry::{Registry, Tool, ToolOutput};
 
+/// The namespace's description (build.rs repeats it for the build-time declarations).
+const DESCRIPTION: &str = "A workbook of spreadsheets: list sheets, read rows, update rows.";
+
+/// The declarations build.rs generated from schemas/demo, for comparison with the run-time ones.
+#[doc(hidden)]
+pub const BUILD_TIME_DECLARATIONS: &str = include_str!(concat!(env!("OUT_DIR"), "/demo.d.ts"));
+
 /// Rows of the `sales` sheet.
 pub const SALES_ROWS: usize = 10_000;
 
@@ -44,26 +51,9 @@ fn sales_row(i: usize) -> Map<String, Value> {
     }
 }
 
-struct Definition {
-    name: String,
-    description: String,
-    input: Value,
-    output: Value,
-}
-
-fn definition(text: &str) -> Definition {
-    let v: Value = serde_json::from_str(text).expect("demo schema is valid JSON (checked by build.rs)");
-    Definition {
-        name: v["name"].as_str().unwrap_or_default().to_string(),
-        description: v["description"].as_str().unwrap_or_default().to_string(),
-        input: v["inputSchema"].clone(),
-        output: v["outputSchema"].clone(),
-    }
-}
-
 fn tool(text: &str, handler: impl crate::registry::ToolHandler) -> Tool {
-    let d = definition(text);
-    Tool::new(d.name, d.description, d.input, handler).with_output_schema(d.output)
+    let mut defs = crate::definitions::parse(text).expect("demo definitions are valid (checked by build.rs)");
+    Tool::from_definition(defs.remove(0), handler)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(args: Value) -> Result<T, ToolError> {
@@ -140,8 +130,7 @@ pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register("sheets", book_tool(LIST_SHEETS, &book, list_sheets))?;
     registry.register("sheets", book_tool(GET_ROWS, &book, get_rows))?;
     registry.register("sheets", book_tool(UPDATE_ROW, &book, update_row))?;
-    registry
-        .describe_namespace("sheets", "A workbook of spreadsheets: list sheets, read rows, update rows.")?;
+    registry.describe_namespace("sheets", DESCRIPTION)?;
     Ok(())
 }
 

@@ -164,3 +164,12 @@ pub enum RegistryError {
         message: String,
     },
 }
+
+/// Why a discovery request could not be answered.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoveryError {
+    /// These names match no namespace and no `namespace.tool`.
+    #[error("no such tool or namespace: {}", .0.join(", "))]
+    UnknownTools(Vec<String>),
+}

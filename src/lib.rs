@@ -61,6 +61,7 @@
 mod bridge;
 pub mod definitions;
 pub mod demo;
+mod discovery;
 mod engine;
 mod error;
 mod limits;
@@ -75,8 +76,9 @@ pub mod typegen;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use discovery::{Detail, NamespaceInfo, SearchHit};
 pub use engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions};
-pub use error::{ErrorKind, ExecError, RegistryError, ToolError};
+pub use error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError};
 pub use limits::Limits;
 pub use outcome::{LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES};
 pub use registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput};

@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::definitions::ToolDefinition;
+use crate::discovery::{SearchIndex, SharedIndex};
 use crate::error::{RegistryError, ToolError};
 pub use crate::typegen::js_name;
 use crate::typegen::{self, is_identifier, Declarations, ToolSchema};
@@ -113,6 +115,14 @@ impl Tool {
             output_schema: None,
             handler: Arc::new(handler),
         }
+    }
+
+    /// A tool from a definitions file entry (an MCP tool definition), run by `handler`.
+    pub fn from_definition(definition: ToolDefinition, handler: impl ToolHandler) -> Self {
+        let mut tool = Tool::new(definition.name, definition.description, definition.input_schema, handler);
+        tool.title = definition.title;
+        tool.output_schema = definition.output_schema;
+        tool
     }
 
     /// A tool whose handler takes and returns serde types. Arguments that pass the input schema
@@ -237,6 +247,8 @@ impl Namespace {
 #[derive(Clone, Default)]
 pub struct Registry {
     namespaces: BTreeMap<String, Arc<Namespace>>,
+    /// The search index of this version of the registry; a change starts a new one.
+    index: SharedIndex,
 }
 
 impl std::fmt::Debug for Registry {
@@ -291,6 +303,7 @@ impl Registry {
         }
         let ns = Arc::make_mut_namespace(ns);
         ns.tools.insert(tool.js_name.clone(), Arc::new(Entry { tool, validator }));
+        self.index = SharedIndex::default();
         Ok(self)
     }
 
@@ -304,6 +317,7 @@ impl Registry {
         let description = description.into();
         let ns = self.namespaces.entry(ns_js).or_insert_with(|| Arc::new(Namespace::new(namespace)));
         Arc::make_mut_namespace(ns).description = description;
+        self.index = SharedIndex::default();
         Ok(self)
     }
 
@@ -341,6 +355,10 @@ impl Registry {
             out.push_str(&ns.declarations(js).render());
         }
         out
+    }
+
+    pub(crate) fn search_index(&self) -> Arc<SearchIndex> {
+        Arc::clone(self.index.get_or_init(|| Arc::new(SearchIndex::build(self))))
     }
 
     /// True when no tool is registered.

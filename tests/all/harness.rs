@@ -202,3 +202,22 @@ fn same_packages(installed: &str, lock: &str) -> bool {
     };
     versions(installed).is_some() && versions(installed) == versions(lock)
 }
+
+/// The four real MCP servers' tools (tests/fixtures/typegen/real) as namespaces `everything`,
+/// `filesystem`, `github`, `memory`, plus the demo. Their handlers echo `{tool, args}`.
+pub fn real_registry() -> Registry {
+    let mut r = codemode::demo::registry();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/typegen/real");
+    for ns in ["everything", "filesystem", "github", "memory"] {
+        let text = std::fs::read_to_string(dir.join(format!("{ns}.json"))).unwrap();
+        for def in codemode::definitions::parse(&text).unwrap() {
+            let name = def.name.clone();
+            let tool = Tool::from_definition(def, move |args: Value| {
+                let name = name.clone();
+                async move { Ok::<_, ToolError>(json!({ "tool": name, "args": args })) }
+            });
+            r.register(ns, tool).unwrap();
+        }
+    }
+    r
+}

@@ -5,6 +5,7 @@ mod harness;
 
 mod cli;
 mod console;
+mod discovery;
 mod isolation;
 mod limits;
 mod results;

@@ -84,6 +84,8 @@ fn tsc_strict_compiles_every_golden() {
         return;
     };
     let mut files: Vec<PathBuf> = cases().into_iter().map(|(_, d)| d).collect();
+    files.push(fixtures().join("demo.d.ts"));
+    files.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("js/codemode.d.ts"));
     files.push(fixtures().join("usage.ts"));
     let output = tsc
         .args(["--strict", "--noEmit", "--target", "es2022", "--lib", "es2022"])

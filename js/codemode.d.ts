@@ -1,0 +1,63 @@
+// The sandbox's own globals, besides the standard ECMAScript built-ins and one namespace per
+// tool source. Programs are checked against these together with the tools' declarations.
+
+/** Console output is captured and returned with the result; nothing is printed host-side. */
+declare const console: {
+  log(...data: unknown[]): void;
+  info(...data: unknown[]): void;
+  warn(...data: unknown[]): void;
+  error(...data: unknown[]): void;
+  debug(...data: unknown[]): void;
+};
+
+/** Runs `callback` after `ms` milliseconds; bounded by the execution's deadline. */
+declare function setTimeout<A extends unknown[]>(callback: (...args: A) => void, ms?: number, ...args: A): number;
+declare function clearTimeout(id: number | undefined): void;
+
+/** The runtime: its version and tool discovery. Each call counts as one tool call. */
+declare namespace codemode {
+  /** The codemode version. */
+  const version: string;
+
+  interface NamespaceInfo {
+    /** The name programs use: `await <namespace>.<tool>(args)`. */
+    namespace: string;
+    /** The name it was registered under. */
+    name: string;
+    description: string;
+    /** How many tools it holds. */
+    tools: number;
+  }
+
+  interface SearchHit {
+    /** `namespace.tool`, as a program calls it. */
+    path: string;
+    /** The name the tool was registered under. */
+    name: string;
+    /** Relevance; only the order is meaningful. */
+    score: number;
+    /** With detail "summary" or "full": `tool(args: Input): Promise<Output>`. */
+    signature?: string;
+    /** With detail "summary" or "full": the first sentence of the description. */
+    summary?: string;
+    /** With detail "full": the tool's complete declarations. */
+    declarations?: string;
+  }
+
+  /** The tool namespaces, with tool counts and descriptions. */
+  function list(): Promise<NamespaceInfo[]>;
+
+  /**
+   * Tools ranked for `query` (names, descriptions and parameter names).
+   *
+   * @param options.detail "name", "summary" (default) or "full"
+   * @param options.limit 1 to 100, default 10
+   */
+  function search(
+    query: string,
+    options?: { detail?: "name" | "summary" | "full"; limit?: number },
+  ): Promise<SearchHit[]>;
+
+  /** TypeScript declarations of the named tools (`"ns.tool"`) or whole namespaces (`"ns"`). */
+  function describe(names: string | string[]): Promise<string>;
+}
