@@ -292,13 +292,16 @@ impl Registry {
     }
 
     /// The declarations of exactly the tools named: `namespace.tool` (JS or registered name) or
-    /// a whole `namespace`. Each namespace block appears once, with its tools in registry
+    /// a whole `namespace`, or a path of the virtual tree (`tools/ns/tool.d.ts`). Each
+    /// namespace block appears once, with its tools in registry
     /// order. Fails, naming them, if any name matches nothing.
     pub fn describe<S: AsRef<str>>(&self, names: &[S]) -> Result<String, DiscoveryError> {
         let mut wanted: Vec<(&str, Option<String>)> = Vec::new();
         let mut unknown = Vec::new();
         for name in names {
-            let name = name.as_ref().trim();
+            let given = name.as_ref().trim();
+            let from_path = file_to_name(given);
+            let name = from_path.as_deref().unwrap_or(given);
             if let Some((ns_js, _)) = self.namespace(name) {
                 wanted.push((ns_js, None));
                 continue;
@@ -309,7 +312,7 @@ impl Registry {
             });
             match found {
                 Some((ns_js, js)) => wanted.push((ns_js, Some(js))),
-                None => unknown.push(name.to_string()),
+                None => unknown.push(given.to_string()),
             }
         }
         if !unknown.is_empty() {
@@ -348,20 +351,24 @@ impl Registry {
     /// A file of [`Registry::files`]: a whole namespace (`index.d.ts`) or one tool. `None` for
     /// a path that is not in the tree.
     pub fn read_file(&self, path: &str) -> Option<String> {
-        let rest = path.trim_start_matches("./").strip_prefix("tools/")?;
-        let (ns, file) = rest.split_once('/')?;
-        let stem = file.strip_suffix(".d.ts")?;
-        let (ns_js, namespace) = self.namespace(ns)?;
-        let decls = namespace.declarations(ns_js);
-        if stem == "index" && !namespace.tools.contains_key("index") {
-            return Some(decls.render());
-        }
-        namespace.tools.contains_key(stem).then(|| decls.render_tools(|js| js == stem)).flatten()
+        let name = file_to_name(path)?;
+        self.describe(&[name]).ok()
     }
 
     fn namespace(&self, name: &str) -> Option<(&str, &Namespace)> {
         self.namespaces().find(|(js, ns)| *js == name || ns.name == name)
     }
+}
+
+/// `tools/<ns>/index.d.ts` → `<ns>`, `tools/<ns>/<tool>.d.ts` → `<ns>.<tool>`.
+fn file_to_name(path: &str) -> Option<String> {
+    let rest = path.trim_start_matches("./").strip_prefix("tools/")?;
+    let (ns, file) = rest.split_once('/')?;
+    let stem = file.strip_suffix(".d.ts")?;
+    if ns.is_empty() || stem.is_empty() || stem.contains('/') {
+        return None;
+    }
+    Some(if stem == "index" { ns.to_string() } else { format!("{ns}.{stem}") })
 }
 
 /// Shared so that clones of a registry (the engine's, the caller's) build the index once.

@@ -66,6 +66,7 @@ mod engine;
 mod error;
 mod limits;
 mod outcome;
+mod prompt;
 mod registry;
 mod sandbox;
 mod transpile;
@@ -81,6 +82,7 @@ pub use engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions}
 pub use error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError};
 pub use limits::Limits;
 pub use outcome::{LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES};
+pub use prompt::prompt;
 pub use registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput};
 pub use sandbox::SANDBOX_GLOBALS;
 

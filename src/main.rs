@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use codemode::{Engine, ExecuteOptions, Limits, LogLevel, Outcome, Registry};
+use codemode::{
+    definitions, Detail, Engine, ExecuteOptions, Limits, LogLevel, Outcome, Registry, Tool, ToolError,
+};
 
 #[derive(Parser)]
 #[command(
@@ -29,8 +31,94 @@ enum LogFormat {
     Json,
 }
 
+/// Where tools come from, for the commands that only look at their declarations.
+#[derive(clap::Args)]
+struct Sources {
+    /// Include the built-in demo namespace `sheets`.
+    #[arg(long)]
+    demo: bool,
+    /// A tool definitions file (an MCP `tools/list` result, an array of tools, or one tool),
+    /// as `FILE` (namespace = file name) or `NAMESPACE=FILE`. Repeatable.
+    #[arg(long = "schema", value_name = "[NAMESPACE=]FILE")]
+    schemas: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// List the namespaces with their tool counts.
+    List {
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rank tools for a query.
+    Search {
+        /// What the tool should do, in words.
+        query: String,
+        /// How much to show per tool.
+        #[arg(long, value_enum, default_value = "summary")]
+        detail: DetailArg,
+        /// Most results.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the declarations of tools (`ns.tool`), namespaces (`ns`) or virtual files
+    /// (`tools/ns/tool.d.ts`).
+    Show {
+        /// What to show.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the virtual file tree (`tools/<namespace>/<tool>.d.ts`).
+    Files {
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the prompt helper: instructions for writing a program, the limits, the namespaces.
+    Prompt {
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DetailArg {
+    Name,
+    Summary,
+    Full,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Print the TypeScript declarations of every tool.
+    Types {
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON: `{ "declarations": text, "problems": [...] }`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Discover tools: list, search, show, files, prompt.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
     /// Run a TypeScript program (FILE, or - for stdin).
     Run {
         /// The program: a .ts file, or - to read standard input.
@@ -57,7 +145,136 @@ fn main() -> ExitCode {
         Command::Run { file, demo, timeout_ms, memory_mb, json } => {
             run(file, demo, timeout_ms, memory_mb, json)
         }
+        Command::Types { sources, json } => types(sources, json),
+        Command::Tools(command) => tools(command),
     }
+}
+
+/// The registry of `sources`, or the exit code after saying what is wrong with them. Tools read
+/// from schema files have no handler; they are there to be declared and searched.
+fn load(sources: &Sources) -> Result<Registry, ExitCode> {
+    let mut registry = if sources.demo { codemode::demo::registry() } else { Registry::new() };
+    for spec in &sources.schemas {
+        let (namespace, file) = match spec.split_once('=') {
+            Some((ns, file)) => (ns.to_string(), PathBuf::from(file)),
+            None => {
+                let file = PathBuf::from(spec);
+                let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("tools");
+                (stem.split('.').next().unwrap_or(stem).to_string(), file)
+            }
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| usage_error(format!("cannot read {}: {e}", file.display())))?;
+        let defs = definitions::parse(&text).map_err(|e| usage_error(format!("{}: {e}", file.display())))?;
+        for def in defs {
+            let tool = Tool::from_definition(def, |_: serde_json::Value| async {
+                Err::<serde_json::Value, _>(ToolError::with_code(
+                    "unavailable",
+                    "declared from a schema file; no handler is attached",
+                ))
+            });
+            registry
+                .register(&namespace, tool)
+                .map_err(|e| usage_error(format!("{}: {e}", file.display())))?;
+        }
+    }
+    Ok(registry)
+}
+
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    ExitCode::SUCCESS
+}
+
+fn types(sources: Sources, json: bool) -> ExitCode {
+    let registry = match load(&sources) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let problems: Vec<String> = registry.declaration_problems().iter().map(ToString::to_string).collect();
+    if json {
+        return print_json(
+            &serde_json::json!({ "declarations": registry.declarations(), "problems": problems }),
+        );
+    }
+    for p in &problems {
+        eprintln!("codemode: warning: {p}");
+    }
+    print!("{}", registry.declarations());
+    ExitCode::SUCCESS
+}
+
+fn tools(command: ToolsCommand) -> ExitCode {
+    let (ToolsCommand::List { sources, .. }
+    | ToolsCommand::Search { sources, .. }
+    | ToolsCommand::Show { sources, .. }
+    | ToolsCommand::Files { sources, .. }
+    | ToolsCommand::Prompt { sources, .. }) = &command;
+    let registry = match load(sources) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match command {
+        ToolsCommand::List { json, .. } => {
+            let list = registry.list();
+            if json {
+                return print_json(&list);
+            }
+            for ns in list {
+                let description =
+                    if ns.description.is_empty() { String::new() } else { format!(": {}", ns.description) };
+                println!("{} ({} tools){description}", ns.namespace, ns.tools);
+            }
+        }
+        ToolsCommand::Search { query, detail, limit, json, .. } => {
+            let detail = match detail {
+                DetailArg::Name => Detail::Name,
+                DetailArg::Summary => Detail::Summary,
+                DetailArg::Full => Detail::Full,
+            };
+            let hits = registry.search(&query, detail, limit);
+            if json {
+                return print_json(&hits);
+            }
+            for hit in hits {
+                match (&hit.declarations, &hit.signature) {
+                    (Some(d), _) => println!("{d}"),
+                    (None, Some(sig)) => {
+                        let ns = hit.path.split('.').next().unwrap_or("");
+                        println!("{ns}.{sig}\n    {}", hit.summary.as_deref().unwrap_or(""));
+                    }
+                    (None, None) => println!("{}", hit.path),
+                }
+            }
+        }
+        ToolsCommand::Show { names, json, .. } => {
+            let text = match registry.describe(&names) {
+                Ok(t) => t,
+                Err(e) => return usage_error(e.to_string()),
+            };
+            if json {
+                return print_json(&serde_json::json!({ "declarations": text }));
+            }
+            print!("{text}");
+        }
+        ToolsCommand::Files { json, .. } => {
+            let files = registry.files();
+            if json {
+                return print_json(&files);
+            }
+            for f in files {
+                println!("{f}");
+            }
+        }
+        ToolsCommand::Prompt { json, .. } => {
+            let text = codemode::prompt(&registry, &Limits::default());
+            if json {
+                return print_json(&serde_json::json!({ "prompt": text }));
+            }
+            print!("{text}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_tracing(format: LogFormat) {

@@ -282,14 +282,14 @@ impl Registry {
                 namespace: namespace.into(),
                 name: tool.name.clone(),
                 which: "input",
-                message: e.to_string(),
+                message: schema_error(&e),
             })?;
         if let Some(out) = &tool.output_schema {
             jsonschema::validator_for(out).map_err(|e| RegistryError::InvalidSchema {
                 namespace: namespace.into(),
                 name: tool.name.clone(),
                 which: "output",
-                message: e.to_string(),
+                message: schema_error(&e),
             })?;
         }
         let ns = self.namespaces.entry(ns_js).or_insert_with(|| Arc::new(Namespace::new(namespace)));
@@ -357,6 +357,12 @@ impl Registry {
         out
     }
 
+    /// What the generator widened to `unknown` because a schema was broken (see
+    /// [`typegen::Problem`]), for every namespace.
+    pub fn declaration_problems(&self) -> Vec<typegen::Problem> {
+        self.namespaces().flat_map(|(js, ns)| ns.declarations(js).problems.clone()).collect()
+    }
+
     pub(crate) fn search_index(&self) -> Arc<SearchIndex> {
         Arc::clone(self.index.get_or_init(|| Arc::new(SearchIndex::build(self))))
     }
@@ -364,6 +370,16 @@ impl Registry {
     /// True when no tool is registered.
     pub fn is_empty(&self) -> bool {
         self.namespaces.values().all(|ns| ns.tools.is_empty())
+    }
+}
+
+/// A meta-schema violation with where it is in the schema.
+fn schema_error(e: &jsonschema::ValidationError<'_>) -> String {
+    let at = e.instance_path().to_string();
+    if at.is_empty() {
+        e.to_string()
+    } else {
+        format!("at {at}: {e}")
     }
 }
 

@@ -74,3 +74,84 @@ fn bad_usage_exits_2() {
     let out = codemode().args(["run", "--bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn output(args: &[&str]) -> (i32, String, String) {
+    let out = codemode().args(args).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const GITHUB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/typegen/real/github.json");
+const BROKEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/typegen/hard/broken.json");
+
+#[test]
+fn types_prints_the_declarations_of_every_source() {
+    let (code, out, _) = output(&["types", "--demo"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, codemode::demo::registry().declarations());
+    let (code, out, _) = output(&["types", "--demo", "--schema", GITHUB, "--json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let text = v["declarations"].as_str().unwrap();
+    assert_eq!(text.matches("declare namespace ").count(), 2);
+    assert!(text.contains("declare namespace github {"));
+    assert_eq!(v["problems"], json!([]));
+}
+
+#[test]
+fn tools_subcommands() {
+    let (code, out, _) = output(&["tools", "list", "--demo", "--schema", &format!("gh={GITHUB}")]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "gh (26 tools)\nsheets (3 tools): A workbook of spreadsheets: list sheets, read rows, update rows.\n"
+    );
+    let (code, out, _) = output(&[
+        "tools",
+        "search",
+        "fork a repository",
+        "--schema",
+        GITHUB,
+        "--detail",
+        "name",
+        "--limit",
+        "2",
+    ]);
+    assert_eq!((code, out.lines().next()), (0, Some("github.fork_repository")));
+    let (code, out, _) = output(&["tools", "search", "getRows", "--demo", "--json", "--limit", "1"]);
+    assert_eq!(code, 0);
+    let hits: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(hits[0]["signature"], "getRows(args: GetRowsInput): Promise<GetRowsOutput>");
+    let (code, out, _) =
+        output(&["tools", "show", "sheets.getRows", "tools/sheets/listSheets.d.ts", "--demo"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, codemode::demo::registry().describe(&["sheets.getRows", "sheets.listSheets"]).unwrap());
+    let (code, out, _) = output(&["tools", "files", "--demo", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()[0], "tools/sheets/index.d.ts");
+    let (code, out, _) = output(&["tools", "prompt", "--demo"]);
+    assert_eq!(code, 0);
+    assert!(out.ends_with(
+        "Namespaces:\n- sheets (3 tools): A workbook of spreadsheets: list sheets, read rows, update rows. — getRows, listSheets, updateRow\n"
+    ));
+}
+
+#[test]
+fn bad_sources_and_names_fail_with_where_and_what() {
+    let (code, _, err) = output(&["tools", "show", "nope", "--demo"]);
+    assert_eq!((code, err.as_str()), (2, "codemode: no such tool or namespace: nope\n"));
+    let (code, _, err) = output(&["types", "--schema", BROKEN]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        format!(
+            "codemode: {BROKEN}: invalid input schema for tool broken.broken: at /properties/refNotString/$ref: 5 is not of type \"string\"\n"
+        )
+    );
+    let (code, _, err) = output(&["types", "--schema", "/nonexistent.json"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("codemode: cannot read /nonexistent.json: "), "{err}");
+}

@@ -1,0 +1,51 @@
+//! The prompt helper: the instructions an agent needs to write a program for this runtime —
+//! how a program is shaped, what comes back, the limits — and the namespace index. It lists
+//! names only; the agent asks for declarations (`codemode.describe`) of the tools it needs,
+//! which keeps the prompt small however many tools are registered.
+
+use std::fmt::Write;
+
+use crate::limits::Limits;
+use crate::registry::Registry;
+
+/// Renders the instructions and the namespace index for `registry` under `limits`.
+pub fn prompt(registry: &Registry, limits: &Limits) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "Write a TypeScript program to do the task; it runs in a sandbox next to the tools.\n\
+         - The program is a function body: top-level `await` works, and `return <value>` ends it \
+         with a JSON result.\n\
+         - Tools are async functions: `const x = await <namespace>.<tool>(args)`. Run independent \
+         calls together with `await Promise.all([...])`.\n\
+         - Only `console.log` lines and the returned value come back to you. Keep large data inside \
+         the program: filter, join and aggregate there, and return a small summary.\n\
+         - A failed tool call rejects with an Error whose `tool` and `code` say which and why; \
+         catch it to recover.\n\
+         - Read a tool's types before calling it: `await codemode.describe(\"ns.tool\")` returns its \
+         TypeScript declarations; `await codemode.search(\"what it does\")` finds tools.\n\
+         - There is no network, filesystem, `require`, `process` or `import`; tools are the only way \
+         out.\n",
+    );
+    let _ = writeln!(
+        out,
+        "- Limits per run: {} s, {} MiB of memory, {} tool calls ({} at once), {} KiB of logs, \
+         {} KiB of result.",
+        limits.timeout.as_secs_f64(),
+        limits.memory_bytes >> 20,
+        limits.max_tool_calls,
+        limits.max_concurrent_tool_calls,
+        limits.max_log_bytes >> 10,
+        limits.max_result_bytes >> 10,
+    );
+    out.push_str("\nNamespaces:\n");
+    for (js, ns) in registry.namespaces() {
+        let tools: Vec<&str> = ns.tools.keys().map(String::as_str).collect();
+        let count = if tools.len() == 1 { "1 tool".to_string() } else { format!("{} tools", tools.len()) };
+        let _ = write!(out, "- {js} ({count})");
+        if !ns.description.is_empty() {
+            let _ = write!(out, ": {}", crate::typegen::first_sentence(&ns.description));
+        }
+        let _ = writeln!(out, " — {}", tools.join(", "));
+    }
+    out
+}
