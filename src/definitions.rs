@@ -41,31 +41,40 @@ impl std::error::Error for DefinitionError {}
 
 /// Parses a definitions file's text.
 pub fn parse(text: &str) -> Result<Vec<ToolDefinition>, DefinitionError> {
+    Ok(parse_located(text)?.into_iter().map(|(_, d)| d).collect())
+}
+
+/// Like [`parse`], with each tool's JSON pointer in the file (`/tools/3`), for errors that
+/// point into it.
+pub fn parse_located(text: &str) -> Result<Vec<(String, ToolDefinition)>, DefinitionError> {
     let value: Value = serde_json::from_str(text).map_err(|e| DefinitionError {
         at: format!("line {}, column {}", e.line(), e.column()),
         message: format!("not valid JSON: {e}"),
     })?;
-    from_value(&value)
-}
-
-/// Reads definitions out of an already parsed value.
-pub fn from_value(value: &Value) -> Result<Vec<ToolDefinition>, DefinitionError> {
-    match value {
+    let located = |tools: &[Value], prefix: &str| {
+        tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let at = format!("{prefix}/{i}");
+                tool(t, &at).map(|d| (at, d))
+            })
+            .collect()
+    };
+    match &value {
         Value::Object(m) if m.contains_key("tools") => match &m["tools"] {
-            Value::Array(tools) => {
-                tools.iter().enumerate().map(|(i, t)| tool(t, &format!("/tools/{i}"))).collect()
-            }
+            Value::Array(tools) => located(tools, "/tools"),
             _ => Err(err("/tools", "must be an array of tools")),
         },
-        Value::Object(_) => Ok(vec![tool(value, "")?]),
-        Value::Array(tools) => tools.iter().enumerate().map(|(i, t)| tool(t, &format!("/{i}"))).collect(),
+        Value::Object(_) => Ok(vec![(String::new(), tool(&value, "")?)]),
+        Value::Array(tools) => located(tools, ""),
         _ => Err(err("/", "expected a tool, an array of tools, or an object with `tools`")),
     }
 }
 
-/// The declarations of `definitions` as namespace `namespace`; function names come from
-/// [`js_name`](crate::typegen::js_name) (a name with none keeps its text, which the registry
-/// would have refused).
+/// The declarations of `definitions` as namespace `namespace`, tools in JS-name order as in a
+/// registry; function names come from [`js_name`](crate::typegen::js_name) (a name with none
+/// keeps its text, which the registry would have refused).
 pub fn declarations(
     namespace: &str,
     description: &str,
@@ -75,9 +84,11 @@ pub fn declarations(
         .iter()
         .map(|d| crate::typegen::js_name(&d.name).unwrap_or_else(|| d.name.clone()))
         .collect();
-    let schemas: Vec<crate::typegen::ToolSchema<'_>> = definitions
-        .iter()
-        .zip(&js_names)
+    let mut order: Vec<usize> = (0..definitions.len()).collect();
+    order.sort_by(|&a, &b| js_names[a].cmp(&js_names[b]));
+    let schemas: Vec<crate::typegen::ToolSchema<'_>> = order
+        .into_iter()
+        .map(|i| (&definitions[i], &js_names[i]))
         .map(|(d, js)| crate::typegen::ToolSchema {
             name: &d.name,
             js_name: js,

@@ -58,36 +58,59 @@
 //!
 //! The library never prints, exits or reads the environment; the `codemode` binary does.
 
+// Generated code (build.rs, `codemode::build`) names the crate `::codemode`, inside it too.
+extern crate self as codemode;
+
+#[cfg(feature = "runtime")]
 mod bridge;
+pub mod build;
 pub mod definitions;
+#[cfg(feature = "runtime")]
 pub mod demo;
+#[cfg(feature = "runtime")]
 mod discovery;
+#[cfg(feature = "runtime")]
 mod engine;
+#[cfg(feature = "runtime")]
 mod error;
+#[cfg(feature = "runtime")]
 mod limits;
+#[cfg(feature = "runtime")]
 mod outcome;
+#[cfg(feature = "runtime")]
 mod prompt;
+#[cfg(feature = "runtime")]
 mod registry;
+#[cfg(feature = "runtime")]
 mod sandbox;
+#[cfg(feature = "runtime")]
 mod transpile;
 pub mod typegen;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "runtime"))]
 pub struct ReadmeDoctests;
 
-pub use discovery::{Detail, NamespaceInfo, SearchHit};
-pub use engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions};
-pub use error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError};
-pub use limits::Limits;
-pub use outcome::{LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES};
-pub use prompt::prompt;
-pub use registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput};
-pub use sandbox::SANDBOX_GLOBALS;
+#[cfg(feature = "runtime")]
+pub use {
+    discovery::{Detail, NamespaceInfo, SearchHit},
+    engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions},
+    error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
+    limits::Limits,
+    outcome::{LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
+    prompt::prompt,
+    registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput},
+    sandbox::SANDBOX_GLOBALS,
+};
+
+/// The declarations of the sandbox's own globals (`console`, `setTimeout`, `codemode.search`,
+/// ...), to show an agent beside the tools' declarations.
+pub const RUNTIME_DECLARATIONS: &str = include_str!("../js/codemode.d.ts");
 
 /// Hooks for the benches in `benches/`; not part of the API.
 #[doc(hidden)]
+#[cfg(feature = "runtime")]
 pub mod __bench {
     /// Builds one sandbox (runtime + context + prelude), as a cold checkout does. Dropping the
     /// result frees it, which the engine does after replying.

@@ -16,7 +16,9 @@ mod ts;
 
 use serde_json::Value;
 
+pub(crate) use names::Names;
 pub use names::{is_identifier, js_name, property_key, type_name};
+pub(crate) use schema::resolve;
 
 use schema::{Doc, Gen};
 use ts::{doc_comment, pad, print, print_object, text_lines, Ty};

@@ -51,6 +51,31 @@ pub fn type_name(name: &str) -> String {
     out
 }
 
+/// Type names in use in one scope (a TypeScript namespace, a Rust module).
+#[derive(Debug, Default)]
+pub(crate) struct Names(std::collections::BTreeSet<String>);
+
+impl Names {
+    /// Reserves `wanted` — or, if it is taken, `prefix + wanted`, then that numbered from 2 —
+    /// and returns what it reserved.
+    pub(crate) fn claim(&mut self, wanted: &str, prefix: &str) -> String {
+        let wanted = if wanted.is_empty() { "Type" } else { wanted };
+        let mut candidates = vec![wanted.to_string()];
+        if !prefix.is_empty() && !wanted.starts_with(prefix) {
+            candidates.push(format!("{prefix}{wanted}"));
+        }
+        for c in &candidates {
+            if self.0.insert(c.clone()) {
+                return c.clone();
+            }
+        }
+        let base = candidates.pop().expect("at least one candidate");
+        let name = (2..).map(|n| format!("{base}{n}")).find(|c| !self.0.contains(c)).expect("unbounded");
+        self.0.insert(name.clone());
+        name
+    }
+}
+
 /// A property key as a declaration writes it: bare when it is an identifier, else quoted.
 pub fn property_key(key: &str) -> String {
     if is_identifier(key) {

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 
-use super::names::type_name;
+use super::names::{type_name, Names};
 use super::ts::{text_lines, Object, Prop, Ty};
 use super::Problem;
 
@@ -38,35 +38,35 @@ impl<'a> Doc<'a> {
         let mut refs = Vec::new();
         collect_refs(root, 0, &mut refs);
         for r in refs {
-            if let Ok(p) = doc.resolve(r) {
+            if let Ok(p) = resolve(root, r) {
                 doc.targets.insert(p);
             }
         }
         doc
     }
+}
 
-    /// The JSON pointer a `$ref` names in this document.
-    fn resolve(&self, reference: &str) -> Result<String, String> {
-        let local = match reference.find('#') {
-            Some(0) => reference,
-            Some(i) if self.root.get("$id").and_then(Value::as_str) == Some(&reference[..i]) => {
-                &reference[i..]
-            }
-            _ => return Err(format!("$ref {reference:?} points to another document, which is not followed")),
-        };
-        let fragment = percent_decode(&local[1..]);
-        if fragment.is_empty() {
-            return Ok(String::new());
-        }
-        if fragment.starts_with('/') {
-            return match self.root.pointer(&fragment) {
-                Some(_) => Ok(fragment),
-                None => Err(format!("$ref {reference:?} points to nothing in this schema")),
-            };
-        }
-        find_anchor(self.root, &fragment, &mut String::new(), 0)
-            .ok_or_else(|| format!("$ref {reference:?} names an anchor this schema does not have"))
+/// The JSON pointer a `$ref` names in the document `root`: `#`, `#/json/pointer` (percent-
+/// encoded or not), `#anchor` (`$anchor`, or a draft-07 `$id: "#anchor"`), or any of these
+/// after the document's own `$id`. Other documents are not followed.
+pub(crate) fn resolve(root: &Value, reference: &str) -> Result<String, String> {
+    let local = match reference.find('#') {
+        Some(0) => reference,
+        Some(i) if root.get("$id").and_then(Value::as_str) == Some(&reference[..i]) => &reference[i..],
+        _ => return Err(format!("$ref {reference:?} points to another document, which is not followed")),
+    };
+    let fragment = percent_decode(&local[1..]);
+    if fragment.is_empty() {
+        return Ok(String::new());
     }
+    if fragment.starts_with('/') {
+        return match root.pointer(&fragment) {
+            Some(_) => Ok(fragment),
+            None => Err(format!("$ref {reference:?} points to nothing in this schema")),
+        };
+    }
+    find_anchor(root, &fragment, &mut String::new(), 0)
+        .ok_or_else(|| format!("$ref {reference:?} names an anchor this schema does not have"))
 }
 
 fn collect_refs<'a>(v: &'a Value, depth: usize, out: &mut Vec<&'a str>) {
@@ -160,7 +160,7 @@ pub(crate) struct Named {
 /// The state of one namespace's generation: names in use, named types, problems.
 #[derive(Default)]
 pub(crate) struct Gen {
-    pub(crate) taken: BTreeSet<String>,
+    pub(crate) taken: Names,
     pub(crate) named: Vec<Named>,
     /// (doc, pointer) → index into `named`.
     by_target: HashMap<(usize, String), usize>,
@@ -182,22 +182,8 @@ struct At<'p> {
 }
 
 impl Gen {
-    /// Reserves `wanted` (or, if taken, `prefix + wanted`, then numbered) and returns it.
     pub(crate) fn claim(&mut self, wanted: &str, prefix: &str) -> String {
-        let mut candidates = vec![wanted.to_string()];
-        if !prefix.is_empty() && !wanted.starts_with(prefix) {
-            candidates.push(format!("{prefix}{wanted}"));
-        }
-        for c in &candidates {
-            if !self.taken.contains(c) {
-                self.taken.insert(c.clone());
-                return c.clone();
-            }
-        }
-        let base = candidates.pop().expect("at least one candidate");
-        let name = (2..).map(|n| format!("{base}{n}")).find(|c| !self.taken.contains(c)).expect("unbounded");
-        self.taken.insert(name.clone());
-        name
+        self.taken.claim(wanted, prefix)
     }
 
     /// Converts the root of `docs[doc]` into the named type `name` (already claimed), then
@@ -294,7 +280,7 @@ impl Gen {
         };
         let mut parts = Vec::new();
         if let Some(r) = m.get("$ref") {
-            parts.push(match r.as_str().map(|r| docs[at.doc].resolve(r)) {
+            parts.push(match r.as_str().map(|r| resolve(docs[at.doc].root, r)) {
                 Some(Ok(pointer)) => self.reference(docs, at, pointer),
                 Some(Err(why)) => self.problem(docs, at, why),
                 None => self.problem(docs, at, "$ref must be a string".into()),
