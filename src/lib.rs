@@ -98,7 +98,7 @@ pub use {
     engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     limits::Limits,
-    outcome::{LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
+    outcome::{count_tokens, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
     prompt::prompt,
     registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput},
     sandbox::SANDBOX_GLOBALS,

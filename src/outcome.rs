@@ -153,6 +153,12 @@ impl Outcome {
     }
 }
 
+/// Tokens of `text` under o200k_base (the GPT-4o tokenizer). The first call in a process loads
+/// the tokenizer (about 70 ms).
+pub fn count_tokens(text: &str) -> usize {
+    tokenizer().encode_ordinary(text).len()
+}
+
 fn tokenizer() -> &'static tiktoken_rs::CoreBPE {
     static BPE: OnceLock<tiktoken_rs::CoreBPE> = OnceLock::new();
     BPE.get_or_init(|| tiktoken_rs::o200k_base().expect("o200k_base ships inside tiktoken-rs"))

@@ -136,9 +136,11 @@ pub(crate) fn print(ty: &Ty, indent: usize, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                print(t, indent, out);
                 if i >= *required {
+                    print_postfix_operand(t, indent, out);
                     out.push('?');
+                } else {
+                    print(t, indent, out);
                 }
             }
             if let Some(rest) = rest {

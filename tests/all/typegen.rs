@@ -84,6 +84,10 @@ fn tsc_strict_compiles_every_golden() {
         return;
     };
     let mut files: Vec<PathBuf> = cases().into_iter().map(|(_, d)| d).collect();
+    // And 300 namespaces made from random schemas (see `Rng`), which must compile as well.
+    let random = std::env::temp_dir().join(format!("codemode-random-{}.d.ts", std::process::id()));
+    std::fs::write(&random, random_namespaces(300)).unwrap();
+    files.push(random.clone());
     files.push(fixtures().join("demo.d.ts"));
     files.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("js/codemode.d.ts"));
     files.push(fixtures().join("usage.ts"));
@@ -92,6 +96,7 @@ fn tsc_strict_compiles_every_golden() {
         .args(&files)
         .output()
         .expect("tsc runs");
+    let _ = std::fs::remove_file(&random);
     assert!(
         output.status.success(),
         "tsc --strict failed:\n{}{}",
@@ -177,4 +182,118 @@ fn definitions_files_fail_with_where_and_what() {
     let one = definitions::parse(r#"{"name": "a", "description": "d", "inputSchema": true}"#).unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].input_schema, Value::Bool(true));
+}
+
+/// A small deterministic generator of schema-shaped JSON: real keywords with values of the
+/// right and the wrong shape, `$ref`s that resolve, dangle and loop. Not a fuzzer (cargo-fuzz
+/// has `fuzz/`), but it runs on every `cargo test`.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    fn schema(&mut self, depth: u32) -> Value {
+        if depth > 5 || self.below(5) == 0 {
+            return match self.below(6) {
+                0 => json!(true),
+                1 => json!(false),
+                2 => json!(self.below(100)),
+                3 => json!({"type": self.pick(&["string", "integer", "number", "boolean", "null", "object", "array", "nope"])}),
+                4 => json!({"$ref": self.pick(&["#", "#/$defs/a", "#/$defs/b", "#/properties/p0", "#/nowhere", "http://x/y", "#anchor", "#/$defs/a%20b"])}),
+                _ => json!({}),
+            };
+        }
+        let mut m = serde_json::Map::new();
+        for _ in 0..self.below(5) + 1 {
+            let key = self.pick(&[
+                "type", "properties", "required", "additionalProperties", "patternProperties", "items",
+                "prefixItems", "enum", "const", "anyOf", "oneOf", "allOf", "not", "if", "then", "else",
+                "$ref", "$defs", "nullable", "description", "minimum", "default", "$anchor",
+            ]);
+            let value = match key {
+                "type" => {
+                    if self.below(3) == 0 {
+                        json!(["string", "null"])
+                    } else {
+                        json!(self.pick(&["string", "object", "array", "integer"]))
+                    }
+                }
+                "properties" | "patternProperties" | "$defs" => {
+                    let mut p = serde_json::Map::new();
+                    for i in 0..self.below(4) {
+                        let name = self.pick(&["p0", "a", "b", "x-y", "class", "*/", "a b", ""]);
+                        p.insert(format!("{name}{}", if i > 0 { i.to_string() } else { String::new() }), self.schema(depth + 1));
+                    }
+                    if self.below(8) == 0 { json!([1]) } else { Value::Object(p) }
+                }
+                "required" => json!(["p0", "a", "zz"]),
+                "enum" => json!(["a", 1, null, true, {"k": [1]}]),
+                "const" => json!("c\"*/\n"),
+                "anyOf" | "oneOf" | "allOf" | "prefixItems" => {
+                    let n = self.below(4);
+                    Value::Array((0..n).map(|_| self.schema(depth + 1)).collect())
+                }
+                "$ref" => json!(self.pick(&["#", "#/$defs/a", "#/$defs/b", "#/properties/p0", "#/x", "other.json"])),
+                "nullable" => json!(true),
+                "description" => json!("text with */ and\nnewlines"),
+                "minimum" => json!(0),
+                "default" => json!({"d": 1}),
+                "$anchor" => json!("anchor"),
+                _ => self.schema(depth + 1),
+            };
+            m.insert(key.into(), value);
+        }
+        Value::Object(m)
+    }
+}
+
+#[test]
+fn random_schemas_never_panic_and_always_parse() {
+    use swc_common::{input::StringInput, BytePos};
+    use swc_ecma_parser::{Parser, Syntax, TsSyntax};
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for case in 0..1_500 {
+        let input = rng.schema(0);
+        let output = rng.schema(0);
+        let tools = [
+            ToolSchema { name: "t-1", js_name: "t1", title: Some("T */"), description: "d", input: &input, output: Some(&output) },
+            ToolSchema { name: "t2", js_name: "t2", title: None, description: "", input: &output, output: None },
+        ];
+        let a = typegen::declarations("ns", "random", &tools).render();
+        let b = typegen::declarations("ns", "random", &tools).render();
+        assert_eq!(a, b, "case {case}: not deterministic");
+        let syntax = Syntax::Typescript(TsSyntax { dts: true, ..Default::default() });
+        let mut parser = Parser::new(syntax, StringInput::new(&a, BytePos(1), BytePos(1 + a.len() as u32)), None);
+        let parsed = parser.parse_module();
+        assert!(
+            parsed.is_ok() && parser.take_errors().is_empty(),
+            "case {case} does not parse:\n{a}\ninput: {input}\noutput: {output}"
+        );
+    }
+}
+
+fn random_namespaces(n: usize) -> String {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut out = String::new();
+    for i in 0..n {
+        let input = rng.schema(0);
+        let output = rng.schema(0);
+        let tools = [
+            ToolSchema { name: "a", js_name: "a", title: None, description: "", input: &input, output: Some(&output) },
+            ToolSchema { name: "b", js_name: "b", title: None, description: "", input: &output, output: Some(&input) },
+        ];
+        out.push_str(&typegen::declarations(&format!("random{i}"), "", &tools).render());
+    }
+    out
 }
