@@ -13,7 +13,9 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("typegen");
     // Throughput in tools: criterion reports declarations (tools) per second.
     group.throughput(Throughput::Elements(defs.len() as u64));
-    group.bench_function("github_26_tools", |b| b.iter(|| definitions::declarations("github", "", &defs).render()));
+    group.bench_function("github_26_tools", |b| {
+        b.iter(|| definitions::declarations("github", "", &defs).render())
+    });
     group.finish();
 
     let mut registry = Registry::new();

@@ -209,17 +209,41 @@ impl Rng {
                 0 => json!(true),
                 1 => json!(false),
                 2 => json!(self.below(100)),
-                3 => json!({"type": self.pick(&["string", "integer", "number", "boolean", "null", "object", "array", "nope"])}),
-                4 => json!({"$ref": self.pick(&["#", "#/$defs/a", "#/$defs/b", "#/properties/p0", "#/nowhere", "http://x/y", "#anchor", "#/$defs/a%20b"])}),
+                3 => {
+                    json!({"type": self.pick(&["string", "integer", "number", "boolean", "null", "object", "array", "nope"])})
+                }
+                4 => {
+                    json!({"$ref": self.pick(&["#", "#/$defs/a", "#/$defs/b", "#/properties/p0", "#/nowhere", "http://x/y", "#anchor", "#/$defs/a%20b"])})
+                }
                 _ => json!({}),
             };
         }
         let mut m = serde_json::Map::new();
         for _ in 0..self.below(5) + 1 {
             let key = self.pick(&[
-                "type", "properties", "required", "additionalProperties", "patternProperties", "items",
-                "prefixItems", "enum", "const", "anyOf", "oneOf", "allOf", "not", "if", "then", "else",
-                "$ref", "$defs", "nullable", "description", "minimum", "default", "$anchor",
+                "type",
+                "properties",
+                "required",
+                "additionalProperties",
+                "patternProperties",
+                "items",
+                "prefixItems",
+                "enum",
+                "const",
+                "anyOf",
+                "oneOf",
+                "allOf",
+                "not",
+                "if",
+                "then",
+                "else",
+                "$ref",
+                "$defs",
+                "nullable",
+                "description",
+                "minimum",
+                "default",
+                "$anchor",
             ]);
             let value = match key {
                 "type" => {
@@ -233,9 +257,16 @@ impl Rng {
                     let mut p = serde_json::Map::new();
                     for i in 0..self.below(4) {
                         let name = self.pick(&["p0", "a", "b", "x-y", "class", "*/", "a b", ""]);
-                        p.insert(format!("{name}{}", if i > 0 { i.to_string() } else { String::new() }), self.schema(depth + 1));
+                        p.insert(
+                            format!("{name}{}", if i > 0 { i.to_string() } else { String::new() }),
+                            self.schema(depth + 1),
+                        );
                     }
-                    if self.below(8) == 0 { json!([1]) } else { Value::Object(p) }
+                    if self.below(8) == 0 {
+                        json!([1])
+                    } else {
+                        Value::Object(p)
+                    }
                 }
                 "required" => json!(["p0", "a", "zz"]),
                 "enum" => json!(["a", 1, null, true, {"k": [1]}]),
@@ -244,7 +275,9 @@ impl Rng {
                     let n = self.below(4);
                     Value::Array((0..n).map(|_| self.schema(depth + 1)).collect())
                 }
-                "$ref" => json!(self.pick(&["#", "#/$defs/a", "#/$defs/b", "#/properties/p0", "#/x", "other.json"])),
+                "$ref" => {
+                    json!(self.pick(&["#", "#/$defs/a", "#/$defs/b", "#/properties/p0", "#/x", "other.json"]))
+                }
                 "nullable" => json!(true),
                 "description" => json!("text with */ and\nnewlines"),
                 "minimum" => json!(0),
@@ -267,14 +300,29 @@ fn random_schemas_never_panic_and_always_parse() {
         let input = rng.schema(0);
         let output = rng.schema(0);
         let tools = [
-            ToolSchema { name: "t-1", js_name: "t1", title: Some("T */"), description: "d", input: &input, output: Some(&output) },
-            ToolSchema { name: "t2", js_name: "t2", title: None, description: "", input: &output, output: None },
+            ToolSchema {
+                name: "t-1",
+                js_name: "t1",
+                title: Some("T */"),
+                description: "d",
+                input: &input,
+                output: Some(&output),
+            },
+            ToolSchema {
+                name: "t2",
+                js_name: "t2",
+                title: None,
+                description: "",
+                input: &output,
+                output: None,
+            },
         ];
         let a = typegen::declarations("ns", "random", &tools).render();
         let b = typegen::declarations("ns", "random", &tools).render();
         assert_eq!(a, b, "case {case}: not deterministic");
         let syntax = Syntax::Typescript(TsSyntax { dts: true, ..Default::default() });
-        let mut parser = Parser::new(syntax, StringInput::new(&a, BytePos(1), BytePos(1 + a.len() as u32)), None);
+        let mut parser =
+            Parser::new(syntax, StringInput::new(&a, BytePos(1), BytePos(1 + a.len() as u32)), None);
         let parsed = parser.parse_module();
         assert!(
             parsed.is_ok() && parser.take_errors().is_empty(),
@@ -290,8 +338,22 @@ fn random_namespaces(n: usize) -> String {
         let input = rng.schema(0);
         let output = rng.schema(0);
         let tools = [
-            ToolSchema { name: "a", js_name: "a", title: None, description: "", input: &input, output: Some(&output) },
-            ToolSchema { name: "b", js_name: "b", title: None, description: "", input: &output, output: Some(&input) },
+            ToolSchema {
+                name: "a",
+                js_name: "a",
+                title: None,
+                description: "",
+                input: &input,
+                output: Some(&output),
+            },
+            ToolSchema {
+                name: "b",
+                js_name: "b",
+                title: None,
+                description: "",
+                input: &output,
+                output: Some(&input),
+            },
         ];
         out.push_str(&typegen::declarations(&format!("random{i}"), "", &tools).render());
     }
