@@ -20,8 +20,10 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::discovery::Detail;
+use crate::engine::LogSink;
 use crate::error::{ErrorKind, ToolError};
 use crate::limits::Limits;
+use crate::outcome::LogLine;
 use crate::outcome::TextSample;
 use crate::registry::{Entry, Registry};
 
@@ -144,6 +146,7 @@ struct Queued {
 
 pub(crate) struct Bridge {
     registry: Arc<Registry>,
+    log_sink: Option<LogSink>,
     handle: tokio::runtime::Handle,
     max_calls: u32,
     max_concurrent: usize,
@@ -166,6 +169,7 @@ impl Bridge {
         let (tx, rx) = std::sync::mpsc::channel();
         Bridge {
             registry,
+            log_sink: None,
             handle,
             max_calls: limits.max_tool_calls,
             max_concurrent: limits.max_concurrent_tool_calls.max(1),
@@ -186,6 +190,17 @@ impl Bridge {
 
     pub(crate) fn cancel_handle(&self) -> CancelHandle {
         CancelHandle { flag: Arc::clone(&self.cancelled), tx: self.tx.clone() }
+    }
+
+    pub(crate) fn set_log_sink(&mut self, sink: Option<LogSink>) {
+        self.log_sink = sink;
+    }
+
+    /// Hands a kept console line to the caller's sink, if any.
+    pub(crate) fn emit_log(&self, line: &LogLine) {
+        if let Some(sink) = &self.log_sink {
+            sink(line);
+        }
     }
 
     pub(crate) fn registry(&self) -> &Arc<Registry> {

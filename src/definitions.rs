@@ -51,6 +51,15 @@ pub fn parse_located(text: &str) -> Result<Vec<(String, ToolDefinition)>, Defini
         at: format!("line {}, column {}", e.line(), e.column()),
         message: format!("not valid JSON: {e}"),
     })?;
+    from_value_located(&value)
+}
+
+/// Reads definitions from an already parsed value (a daemon's `tools/register` parameters).
+pub fn from_value(value: &Value) -> Result<Vec<ToolDefinition>, DefinitionError> {
+    Ok(from_value_located(value)?.into_iter().map(|(_, d)| d).collect())
+}
+
+fn from_value_located(value: &Value) -> Result<Vec<(String, ToolDefinition)>, DefinitionError> {
     let located = |tools: &[Value], prefix: &str| {
         tools
             .iter()
@@ -61,12 +70,12 @@ pub fn parse_located(text: &str) -> Result<Vec<(String, ToolDefinition)>, Defini
             })
             .collect()
     };
-    match &value {
+    match value {
         Value::Object(m) if m.contains_key("tools") => match &m["tools"] {
             Value::Array(tools) => located(tools, "/tools"),
             _ => Err(err("/tools", "must be an array of tools")),
         },
-        Value::Object(_) => Ok(vec![(String::new(), tool(&value, "")?)]),
+        Value::Object(_) => Ok(vec![(String::new(), tool(value, "")?)]),
         Value::Array(tools) => located(tools, ""),
         _ => Err(err("/", "expected a tool, an array of tools, or an object with `tools`")),
     }

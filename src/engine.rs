@@ -10,7 +10,7 @@ use tracing::Instrument;
 use crate::bridge::{Bridge, CancelHandle};
 use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
-use crate::outcome::Outcome;
+use crate::outcome::{LogLine, Outcome};
 use crate::registry::Registry;
 use crate::sandbox::{RunJob, Sandbox, ScriptCache};
 
@@ -181,12 +181,33 @@ fn worker(jobs: crossbeam_channel::Receiver<Job>, warm: usize) {
 }
 
 /// Per-execution settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ExecuteOptions {
     /// Limits for this execution instead of the engine's.
     pub limits: Option<Limits>,
     /// Cancels the execution when triggered.
     pub cancel: Option<CancelToken>,
+    /// Tools for this execution instead of the engine's (the daemon gives each client the
+    /// engine's tools plus its own). Namespaces are installed per execution, so this costs
+    /// nothing extra.
+    pub registry: Option<Registry>,
+    /// Called with each console line the execution keeps, as it is written (the daemon streams
+    /// them). Runs on the sandbox thread: it must be quick and must not block.
+    pub on_log: Option<LogSink>,
+}
+
+/// A receiver of console lines while a program runs; see [`ExecuteOptions::on_log`].
+pub type LogSink = Arc<dyn Fn(&LogLine) + Send + Sync>;
+
+impl std::fmt::Debug for ExecuteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecuteOptions")
+            .field("limits", &self.limits)
+            .field("cancel", &self.cancel)
+            .field("registry", &self.registry)
+            .field("on_log", &self.on_log.as_ref().map(|_| "Fn(&LogLine)"))
+            .finish()
+    }
 }
 
 /// Cancels executions from anywhere: [`CancelToken::cancel`] ends every execution started with
@@ -252,7 +273,12 @@ impl Engine {
         &self.inner.registry
     }
 
-    /// The default limits.
+    /// How many sandbox threads it runs.
+    pub fn workers(&self) -> usize {
+        self.inner.workers
+    }
+
+    /// The default limits of its executions.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
     }
@@ -296,7 +322,9 @@ impl Engine {
         };
         let mut limits = options.limits.unwrap_or_else(|| self.inner.limits.clone());
         limits.stack_bytes = limits.stack_bytes.min(MAX_ENGINE_STACK_BYTES);
-        let bridge = Bridge::new(Arc::clone(&self.inner.registry), handle, &limits);
+        let registry = options.registry.map(Arc::new).unwrap_or_else(|| Arc::clone(&self.inner.registry));
+        let mut bridge = Bridge::new(registry, handle, &limits);
+        bridge.set_log_sink(options.on_log);
         let cancel = bridge.cancel_handle();
         if let Some(token) = &options.cancel {
             token.attach(cancel.clone());

@@ -64,6 +64,8 @@ extern crate self as codemode;
 #[cfg(feature = "runtime")]
 mod bridge;
 pub mod build;
+#[cfg(feature = "runtime")]
+pub mod daemon;
 pub mod definitions;
 #[cfg(feature = "runtime")]
 pub mod demo;
@@ -95,7 +97,7 @@ pub struct ReadmeDoctests;
 #[cfg(feature = "runtime")]
 pub use {
     discovery::{Detail, NamespaceInfo, SearchHit},
-    engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions},
+    engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     limits::Limits,
     outcome::{count_tokens, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},

@@ -119,6 +119,18 @@ enum Command {
     /// Discover tools: list, search, show, files, prompt.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// Serve newline-delimited JSON-RPC 2.0 on a Unix socket or on stdin/stdout.
+    Serve {
+        /// Listen on this Unix socket (created with mode 0600, removed on exit).
+        #[arg(long, conflicts_with = "stdio", required_unless_present = "stdio")]
+        socket: Option<PathBuf>,
+        /// Serve one client on standard input and output.
+        #[arg(long)]
+        stdio: bool,
+        /// Register the built-in demo namespace `sheets`.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Run a TypeScript program (FILE, or - for stdin).
     Run {
         /// The program: a .ts file, or - to read standard input.
@@ -147,6 +159,7 @@ fn main() -> ExitCode {
         }
         Command::Types { sources, json } => types(sources, json),
         Command::Tools(command) => tools(command),
+        Command::Serve { socket, stdio: _, demo } => serve(socket, demo),
     }
 }
 
@@ -179,6 +192,55 @@ fn load(sources: &Sources) -> Result<Registry, ExitCode> {
         }
     }
     Ok(registry)
+}
+
+fn serve(socket: Option<PathBuf>, demo: bool) -> ExitCode {
+    let registry = if demo { codemode::demo::registry() } else { Registry::new() };
+    let engine = match Engine::builder().registry(registry).build() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("codemode: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("codemode: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let daemon = codemode::daemon::Daemon::new(engine, codemode::daemon::DaemonConfig::default());
+    runtime.block_on(async {
+        match socket {
+            Some(path) => match daemon.serve_socket(&path, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("codemode: cannot serve on {}: {e}", path.display());
+                    ExitCode::FAILURE
+                }
+            },
+            None => {
+                daemon.serve_stdio(shutdown_signal()).await;
+                ExitCode::SUCCESS
+            }
+        }
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) -> ExitCode {

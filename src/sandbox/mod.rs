@@ -216,7 +216,9 @@ impl Exec {
             && self.log_bytes + message.len() <= self.limits.max_log_bytes
         {
             self.log_bytes += message.len();
-            self.logs.push(LogLine { level, message });
+            let line = LogLine { level, message };
+            self.bridge.emit_log(&line);
+            self.logs.push(line);
         } else {
             self.logs_dropped += 1;
         }

@@ -155,3 +155,80 @@ fn bad_sources_and_names_fail_with_where_and_what() {
     assert_eq!(code, 2);
     assert!(err.starts_with("codemode: cannot read /nonexistent.json: "), "{err}");
 }
+
+fn wait_for(path: &std::path::Path) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_socket_runs_the_python_client_and_shuts_down_on_sigterm() {
+    use std::os::unix::fs::PermissionsExt;
+    let socket = std::env::temp_dir().join(format!("codemode-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    // A stale socket file (nobody listening) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let mut daemon =
+        codemode().args(["serve", "--socket"]).arg(&socket).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    wait_for(&socket);
+    let mut tries = 0;
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        tries += 1;
+        assert!(tries < 500, "the daemon never listened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/daemon_client.py");
+    let out = Command::new("python3").arg(client).arg(&socket).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "server: codemode {}\nfunction stockLevel(args: StockLevelInput): Promise<StockLevelOutput>;\nlog: checked 3 items\nok: True out of stock: [\"pears\"] tool calls: 3\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+
+    // A second daemon refuses the live socket.
+    let (code, _, err) = output(&["serve", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!("codemode: cannot serve on {0}: {0} is in use by a running daemon\n", socket.display())
+    );
+
+    let status = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = daemon.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(!socket.exists(), "the socket is removed on shutdown");
+}
+
+#[test]
+fn serve_stdio_answers_on_stdout_until_stdin_closes() {
+    let mut child = codemode()
+        .args(["serve", "--stdio", "--demo"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"code/execute","params":{{"code":"return (await sheets.listSheets()).length"}}}}"#).unwrap();
+    writeln!(stdin, "oops").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    let parse_error = lines.iter().find(|l| l["id"].is_null()).unwrap();
+    assert_eq!(parse_error["error"]["code"], json!(-32700));
+    let result = lines.iter().find(|l| l["id"] == json!(1)).unwrap();
+    assert_eq!(result["result"]["value"], json!(1));
+}

@@ -6,6 +6,7 @@ mod harness;
 mod build;
 mod cli;
 mod console;
+mod daemon;
 mod discovery;
 mod isolation;
 mod limits;

@@ -1,0 +1,651 @@
+//! The daemon: JSON-RPC 2.0, newline-delimited, over a Unix socket or stdio, so any language
+//! can run programs and register its own tools without linking Rust.
+//!
+//! Client → daemon: `initialize`, `tools/register`, `tools/list`, `tools/search`,
+//! `tools/describe`, `code/execute`, `code/cancel`, `stats`. Daemon → client: `code/log`
+//! notifications while a program runs, and `tools/call` requests when a program calls a tool the
+//! client registered (the client answers with the tool's value as `result`, or an `error`).
+//!
+//! Each connection sees the engine's tools plus its own; its tools vanish when it disconnects,
+//! and calls to them fail then with code `disconnected`. Every request runs as its own task, so a client may
+//! run many programs at once and a slow client holds up nobody else. Executions may tighten the
+//! engine's limits, never loosen them.
+
+mod rpc;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::Instrument;
+
+use crate::definitions;
+use crate::discovery::Detail;
+use crate::engine::{CancelToken, Engine, ExecuteOptions};
+use crate::error::ToolError;
+use crate::limits::Limits;
+use crate::outcome::LogLine;
+use crate::registry::{Registry, Tool};
+use rpc::{Line, RpcError};
+
+/// Settings of a [`Daemon`].
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Longest accepted message line (default 16 MiB); a longer one gets an error response and
+    /// the connection continues with the next line.
+    pub max_line_bytes: usize,
+    /// How long a program waits for a client to answer `tools/call` (default 30 s) before the
+    /// call fails with code `timeout`.
+    pub tool_call_timeout: Duration,
+    /// On shutdown, how long running executions may continue before they are cancelled
+    /// (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            max_line_bytes: 16 << 20,
+            tool_call_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves connections for one [`Engine`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    config: DaemonConfig,
+    next_connection: AtomicU64,
+    connections: AtomicUsize,
+    /// Running executions: (connection, request id) → its cancel token.
+    running: Mutex<HashMap<(u64, String), CancelToken>>,
+    idle: Notify,
+    shutting_down: AtomicBool,
+    stats: Mutex<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    executions: u64,
+    failures: BTreeMap<String, u64>,
+    connections_total: u64,
+    tool_callbacks: u64,
+}
+
+impl Daemon {
+    /// A daemon over `engine`; clients see its registry plus their own tools.
+    pub fn new(engine: Engine, config: DaemonConfig) -> Self {
+        Daemon {
+            inner: Arc::new(Inner {
+                engine,
+                config,
+                next_connection: AtomicU64::new(1),
+                connections: AtomicUsize::new(0),
+                running: Mutex::new(HashMap::new()),
+                idle: Notify::new(),
+                shutting_down: AtomicBool::new(false),
+                stats: Mutex::new(Counters::default()),
+            }),
+        }
+    }
+
+    /// Serves one connection until the peer closes it. Runs every request as its own task on
+    /// the current tokio runtime.
+    pub async fn serve_connection<R, W>(&self, reader: R, writer: W)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.lock().expect("stats lock").connections_total += 1;
+        let span = tracing::info_span!("connection", id);
+        let (tx, rx) = mpsc::unbounded_channel::<String>();
+        let writer_task = tokio::spawn(write_lines(writer, rx));
+        let conn = Arc::new(Connection {
+            id,
+            out: tx,
+            registry: Mutex::new(self.inner.engine.registry().clone()),
+            pending: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+        });
+        self.read_loop(&conn, reader).instrument(span.clone()).await;
+        // The client stopped sending. Its pending callbacks fail at once (it can no longer
+        // answer) and its tools vanish with the connection; its running programs go on to
+        // their end, within their deadline, and their results are written if the client is
+        // still reading (a client may close only its sending side, as `serve --stdio` with a
+        // piped stdin does).
+        conn.closed.store(true, Ordering::Relaxed);
+        conn.pending.lock().expect("pending lock").clear();
+        drop(conn);
+        let _ = writer_task.await;
+        self.inner.connections.fetch_sub(1, Ordering::Relaxed);
+        span.in_scope(|| tracing::info!("connection closed"));
+    }
+
+    async fn read_loop<R: AsyncRead + Unpin>(&self, conn: &Arc<Connection>, reader: R) {
+        let mut reader = BufReader::new(reader);
+        loop {
+            let line = match rpc::read_line(&mut reader, self.inner.config.max_line_bytes).await {
+                Ok(Line::Eof) | Err(_) => return,
+                Ok(Line::TooLong(n)) => {
+                    let message = format!(
+                        "message of {n} bytes is longer than the limit of {} bytes",
+                        self.inner.config.max_line_bytes
+                    );
+                    conn.send(rpc::response(&Value::Null, Err(RpcError::new(rpc::INVALID_REQUEST, message))));
+                    continue;
+                }
+                Ok(Line::Invalid) => {
+                    conn.send(rpc::response(
+                        &Value::Null,
+                        Err(RpcError::new(rpc::PARSE_ERROR, "message is not UTF-8")),
+                    ));
+                    continue;
+                }
+                Ok(Line::Text(t)) => t,
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            self.handle_message(conn, &line);
+        }
+    }
+
+    fn handle_message(&self, conn: &Arc<Connection>, line: &str) {
+        let msg: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                conn.send(rpc::response(
+                    &Value::Null,
+                    Err(RpcError::new(rpc::PARSE_ERROR, format!("parse error: {e}"))),
+                ));
+                return;
+            }
+        };
+        let Value::Object(m) = &msg else {
+            let why = if msg.is_array() {
+                "batches are not supported; send one message per line"
+            } else {
+                "a message must be an object"
+            };
+            conn.send(rpc::response(&Value::Null, Err(RpcError::new(rpc::INVALID_REQUEST, why))));
+            return;
+        };
+        let id = m.get("id").cloned();
+        if m.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            let id = id.unwrap_or(Value::Null);
+            conn.send(rpc::response(
+                &id,
+                Err(RpcError::new(rpc::INVALID_REQUEST, "jsonrpc must be \"2.0\"")),
+            ));
+            return;
+        }
+        let Some(method) = m.get("method").and_then(Value::as_str) else {
+            // A response to one of our `tools/call` requests.
+            if m.contains_key("result") || m.contains_key("error") {
+                conn.answer(m);
+            } else {
+                let id = id.unwrap_or(Value::Null);
+                conn.send(rpc::response(
+                    &id,
+                    Err(RpcError::new(
+                        rpc::INVALID_REQUEST,
+                        "a message needs a method, or a result or error",
+                    )),
+                ));
+            }
+            return;
+        };
+        let valid_id =
+            matches!(id, None | Some(Value::String(_)) | Some(Value::Number(_)) | Some(Value::Null));
+        if !valid_id {
+            conn.send(rpc::response(
+                &Value::Null,
+                Err(RpcError::new(rpc::INVALID_REQUEST, "id must be a string or a number")),
+            ));
+            return;
+        }
+        let params = m.get("params").cloned().unwrap_or(Value::Null);
+        let daemon = self.clone();
+        let conn = Arc::clone(conn);
+        let method = method.to_string();
+        tokio::spawn(async move {
+            let result = daemon.call(&conn, &method, id.as_ref(), params).await;
+            // Notifications (no id) get no response, not even an error.
+            if let Some(id) = id {
+                conn.send(rpc::response(&id, result));
+            }
+        });
+    }
+
+    async fn call(
+        &self,
+        conn: &Arc<Connection>,
+        method: &str,
+        id: Option<&Value>,
+        params: Value,
+    ) -> Result<Value, RpcError> {
+        match method {
+            "initialize" => Ok(json!({
+                "protocolVersion": "1",
+                "serverInfo": { "name": "codemode", "version": env!("CARGO_PKG_VERSION") },
+                "capabilities": { "toolCallbacks": true, "logNotifications": true, "cancel": true },
+                "limits": limits_json(self.inner.engine.limits()),
+            })),
+            "tools/register" => self.register(conn, &params),
+            "tools/list" => Ok(json!({ "namespaces": conn.registry().list() })),
+            "tools/search" => {
+                let query = params
+                    .get("query")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| RpcError::params("query must be a string"))?;
+                let detail = match params.get("detail") {
+                    None | Some(Value::Null) => Detail::default(),
+                    Some(Value::String(d)) => d.parse().map_err(RpcError::params)?,
+                    Some(_) => {
+                        return Err(RpcError::params("detail must be \"name\", \"summary\" or \"full\""))
+                    }
+                };
+                let limit = match params.get("limit") {
+                    None | Some(Value::Null) => 10,
+                    Some(l) => l
+                        .as_u64()
+                        .filter(|l| (1..=100).contains(l))
+                        .ok_or_else(|| RpcError::params("limit must be an integer from 1 to 100"))?
+                        as usize,
+                };
+                Ok(json!({ "hits": conn.registry().search(query, detail, limit) }))
+            }
+            "tools/describe" => {
+                let names: Vec<String> = match params.get("names") {
+                    Some(Value::String(s)) => vec![s.clone()],
+                    Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                        a.iter().filter_map(Value::as_str).map(String::from).collect()
+                    }
+                    _ => return Err(RpcError::params("names must be a string or an array of strings")),
+                };
+                let text = conn
+                    .registry()
+                    .describe(&names)
+                    .map_err(|e| RpcError::new(rpc::NO_SUCH_TOOL, e.to_string()))?;
+                Ok(json!({ "declarations": text }))
+            }
+            "code/execute" => self.execute(conn, id, &params).await,
+            "code/cancel" => {
+                let target = params
+                    .get("id")
+                    .map(id_key)
+                    .ok_or_else(|| RpcError::params("id (of the code/execute request) is required"))?;
+                let token =
+                    self.inner.running.lock().expect("running lock").get(&(conn.id, target.clone())).cloned();
+                match token {
+                    Some(t) => {
+                        t.cancel();
+                        Ok(json!({ "cancelled": true }))
+                    }
+                    None => Err(RpcError::new(
+                        rpc::NO_SUCH_EXECUTION,
+                        format!("no running execution with id {target}"),
+                    )),
+                }
+            }
+            "stats" => Ok(self.stats()),
+            other => Err(RpcError::new(rpc::METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
+        }
+    }
+
+    fn register(&self, conn: &Arc<Connection>, params: &Value) -> Result<Value, RpcError> {
+        let namespace = params
+            .get("namespace")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::params("namespace must be a string"))?;
+        let tools = match params.get("tools") {
+            Some(tools @ Value::Array(list)) if !list.is_empty() => tools,
+            Some(Value::Array(_)) => return Err(RpcError::params("tools must list at least one tool")),
+            _ => return Err(RpcError::params("tools must be an array of tool definitions")),
+        };
+        let defs = definitions::from_value(tools)
+            .map_err(|e| RpcError::params(format!("tools: at {}: {}", e.at, e.message)))?;
+        // All or nothing: register into a copy, then swap it in.
+        let mut registry = conn.registry();
+        let mut names = Vec::with_capacity(defs.len());
+        for def in defs {
+            let tool = callback_tool(conn, &self.inner, namespace, def);
+            names.push(tool.js_name().to_string());
+            registry
+                .register(namespace, tool)
+                .map_err(|e| RpcError::new(rpc::REGISTRATION_FAILED, e.to_string()))?;
+        }
+        if let Some(d) = params.get("description").and_then(Value::as_str) {
+            registry
+                .describe_namespace(namespace, d)
+                .map_err(|e| RpcError::new(rpc::REGISTRATION_FAILED, e.to_string()))?;
+        }
+        *conn.registry.lock().expect("registry lock") = registry;
+        Ok(json!({ "namespace": namespace, "tools": names }))
+    }
+
+    async fn execute(
+        &self,
+        conn: &Arc<Connection>,
+        id: Option<&Value>,
+        params: &Value,
+    ) -> Result<Value, RpcError> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(RpcError::new(rpc::SHUTTING_DOWN, "the daemon is shutting down"));
+        }
+        let code = params
+            .get("code")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::params("code must be a string"))?;
+        let limits = match params.get("limits") {
+            None | Some(Value::Null) => self.inner.engine.limits().clone(),
+            Some(l) => tighten(self.inner.engine.limits(), l)?,
+        };
+        let key = (conn.id, id.map(id_key).unwrap_or_default());
+        let token = CancelToken::new();
+        let tracked = id.is_some();
+        if tracked {
+            let mut running = self.inner.running.lock().expect("running lock");
+            if running.contains_key(&key) {
+                return Err(RpcError::new(
+                    rpc::INVALID_REQUEST,
+                    format!("an execution with id {} is already running", key.1),
+                ));
+            }
+            running.insert(key.clone(), token.clone());
+        }
+        let log_conn = Arc::clone(conn);
+        let log_id = id.cloned().unwrap_or(Value::Null);
+        let options = ExecuteOptions {
+            limits: Some(limits),
+            cancel: Some(token),
+            registry: Some(conn.registry()),
+            on_log: Some(Arc::new(move |line: &LogLine| {
+                log_conn.send(rpc::notification(
+                    "code/log",
+                    json!({ "id": log_id, "level": line.level, "message": line.message }),
+                ));
+            })),
+        };
+        let outcome = self.inner.engine.execute(code, options).await;
+        if tracked {
+            self.inner.running.lock().expect("running lock").remove(&key);
+        }
+        self.inner.idle.notify_waiters();
+        let mut stats = self.inner.stats.lock().expect("stats lock");
+        stats.executions += 1;
+        if let Some(e) = &outcome.error {
+            *stats.failures.entry(e.kind.code().to_string()).or_default() += 1;
+        }
+        Ok(outcome.to_report())
+    }
+
+    /// Executions, failures by kind, connections, pool size, registered tools.
+    pub fn stats(&self) -> Value {
+        let s = self.inner.stats.lock().expect("stats lock");
+        json!({
+            "executions": s.executions,
+            "failures": s.failures,
+            "running": self.inner.running.lock().expect("running lock").len(),
+            "connections": self.inner.connections.load(Ordering::Relaxed),
+            "connectionsTotal": s.connections_total,
+            "toolCallbacks": s.tool_callbacks,
+            "pool": { "workers": self.inner.engine.workers() },
+            "tools": self.inner.engine.registry().tools().count(),
+        })
+    }
+
+    fn cancel_all(&self) {
+        for token in self.inner.running.lock().expect("running lock").values() {
+            token.cancel();
+        }
+    }
+
+    /// Refuses new executions, waits up to the grace period for running ones, then cancels the
+    /// rest and waits for them to end.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let idle = async {
+            while !self.inner.running.lock().expect("running lock").is_empty() {
+                let notified = self.inner.idle.notified();
+                if self.inner.running.lock().expect("running lock").is_empty() {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            }
+        };
+        if tokio::time::timeout(self.inner.config.shutdown_grace, idle).await.is_err() {
+            tracing::warn!("cancelling executions still running after the shutdown grace period");
+            self.cancel_all();
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while !self.inner.running.lock().expect("running lock").is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Serves standard input and output until the peer closes them or `shutdown` completes.
+    pub async fn serve_stdio(&self, shutdown: impl Future<Output = ()>) {
+        tokio::select! {
+            () = self.serve_connection(tokio::io::stdin(), tokio::io::stdout()) => {}
+            () = shutdown => {}
+        }
+        self.shutdown().await;
+    }
+
+    /// Listens on the Unix socket `path` (mode 0600) until `shutdown` completes, then stops
+    /// accepting, lets running executions finish within the grace period, and removes the
+    /// socket. Refuses to start if another process is listening there; removes a stale socket.
+    pub async fn serve_socket(&self, path: &Path, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if path.exists() {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("{} is in use by a running daemon", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let listener = tokio::net::UnixListener::bind(path)?;
+        let _guard = RemoveOnDrop(path.to_path_buf());
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        tracing::info!(socket = %path.display(), "listening");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let daemon = self.clone();
+                        let (r, w) = stream.into_split();
+                        tokio::spawn(async move { daemon.serve_connection(r, w).await });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// One client connection.
+struct Connection {
+    id: u64,
+    out: mpsc::UnboundedSender<String>,
+    registry: Mutex<Registry>,
+    /// Our `tools/call` requests awaiting the client's answer.
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, ToolError>>>>,
+    next_call: AtomicU64,
+    /// Set when the client stopped sending: no new callback is sent to it.
+    closed: AtomicBool,
+}
+
+impl Connection {
+    fn send(&self, line: String) {
+        // Fails only when the writer is gone, i.e. the client disconnected.
+        let _ = self.out.send(line);
+    }
+
+    fn registry(&self) -> Registry {
+        self.registry.lock().expect("registry lock").clone()
+    }
+
+    /// Routes the client's response to the `tools/call` waiting for it.
+    fn answer(&self, m: &serde_json::Map<String, Value>) {
+        let Some(id) = m.get("id").and_then(Value::as_u64) else { return };
+        let Some(waiter) = self.pending.lock().expect("pending lock").remove(&id) else { return };
+        let result = match (m.get("result"), m.get("error")) {
+            (_, Some(e)) => {
+                let message = e.get("message").and_then(Value::as_str).unwrap_or("the client's tool failed");
+                let code = e
+                    .get("data")
+                    .and_then(|d| d.get("code"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("client_error");
+                Err(ToolError::with_code(code, message))
+            }
+            (Some(r), None) => Ok(r.clone()),
+            (None, None) => {
+                Err(ToolError::with_code("client_error", "the response has neither result nor error"))
+            }
+        };
+        let _ = waiter.send(result);
+    }
+}
+
+/// A tool whose handler asks the client: `tools/call {namespace, name, arguments}`.
+fn callback_tool(
+    conn: &Arc<Connection>,
+    inner: &Arc<Inner>,
+    namespace: &str,
+    def: definitions::ToolDefinition,
+) -> Tool {
+    let conn = Arc::downgrade(conn);
+    let inner = Arc::downgrade(inner);
+    let namespace = namespace.to_string();
+    let name = def.name.clone();
+    Tool::from_definition(def, move |args: Value| {
+        let conn = conn.upgrade();
+        let inner = inner.upgrade();
+        let namespace = namespace.clone();
+        let name = name.clone();
+        async move {
+            let disconnected = || {
+                ToolError::with_code("disconnected", "the client that registered this tool has disconnected")
+            };
+            let conn = conn.filter(|c| !c.closed.load(Ordering::Relaxed)).ok_or_else(disconnected)?;
+            let timeout = inner.as_ref().map_or(Duration::from_secs(30), |i| i.config.tool_call_timeout);
+            if let Some(i) = &inner {
+                i.stats.lock().expect("stats lock").tool_callbacks += 1;
+            }
+            let id = conn.next_call.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            conn.pending.lock().expect("pending lock").insert(id, tx);
+            // Whatever ends this future (answer, timeout, the execution ending), the entry goes.
+            let _cleanup = PendingGuard(Arc::clone(&conn), id);
+            conn.send(rpc::request(
+                id,
+                "tools/call",
+                json!({ "namespace": namespace, "name": name, "arguments": args }),
+            ));
+            drop(conn);
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(disconnected()),
+                Err(_) => Err(ToolError::with_code(
+                    "timeout",
+                    format!("the client did not answer tools/call within {} ms", timeout.as_millis()),
+                )),
+            }
+        }
+    })
+}
+
+struct PendingGuard(Arc<Connection>, u64);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.pending.lock().expect("pending lock").remove(&self.1);
+    }
+}
+
+async fn write_lines<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::UnboundedReceiver<String>) {
+    while let Some(line) = rx.recv().await {
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        // Batch whatever else is ready into one write.
+        while let Ok(more) = rx.try_recv() {
+            bytes.extend_from_slice(more.as_bytes());
+            bytes.push(b'\n');
+        }
+        if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+fn limits_json(l: &Limits) -> Value {
+    json!({
+        "timeout_ms": l.timeout.as_millis() as u64,
+        "memory_mb": l.memory_bytes >> 20,
+        "max_tool_calls": l.max_tool_calls,
+        "max_concurrent_tool_calls": l.max_concurrent_tool_calls,
+        "max_log_bytes": l.max_log_bytes,
+        "max_result_bytes": l.max_result_bytes,
+    })
+}
+
+/// A client's `limits`, each at most the engine's.
+fn tighten(base: &Limits, patch: &Value) -> Result<Limits, RpcError> {
+    let Value::Object(m) = patch else { return Err(RpcError::params("limits must be an object")) };
+    let mut l = base.clone();
+    for (key, v) in m {
+        let n = v
+            .as_u64()
+            .ok_or_else(|| RpcError::params(format!("limits.{key} must be a non-negative integer")))?;
+        match key.as_str() {
+            "timeout_ms" => l.timeout = l.timeout.min(Duration::from_millis(n)),
+            "memory_mb" => l.memory_bytes = l.memory_bytes.min((n as usize).saturating_mul(1 << 20)),
+            "max_tool_calls" => l.max_tool_calls = l.max_tool_calls.min(n.min(u32::MAX as u64) as u32),
+            "max_concurrent_tool_calls" => {
+                l.max_concurrent_tool_calls = l.max_concurrent_tool_calls.min(n as usize)
+            }
+            "max_log_bytes" => l.max_log_bytes = l.max_log_bytes.min(n as usize),
+            "max_result_bytes" => l.max_result_bytes = l.max_result_bytes.min(n as usize),
+            other => return Err(RpcError::params(format!("unknown limit {other:?}"))),
+        }
+    }
+    Ok(l)
+}

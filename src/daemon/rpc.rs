@@ -1,0 +1,101 @@
+//! JSON-RPC 2.0 framing: newline-delimited messages, bounded line length, error objects.
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// Standard JSON-RPC error codes, and ours (-32000 and below).
+pub(crate) const PARSE_ERROR: i64 = -32700;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
+pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
+pub(crate) const INVALID_PARAMS: i64 = -32602;
+/// A registration the registry refused (collision, bad schema, reserved namespace).
+pub(crate) const REGISTRATION_FAILED: i64 = -32001;
+/// `code/cancel` named no running execution.
+pub(crate) const NO_SUCH_EXECUTION: i64 = -32002;
+/// `tools/describe` named no known tool.
+pub(crate) const NO_SUCH_TOOL: i64 = -32003;
+/// The daemon is shutting down.
+pub(crate) const SHUTTING_DOWN: i64 = -32004;
+
+/// An error response's `error` object.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RpcError {
+    pub(crate) code: i64,
+    pub(crate) message: String,
+}
+
+impl RpcError {
+    pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError { code, message: message.into() }
+    }
+    pub(crate) fn params(message: impl Into<String>) -> Self {
+        RpcError::new(INVALID_PARAMS, message)
+    }
+}
+
+pub(crate) fn response(id: &Value, result: Result<Value, RpcError>) -> String {
+    match result {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(e) => json!({ "jsonrpc": "2.0", "id": id, "error": { "code": e.code, "message": e.message } }),
+    }
+    .to_string()
+}
+
+pub(crate) fn notification(method: &str, params: Value) -> String {
+    json!({ "jsonrpc": "2.0", "method": method, "params": params }).to_string()
+}
+
+pub(crate) fn request(id: u64, method: &str, params: Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string()
+}
+
+/// One line from the peer, or why there is none.
+pub(crate) enum Line {
+    Text(String),
+    /// The line was longer than the limit; it was read to its end and dropped.
+    TooLong(usize),
+    /// Not UTF-8.
+    Invalid,
+    Eof,
+}
+
+/// Reads one newline-terminated line of at most `max` bytes without ever buffering more than
+/// that: a longer line is consumed and reported, and the next line is read normally.
+pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Line> {
+    let mut line = Vec::new();
+    let mut skipped = 0usize;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(if line.is_empty() && skipped == 0 { Line::Eof } else { finish(line, skipped) });
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let content = &chunk[..if done { take - 1 } else { take }];
+        if skipped > 0 || line.len() + content.len() > max {
+            skipped += line.len() + content.len();
+            line.clear();
+        } else {
+            line.extend_from_slice(content);
+        }
+        reader.consume(take);
+        if done {
+            return Ok(finish(line, skipped));
+        }
+    }
+}
+
+fn finish(mut line: Vec<u8>, skipped: usize) -> Line {
+    if skipped > 0 {
+        return Line::TooLong(skipped);
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    match String::from_utf8(line) {
+        Ok(s) => Line::Text(s),
+        Err(_) => Line::Invalid,
+    }
+}

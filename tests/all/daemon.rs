@@ -1,0 +1,319 @@
+//! The JSON-RPC daemon, driven over an in-memory pipe (and, in `cli`, over a real socket).
+
+use std::time::Duration;
+
+use codemode::daemon::{Daemon, DaemonConfig};
+use codemode::Engine;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
+
+/// A client on one end of a pipe whose other end the daemon serves.
+struct Client {
+    lines: Lines<BufReader<tokio::io::ReadHalf<DuplexStream>>>,
+    writer: tokio::io::WriteHalf<DuplexStream>,
+}
+
+impl Client {
+    async fn send(&mut self, message: Value) {
+        self.send_raw(&message.to_string()).await;
+    }
+    async fn send_raw(&mut self, text: &str) {
+        self.writer.write_all(text.as_bytes()).await.unwrap();
+        self.writer.write_all(b"\n").await.unwrap();
+    }
+    async fn recv(&mut self) -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+            .await
+            .expect("the daemon answers within 10 s")
+            .unwrap()
+            .expect("the daemon keeps the connection open");
+        serde_json::from_str(&line).unwrap()
+    }
+    /// Sends a request and returns its response, answering `tools/call` with `answer`.
+    async fn call(
+        &mut self,
+        id: u64,
+        method: &str,
+        params: Value,
+        answer: impl Fn(&Value) -> Value,
+    ) -> Value {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await;
+        loop {
+            let m = self.recv().await;
+            if m["method"] == "tools/call" {
+                let reply = answer(&m["params"]);
+                self.send(json!({"jsonrpc": "2.0", "id": m["id"], "result": reply})).await;
+            } else if m["id"] == json!(id) && m.get("method").is_none() {
+                return m;
+            }
+        }
+    }
+}
+
+fn connect(daemon: &Daemon) -> Client {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (r, w) = tokio::io::split(theirs);
+    let d = daemon.clone();
+    tokio::spawn(async move { d.serve_connection(r, w).await });
+    let (r, w) = tokio::io::split(ours);
+    Client { lines: BufReader::new(r).lines(), writer: w }
+}
+
+fn daemon() -> Daemon {
+    let engine = Engine::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
+    Daemon::new(engine, DaemonConfig { tool_call_timeout: Duration::from_millis(500), ..Default::default() })
+}
+
+fn no_answer(_: &Value) -> Value {
+    panic!("no tool call expected")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_registers_a_tool_and_a_program_calls_it_concurrently() {
+    let d = daemon();
+    let mut c = connect(&d);
+    let r = c
+        .call(1, "tools/register", json!({"namespace": "shop", "tools": [{"name": "stock-level", "inputSchema": {"type": "object", "properties": {"item": {"type": "string"}}, "required": ["item"]}}]}), no_answer)
+        .await;
+    assert_eq!(r["result"], json!({"namespace": "shop", "tools": ["stockLevel"]}));
+    let code = "const xs = await Promise.all(['a', 'bb', 'ccc'].map((item) => shop.stockLevel({ item }))); return xs";
+    let r = c
+        .call(2, "code/execute", json!({"code": code}), |p| {
+            json!(p["arguments"]["item"].as_str().unwrap().len())
+        })
+        .await;
+    assert_eq!(r["result"]["value"], json!([1, 2, 3]), "{r}");
+    assert_eq!(r["result"]["stats"]["tool_calls"], json!(3));
+}
+
+fn request(id: u64, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_get_json_rpc_errors_and_the_connection_keeps_serving() {
+    let engine = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
+    let d = Daemon::new(engine, DaemonConfig { max_line_bytes: 1024, ..Default::default() });
+    let mut c = connect(&d);
+    let error = |m: &Value| {
+        (
+            m["id"].clone(),
+            m["error"]["code"].as_i64().unwrap_or_else(|| panic!("{m}")),
+            m["error"]["message"].as_str().unwrap().to_string(),
+        )
+    };
+
+    c.send_raw("{not json").await;
+    let (id, code, message) = error(&c.recv().await);
+    assert_eq!((id, code), (Value::Null, -32700));
+    assert!(message.starts_with("parse error: "), "{message}");
+
+    c.send_raw(&format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":\"{}\"}}",
+        "a".repeat(5000)
+    ))
+    .await;
+    assert_eq!(
+        error(&c.recv().await),
+        (Value::Null, -32600, "message of 5049 bytes is longer than the limit of 1024 bytes".into())
+    );
+
+    c.send_raw("[1, 2]").await;
+    assert_eq!(
+        error(&c.recv().await),
+        (Value::Null, -32600, "batches are not supported; send one message per line".into())
+    );
+    c.send(json!({"id": 2, "method": "stats"})).await;
+    assert_eq!(error(&c.recv().await), (json!(2), -32600, "jsonrpc must be \"2.0\"".into()));
+    c.send(request(3, "tools/nope", json!({}))).await;
+    assert_eq!(error(&c.recv().await), (json!(3), -32601, "unknown method \"tools/nope\"".into()));
+    c.send(request(4, "code/execute", json!({"code": 5}))).await;
+    assert_eq!(error(&c.recv().await), (json!(4), -32602, "code must be a string".into()));
+    c.send(request(5, "code/execute", json!({"code": "1", "limits": {"memory_gb": 1}}))).await;
+    assert_eq!(error(&c.recv().await), (json!(5), -32602, "unknown limit \"memory_gb\"".into()));
+    c.send(request(6, "tools/search", json!({"query": "rows", "limit": 0}))).await;
+    assert_eq!(error(&c.recv().await), (json!(6), -32602, "limit must be an integer from 1 to 100".into()));
+    c.send(request(7, "tools/register", json!({"namespace": "n", "tools": []}))).await;
+    assert_eq!(error(&c.recv().await), (json!(7), -32602, "tools must list at least one tool".into()));
+    c.send(request(
+        7,
+        "tools/register",
+        json!({"namespace": "n", "tools": [{"name": "a", "inputSchema": {}}, {"name": 1}]}),
+    ))
+    .await;
+    assert_eq!(
+        error(&c.recv().await),
+        (json!(7), -32602, "tools: at /1/name: must be a non-empty string".into())
+    );
+    c.send(request(
+        8,
+        "tools/register",
+        json!({"namespace": "console", "tools": [{"name": "x", "inputSchema": {}}]}),
+    ))
+    .await;
+    assert_eq!(error(&c.recv().await), (json!(8), -32001, "namespace \"console\" is reserved".into()));
+    c.send(request(
+        9,
+        "tools/register",
+        json!({"namespace": "n", "tools": [{"name": "x", "inputSchema": {"type": 7}}]}),
+    ))
+    .await;
+    let (_, code, message) = error(&c.recv().await);
+    assert_eq!(code, -32001);
+    assert!(message.starts_with("invalid input schema for tool n.x: at /type: "), "{message}");
+    c.send(request(10, "code/cancel", json!({"id": 99}))).await;
+    assert_eq!(error(&c.recv().await), (json!(10), -32002, "no running execution with id 99".into()));
+    c.send(request(11, "tools/describe", json!({"names": ["sheets.nope"]}))).await;
+    assert_eq!(error(&c.recv().await), (json!(11), -32003, "no such tool or namespace: sheets.nope".into()));
+    // A notification (no id) gets no answer, even for an unknown method.
+    c.send(json!({"jsonrpc": "2.0", "method": "nothing"})).await;
+
+    // Still serving.
+    let r = c.call(12, "code/execute", json!({"code": "return 6 * 7"}), no_answer).await;
+    assert_eq!(r["result"]["value"], json!(42));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_stream_as_notifications_before_the_result() {
+    let d = daemon();
+    let mut c = connect(&d);
+    c.send(request(1, "code/execute", json!({"code": "console.log('one'); await new Promise(r => setTimeout(r, 20)); console.warn('two'); return 3"}))).await;
+    let a = c.recv().await;
+    let b = c.recv().await;
+    let r = c.recv().await;
+    assert_eq!(
+        a,
+        json!({"jsonrpc": "2.0", "method": "code/log", "params": {"id": 1, "level": "log", "message": "one"}})
+    );
+    assert_eq!(b["params"], json!({"id": 1, "level": "warn", "message": "two"}));
+    assert_eq!((r["id"].clone(), r["result"]["value"].clone()), (json!(1), json!(3)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_errors_timeouts_and_cancellation() {
+    let d = daemon();
+    let mut c = connect(&d);
+    c.call(
+        1,
+        "tools/register",
+        json!({"namespace": "x", "tools": [
+            {"name": "fail", "inputSchema": {"type": "object"}},
+            {"name": "silent", "inputSchema": {"type": "object"}}
+        ]}),
+        no_answer,
+    )
+    .await;
+    // The client answers `fail` with an error, and never answers `silent`.
+    c.send(request(
+        2,
+        "code/execute",
+        json!({"code": r#"
+        const out = [];
+        try { await x.fail({}); } catch (e) { out.push(`${e.name} ${e.code} ${e.message}`); }
+        try { await x.silent({}); } catch (e) { out.push(`${e.name} ${e.code} ${e.message}`); }
+        return out;
+    "#}),
+    ))
+    .await;
+    let result = loop {
+        let m = c.recv().await;
+        if m["method"] == "tools/call" && m["params"]["name"] == "fail" {
+            c.send(json!({"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32000, "message": "no stock", "data": {"code": "empty"}}})).await;
+        } else if m["id"] == json!(2) && m.get("method").is_none() {
+            break m;
+        }
+    };
+    assert_eq!(
+        result["result"]["value"],
+        json!([
+            "ToolError empty x.fail: no stock",
+            "ToolError timeout x.silent: the client did not answer tools/call within 500 ms"
+        ]),
+        "{result}"
+    );
+
+    // code/cancel ends a running program; client limits can only tighten.
+    c.send(request(3, "code/execute", json!({"code": "while (true) {}"}))).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = c.call(4, "code/cancel", json!({"id": 3}), no_answer).await;
+    assert_eq!(r["result"], json!({"cancelled": true}));
+    let r = c.recv().await;
+    assert_eq!((r["id"].clone(), r["result"]["error"]["kind"].clone()), (json!(3), json!("cancelled")));
+    let r = c
+        .call(5, "code/execute", json!({"code": "while (true) {}", "limits": {"timeout_ms": 50}}), no_answer)
+        .await;
+    assert_eq!(r["result"]["error"]["message"], "the program ran past its 50 ms deadline");
+    let r = c.call(6, "stats", json!({}), no_answer).await;
+    assert_eq!(r["result"]["executions"], json!(3));
+    assert_eq!(r["result"]["failures"], json!({"cancelled": 1, "timeout": 1}));
+    assert_eq!(r["result"]["toolCallbacks"], json!(2));
+    assert_eq!(r["result"]["running"], json!(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_tools_are_its_own_and_vanish_with_it() {
+    let d = daemon();
+    let mut a = connect(&d);
+    let mut b = connect(&d);
+    a.call(1, "tools/register", json!({"namespace": "mine", "description": "A's tools.", "tools": [{"name": "hang", "inputSchema": {}}]}), no_answer).await;
+    let list = |r: &Value| {
+        r["result"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["namespace"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(&a.call(2, "tools/list", json!({}), no_answer).await), ["mine", "sheets"]);
+    assert_eq!(list(&b.call(2, "tools/list", json!({}), no_answer).await), ["sheets"]);
+    let r = b.call(3, "code/execute", json!({"code": "return typeof mine"}), no_answer).await;
+    assert_eq!(r["result"]["value"], "undefined");
+    let r = a.call(4, "tools/search", json!({"query": "hang", "detail": "name"}), no_answer).await;
+    assert_eq!(r["result"]["hits"][0]["path"], "mine.hang");
+
+    // A starts a program that waits on its own tool, then disconnects: the call fails at once.
+    a.send(request(5, "code/execute", json!({"code": "return await mine.hang({})"}))).await;
+    let call = a.recv().await;
+    assert_eq!(call["method"], "tools/call");
+    drop(a);
+    let stats = loop {
+        let s = b.call(9, "stats", json!({}), no_answer).await;
+        if s["result"]["running"] == json!(0) && s["result"]["connections"] == json!(1) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stats["result"]["failures"], json!({"exception": 1}));
+    // B is unaffected.
+    let r = b
+        .call(10, "code/execute", json!({"code": "return (await sheets.listSheets())[0].id"}), no_answer)
+        .await;
+    assert_eq!(r["result"]["value"], "sales");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_refuses_new_work_and_cancels_what_outlives_the_grace_period() {
+    let engine = Engine::builder().workers(2).build().unwrap();
+    let d = Daemon::new(
+        engine,
+        DaemonConfig { shutdown_grace: Duration::from_millis(200), ..Default::default() },
+    );
+    let mut c = connect(&d);
+    c.send(request(1, "code/execute", json!({"code": "while (true) {}"}))).await;
+    c.send(request(
+        2,
+        "code/execute",
+        json!({"code": "await new Promise(r => setTimeout(r, 50)); return 'done'"}),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let started = std::time::Instant::now();
+    d.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let mut results = [c.recv().await, c.recv().await];
+    results.sort_by_key(|r| r["id"].as_u64());
+    assert_eq!(results[0]["result"]["error"]["kind"], "cancelled");
+    assert_eq!(results[1]["result"]["value"], "done");
+    let r = c.call(3, "code/execute", json!({"code": "return 1"}), no_answer).await;
+    assert_eq!(r["error"], json!({"code": -32004, "message": "the daemon is shutting down"}));
+}
