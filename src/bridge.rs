@@ -19,7 +19,7 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::discovery::Detail;
+use crate::discovery::{names_arg, search_args};
 use crate::engine::LogSink;
 use crate::error::{ErrorKind, ToolError};
 use crate::limits::Limits;
@@ -39,31 +39,11 @@ fn builtin(registry: &Registry, name: &str, args: &Value) -> Result<Value, Strin
     match name {
         "list" => Ok(serde_json::to_value(registry.list()).expect("serializable")),
         "search" => {
-            let Some(query) = args.get("query").and_then(Value::as_str) else {
-                return Err(format!("{label}: query must be a string"));
-            };
-            let detail = match args.get("detail") {
-                None | Some(Value::Null) => Detail::default(),
-                Some(Value::String(d)) => d.parse().map_err(|e| format!("{label}: {e}"))?,
-                Some(_) => return Err(format!("{label}: detail must be \"name\", \"summary\" or \"full\"")),
-            };
-            let limit = match args.get("limit") {
-                None | Some(Value::Null) => 10,
-                Some(l) => match l.as_u64() {
-                    Some(l @ 1..=100) => l as usize,
-                    _ => return Err(format!("{label}: limit must be an integer from 1 to 100")),
-                },
-            };
+            let (query, detail, limit) = search_args(args).map_err(|e| format!("{label}: {e}"))?;
             Ok(serde_json::to_value(registry.search(query, detail, limit)).expect("serializable"))
         }
         "describe" => {
-            let names: Vec<&str> = match args.get("names") {
-                Some(Value::String(s)) => vec![s.as_str()],
-                Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-                    items.iter().filter_map(Value::as_str).collect()
-                }
-                _ => return Err(format!("{label}: names must be a string or an array of strings")),
-            };
+            let names = names_arg(args).map_err(|e| format!("{label}: {e}"))?;
             registry.describe(&names).map(Value::String).map_err(|e| format!("{label}: {e}"))
         }
         _ => Err(format!("{label} is not a function")),

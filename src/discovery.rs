@@ -360,6 +360,36 @@ impl Registry {
     }
 }
 
+/// Reads `{query, detail?, limit?}` as every face of discovery takes it (`codemode.search`,
+/// the daemon's `tools/search`, MCP's `search_tools`): detail defaults to summary, limit to 10.
+pub(crate) fn search_args(args: &Value) -> Result<(&str, Detail, usize), String> {
+    let query = args.get("query").and_then(Value::as_str).ok_or("query must be a string")?;
+    let detail = match args.get("detail") {
+        None | Some(Value::Null) => Detail::default(),
+        Some(Value::String(d)) => d.parse()?,
+        Some(_) => return Err("detail must be \"name\", \"summary\" or \"full\"".into()),
+    };
+    let limit = match args.get("limit") {
+        None | Some(Value::Null) => 10,
+        Some(l) => {
+            l.as_u64().filter(|l| (1..=100).contains(l)).ok_or("limit must be an integer from 1 to 100")?
+                as usize
+        }
+    };
+    Ok((query, detail, limit))
+}
+
+/// Reads `{names}` (a string or an array of strings) for describe.
+pub(crate) fn names_arg(args: &Value) -> Result<Vec<String>, String> {
+    match args.get("names") {
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+            Ok(a.iter().filter_map(Value::as_str).map(String::from).collect())
+        }
+        _ => Err("names must be a string or an array of strings".into()),
+    }
+}
+
 /// `tools/<ns>/index.d.ts` → `<ns>`, `tools/<ns>/<tool>.d.ts` → `<ns>.<tool>`.
 fn file_to_name(path: &str) -> Option<String> {
     let rest = path.trim_start_matches("./").strip_prefix("tools/")?;

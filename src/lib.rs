@@ -78,6 +78,8 @@ mod error;
 #[cfg(feature = "runtime")]
 mod limits;
 #[cfg(feature = "runtime")]
+pub mod mcp;
+#[cfg(feature = "runtime")]
 mod outcome;
 #[cfg(feature = "runtime")]
 mod prompt;

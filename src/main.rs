@@ -119,6 +119,11 @@ enum Command {
     /// Discover tools: list, search, show, files, prompt.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// Serve MCP on stdin/stdout: search_tools, describe_tools, execute_code.
+    Mcp {
+        #[command(flatten)]
+        sources: Sources,
+    },
     /// Serve newline-delimited JSON-RPC 2.0 on a Unix socket or on stdin/stdout.
     Serve {
         /// Listen on this Unix socket (created with mode 0600, removed on exit).
@@ -127,9 +132,8 @@ enum Command {
         /// Serve one client on standard input and output.
         #[arg(long)]
         stdio: bool,
-        /// Register the built-in demo namespace `sheets`.
-        #[arg(long)]
-        demo: bool,
+        #[command(flatten)]
+        sources: Sources,
     },
     /// Run a TypeScript program (FILE, or - for stdin).
     Run {
@@ -159,7 +163,8 @@ fn main() -> ExitCode {
         }
         Command::Types { sources, json } => types(sources, json),
         Command::Tools(command) => tools(command),
-        Command::Serve { socket, stdio: _, demo } => serve(socket, demo),
+        Command::Serve { socket, stdio: _, sources } => serve(socket, sources),
+        Command::Mcp { sources } => mcp(sources),
     }
 }
 
@@ -194,21 +199,24 @@ fn load(sources: &Sources) -> Result<Registry, ExitCode> {
     Ok(registry)
 }
 
-fn serve(socket: Option<PathBuf>, demo: bool) -> ExitCode {
-    let registry = if demo { codemode::demo::registry() } else { Registry::new() };
-    let engine = match Engine::builder().registry(registry).build() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("codemode: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
+/// The engine and the async runtime a command runs on, or the exit code after saying why not.
+fn start(builder: codemode::EngineBuilder) -> Result<(Engine, tokio::runtime::Runtime), ExitCode> {
+    let engine = builder.build().map_err(|e| {
+        eprintln!("codemode: {e}");
+        ExitCode::FAILURE
+    })?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
             eprintln!("codemode: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })?;
+    Ok((engine, runtime))
+}
+
+fn serve(socket: Option<PathBuf>, sources: Sources) -> ExitCode {
+    let (engine, runtime) = match load(&sources).and_then(|r| start(Engine::builder().registry(r))) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let daemon = codemode::daemon::Daemon::new(engine, codemode::daemon::DaemonConfig::default());
     runtime.block_on(async {
@@ -226,6 +234,20 @@ fn serve(socket: Option<PathBuf>, demo: bool) -> ExitCode {
             }
         }
     })
+}
+
+fn mcp(sources: Sources) -> ExitCode {
+    let (engine, runtime) = match load(&sources).and_then(|r| start(Engine::builder().registry(r))) {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
+    match runtime.block_on(codemode::mcp::McpServer::new(engine).serve_stdio()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("codemode: mcp: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -375,21 +397,11 @@ fn run(file: PathBuf, demo: bool, timeout_ms: Option<u64>, memory_mb: Option<usi
         limits.memory_bytes = mb.saturating_mul(1 << 20);
     }
     let registry = if demo { codemode::demo::registry() } else { Registry::new() };
-    let engine =
-        match Engine::builder().registry(registry).limits(limits).workers(1).warm_sandboxes(1).build() {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("codemode: {e}");
-                return ExitCode::FAILURE;
-            }
+    let (engine, runtime) =
+        match start(Engine::builder().registry(registry).limits(limits).workers(1).warm_sandboxes(1)) {
+            Ok(started) => started,
+            Err(code) => return code,
         };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("codemode: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let outcome = runtime.block_on(engine.execute(&code, ExecuteOptions::default()));
     if json {
         println!("{}", outcome.to_report());

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::Instrument;
 
 use crate::definitions;
-use crate::discovery::Detail;
+use crate::discovery::{names_arg, search_args};
 use crate::engine::{CancelToken, Engine, ExecuteOptions};
 use crate::error::ToolError;
 use crate::limits::Limits;
@@ -249,35 +249,11 @@ impl Daemon {
             "tools/register" => self.register(conn, &params),
             "tools/list" => Ok(json!({ "namespaces": conn.registry().list() })),
             "tools/search" => {
-                let query = params
-                    .get("query")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| RpcError::params("query must be a string"))?;
-                let detail = match params.get("detail") {
-                    None | Some(Value::Null) => Detail::default(),
-                    Some(Value::String(d)) => d.parse().map_err(RpcError::params)?,
-                    Some(_) => {
-                        return Err(RpcError::params("detail must be \"name\", \"summary\" or \"full\""))
-                    }
-                };
-                let limit = match params.get("limit") {
-                    None | Some(Value::Null) => 10,
-                    Some(l) => l
-                        .as_u64()
-                        .filter(|l| (1..=100).contains(l))
-                        .ok_or_else(|| RpcError::params("limit must be an integer from 1 to 100"))?
-                        as usize,
-                };
+                let (query, detail, limit) = search_args(&params).map_err(RpcError::params)?;
                 Ok(json!({ "hits": conn.registry().search(query, detail, limit) }))
             }
             "tools/describe" => {
-                let names: Vec<String> = match params.get("names") {
-                    Some(Value::String(s)) => vec![s.clone()],
-                    Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
-                        a.iter().filter_map(Value::as_str).map(String::from).collect()
-                    }
-                    _ => return Err(RpcError::params("names must be a string or an array of strings")),
-                };
+                let names = names_arg(&params).map_err(RpcError::params)?;
                 let text = conn
                     .registry()
                     .describe(&names)

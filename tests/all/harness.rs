@@ -221,3 +221,38 @@ pub fn real_registry() -> Registry {
     }
     r
 }
+
+/// A `python3` command whose PYTHONPATH holds the packages of tests/python/requirements.txt,
+/// which the first caller installs with pip into target/python (so the README's test command
+/// does its own set-up). `None` when python3 or pip is not on this machine.
+pub fn python() -> Option<std::process::Command> {
+    static INSTALLED: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    let dir = INSTALLED.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let requirements = std::fs::read_to_string(root.join("tests/python/requirements.txt")).unwrap();
+        let target = root.join("target/python");
+        let stamp = target.join(".requirements");
+        if std::fs::read_to_string(&stamp).ok().as_deref() == Some(requirements.as_str()) {
+            return Some(target);
+        }
+        let pip = std::process::Command::new("python3").args(["-m", "pip", "--version"]).output();
+        if !pip.is_ok_and(|o| o.status.success()) {
+            return None;
+        }
+        let _ = std::fs::remove_dir_all(&target);
+        let status = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .arg(&target)
+            .arg("-r")
+            .arg(root.join("tests/python/requirements.txt"))
+            .status()
+            .expect("pip runs");
+        assert!(status.success(), "pip install of tests/python/requirements.txt failed");
+        std::fs::write(&stamp, requirements).unwrap();
+        Some(target)
+    });
+    let dir = dir.as_ref()?;
+    let mut cmd = std::process::Command::new("python3");
+    cmd.env("PYTHONPATH", dir);
+    Some(cmd)
+}

@@ -10,6 +10,7 @@ mod daemon;
 mod discovery;
 mod isolation;
 mod limits;
+mod mcp;
 mod results;
 mod scripts;
 mod tools;
