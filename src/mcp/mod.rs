@@ -1,6 +1,8 @@
-//! MCP: codemode as a server agents use (search tools, read their declarations, execute code),
-//! through the `rmcp` crate.
+//! MCP through the `rmcp` crate, both ways: codemode as a server agents use (search tools, read
+//! their declarations, execute code), and upstream MCP servers as tool sources.
 
+mod client;
 mod server;
 
+pub use client::{Upstream, UpstreamConfig, UpstreamError};
 pub use server::McpServer;

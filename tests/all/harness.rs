@@ -155,6 +155,31 @@ pub fn expect_file(path: &std::path::Path, actual: &str) {
 /// with `npm ci` (so the README's test command does its own set-up). `None` when node or npm
 /// is not on this machine.
 pub fn node_tool(bin: &str) -> Option<std::process::Command> {
+    let dir = npm_packages()?;
+    let script = match bin {
+        "tsc" => "node_modules/typescript/bin/tsc",
+        other => panic!("no npm tool {other:?} in tests/npm"),
+    };
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(dir.join(script));
+    Some(cmd)
+}
+
+/// The entry script of an npm package in tests/npm (installed on first use), to run with node.
+pub fn npm_script(package: &str) -> Option<std::path::PathBuf> {
+    let dir = npm_packages()?.join("node_modules").join(package);
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+    let bin = match &meta["bin"] {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => m.values().next().and_then(Value::as_str).unwrap().to_string(),
+        other => panic!("{package}: no bin in package.json ({other})"),
+    };
+    Some(dir.join(bin))
+}
+
+/// tests/npm with its packages installed by `npm ci`, or `None` without node and npm.
+fn npm_packages() -> Option<&'static std::path::PathBuf> {
     static INSTALLED: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
     let dir = INSTALLED.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
@@ -177,14 +202,7 @@ pub fn node_tool(bin: &str) -> Option<std::process::Command> {
         }
         Some(dir)
     });
-    let dir = dir.as_ref()?;
-    let script = match bin {
-        "tsc" => "node_modules/typescript/bin/tsc",
-        other => panic!("no npm tool {other:?} in tests/npm"),
-    };
-    let mut cmd = std::process::Command::new("node");
-    cmd.arg(dir.join(script));
-    Some(cmd)
+    dir.as_ref()
 }
 
 /// Whether node_modules/.package-lock.json lists the same package versions as the lock file.

@@ -15,3 +15,4 @@ mod results;
 mod scripts;
 mod tools;
 mod typegen;
+mod upstream;

@@ -1,0 +1,94 @@
+//! Real MCP servers from the npm registry as tool sources.
+
+use std::time::Duration;
+
+use codemode::mcp::{Upstream, UpstreamConfig};
+use codemode::{Engine, ExecuteOptions, Registry};
+use serde_json::json;
+
+use crate::harness::npm_script;
+
+fn config(namespace: &str, package: &str, args: &[&str]) -> Option<UpstreamConfig> {
+    let script = npm_script(package)?;
+    let mut all = vec![script.to_string_lossy().into_owned()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    Some(UpstreamConfig::new(namespace, "node", all))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_server_tools_become_a_typed_namespace() {
+    let Some(mut cfg) = config("memory", "@modelcontextprotocol/server-memory", &[]) else {
+        eprintln!("SKIPPED memory_server_tools_become_a_typed_namespace: node/npm not found");
+        return;
+    };
+    let file = std::env::temp_dir().join(format!("codemode-memory-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    cfg.env.insert("MEMORY_FILE_PATH".into(), file.to_string_lossy().into_owned());
+    let mut registry = Registry::new();
+    let _upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    assert_eq!(registry.list()[0].tools, 9);
+    let decls = registry.describe(&["memory.create_entities"]).unwrap();
+    assert!(
+        decls.contains("function create_entities(args: CreateEntitiesInput): Promise<CreateEntitiesOutput>;"),
+        "{decls}"
+    );
+
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let o = engine
+        .execute(
+            r#"
+            await memory.create_entities({ entities: [
+              { name: "Ada", entityType: "person", observations: ["wrote the first program"] },
+              { name: "Engine", entityType: "machine", observations: [] },
+            ] });
+            await memory.create_relations({ relations: [{ from: "Ada", to: "Engine", relationType: "programmed" }] });
+            const graph = await memory.read_graph({});
+            const found = await memory.search_nodes({ query: "program" });
+            return { entities: graph.entities.map((e) => e.name), relations: graph.relations.length,
+                     found: found.entities.map((e) => e.name) };
+            "#,
+            ExecuteOptions::default(),
+        )
+        .await;
+    assert_eq!(o.error, None);
+    assert_eq!(o.value, json!({ "entities": ["Ada", "Engine"], "relations": 1, "found": ["Ada"] }));
+    assert_eq!(o.stats.tool_calls, 4);
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_server_errors_crash_and_recovery() {
+    let Some(cfg) = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]) else {
+        eprintln!("SKIPPED everything_server_errors_crash_and_recovery: node/npm not found");
+        return;
+    };
+    let mut registry = Registry::new();
+    let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let run = |code: &'static str| {
+        let engine = engine.clone();
+        async move { engine.execute(code, ExecuteOptions::default()).await }
+    };
+    let o =
+        run(r#"return [await everything.echo({ message: "hi" }), await everything.getSum({ a: 2, b: 3 })]"#)
+            .await;
+    assert_eq!(o.error, None);
+    assert_eq!(o.value, json!(["Echo: hi", "The sum of 2 and 3 is 5."]));
+    // Schema violations never reach the server.
+    let o = run(r#"try { await everything.getSum({ a: "2", b: 3 }); } catch (e) { return e.message }"#).await;
+    assert_eq!(
+        o.value,
+        json!("everything.getSum: invalid arguments at args.a: \"2\" is not of type \"number\"")
+    );
+
+    // Kill the server: the program sees the failure, and the next execution works again.
+    let pid = upstream.pid().await.expect("running");
+    assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = run(r#"try { await everything.echo({ message: "x" }); return "no error" } catch (e) { return `${e.code}: ${e.message}` }"#).await;
+    let seen = o.value.as_str().unwrap().to_string();
+    assert!(seen.starts_with("upstream_disconnected: everything.echo: "), "{seen}");
+    let o = run(r#"return await everything.echo({ message: "back" })"#).await;
+    assert_eq!(o.value, json!("Echo: back"), "{:?}", o.error);
+    assert_ne!(upstream.pid().await, Some(pid));
+}
