@@ -65,6 +65,8 @@ extern crate self as codemode;
 mod bridge;
 pub mod build;
 #[cfg(feature = "runtime")]
+pub mod config;
+#[cfg(feature = "runtime")]
 pub mod daemon;
 pub mod definitions;
 #[cfg(feature = "runtime")]

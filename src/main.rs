@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use codemode::{
-    definitions, Detail, Engine, ExecuteOptions, Limits, LogLevel, Outcome, Registry, Tool, ToolError,
-};
+use codemode::config::Config;
+use codemode::{definitions, Detail, Engine, ExecuteOptions, LogLevel, Outcome, Registry, Tool, ToolError};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +40,10 @@ struct Sources {
     /// as `FILE` (namespace = file name) or `NAMESPACE=FILE`. Repeatable.
     #[arg(long = "schema", value_name = "[NAMESPACE=]FILE")]
     schemas: Vec<String>,
+    /// The configuration file (limits, pool, upstream MCP servers). Default: ./codemode.toml
+    /// when it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -139,9 +142,8 @@ enum Command {
     Run {
         /// The program: a .ts file, or - to read standard input.
         file: PathBuf,
-        /// Register the built-in demo namespace `sheets`.
-        #[arg(long)]
-        demo: bool,
+        #[command(flatten)]
+        sources: Sources,
         /// Wall-clock deadline in milliseconds.
         #[arg(long)]
         timeout_ms: Option<u64>,
@@ -158,8 +160,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Run { file, demo, timeout_ms, memory_mb, json } => {
-            run(file, demo, timeout_ms, memory_mb, json)
+        Command::Run { file, sources, timeout_ms, memory_mb, json } => {
+            run(file, sources, timeout_ms, memory_mb, json)
         }
         Command::Types { sources, json } => types(sources, json),
         Command::Tools(command) => tools(command),
@@ -168,9 +170,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// The registry of `sources`, or the exit code after saying what is wrong with them. Tools read
-/// from schema files have no handler; they are there to be declared and searched.
-fn load(sources: &Sources) -> Result<Registry, ExitCode> {
+/// What a command runs with: the async runtime, the tools of every source, the configuration,
+/// and the connections to upstream servers (which must outlive the engine).
+struct Loaded {
+    runtime: tokio::runtime::Runtime,
+    registry: Registry,
+    config: Config,
+    _upstreams: Vec<std::sync::Arc<codemode::mcp::Upstream>>,
+}
+
+/// Loads `sources` and the configuration, and connects the configured upstream servers; or
+/// says what is wrong and returns the exit code. Tools read from schema files have no handler;
+/// they are there to be declared and searched.
+fn load(sources: &Sources) -> Result<Loaded, ExitCode> {
+    let config = match &sources.config {
+        Some(path) => Config::load(path),
+        None if std::path::Path::new("codemode.toml").exists() => {
+            Config::load(std::path::Path::new("codemode.toml"))
+        }
+        None => Ok(Config::default()),
+    }
+    .map_err(|e| usage_error(e.to_string()))?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
+            eprintln!("codemode: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })?;
     let mut registry = if sources.demo { codemode::demo::registry() } else { Registry::new() };
     for spec in &sources.schemas {
         let (namespace, file) = match spec.split_once('=') {
@@ -196,28 +221,45 @@ fn load(sources: &Sources) -> Result<Registry, ExitCode> {
                 .map_err(|e| usage_error(format!("{}: {e}", file.display())))?;
         }
     }
-    Ok(registry)
+    let upstreams =
+        config.upstreams(|name| std::env::var(name).ok()).map_err(|e| usage_error(e.to_string()))?;
+    let mut connected = Vec::with_capacity(upstreams.len());
+    for upstream in upstreams {
+        let up =
+            runtime.block_on(codemode::mcp::Upstream::register(upstream, &mut registry)).map_err(|e| {
+                eprintln!("codemode: {e}");
+                ExitCode::FAILURE
+            })?;
+        connected.push(up);
+    }
+    Ok(Loaded { runtime, registry, config, _upstreams: connected })
 }
 
-/// The engine and the async runtime a command runs on, or the exit code after saying why not.
-fn start(builder: codemode::EngineBuilder) -> Result<(Engine, tokio::runtime::Runtime), ExitCode> {
-    let engine = builder.build().map_err(|e| {
+/// The engine for `loaded`, with the configuration's limits and pool size, or the exit code
+/// after saying why not.
+fn start(
+    loaded: &Loaded,
+    tweak: impl FnOnce(codemode::EngineBuilder) -> codemode::EngineBuilder,
+) -> Result<Engine, ExitCode> {
+    let mut builder = Engine::builder().registry(loaded.registry.clone()).limits(loaded.config.limits());
+    if let Some(w) = loaded.config.pool.workers {
+        builder = builder.workers(w);
+    }
+    if let Some(w) = loaded.config.pool.warm {
+        builder = builder.warm_sandboxes(w);
+    }
+    tweak(builder).build().map_err(|e| {
         eprintln!("codemode: {e}");
         ExitCode::FAILURE
-    })?;
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
-            eprintln!("codemode: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        })?;
-    Ok((engine, runtime))
+    })
 }
 
 fn serve(socket: Option<PathBuf>, sources: Sources) -> ExitCode {
-    let (engine, runtime) = match load(&sources).and_then(|r| start(Engine::builder().registry(r))) {
+    let (loaded, engine) = match load(&sources).and_then(|l| start(&l, |b| b).map(|e| (l, e))) {
         Ok(started) => started,
         Err(code) => return code,
     };
+    let runtime = &loaded.runtime;
     let daemon = codemode::daemon::Daemon::new(engine, codemode::daemon::DaemonConfig::default());
     runtime.block_on(async {
         match socket {
@@ -237,10 +279,11 @@ fn serve(socket: Option<PathBuf>, sources: Sources) -> ExitCode {
 }
 
 fn mcp(sources: Sources) -> ExitCode {
-    let (engine, runtime) = match load(&sources).and_then(|r| start(Engine::builder().registry(r))) {
+    let (loaded, engine) = match load(&sources).and_then(|l| start(&l, |b| b).map(|e| (l, e))) {
         Ok(started) => started,
         Err(code) => return code,
     };
+    let runtime = &loaded.runtime;
     match runtime.block_on(codemode::mcp::McpServer::new(engine).serve_stdio()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -272,7 +315,7 @@ fn print_json(value: &impl serde::Serialize) -> ExitCode {
 
 fn types(sources: Sources, json: bool) -> ExitCode {
     let registry = match load(&sources) {
-        Ok(r) => r,
+        Ok(loaded) => loaded.registry,
         Err(code) => return code,
     };
     let problems: Vec<String> = registry.declaration_problems().iter().map(ToString::to_string).collect();
@@ -294,10 +337,11 @@ fn tools(command: ToolsCommand) -> ExitCode {
     | ToolsCommand::Show { sources, .. }
     | ToolsCommand::Files { sources, .. }
     | ToolsCommand::Prompt { sources, .. }) = &command;
-    let registry = match load(sources) {
-        Ok(r) => r,
+    let loaded = match load(sources) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    let registry = &loaded.registry;
     match command {
         ToolsCommand::List { json, .. } => {
             let list = registry.list();
@@ -351,7 +395,7 @@ fn tools(command: ToolsCommand) -> ExitCode {
             }
         }
         ToolsCommand::Prompt { json, .. } => {
-            let text = codemode::prompt(&registry, &Limits::default());
+            let text = codemode::prompt(registry, &loaded.config.limits());
             if json {
                 return print_json(&serde_json::json!({ "prompt": text }));
             }
@@ -376,7 +420,13 @@ fn usage_error(message: String) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run(file: PathBuf, demo: bool, timeout_ms: Option<u64>, memory_mb: Option<usize>, json: bool) -> ExitCode {
+fn run(
+    file: PathBuf,
+    sources: Sources,
+    timeout_ms: Option<u64>,
+    memory_mb: Option<usize>,
+    json: bool,
+) -> ExitCode {
     let code = if file.as_os_str() == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::stdin().read_to_string(&mut s) {
@@ -389,19 +439,22 @@ fn run(file: PathBuf, demo: bool, timeout_ms: Option<u64>, memory_mb: Option<usi
             Err(e) => return usage_error(format!("cannot read {}: {e}", file.display())),
         }
     };
-    let mut limits = Limits::default();
+    let loaded = match load(&sources) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let mut limits = loaded.config.limits();
     if let Some(ms) = timeout_ms {
         limits.timeout = Duration::from_millis(ms);
     }
     if let Some(mb) = memory_mb {
         limits.memory_bytes = mb.saturating_mul(1 << 20);
     }
-    let registry = if demo { codemode::demo::registry() } else { Registry::new() };
-    let (engine, runtime) =
-        match start(Engine::builder().registry(registry).limits(limits).workers(1).warm_sandboxes(1)) {
-            Ok(started) => started,
-            Err(code) => return code,
-        };
+    let engine = match start(&loaded, |b| b.limits(limits).workers(1).warm_sandboxes(1)) {
+        Ok(engine) => engine,
+        Err(code) => return code,
+    };
+    let runtime = &loaded.runtime;
     let outcome = runtime.block_on(engine.execute(&code, ExecuteOptions::default()));
     if json {
         println!("{}", outcome.to_report());

@@ -232,3 +232,41 @@ fn serve_stdio_answers_on_stdout_until_stdin_closes() {
     let result = lines.iter().find(|l| l["id"] == json!(1)).unwrap();
     assert_eq!(result["result"]["value"], json!(1));
 }
+
+#[test]
+fn run_with_a_config_file_uses_its_limits_and_upstream_servers() {
+    let Some(memory) = crate::harness::npm_script("@modelcontextprotocol/server-memory") else {
+        eprintln!("SKIPPED run_with_a_config_file_uses_its_limits_and_upstream_servers: node/npm not found");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("codemode-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("codemode.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[limits]\ntimeout_ms = 3000\n\n[[servers]]\nnamespace = \"memory\"\ncommand = \"node\"\nargs = [{:?}]\nenv = {{ MEMORY_FILE_PATH = {:?} }}\n",
+            memory.display().to_string(),
+            dir.join("memory.jsonl").display().to_string()
+        ),
+    )
+    .unwrap();
+    let program =
+        "await memory.create_entities({ entities: [{ name: 'x', entityType: 't', observations: [] }] });\n\
+                   return (await memory.read_graph({})).entities.length";
+    let (code, out) = run_stdin(&["run", "--json", "--config", config.to_str().unwrap(), "-"], program);
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["value"], json!(1));
+    let (code, out) =
+        run_stdin(&["run", "--json", "--config", config.to_str().unwrap(), "-"], "while (true) {}");
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["error"]["message"], "the program ran past its 3000 ms deadline");
+
+    std::fs::write(&config, "[limits]\nmemory = 5\n").unwrap();
+    let (code, _, err) = output(&["types", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with(&format!("codemode: {}:2:1: unknown field `memory`", config.display())), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

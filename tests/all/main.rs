@@ -5,6 +5,7 @@ mod harness;
 
 mod build;
 mod cli;
+mod config;
 mod console;
 mod daemon;
 mod discovery;

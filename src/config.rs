@@ -1,0 +1,242 @@
+//! The configuration file (`codemode.toml`): limits, pool size, upstream MCP servers.
+//!
+//! ```toml
+//! [limits]
+//! timeout_ms = 5000
+//! memory_mb = 64
+//!
+//! [pool]
+//! workers = 4
+//!
+//! [[servers]]
+//! namespace = "memory"
+//! command = "npx"
+//! args = ["-y", "@modelcontextprotocol/server-memory"]
+//! env = { MEMORY_FILE_PATH = "file:/run/secrets/memory-path" }
+//! ```
+//!
+//! Unknown keys, wrong types and missing fields are errors naming the file, line, column and
+//! key; nothing starts half-configured. Values of `env` and `headers` may reference secrets —
+//! `env:NAME` (an environment variable of the host process) or `file:PATH` (a file's contents,
+//! trimmed) — resolved on the host when servers start; a secret's value never appears in
+//! errors, logs or the sandbox. The library reads no environment itself: the caller passes the
+//! lookup (the binary passes `std::env::var`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::limits::Limits;
+use crate::mcp::UpstreamConfig;
+
+/// A parsed configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Per-execution limits; unset keys keep [`Limits::default`].
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The sandbox pool.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// Upstream MCP servers, each a namespace.
+    #[serde(default)]
+    pub servers: Vec<ServerConfig>,
+    #[serde(skip)]
+    file: PathBuf,
+    #[serde(skip)]
+    text: String,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Wall-clock deadline per execution, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Memory per sandbox, in MiB.
+    pub memory_mb: Option<usize>,
+    /// Tool calls per execution.
+    pub max_tool_calls: Option<u32>,
+    /// Tool calls in flight at once.
+    pub max_concurrent_tool_calls: Option<usize>,
+    /// Bytes of console output kept.
+    pub max_log_bytes: Option<usize>,
+    /// Bytes of the JSON result.
+    pub max_result_bytes: Option<usize>,
+}
+
+/// `[pool]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Sandbox threads (default: two per core).
+    pub workers: Option<usize>,
+    /// Warm sandboxes kept per thread (default 4).
+    pub warm: Option<usize>,
+}
+
+/// One `[[servers]]` entry: stdio (`command`, `args`, `env`) or streamable HTTP (`url`,
+/// `headers`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The namespace of its tools.
+    pub namespace: Spanned<String>,
+    /// The program to start (stdio).
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables; values may be `env:NAME` or `file:PATH`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The server's URL (streamable HTTP).
+    pub url: Option<String>,
+    /// HTTP headers; values may be `env:NAME` or `file:PATH`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How long one call may take, in milliseconds (default 30,000).
+    pub call_timeout_ms: Option<u64>,
+}
+
+/// A configuration error: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), at.as_ref().map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// Line and column (1-based), when known.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.into(),
+            at: None,
+            message: format!("cannot read it: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses `text` as the contents of `file`.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.into(),
+            at: e.span().map(|s| line_column(text, s.start)),
+            message: e.message().trim().to_string(),
+        })?;
+        config.file = file.into();
+        config.text = text.into();
+        let mut seen: Vec<&str> = Vec::new();
+        for s in &config.servers {
+            let name = s.namespace.get_ref().as_str();
+            let fail = |message: String| ConfigError {
+                file: file.into(),
+                at: Some(line_column(text, s.namespace.span().start)),
+                message,
+            };
+            match (&s.command, &s.url) {
+                (Some(_), Some(_)) => {
+                    return Err(fail(format!("server {name:?}: set `command` or `url`, not both")))
+                }
+                (None, None) => {
+                    return Err(fail(format!("server {name:?}: missing `command` (stdio) or `url` (HTTP)")))
+                }
+                (None, Some(_)) => return Err(fail(format!(
+                    "server {name:?}: streamable HTTP upstreams (`url`) are not supported yet; use `command`"
+                ))),
+                (Some(_), None) => {}
+            }
+            if seen.contains(&name) {
+                return Err(fail(format!("server {name:?}: namespace listed twice")));
+            }
+            seen.push(name);
+        }
+        Ok(config)
+    }
+
+    /// The limits: the defaults with this file's values over them.
+    pub fn limits(&self) -> Limits {
+        let mut l = Limits::default();
+        let c = &self.limits;
+        if let Some(v) = c.timeout_ms {
+            l.timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = c.memory_mb {
+            l.memory_bytes = v.saturating_mul(1 << 20);
+        }
+        if let Some(v) = c.max_tool_calls {
+            l.max_tool_calls = v;
+        }
+        if let Some(v) = c.max_concurrent_tool_calls {
+            l.max_concurrent_tool_calls = v;
+        }
+        if let Some(v) = c.max_log_bytes {
+            l.max_log_bytes = v;
+        }
+        if let Some(v) = c.max_result_bytes {
+            l.max_result_bytes = v;
+        }
+        l
+    }
+
+    /// The upstream servers, with secret references resolved through `env` (the caller's
+    /// environment lookup) and the file system.
+    pub fn upstreams(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<UpstreamConfig>, ConfigError> {
+        let mut out = Vec::with_capacity(self.servers.len());
+        for s in &self.servers {
+            let name = s.namespace.get_ref();
+            let fail = |message: String| ConfigError {
+                file: self.file.clone(),
+                at: Some(line_column(&self.text, s.namespace.span().start)),
+                message,
+            };
+            let mut resolved = BTreeMap::new();
+            for (key, value) in &s.env {
+                let v =
+                    resolve(value, &env).map_err(|why| fail(format!("server {name:?}: env.{key}: {why}")))?;
+                resolved.insert(key.clone(), v);
+            }
+            let mut cfg =
+                UpstreamConfig::new(name.clone(), s.command.clone().unwrap_or_default(), s.args.clone());
+            cfg.env = resolved;
+            if let Some(ms) = s.call_timeout_ms {
+                cfg.call_timeout = Duration::from_millis(ms);
+            }
+            out.push(cfg);
+        }
+        Ok(out)
+    }
+}
+
+/// `env:NAME` → the variable, `file:PATH` → the file (trimmed), anything else as written. The
+/// error names the reference, never a value.
+fn resolve(value: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    if let Some(name) = value.strip_prefix("env:") {
+        env(name).ok_or_else(|| format!("environment variable {name} is not set"))
+    } else if let Some(path) = value.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cannot read {path}: {e}"))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, column)
+}

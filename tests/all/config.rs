@@ -1,0 +1,80 @@
+//! The configuration file: what it sets, and how it fails.
+
+use std::path::Path;
+use std::time::Duration;
+
+use codemode::config::Config;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(Path::new("codemode.toml"), text).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_full_file_sets_limits_pool_and_servers_with_secrets_resolved_host_side() {
+    let secret = std::env::temp_dir().join(format!("codemode-secret-{}", std::process::id()));
+    std::fs::write(&secret, "s3cr3t-from-file\n").unwrap();
+    let text = format!(
+        r#"
+[limits]
+timeout_ms = 5000
+memory_mb = 32
+
+[pool]
+workers = 3
+warm = 2
+
+[[servers]]
+namespace = "memory"
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-memory"]
+env = {{ TOKEN = "env:CRM_TOKEN", PATH_SECRET = "file:{}", PLAIN = "as-is" }}
+call_timeout_ms = 1500
+"#,
+        secret.display()
+    );
+    let config = parse(&text).unwrap();
+    let limits = config.limits();
+    assert_eq!((limits.timeout, limits.memory_bytes), (Duration::from_millis(5000), 32 << 20));
+    assert_eq!(limits.max_tool_calls, codemode::Limits::default().max_tool_calls);
+    assert_eq!((config.pool.workers, config.pool.warm), (Some(3), Some(2)));
+    let up = config.upstreams(|name| (name == "CRM_TOKEN").then(|| "tok-123".to_string())).unwrap();
+    assert_eq!(up.len(), 1);
+    assert_eq!((up[0].namespace.as_str(), up[0].command.as_str()), ("memory", "npx"));
+    assert_eq!(up[0].args, ["-y", "@modelcontextprotocol/server-memory"]);
+    assert_eq!(up[0].env["TOKEN"], "tok-123");
+    assert_eq!(up[0].env["PATH_SECRET"], "s3cr3t-from-file");
+    assert_eq!(up[0].env["PLAIN"], "as-is");
+    assert_eq!(up[0].call_timeout, Duration::from_millis(1500));
+    // A missing secret is named, and no value leaks into the error.
+    let err = config.upstreams(|_| None).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "codemode.toml:11:13: server \"memory\": env.TOKEN: environment variable CRM_TOKEN is not set"
+    );
+    std::fs::remove_file(secret).unwrap();
+}
+
+#[test]
+fn mistakes_are_reported_with_line_column_and_key() {
+    let e = parse("[limits]\ntimout_ms = 5\n").unwrap_err();
+    assert!(e.starts_with("codemode.toml:2:1: unknown field `timout_ms`, expected one of"), "{e}");
+    let e = parse("[limits]\ntimeout_ms = \"5s\"\n").unwrap_err();
+    assert!(e.starts_with("codemode.toml:2:14: invalid type: string \"5s\", expected u64"), "{e}");
+    let e = parse("[[servers]]\ncommand = \"x\"\n").unwrap_err();
+    assert!(e.starts_with("codemode.toml:1:1: missing field `namespace`"), "{e}");
+    let e = parse("[[servers]]\nnamespace = \"a\"\ncommand = \"x\"\nurl = \"http://h\"\n").unwrap_err();
+    assert_eq!(e, "codemode.toml:2:13: server \"a\": set `command` or `url`, not both");
+    let e = parse("[[servers]]\nnamespace = \"a\"\n").unwrap_err();
+    assert_eq!(e, "codemode.toml:2:13: server \"a\": missing `command` (stdio) or `url` (HTTP)");
+    let e = parse("[[servers]]\nnamespace = \"crm\"\nurl = \"http://127.0.0.1:3001/mcp\"\n").unwrap_err();
+    assert_eq!(e, "codemode.toml:2:13: server \"crm\": streamable HTTP upstreams (`url`) are not supported yet; use `command`");
+    let e = parse(
+        "[[servers]]\nnamespace = \"a\"\ncommand = \"x\"\n[[servers]]\nnamespace = \"a\"\ncommand = \"y\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(e, "codemode.toml:5:13: server \"a\": namespace listed twice");
+    let e = parse("[pool\n").unwrap_err();
+    assert!(e.starts_with("codemode.toml:1:6: "), "{e}");
+    let e = Config::load(Path::new("/nonexistent/codemode.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("/nonexistent/codemode.toml: cannot read it: "), "{e}");
+}
