@@ -150,9 +150,11 @@ impl Config {
                 (None, None) => {
                     return Err(fail(format!("server {name:?}: missing `command` (stdio) or `url` (HTTP)")))
                 }
-                (None, Some(_)) => return Err(fail(format!(
+                (None, Some(_)) => {
+                    return Err(fail(format!(
                     "server {name:?}: streamable HTTP upstreams (`url`) are not supported yet; use `command`"
-                ))),
+                )))
+                }
                 (Some(_), None) => {}
             }
             if seen.contains(&name) {

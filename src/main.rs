@@ -122,8 +122,12 @@ enum Command {
     /// Discover tools: list, search, show, files, prompt.
     #[command(subcommand)]
     Tools(ToolsCommand),
-    /// Serve MCP on stdin/stdout: search_tools, describe_tools, execute_code.
+    /// Serve MCP (search_tools, describe_tools, execute_code) on stdin/stdout, or on
+    /// streamable HTTP at http://ADDR/mcp.
     Mcp {
+        /// Serve streamable HTTP on this loopback address (such as 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
         #[command(flatten)]
         sources: Sources,
     },
@@ -166,7 +170,7 @@ fn main() -> ExitCode {
         Command::Types { sources, json } => types(sources, json),
         Command::Tools(command) => tools(command),
         Command::Serve { socket, stdio: _, sources } => serve(socket, sources),
-        Command::Mcp { sources } => mcp(sources),
+        Command::Mcp { http, sources } => mcp(http, sources),
     }
 }
 
@@ -278,13 +282,18 @@ fn serve(socket: Option<PathBuf>, sources: Sources) -> ExitCode {
     })
 }
 
-fn mcp(sources: Sources) -> ExitCode {
+fn mcp(http: Option<std::net::SocketAddr>, sources: Sources) -> ExitCode {
     let (loaded, engine) = match load(&sources).and_then(|l| start(&l, |b| b).map(|e| (l, e))) {
         Ok(started) => started,
         Err(code) => return code,
     };
     let runtime = &loaded.runtime;
-    match runtime.block_on(codemode::mcp::McpServer::new(engine).serve_stdio()) {
+    let server = codemode::mcp::McpServer::new(engine);
+    let served = match http {
+        Some(addr) => runtime.block_on(server.serve_http(addr, shutdown_signal())),
+        None => runtime.block_on(server.serve_stdio()),
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("codemode: mcp: {e}");

@@ -40,6 +40,36 @@ impl McpServer {
         Ok(())
     }
 
+    /// Serves streamable HTTP at `http://ADDR/mcp` until `shutdown` completes. Sessions are
+    /// kept per client. Requests must name a loopback `Host`, and a browser `Origin` must be
+    /// this server's own (`http://127.0.0.1:PORT` or `http://localhost:PORT`): a web page
+    /// cannot reach it through DNS rebinding. `addr` must be a loopback address.
+    pub async fn serve_http(
+        self,
+        addr: std::net::SocketAddr,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+        use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+        if !addr.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{addr} is not a loopback address; the HTTP server only listens on loopback"),
+            ));
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let port = listener.local_addr()?.port();
+        let config = StreamableHttpServerConfig::default()
+            .with_allowed_origins([format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")])
+            .enforce_origin_validation();
+        let server = self;
+        let service: StreamableHttpService<McpServer, LocalSessionManager> =
+            StreamableHttpService::new(move || Ok(server.clone()), Default::default(), config);
+        let router = axum::Router::new().nest_service("/mcp", service);
+        tracing::info!(%addr, "serving MCP over streamable HTTP at /mcp");
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    }
+
     async fn call(&self, name: &str, args: &Value, cancel: CancelToken) -> Result<CallToolResult, ErrorData> {
         let registry = self.engine.registry();
         match name {

@@ -1,6 +1,8 @@
 """Drives `codemode mcp --demo` with the official MCP Python SDK and prints what it sees.
 
-Run by tests/all/mcp.rs: python3 mcp_stdio_client.py PATH_TO_CODEMODE
+Run by tests/all/mcp.rs, over stdio or over streamable HTTP:
+    python3 mcp_client.py PATH_TO_CODEMODE
+    python3 mcp_client.py http://127.0.0.1:PORT/mcp
 """
 import asyncio
 import json
@@ -9,9 +11,9 @@ import sys
 from mcp import Client, StdioServerParameters
 
 
-async def main(binary):
-    params = StdioServerParameters(command=binary, args=["mcp", "--demo"])
-    async with Client(params) as client:
+async def main(target):
+    server = target if target.startswith("http") else StdioServerParameters(command=target, args=["mcp", "--demo"])
+    async with Client(server) as client:
         tools = await client.list_tools()
         print("tools:", ", ".join(sorted(t.name for t in tools.tools)))
         execute = next(t for t in tools.tools if t.name == "execute_code")
