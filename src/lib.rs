@@ -15,6 +15,13 @@
 //! * One execution — [`Engine::execute`]: the program is type-stripped (swc), compiled, and run
 //!   in a fresh sandbox that is thrown away afterwards. It returns an [`Outcome`]: the JSON
 //!   value, the console lines, a structured [`ExecError`] if it failed, and [`Stats`].
+//! * Declarations — every tool's schemas as TypeScript ([`typegen`]), generated once per
+//!   registry version; agents discover tools progressively with [`Registry::search`],
+//!   [`Registry::describe`] and [`prompt`], or from a program with `codemode.search(...)`.
+//!   [`build`] does the same at build time and adds serde types for handlers.
+//! * Faces — [`daemon`] (JSON-RPC 2.0 over a Unix socket or stdio, clients may register
+//!   tools), [`mcp`] (an MCP server, and upstream MCP servers as namespaces), [`config`]
+//!   (`codemode.toml`).
 //!
 //! ```
 //! use codemode::{Engine, ExecuteOptions, Registry, Tool, ToolError};
