@@ -13,6 +13,8 @@
 //! command = "npx"
 //! args = ["-y", "@modelcontextprotocol/server-memory"]
 //! env = { MEMORY_FILE_PATH = "file:/run/secrets/memory-path" }
+//! call_timeout_ms = 10000
+//! tool_timeouts_ms = { read_graph = 2000 }
 //! ```
 //!
 //! Unknown keys, wrong types and missing fields are errors naming the file, line, column and
@@ -101,6 +103,9 @@ pub struct ServerConfig {
     pub headers: BTreeMap<String, String>,
     /// How long one call may take, in milliseconds (default 30,000).
     pub call_timeout_ms: Option<u64>,
+    /// Per-tool overrides of `call_timeout_ms`, by the server's tool name.
+    #[serde(default)]
+    pub tool_timeouts_ms: BTreeMap<String, u64>,
 }
 
 /// A configuration error: where, and what.
@@ -216,6 +221,11 @@ impl Config {
             if let Some(ms) = s.call_timeout_ms {
                 cfg.call_timeout = Duration::from_millis(ms);
             }
+            cfg.tool_timeouts = s
+                .tool_timeouts_ms
+                .iter()
+                .map(|(tool, ms)| (tool.clone(), Duration::from_millis(*ms)))
+                .collect();
             out.push(cfg);
         }
         Ok(out)

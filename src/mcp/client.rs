@@ -40,6 +40,8 @@ pub struct UpstreamConfig {
     pub env: BTreeMap<String, String>,
     /// How long one `tools/call` may take (default 30 s).
     pub call_timeout: Duration,
+    /// Per-tool overrides of `call_timeout`, by the server's tool name.
+    pub tool_timeouts: BTreeMap<String, Duration>,
 }
 
 impl UpstreamConfig {
@@ -51,6 +53,7 @@ impl UpstreamConfig {
             args,
             env: BTreeMap::new(),
             call_timeout: Duration::from_secs(30),
+            tool_timeouts: BTreeMap::new(),
         }
     }
 }
@@ -184,15 +187,13 @@ impl Upstream {
         };
         let started = Instant::now();
         let request = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
-        let result = tokio::time::timeout(self.config.call_timeout, client.call_tool(request)).await;
+        let timeout = self.config.tool_timeouts.get(name).copied().unwrap_or(self.config.call_timeout);
+        let result = tokio::time::timeout(timeout, client.call_tool(request)).await;
         tracing::debug!(upstream = %self.config.namespace, tool = name, elapsed_us = started.elapsed().as_micros() as u64, "upstream call");
         match result {
             Err(_) => Err(ToolError::with_code(
                 "timeout",
-                format!(
-                    "the upstream server did not answer within {} ms",
-                    self.config.call_timeout.as_millis()
-                ),
+                format!("the upstream server did not answer within {} ms", timeout.as_millis()),
             )),
             Ok(Err(ServiceError::McpError(e))) => {
                 Err(ToolError::with_code("upstream_error", e.message.to_string()))

@@ -29,6 +29,7 @@ command = "npx"
 args = ["-y", "@modelcontextprotocol/server-memory"]
 env = {{ TOKEN = "env:CRM_TOKEN", PATH_SECRET = "file:{}", PLAIN = "as-is" }}
 call_timeout_ms = 1500
+tool_timeouts_ms = {{ read_graph = 250 }}
 "#,
         secret.display()
     );
@@ -45,6 +46,7 @@ call_timeout_ms = 1500
     assert_eq!(up[0].env["PATH_SECRET"], "s3cr3t-from-file");
     assert_eq!(up[0].env["PLAIN"], "as-is");
     assert_eq!(up[0].call_timeout, Duration::from_millis(1500));
+    assert_eq!(up[0].tool_timeouts["read_graph"], Duration::from_millis(250));
     // A missing secret is named, and no value leaks into the error.
     let err = config.upstreams(|_| None).unwrap_err().to_string();
     assert_eq!(

@@ -58,10 +58,11 @@ async fn memory_server_tools_become_a_typed_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_server_errors_crash_and_recovery() {
-    let Some(cfg) = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]) else {
+    let Some(mut cfg) = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]) else {
         eprintln!("SKIPPED everything_server_errors_crash_and_recovery: node/npm not found");
         return;
     };
+    cfg.tool_timeouts.insert("trigger-long-running-operation".into(), Duration::from_millis(200));
     let mut registry = Registry::new();
     let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
     let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
@@ -80,6 +81,10 @@ async fn everything_server_errors_crash_and_recovery() {
         o.value,
         json!("everything.getSum: invalid arguments at args.a: \"2\" is not of type \"number\"")
     );
+
+    // A per-tool timeout ends a slow call; the server keeps serving.
+    let o = run(r#"try { await everything.triggerLongRunningOperation({ duration: 2, steps: 2 }); } catch (e) { return `${e.code}: ${e.message}` }"#).await;
+    assert_eq!(o.value, json!("timeout: everything.triggerLongRunningOperation: the upstream server did not answer within 200 ms"));
 
     // Kill the server: the program sees the failure, and the next execution works again.
     let pid = upstream.pid().await.expect("running");
