@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::limits::Limits;
+use crate::limits::{Limits, LimitsPatch};
 use crate::mcp::UpstreamConfig;
 
 /// A parsed configuration file.
@@ -40,7 +40,7 @@ use crate::mcp::UpstreamConfig;
 pub struct Config {
     /// Per-execution limits; unset keys keep [`Limits::default`].
     #[serde(default)]
-    pub limits: LimitsConfig,
+    pub limits: LimitsPatch,
     /// The sandbox pool.
     #[serde(default)]
     pub pool: PoolConfig,
@@ -51,24 +51,6 @@ pub struct Config {
     file: PathBuf,
     #[serde(skip)]
     text: String,
-}
-
-/// `[limits]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Wall-clock deadline per execution, in milliseconds.
-    pub timeout_ms: Option<u64>,
-    /// Memory per sandbox, in MiB.
-    pub memory_mb: Option<usize>,
-    /// Tool calls per execution.
-    pub max_tool_calls: Option<u32>,
-    /// Tool calls in flight at once.
-    pub max_concurrent_tool_calls: Option<usize>,
-    /// Bytes of console output kept.
-    pub max_log_bytes: Option<usize>,
-    /// Bytes of the JSON result.
-    pub max_result_bytes: Option<usize>,
 }
 
 /// `[pool]`.
@@ -172,27 +154,7 @@ impl Config {
 
     /// The limits: the defaults with this file's values over them.
     pub fn limits(&self) -> Limits {
-        let mut l = Limits::default();
-        let c = &self.limits;
-        if let Some(v) = c.timeout_ms {
-            l.timeout = Duration::from_millis(v);
-        }
-        if let Some(v) = c.memory_mb {
-            l.memory_bytes = v.saturating_mul(1 << 20);
-        }
-        if let Some(v) = c.max_tool_calls {
-            l.max_tool_calls = v;
-        }
-        if let Some(v) = c.max_concurrent_tool_calls {
-            l.max_concurrent_tool_calls = v;
-        }
-        if let Some(v) = c.max_log_bytes {
-            l.max_log_bytes = v;
-        }
-        if let Some(v) = c.max_result_bytes {
-            l.max_result_bytes = v;
-        }
-        l
+        self.limits.apply(&Limits::default())
     }
 
     /// The upstream servers, with secret references resolved through `env` (the caller's

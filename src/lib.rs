@@ -110,7 +110,7 @@ pub use {
     discovery::{Detail, NamespaceInfo, SearchHit},
     engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
-    limits::Limits,
+    limits::{Limits, LimitsPatch},
     outcome::{count_tokens, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
     prompt::prompt,
     registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput},

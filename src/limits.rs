@@ -82,3 +82,76 @@ mod millis {
         u64::deserialize(d).map(Duration::from_millis)
     }
 }
+
+/// Some of the limits, in the units people write (`codemode.toml`'s `[limits]`, the daemon's
+/// per-execution `limits`): unset fields leave the base as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsPatch {
+    /// Wall-clock deadline, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Sandbox memory, in MiB.
+    pub memory_mb: Option<usize>,
+    /// Tool calls per execution.
+    pub max_tool_calls: Option<u32>,
+    /// Tool calls in flight at once.
+    pub max_concurrent_tool_calls: Option<usize>,
+    /// Bytes of console output kept.
+    pub max_log_bytes: Option<usize>,
+    /// Bytes of the JSON result.
+    pub max_result_bytes: Option<usize>,
+}
+
+impl LimitsPatch {
+    /// The keys a patch may hold.
+    pub const KEYS: [&'static str; 6] = [
+        "timeout_ms",
+        "memory_mb",
+        "max_tool_calls",
+        "max_concurrent_tool_calls",
+        "max_log_bytes",
+        "max_result_bytes",
+    ];
+
+    /// `base` with this patch's values.
+    pub fn apply(&self, base: &Limits) -> Limits {
+        self.merge(base, |_, v| v)
+    }
+
+    /// `base` with this patch's values where they are lower: a patch can tighten, not loosen.
+    pub fn tighten(&self, base: &Limits) -> Limits {
+        self.merge(base, std::cmp::min)
+    }
+
+    fn merge(&self, base: &Limits, pick: fn(u128, u128) -> u128) -> Limits {
+        let mut l = base.clone();
+        // Every field fits in u128, so one `pick` serves all of them.
+        let set = |slot: u128, v: Option<u128>| v.map_or(slot, |v| pick(slot, v));
+        l.timeout = Duration::from_millis(
+            set(l.timeout.as_millis(), self.timeout_ms.map(u128::from)).min(u64::MAX as u128) as u64,
+        );
+        l.memory_bytes = set(l.memory_bytes as u128, self.memory_mb.map(|mb| (mb as u128) << 20))
+            .min(usize::MAX as u128) as usize;
+        l.max_tool_calls = set(l.max_tool_calls.into(), self.max_tool_calls.map(u128::from)) as u32;
+        l.max_concurrent_tool_calls =
+            set(l.max_concurrent_tool_calls as u128, self.max_concurrent_tool_calls.map(|v| v as u128))
+                as usize;
+        l.max_log_bytes = set(l.max_log_bytes as u128, self.max_log_bytes.map(|v| v as u128)) as usize;
+        l.max_result_bytes =
+            set(l.max_result_bytes as u128, self.max_result_bytes.map(|v| v as u128)) as usize;
+        l
+    }
+}
+
+impl From<&Limits> for LimitsPatch {
+    fn from(l: &Limits) -> Self {
+        LimitsPatch {
+            timeout_ms: Some(l.timeout.as_millis().min(u64::MAX as u128) as u64),
+            memory_mb: Some(l.memory_bytes >> 20),
+            max_tool_calls: Some(l.max_tool_calls),
+            max_concurrent_tool_calls: Some(l.max_concurrent_tool_calls),
+            max_log_bytes: Some(l.max_log_bytes),
+            max_result_bytes: Some(l.max_result_bytes),
+        }
+    }
+}

@@ -18,7 +18,7 @@ use crate::definitions::ToolDefinition;
 use crate::discovery::{SearchIndex, SharedIndex};
 use crate::error::{RegistryError, ToolError};
 pub use crate::typegen::js_name;
-use crate::typegen::{self, is_identifier, Declarations, ToolSchema};
+use crate::typegen::{self, is_identifier, property_key, Declarations, ToolSchema};
 
 /// A boxed, sendable future, the return type of a [`ToolHandler`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -438,7 +438,7 @@ pub(crate) fn push_property(path: &mut String, key: &str) {
         path.push_str(key);
     } else {
         path.push('[');
-        path.push_str(&Value::String(key.into()).to_string());
+        path.push_str(&property_key(key));
         path.push(']');
     }
 }

@@ -206,16 +206,17 @@ impl RustGen {
         depth: usize,
         contained: bool,
     ) -> String {
-        if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
-            return self.reference(doc, target, contained, depth);
+        // A `$ref` is named already; `ty_inner` follows it.
+        let shaped = schema
+            .as_object()
+            .filter(|m| !m.contains_key("$ref"))
+            .is_some_and(|m| is_struct(m) || string_enum(m).is_some() || union_members(m).is_some());
+        if !shaped {
+            return self.ty_inner(doc, schema, hint, path, depth, contained);
         }
-        let Some(m) = schema.as_object() else { return VALUE.into() };
-        if is_struct(m) || string_enum(m).is_some() || union_members(m).is_some() {
-            let name = self.claim(hint, "");
-            self.named_item(doc, schema, &name, path, depth);
-            return name;
-        }
-        self.ty_inner(doc, schema, hint, path, depth, contained)
+        let name = self.claim(hint, "");
+        self.named_item(doc, schema, &name, path, depth);
+        name
     }
 
     fn ty_inner(

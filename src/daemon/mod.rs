@@ -22,14 +22,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::definitions;
 use crate::discovery::{names_arg, search_args};
 use crate::engine::{CancelToken, Engine, ExecuteOptions};
 use crate::error::ToolError;
-use crate::limits::Limits;
+use crate::limits::{Limits, LimitsPatch};
 use crate::outcome::LogLine;
 use crate::registry::{Registry, Tool};
 use rpc::{Line, RpcError};
@@ -71,7 +71,6 @@ struct Inner {
     connections: AtomicUsize,
     /// Running executions: (connection, request id) → its cancel token.
     running: Mutex<HashMap<(u64, String), CancelToken>>,
-    idle: Notify,
     shutting_down: AtomicBool,
     stats: Mutex<Counters>,
 }
@@ -94,7 +93,6 @@ impl Daemon {
                 next_connection: AtomicU64::new(1),
                 connections: AtomicUsize::new(0),
                 running: Mutex::new(HashMap::new()),
-                idle: Notify::new(),
                 shutting_down: AtomicBool::new(false),
                 stats: Mutex::new(Counters::default()),
             }),
@@ -244,7 +242,7 @@ impl Daemon {
                 "protocolVersion": "1",
                 "serverInfo": { "name": "codemode", "version": env!("CARGO_PKG_VERSION") },
                 "capabilities": { "toolCallbacks": true, "logNotifications": true, "cancel": true },
-                "limits": limits_json(self.inner.engine.limits()),
+                "limits": LimitsPatch::from(self.inner.engine.limits()),
             })),
             "tools/register" => self.register(conn, &params),
             "tools/list" => Ok(json!({ "namespaces": conn.registry().list() })),
@@ -264,7 +262,7 @@ impl Daemon {
             "code/cancel" => {
                 let target = params
                     .get("id")
-                    .map(id_key)
+                    .map(Value::to_string)
                     .ok_or_else(|| RpcError::params("id (of the code/execute request) is required"))?;
                 let token =
                     self.inner.running.lock().expect("running lock").get(&(conn.id, target.clone())).cloned();
@@ -332,7 +330,7 @@ impl Daemon {
             None | Some(Value::Null) => self.inner.engine.limits().clone(),
             Some(l) => tighten(self.inner.engine.limits(), l)?,
         };
-        let key = (conn.id, id.map(id_key).unwrap_or_default());
+        let key = (conn.id, id.map(Value::to_string).unwrap_or_default());
         let token = CancelToken::new();
         let tracked = id.is_some();
         if tracked {
@@ -362,7 +360,6 @@ impl Daemon {
         if tracked {
             self.inner.running.lock().expect("running lock").remove(&key);
         }
-        self.inner.idle.notify_waiters();
         let mut stats = self.inner.stats.lock().expect("stats lock");
         stats.executions += 1;
         if let Some(e) = &outcome.error {
@@ -396,24 +393,17 @@ impl Daemon {
     /// rest and waits for them to end.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
-        let idle = async {
-            while !self.inner.running.lock().expect("running lock").is_empty() {
-                let notified = self.inner.idle.notified();
-                if self.inner.running.lock().expect("running lock").is_empty() {
-                    break;
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
-            }
-        };
-        if tokio::time::timeout(self.inner.config.shutdown_grace, idle).await.is_err() {
+        if tokio::time::timeout(self.inner.config.shutdown_grace, self.idle()).await.is_err() {
             tracing::warn!("cancelling executions still running after the shutdown grace period");
             self.cancel_all();
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while !self.inner.running.lock().expect("running lock").is_empty() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-            .await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.idle()).await;
+        }
+    }
+
+    /// Completes when no execution is running. Shutdown is rare, so polling is enough.
+    async fn idle(&self) {
+        while !self.inner.running.lock().expect("running lock").is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -588,40 +578,13 @@ async fn write_lines<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Unbound
     }
 }
 
-fn id_key(id: &Value) -> String {
-    id.to_string()
-}
-
-fn limits_json(l: &Limits) -> Value {
-    json!({
-        "timeout_ms": l.timeout.as_millis() as u64,
-        "memory_mb": l.memory_bytes >> 20,
-        "max_tool_calls": l.max_tool_calls,
-        "max_concurrent_tool_calls": l.max_concurrent_tool_calls,
-        "max_log_bytes": l.max_log_bytes,
-        "max_result_bytes": l.max_result_bytes,
-    })
-}
-
 /// A client's `limits`, each at most the engine's.
 fn tighten(base: &Limits, patch: &Value) -> Result<Limits, RpcError> {
     let Value::Object(m) = patch else { return Err(RpcError::params("limits must be an object")) };
-    let mut l = base.clone();
-    for (key, v) in m {
-        let n = v
-            .as_u64()
-            .ok_or_else(|| RpcError::params(format!("limits.{key} must be a non-negative integer")))?;
-        match key.as_str() {
-            "timeout_ms" => l.timeout = l.timeout.min(Duration::from_millis(n)),
-            "memory_mb" => l.memory_bytes = l.memory_bytes.min((n as usize).saturating_mul(1 << 20)),
-            "max_tool_calls" => l.max_tool_calls = l.max_tool_calls.min(n.min(u32::MAX as u64) as u32),
-            "max_concurrent_tool_calls" => {
-                l.max_concurrent_tool_calls = l.max_concurrent_tool_calls.min(n as usize)
-            }
-            "max_log_bytes" => l.max_log_bytes = l.max_log_bytes.min(n as usize),
-            "max_result_bytes" => l.max_result_bytes = l.max_result_bytes.min(n as usize),
-            other => return Err(RpcError::params(format!("unknown limit {other:?}"))),
-        }
+    if let Some(other) = m.keys().find(|k| !LimitsPatch::KEYS.contains(&k.as_str())) {
+        return Err(RpcError::params(format!("unknown limit {other:?}")));
     }
-    Ok(l)
+    let patch: LimitsPatch =
+        serde_json::from_value(patch.clone()).map_err(|e| RpcError::params(format!("limits: {e}")))?;
+    Ok(patch.tighten(base))
 }

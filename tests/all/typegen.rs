@@ -62,17 +62,20 @@ fn generation_is_deterministic() {
 
 #[test]
 fn every_golden_parses_with_swc() {
-    use swc_common::{input::StringInput, BytePos};
-    use swc_ecma_parser::{Parser, Syntax, TsSyntax};
     for (_, expected) in cases() {
         let text = std::fs::read_to_string(&expected).unwrap();
-        let syntax = Syntax::Typescript(TsSyntax { dts: true, ..Default::default() });
-        let input = StringInput::new(&text, BytePos(1), BytePos(1 + text.len() as u32));
-        let mut parser = Parser::new(syntax, input, None);
-        let module = parser.parse_module();
-        assert!(module.is_ok(), "{}: {:?}", expected.display(), module.err());
-        assert!(parser.take_errors().is_empty(), "{}", expected.display());
+        assert!(parses_as_dts(&text), "{}", expected.display());
     }
+}
+
+/// Whether swc's TypeScript parser reads `text` as a declaration file without an error.
+fn parses_as_dts(text: &str) -> bool {
+    use swc_common::{input::StringInput, BytePos};
+    use swc_ecma_parser::{Parser, Syntax, TsSyntax};
+    let syntax = Syntax::Typescript(TsSyntax { dts: true, ..Default::default() });
+    let mut parser =
+        Parser::new(syntax, StringInput::new(text, BytePos(1), BytePos(1 + text.len() as u32)), None);
+    parser.parse_module().is_ok() && parser.take_errors().is_empty()
 }
 
 /// The generated declarations, checked by the real TypeScript compiler in strict mode, together
@@ -293,42 +296,31 @@ impl Rng {
 
 #[test]
 fn random_schemas_never_panic_and_always_parse() {
-    use swc_common::{input::StringInput, BytePos};
-    use swc_ecma_parser::{Parser, Syntax, TsSyntax};
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for case in 0..1_500 {
-        let input = rng.schema(0);
-        let output = rng.schema(0);
-        let tools = [
-            ToolSchema {
-                name: "t-1",
-                js_name: "t1",
-                title: Some("T */"),
-                description: "d",
-                input: &input,
-                output: Some(&output),
-            },
-            ToolSchema {
-                name: "t2",
-                js_name: "t2",
-                title: None,
-                description: "",
-                input: &output,
-                output: None,
-            },
-        ];
+        let (input, output) = (rng.schema(0), rng.schema(0));
+        let tools = random_tools(&input, &output);
         let a = typegen::declarations("ns", "random", &tools).render();
         let b = typegen::declarations("ns", "random", &tools).render();
         assert_eq!(a, b, "case {case}: not deterministic");
-        let syntax = Syntax::Typescript(TsSyntax { dts: true, ..Default::default() });
-        let mut parser =
-            Parser::new(syntax, StringInput::new(&a, BytePos(1), BytePos(1 + a.len() as u32)), None);
-        let parsed = parser.parse_module();
-        assert!(
-            parsed.is_ok() && parser.take_errors().is_empty(),
-            "case {case} does not parse:\n{a}\ninput: {input}\noutput: {output}"
-        );
+        assert!(parses_as_dts(&a), "case {case} does not parse:\n{a}\ninput: {input}\noutput: {output}");
     }
+}
+
+/// Two tools over a pair of random schemas: one with both, with a name that needs mapping and a
+/// title that would end a comment; one that takes the output schema as its input.
+fn random_tools<'a>(input: &'a Value, output: &'a Value) -> [ToolSchema<'a>; 2] {
+    [
+        ToolSchema {
+            name: "t-1",
+            js_name: "t1",
+            title: Some("T */"),
+            description: "d",
+            input,
+            output: Some(output),
+        },
+        schema("t2", output),
+    ]
 }
 
 fn random_namespaces(n: usize) -> String {
@@ -337,24 +329,7 @@ fn random_namespaces(n: usize) -> String {
     for i in 0..n {
         let input = rng.schema(0);
         let output = rng.schema(0);
-        let tools = [
-            ToolSchema {
-                name: "a",
-                js_name: "a",
-                title: None,
-                description: "",
-                input: &input,
-                output: Some(&output),
-            },
-            ToolSchema {
-                name: "b",
-                js_name: "b",
-                title: None,
-                description: "",
-                input: &output,
-                output: Some(&input),
-            },
-        ];
+        let tools = random_tools(&input, &output);
         out.push_str(&typegen::declarations(&format!("random{i}"), "", &tools).render());
     }
     out
