@@ -8,6 +8,9 @@
 //! [pool]
 //! workers = 4
 //!
+//! [daemon]
+//! tool_call_timeout_ms = 10000
+//!
 //! [[servers]]
 //! namespace = "memory"
 //! command = "npx"
@@ -15,6 +18,11 @@
 //! env = { MEMORY_FILE_PATH = "file:/run/secrets/memory-path" }
 //! call_timeout_ms = 10000
 //! tool_timeouts_ms = { read_graph = 2000 }
+//!
+//! [[servers]]
+//! namespace = "crm"
+//! url = "http://127.0.0.1:3001/mcp"
+//! headers = { Authorization = "env:CRM_TOKEN" }
 //! ```
 //!
 //! Unknown keys, wrong types and missing fields are errors naming the file, line, column and
@@ -31,8 +39,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::daemon::DaemonConfig;
 use crate::limits::{Limits, LimitsPatch};
-use crate::mcp::UpstreamConfig;
+use crate::mcp::{Transport, UpstreamConfig};
 
 /// A parsed configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -44,6 +53,9 @@ pub struct Config {
     /// The sandbox pool.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// The daemon (`codemode serve`).
+    #[serde(default)]
+    pub daemon: DaemonSection,
     /// Upstream MCP servers, each a namespace.
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
@@ -61,6 +73,19 @@ pub struct PoolConfig {
     pub workers: Option<usize>,
     /// Warm sandboxes kept per thread (default 4).
     pub warm: Option<usize>,
+}
+
+/// `[daemon]`; unset keys keep [`DaemonConfig::default`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// How long a program waits for a client to answer a `tools/call` (default 30,000).
+    pub tool_call_timeout_ms: Option<u64>,
+    /// Longest accepted message line in bytes (default 16 MiB).
+    pub max_line_bytes: Option<usize>,
+    /// How long running executions may go on after SIGTERM before they are cancelled
+    /// (default 5,000).
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 /// One `[[servers]]` entry: stdio (`command`, `args`, `env`) or streamable HTTP (`url`,
@@ -137,12 +162,20 @@ impl Config {
                 (None, None) => {
                     return Err(fail(format!("server {name:?}: missing `command` (stdio) or `url` (HTTP)")))
                 }
-                (None, Some(_)) => {
+                (Some(_), None) if !s.headers.is_empty() => {
                     return Err(fail(format!(
-                    "server {name:?}: streamable HTTP upstreams (`url`) are not supported yet; use `command`"
-                )))
+                        "server {name:?}: `headers` need `url`; a stdio server takes `env`"
+                    )))
                 }
-                (Some(_), None) => {}
+                (None, Some(_)) if !s.env.is_empty() || !s.args.is_empty() => {
+                    return Err(fail(format!(
+                        "server {name:?}: `args` and `env` need `command`; an HTTP server takes `headers`"
+                    )))
+                }
+                (None, Some(url)) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    return Err(fail(format!("server {name:?}: `url` must start with http:// or https://")))
+                }
+                _ => {}
             }
             if seen.contains(&name) {
                 return Err(fail(format!("server {name:?}: namespace listed twice")));
@@ -155,6 +188,22 @@ impl Config {
     /// The limits: the defaults with this file's values over them.
     pub fn limits(&self) -> Limits {
         self.limits.apply(&Limits::default())
+    }
+
+    /// The daemon's settings: the defaults with this file's values over them.
+    pub fn daemon(&self) -> DaemonConfig {
+        let mut out = DaemonConfig::default();
+        let d = &self.daemon;
+        if let Some(ms) = d.tool_call_timeout_ms {
+            out.tool_call_timeout = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = d.max_line_bytes {
+            out.max_line_bytes = bytes;
+        }
+        if let Some(ms) = d.shutdown_grace_ms {
+            out.shutdown_grace = Duration::from_millis(ms);
+        }
+        out
     }
 
     /// The upstream servers, with secret references resolved through `env` (the caller's
@@ -171,15 +220,28 @@ impl Config {
                 at: Some(line_column(&self.text, s.namespace.span().start)),
                 message,
             };
-            let mut resolved = BTreeMap::new();
-            for (key, value) in &s.env {
-                let v =
-                    resolve(value, &env).map_err(|why| fail(format!("server {name:?}: env.{key}: {why}")))?;
-                resolved.insert(key.clone(), v);
-            }
-            let mut cfg =
-                UpstreamConfig::new(name.clone(), s.command.clone().unwrap_or_default(), s.args.clone());
-            cfg.env = resolved;
+            let resolve_all = |table: &str, values: &BTreeMap<String, String>| {
+                let mut resolved = BTreeMap::new();
+                for (key, value) in values {
+                    let v = resolve(value, &env)
+                        .map_err(|why| fail(format!("server {name:?}: {table}.{key}: {why}")))?;
+                    resolved.insert(key.clone(), v);
+                }
+                Ok::<_, ConfigError>(resolved)
+            };
+            let transport = match (&s.command, &s.url) {
+                (Some(command), _) => Transport::Stdio {
+                    command: command.clone(),
+                    args: s.args.clone(),
+                    env: resolve_all("env", &s.env)?,
+                },
+                (None, url) => Transport::Http {
+                    url: url.clone().unwrap_or_default(),
+                    headers: resolve_all("headers", &s.headers)?,
+                },
+            };
+            let mut cfg = UpstreamConfig::new(name.clone(), String::new(), Vec::new());
+            cfg.transport = transport;
             if let Some(ms) = s.call_timeout_ms {
                 cfg.call_timeout = Duration::from_millis(ms);
             }

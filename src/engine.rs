@@ -1,7 +1,7 @@
 //! The engine: a registry, default limits and a pool of sandbox threads, built once and shared.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread;
 use std::time::Instant;
 
@@ -33,7 +33,8 @@ pub struct Engine {
 }
 
 struct Inner {
-    registry: Arc<Registry>,
+    /// Swapped whole on change, so an execution keeps the tools it started with.
+    registry: RwLock<Arc<Registry>>,
     limits: Limits,
     jobs: crossbeam_channel::Sender<Job>,
     cache: Arc<ScriptCache>,
@@ -127,7 +128,7 @@ impl EngineBuilder {
         }
         Ok(Engine {
             inner: Arc::new(Inner {
-                registry: Arc::new(self.registry),
+                registry: RwLock::new(Arc::new(self.registry)),
                 limits: self.limits,
                 jobs: tx,
                 cache: Arc::new(ScriptCache::default()),
@@ -177,6 +178,17 @@ fn worker(jobs: crossbeam_channel::Receiver<Job>, warm: usize) {
                 let _ = reply.send(Outcome::failed(e));
             }
         }
+    }
+}
+
+/// An [`Engine`] that may have been dropped; see [`Engine::downgrade`].
+#[derive(Debug, Clone)]
+pub struct WeakEngine(Weak<Inner>);
+
+impl WeakEngine {
+    /// The engine, while any clone of it is alive.
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
     }
 }
 
@@ -268,9 +280,28 @@ impl Engine {
         EngineBuilder::default()
     }
 
-    /// The tools this engine serves.
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The tools this engine serves now. A snapshot: a later [`Engine::update_registry`]
+    /// makes a new registry and leaves this one as it is.
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.inner.registry.read().expect("registry lock"))
+    }
+
+    /// Changes the engine's tools, all or nothing: `change` edits a copy, which replaces the
+    /// registry only when it returns `Ok`. Executions already running keep the tools they
+    /// started with; the next ones see the change. Upstream MCP servers whose tool list
+    /// changes re-register through this.
+    pub fn update_registry<T, E>(&self, change: impl FnOnce(&mut Registry) -> Result<T, E>) -> Result<T, E> {
+        let mut current = self.inner.registry.write().expect("registry lock");
+        let mut next = Registry::clone(&current);
+        let out = change(&mut next)?;
+        *current = Arc::new(next);
+        Ok(out)
+    }
+
+    /// A handle that does not keep the engine alive (its threads stop when the last
+    /// [`Engine`] is dropped, whoever holds a `WeakEngine`).
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
     }
 
     /// How many sandbox threads it runs.
@@ -322,7 +353,7 @@ impl Engine {
         };
         let mut limits = options.limits.unwrap_or_else(|| self.inner.limits.clone());
         limits.stack_bytes = limits.stack_bytes.min(MAX_ENGINE_STACK_BYTES);
-        let registry = options.registry.map(Arc::new).unwrap_or_else(|| Arc::clone(&self.inner.registry));
+        let registry = options.registry.map(Arc::new).unwrap_or_else(|| self.registry());
         let mut bridge = Bridge::new(registry, handle, &limits);
         bridge.set_log_sink(options.on_log);
         let cancel = bridge.cancel_handle();

@@ -108,7 +108,7 @@ pub struct ReadmeDoctests;
 #[cfg(feature = "runtime")]
 pub use {
     discovery::{Detail, NamespaceInfo, SearchHit},
-    engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink},
+    engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, WeakEngine},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     limits::{Limits, LimitsPatch},
     outcome::{count_tokens, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},

@@ -180,7 +180,7 @@ struct Loaded {
     runtime: tokio::runtime::Runtime,
     registry: Registry,
     config: Config,
-    _upstreams: Vec<std::sync::Arc<codemode::mcp::Upstream>>,
+    upstreams: Vec<std::sync::Arc<codemode::mcp::Upstream>>,
 }
 
 /// Loads `sources` and the configuration, and connects the configured upstream servers; or
@@ -236,7 +236,7 @@ fn load(sources: &Sources) -> Result<Loaded, ExitCode> {
             })?;
         connected.push(up);
     }
-    Ok(Loaded { runtime, registry, config, _upstreams: connected })
+    Ok(Loaded { runtime, registry, config, upstreams: connected })
 }
 
 /// The engine for `loaded`, with the configuration's limits and pool size, or the exit code
@@ -252,10 +252,16 @@ fn start(
     if let Some(w) = loaded.config.pool.warm {
         builder = builder.warm_sandboxes(w);
     }
-    tweak(builder).build().map_err(|e| {
+    let engine = tweak(builder).build().map_err(|e| {
         eprintln!("codemode: {e}");
         ExitCode::FAILURE
-    })
+    })?;
+    // From here on, a server's `tools/list_changed` updates the engine's namespace.
+    let _entered = loaded.runtime.enter();
+    for upstream in &loaded.upstreams {
+        upstream.follow(&engine);
+    }
+    Ok(engine)
 }
 
 fn serve(socket: Option<PathBuf>, sources: Sources) -> ExitCode {
@@ -264,7 +270,8 @@ fn serve(socket: Option<PathBuf>, sources: Sources) -> ExitCode {
         Err(code) => return code,
     };
     let runtime = &loaded.runtime;
-    let daemon = codemode::daemon::Daemon::new(engine, codemode::daemon::DaemonConfig::default());
+    let daemon = codemode::daemon::Daemon::new(engine, loaded.config.daemon());
+    daemon.watch_upstreams(loaded.upstreams.iter().cloned());
     runtime.block_on(async {
         match socket {
             Some(path) => match daemon.serve_socket(&path, shutdown_signal()).await {

@@ -340,6 +340,42 @@ impl Registry {
         Ok(self)
     }
 
+    /// Removes a namespace and its tools; false when there was none. An upstream server whose
+    /// tool list changed is re-registered this way.
+    pub fn remove_namespace(&mut self, namespace: &str) -> bool {
+        let key = self
+            .namespaces
+            .iter()
+            .find(|(js, ns)| js.as_str() == namespace || ns.name == namespace)
+            .map(|(js, _)| js.clone());
+        let Some(key) = key else { return false };
+        self.namespaces.remove(&key);
+        self.index = SharedIndex::default();
+        true
+    }
+
+    /// Adds every tool of `other` to this registry, a tool of `other` replacing one of the same
+    /// JS name here. The daemon lays each client's own tools over the engine's this way.
+    pub fn overlay(&mut self, other: &Registry) {
+        for (js, theirs) in &other.namespaces {
+            match self.namespaces.get_mut(js) {
+                None => {
+                    self.namespaces.insert(js.clone(), Arc::clone(theirs));
+                }
+                Some(ours) => {
+                    let ours = Arc::make_mut_namespace(ours);
+                    for (name, entry) in &theirs.tools {
+                        ours.tools.insert(name.clone(), Arc::clone(entry));
+                    }
+                    if !theirs.description.is_empty() {
+                        ours.description = theirs.description.clone();
+                    }
+                }
+            }
+        }
+        self.index = SharedIndex::default();
+    }
+
     /// Every tool, as `(namespace, tool)`, sorted by namespace and JS name.
     pub fn tools(&self) -> impl Iterator<Item = (&str, &Tool)> {
         self.namespaces.values().flat_map(|ns| ns.tools.values().map(move |e| (ns.name.as_str(), &e.tool)))

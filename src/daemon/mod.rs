@@ -30,6 +30,7 @@ use crate::discovery::{names_arg, search_args};
 use crate::engine::{CancelToken, Engine, ExecuteOptions};
 use crate::error::ToolError;
 use crate::limits::{Limits, LimitsPatch};
+use crate::mcp::Upstream;
 use crate::outcome::LogLine;
 use crate::registry::{Registry, Tool};
 use rpc::{Line, RpcError};
@@ -73,6 +74,8 @@ struct Inner {
     running: Mutex<HashMap<(u64, String), CancelToken>>,
     shutting_down: AtomicBool,
     stats: Mutex<Counters>,
+    /// Upstream MCP servers whose status `stats` reports.
+    upstreams: Mutex<Vec<Arc<Upstream>>>,
 }
 
 #[derive(Default)]
@@ -95,8 +98,15 @@ impl Daemon {
                 running: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
                 stats: Mutex::new(Counters::default()),
+                upstreams: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    /// Reports these upstream servers' status in `stats` (they serve the engine's tools; the
+    /// daemon only watches them).
+    pub fn watch_upstreams(&self, upstreams: impl IntoIterator<Item = Arc<Upstream>>) {
+        self.inner.upstreams.lock().expect("upstreams lock").extend(upstreams);
     }
 
     /// Serves one connection until the peer closes it. Runs every request as its own task on
@@ -115,7 +125,8 @@ impl Daemon {
         let conn = Arc::new(Connection {
             id,
             out: tx,
-            registry: Mutex::new(self.inner.engine.registry().clone()),
+            own: Mutex::new(Registry::new()),
+            view: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             closed: AtomicBool::new(false),
@@ -245,15 +256,15 @@ impl Daemon {
                 "limits": LimitsPatch::from(self.inner.engine.limits()),
             })),
             "tools/register" => self.register(conn, &params),
-            "tools/list" => Ok(json!({ "namespaces": conn.registry().list() })),
+            "tools/list" => Ok(json!({ "namespaces": conn.registry(&self.inner.engine).list() })),
             "tools/search" => {
                 let (query, detail, limit) = search_args(&params).map_err(RpcError::params)?;
-                Ok(json!({ "hits": conn.registry().search(query, detail, limit) }))
+                Ok(json!({ "hits": conn.registry(&self.inner.engine).search(query, detail, limit) }))
             }
             "tools/describe" => {
                 let names = names_arg(&params).map_err(RpcError::params)?;
                 let text = conn
-                    .registry()
+                    .registry(&self.inner.engine)
                     .describe(&names)
                     .map_err(|e| RpcError::new(rpc::NO_SUCH_TOOL, e.to_string()))?;
                 Ok(json!({ "declarations": text }))
@@ -277,7 +288,7 @@ impl Daemon {
                     )),
                 }
             }
-            "stats" => Ok(self.stats()),
+            "stats" => Ok(self.stats().await),
             other => Err(RpcError::new(rpc::METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
         }
     }
@@ -294,22 +305,25 @@ impl Daemon {
         };
         let defs = definitions::from_value(tools)
             .map_err(|e| RpcError::params(format!("tools: at {}: {}", e.at, e.message)))?;
-        // All or nothing: register into a copy, then swap it in.
-        let mut registry = conn.registry();
+        // All or nothing: register into copies, then swap them in. The copy of the whole view
+        // catches collisions with the engine's tools too.
+        let mut registry = conn.registry(&self.inner.engine);
+        let mut own_guard = conn.own.lock().expect("registry lock");
+        let mut own = own_guard.clone();
+        let failed = |e: crate::RegistryError| RpcError::new(rpc::REGISTRATION_FAILED, e.to_string());
         let mut names = Vec::with_capacity(defs.len());
         for def in defs {
             let tool = callback_tool(conn, &self.inner, namespace, def);
             names.push(tool.js_name().to_string());
-            registry
-                .register(namespace, tool)
-                .map_err(|e| RpcError::new(rpc::REGISTRATION_FAILED, e.to_string()))?;
+            registry.register(namespace, tool.clone()).map_err(failed)?;
+            own.register(namespace, tool).map_err(failed)?;
         }
         if let Some(d) = params.get("description").and_then(Value::as_str) {
-            registry
-                .describe_namespace(namespace, d)
-                .map_err(|e| RpcError::new(rpc::REGISTRATION_FAILED, e.to_string()))?;
+            own.describe_namespace(namespace, d).map_err(failed)?;
         }
-        *conn.registry.lock().expect("registry lock") = registry;
+        *own_guard = own;
+        drop(own_guard);
+        *conn.view.lock().expect("view lock") = None;
         Ok(json!({ "namespace": namespace, "tools": names }))
     }
 
@@ -348,7 +362,7 @@ impl Daemon {
         let options = ExecuteOptions {
             limits: Some(limits),
             cancel: Some(token),
-            registry: Some(conn.registry()),
+            registry: Some(conn.registry(&self.inner.engine)),
             on_log: Some(Arc::new(move |line: &LogLine| {
                 log_conn.send(rpc::notification(
                     "code/log",
@@ -368,8 +382,14 @@ impl Daemon {
         Ok(outcome.to_report())
     }
 
-    /// Executions, failures by kind, connections, pool size, registered tools.
-    pub fn stats(&self) -> Value {
+    /// Executions, failures by kind, connections, pool size, the engine's tools, and the
+    /// status of each watched upstream server.
+    pub async fn stats(&self) -> Value {
+        let upstreams: Vec<Arc<Upstream>> = self.inner.upstreams.lock().expect("upstreams lock").clone();
+        let mut statuses = Vec::with_capacity(upstreams.len());
+        for u in upstreams {
+            statuses.push(u.status().await);
+        }
         let s = self.inner.stats.lock().expect("stats lock");
         json!({
             "executions": s.executions,
@@ -380,6 +400,7 @@ impl Daemon {
             "toolCallbacks": s.tool_callbacks,
             "pool": { "workers": self.inner.engine.workers() },
             "tools": self.inner.engine.registry().tools().count(),
+            "upstreams": statuses,
         })
     }
 
@@ -466,7 +487,11 @@ impl Drop for RemoveOnDrop {
 struct Connection {
     id: u64,
     out: mpsc::UnboundedSender<String>,
-    registry: Mutex<Registry>,
+    /// The tools this client registered.
+    own: Mutex<Registry>,
+    /// The engine's tools with `own` laid over them, and the engine registry it was made
+    /// from: rebuilt only when either changes, so discovery's caches live across requests.
+    view: Mutex<Option<(Arc<Registry>, Registry)>>,
     /// Our `tools/call` requests awaiting the client's answer.
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, ToolError>>>>,
     next_call: AtomicU64,
@@ -480,8 +505,19 @@ impl Connection {
         let _ = self.out.send(line);
     }
 
-    fn registry(&self) -> Registry {
-        self.registry.lock().expect("registry lock").clone()
+    /// What this client's programs and discovery see.
+    fn registry(&self, engine: &Engine) -> Registry {
+        let base = engine.registry();
+        let mut view = self.view.lock().expect("view lock");
+        if let Some((made_from, merged)) = view.as_ref() {
+            if Arc::ptr_eq(made_from, &base) {
+                return merged.clone();
+            }
+        }
+        let mut merged = Registry::clone(&base);
+        merged.overlay(&self.own.lock().expect("registry lock"));
+        *view = Some((base, merged.clone()));
+        merged
     }
 
     /// Routes the client's response to the `tools/call` waiting for it.

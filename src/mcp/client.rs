@@ -1,5 +1,6 @@
-//! Upstream MCP servers as tool sources: an [`Upstream`] starts a server over stdio, lists its
-//! tools, and registers them as a namespace whose calls become `tools/call`.
+//! Upstream MCP servers as tool sources: an [`Upstream`] connects to a server (a child process
+//! over stdio, or streamable HTTP), lists its tools, and registers them as a namespace whose
+//! calls become `tools/call`.
 //!
 //! Results: `structuredContent` when the server sends it; otherwise a single text block is the
 //! string (parsed as JSON when the tool's output schema says object); several text blocks are
@@ -8,52 +9,105 @@
 //!
 //! One connection per upstream, shared by every execution. When the server dies or the
 //! connection drops, the calls in flight fail with code `upstream_disconnected`, and the next
-//! call starts it again — at most once per backoff interval (100 ms, doubling to 5 s while it
-//! keeps failing).
+//! call connects again — at most once per backoff interval (100 ms, doubling to 5 s while it
+//! keeps failing). Once [`Upstream::follow`] has tied it to an engine, the namespace is listed
+//! again whenever the server sends `notifications/tools/list_changed` and after a reconnect.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
-use rmcp::service::{RoleClient, RunningService, ServiceError};
-use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-use rmcp::ServiceExt;
+use rmcp::service::{NotificationContext, RoleClient, RunningService, ServiceError};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, ServiceExt};
+use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use crate::definitions::ToolDefinition;
+use crate::engine::{Engine, WeakEngine};
 use crate::error::{RegistryError, ToolError};
 use crate::registry::{Registry, Tool};
 
-/// How to start one upstream server over stdio, and the namespace its tools get.
+/// How to reach one upstream server, and the namespace its tools get.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// The namespace of its tools in programs.
     pub namespace: String,
-    /// The program to run.
-    pub command: String,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// Extra environment variables, already resolved (secrets stay host-side: they never reach
-    /// the sandbox, logs or errors).
-    pub env: BTreeMap<String, String>,
+    /// How to reach it.
+    pub transport: Transport,
     /// How long one `tools/call` may take (default 30 s).
     pub call_timeout: Duration,
     /// Per-tool overrides of `call_timeout`, by the server's tool name.
     pub tool_timeouts: BTreeMap<String, Duration>,
 }
 
+/// How an upstream server is reached. Values of `env` and `headers` are already resolved:
+/// secrets stay host-side and never reach the sandbox, logs, errors or [`UpstreamStatus`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    /// A child process speaking MCP on its stdin and stdout.
+    Stdio {
+        /// The program to run.
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Extra environment variables.
+        env: BTreeMap<String, String>,
+    },
+    /// A server speaking streamable HTTP at `url`.
+    Http {
+        /// Its endpoint, such as `http://127.0.0.1:3001/mcp`.
+        url: String,
+        /// Headers sent with every request (`Authorization`, say).
+        headers: BTreeMap<String, String>,
+    },
+}
+
 impl UpstreamConfig {
     /// A server started as `command args...`, for `namespace`.
     pub fn new(namespace: impl Into<String>, command: impl Into<String>, args: Vec<String>) -> Self {
+        Self::with_transport(
+            namespace,
+            Transport::Stdio { command: command.into(), args, env: BTreeMap::new() },
+        )
+    }
+
+    /// A server at a streamable HTTP `url`, for `namespace`.
+    pub fn http(namespace: impl Into<String>, url: impl Into<String>) -> Self {
+        Self::with_transport(namespace, Transport::Http { url: url.into(), headers: BTreeMap::new() })
+    }
+
+    fn with_transport(namespace: impl Into<String>, transport: Transport) -> Self {
         UpstreamConfig {
             namespace: namespace.into(),
-            command: command.into(),
-            args,
-            env: BTreeMap::new(),
+            transport,
             call_timeout: Duration::from_secs(30),
             tool_timeouts: BTreeMap::new(),
+        }
+    }
+
+    /// Where the server is, for messages: the command, or the URL without credentials or query.
+    fn target(&self) -> String {
+        match &self.transport {
+            Transport::Stdio { command, .. } => command.clone(),
+            Transport::Http { url, .. } => {
+                let url = url.split(['?', '#']).next().unwrap_or(url);
+                match url.split_once("://") {
+                    Some((scheme, rest)) => {
+                        let rest = rest
+                            .split_once('@')
+                            .filter(|(user, _)| !user.contains('/'))
+                            .map_or(rest, |(_, r)| r);
+                        format!("{scheme}://{rest}")
+                    }
+                    None => url.to_string(),
+                }
+            }
         }
     }
 }
@@ -61,13 +115,13 @@ impl UpstreamConfig {
 /// Why an upstream server could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// The server could not be started or did not complete the MCP handshake.
-    #[error("upstream {namespace:?} ({command}): {message}")]
+    /// The server could not be reached or did not complete the MCP handshake.
+    #[error("upstream {namespace:?} ({target}): {message}")]
     Connect {
         /// Its namespace.
         namespace: String,
-        /// The command that was run.
-        command: String,
+        /// The command run or the URL used (without credentials).
+        target: String,
         /// What went wrong.
         message: String,
     },
@@ -76,12 +130,57 @@ pub enum UpstreamError {
     Registry(#[from] RegistryError),
 }
 
-type Client = RunningService<RoleClient, ()>;
+/// What [`Upstream::status`] reports; the daemon's `stats` lists one per server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamStatus {
+    /// Its namespace.
+    pub namespace: String,
+    /// `stdio` or `http`.
+    pub transport: &'static str,
+    /// The command or URL (without credentials).
+    pub target: String,
+    /// True while a connection is open.
+    pub connected: bool,
+    /// The child process, for stdio servers that are running.
+    pub pid: Option<u32>,
+    /// Its tools in the registry.
+    pub tools: usize,
+    /// Connections made after the first one.
+    pub reconnects: u64,
+    /// `tools/call` requests sent.
+    pub calls: u64,
+    /// Calls that failed (timeouts, lost connections, server errors, `isError` results).
+    pub failed_calls: u64,
+    /// The last connection or listing failure, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Tells the upstream that the server's tool list changed.
+#[derive(Clone)]
+struct Listener {
+    changed: Arc<Notify>,
+}
+
+impl ClientHandler for Listener {
+    fn on_tool_list_changed(
+        &self,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.changed.notify_one();
+        std::future::ready(())
+    }
+}
+
+type Client = RunningService<RoleClient, Listener>;
 
 /// A connected upstream server.
 pub struct Upstream {
     config: UpstreamConfig,
     state: Mutex<State>,
+    changed: Arc<Notify>,
+    engine: std::sync::Mutex<Option<WeakEngine>>,
+    calls: AtomicU64,
+    failed_calls: AtomicU64,
 }
 
 struct State {
@@ -89,29 +188,145 @@ struct State {
     pid: Option<u32>,
     next_attempt: Instant,
     backoff: Duration,
+    tools: usize,
+    reconnects: u64,
+    last_error: Option<String>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Upstream {
-    /// Starts the server, lists its tools and adds them to `registry` under the configured
-    /// namespace (with their output schemas, so they get typed declarations).
+    /// Connects to the server, lists its tools and adds them to `registry` under the
+    /// configured namespace (with their output schemas, so they get typed declarations).
     pub async fn register(
         config: UpstreamConfig,
         registry: &mut Registry,
     ) -> Result<Arc<Upstream>, UpstreamError> {
-        let (client, pid) = connect(&config).await?;
-        let tools = client.list_all_tools().await.map_err(|e| connect_error(&config, e.to_string()))?;
+        let changed = Arc::new(Notify::new());
+        let (client, pid) = connect(&config, &changed).await?;
         let upstream = Arc::new(Upstream {
             config,
             state: Mutex::new(State {
-                client: Some(Arc::new(client)),
+                client: None,
                 pid,
                 next_attempt: Instant::now(),
                 backoff: FIRST_BACKOFF,
+                tools: 0,
+                reconnects: 0,
+                last_error: None,
             }),
+            changed,
+            engine: std::sync::Mutex::new(None),
+            calls: AtomicU64::new(0),
+            failed_calls: AtomicU64::new(0),
         });
+        let client = Arc::new(client);
+        upstream.state.lock().await.client = Some(Arc::clone(&client));
+        let tools = upstream.list(&client).await.map_err(|e| connect_error(&upstream.config, e))?;
+        let n = upstream.install(registry, &client, tools)?;
+        upstream.state.lock().await.tools = n;
+        Ok(upstream)
+    }
+
+    /// Keeps `engine`'s namespace for this server in step with the server: when it sends
+    /// `notifications/tools/list_changed`, and after a reconnect, its tools are listed again
+    /// and replace the namespace (executions already running keep the tools they started
+    /// with). Call it once, inside a tokio runtime, after building the engine from the
+    /// registry [`Upstream::register`] filled.
+    pub fn follow(self: &Arc<Self>, engine: &Engine) {
+        *self.engine.lock().expect("engine lock") = Some(engine.downgrade());
+        let weak = Arc::downgrade(self);
+        let changed = Arc::clone(&self.changed);
+        tokio::spawn(async move {
+            loop {
+                changed.notified().await;
+                let Some(upstream) = weak.upgrade() else { return };
+                upstream.refresh().await;
+            }
+        });
+    }
+
+    /// The process id of the running server, for stdio servers that are running.
+    pub async fn pid(&self) -> Option<u32> {
+        self.state.lock().await.pid
+    }
+
+    /// How the server is doing.
+    pub async fn status(&self) -> UpstreamStatus {
+        let state = self.state.lock().await;
+        UpstreamStatus {
+            namespace: self.config.namespace.clone(),
+            transport: match self.config.transport {
+                Transport::Stdio { .. } => "stdio",
+                Transport::Http { .. } => "http",
+            },
+            target: self.config.target(),
+            connected: state.client.as_ref().is_some_and(|c| !c.is_closed()),
+            pid: state.pid,
+            tools: state.tools,
+            reconnects: state.reconnects,
+            calls: self.calls.load(Ordering::Relaxed),
+            failed_calls: self.failed_calls.load(Ordering::Relaxed),
+            last_error: state.last_error.clone(),
+        }
+    }
+
+    /// Lists the tools again and replaces the followed engine's namespace with them.
+    async fn refresh(self: &Arc<Self>) {
+        let Some(engine) = self.engine.lock().expect("engine lock").as_ref().and_then(WeakEngine::upgrade)
+        else {
+            return;
+        };
+        let Ok(client) = self.client().await else { return };
+        let listed = match self.list(&client).await {
+            Ok(tools) => tools,
+            Err(e) => {
+                self.state.lock().await.last_error = Some(e);
+                return;
+            }
+        };
+        let namespace = &self.config.namespace;
+        let installed = engine.update_registry(|registry| {
+            registry.remove_namespace(namespace);
+            self.install(registry, &client, listed)
+        });
+        let mut state = self.state.lock().await;
+        match installed {
+            Ok(n) => {
+                tracing::info!(upstream = %namespace, tools = n, "upstream tools listed again");
+                state.tools = n;
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %namespace, error = %e, "upstream tools not re-registered");
+                state.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    async fn list(&self, client: &Client) -> Result<Vec<rmcp::model::Tool>, String> {
+        client.list_all_tools().await.map_err(|e| format!("tools/list failed: {e}"))
+    }
+
+    /// Adds `tools` to `registry` under the namespace, described by the server's own name and
+    /// instructions; all or nothing is left to the caller's copy.
+    fn install(
+        self: &Arc<Self>,
+        registry: &mut Registry,
+        client: &Client,
+        tools: Vec<rmcp::model::Tool>,
+    ) -> Result<usize, UpstreamError> {
+        let n = tools.len();
+        let info = client.peer_info();
+        if let Some((info, server)) = info.as_ref().and_then(|i| Some((i, i.server_info.as_ref()?))) {
+            let mut description = format!("{} (MCP server)", server.title.as_deref().unwrap_or(&server.name));
+            let first =
+                info.instructions.as_deref().and_then(|i| i.lines().map(str::trim).find(|l| !l.is_empty()));
+            if let Some(line) = first.filter(|l| l.chars().count() <= 200) {
+                description = format!("{description}: {line}");
+            }
+            registry.describe_namespace(&self.config.namespace, description)?;
+        }
         for t in tools {
             let object_output =
                 t.output_schema.as_ref().is_some_and(|s| s.get("type") == Some(&Value::from("object")));
@@ -122,7 +337,8 @@ impl Upstream {
                 input_schema: Value::Object(t.input_schema.as_ref().clone()),
                 output_schema: t.output_schema.as_ref().map(|s| Value::Object(s.as_ref().clone())),
             };
-            let weak = Arc::downgrade(&upstream);
+            // Weak: the registry (inside the engine) must not keep the connection alive.
+            let weak: Weak<Upstream> = Arc::downgrade(self);
             let name = t.name.to_string();
             let tool = Tool::from_definition(definition, move |args: Value| {
                 let upstream = weak.upgrade();
@@ -134,14 +350,9 @@ impl Upstream {
                     upstream.call(&name, args, object_output).await
                 }
             });
-            registry.register(&upstream.config.namespace, tool)?;
+            registry.register(&self.config.namespace, tool)?;
         }
-        Ok(upstream)
-    }
-
-    /// The process id of the running server, if it is running.
-    pub async fn pid(&self) -> Option<u32> {
-        self.state.lock().await.pid
+        Ok(n)
     }
 
     async fn client(&self) -> Result<Arc<Client>, ToolError> {
@@ -156,18 +367,22 @@ impl Upstream {
             return Err(ToolError::with_code(
                 "upstream_disconnected",
                 format!(
-                    "the server is down; next restart attempt in {} ms",
+                    "the server is down; next reconnect attempt in {} ms",
                     (state.next_attempt - now).as_millis()
                 ),
             ));
         }
-        match connect(&self.config).await {
+        match connect(&self.config, &self.changed).await {
             Ok((client, pid)) => {
-                tracing::info!(namespace = %self.config.namespace, "upstream server restarted");
+                tracing::info!(upstream = %self.config.namespace, "upstream server reconnected");
                 let client = Arc::new(client);
                 state.client = Some(Arc::clone(&client));
                 state.pid = pid;
                 state.backoff = FIRST_BACKOFF;
+                state.reconnects += 1;
+                state.last_error = None;
+                // The server may have changed while it was away.
+                self.changed.notify_one();
                 Ok(client)
             }
             Err(e) => {
@@ -175,12 +390,22 @@ impl Upstream {
                 state.pid = None;
                 state.next_attempt = Instant::now() + state.backoff;
                 state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+                state.last_error = Some(e.to_string());
                 Err(ToolError::with_code("upstream_disconnected", e.to_string()))
             }
         }
     }
 
     async fn call(&self, name: &str, args: Value, object_output: bool) -> Result<Value, ToolError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.call_inner(name, args, object_output).await;
+        if result.is_err() {
+            self.failed_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn call_inner(&self, name: &str, args: Value, object_output: bool) -> Result<Value, ToolError> {
         let client = self.client().await?;
         let Value::Object(arguments) = args else {
             return Err(ToolError::with_code("invalid_argument", "MCP tool arguments must be an object"));
@@ -213,25 +438,56 @@ impl Upstream {
     }
 }
 
-async fn connect(config: &UpstreamConfig) -> Result<(Client, Option<u32>), UpstreamError> {
-    let command = tokio::process::Command::new(&config.command).configure(|c| {
-        c.args(&config.args);
-        c.envs(&config.env);
-        c.kill_on_drop(true);
-    });
-    let transport = TokioChildProcess::builder(command)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(|(t, _)| t)
-        .map_err(|e| connect_error(config, format!("cannot start it: {e}")))?;
-    let pid = transport.id();
-    let client =
-        ().serve(transport).await.map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
-    Ok((client, pid))
+async fn connect(
+    config: &UpstreamConfig,
+    changed: &Arc<Notify>,
+) -> Result<(Client, Option<u32>), UpstreamError> {
+    let listener = Listener { changed: Arc::clone(changed) };
+    match &config.transport {
+        Transport::Stdio { command, args, env } => {
+            let command = tokio::process::Command::new(command).configure(|c| {
+                c.args(args);
+                c.envs(env);
+                c.kill_on_drop(true);
+            });
+            let transport = TokioChildProcess::builder(command)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map(|(t, _)| t)
+                .map_err(|e| connect_error(config, format!("cannot start it: {e}")))?;
+            let pid = transport.id();
+            let client = listener
+                .serve(transport)
+                .await
+                .map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
+            Ok((client, pid))
+        }
+        Transport::Http { url, headers } => {
+            let mut custom = HashMap::with_capacity(headers.len());
+            for (name, value) in headers {
+                let name = axum::http::HeaderName::try_from(name.as_str()).map_err(|_| {
+                    connect_error(config, format!("header {name:?} is not a valid header name"))
+                })?;
+                // The value may be a secret: the error names the header only.
+                let value = axum::http::HeaderValue::try_from(value.as_str()).map_err(|_| {
+                    connect_error(config, format!("header {name}: the value is not a valid header value"))
+                })?;
+                custom.insert(name, value);
+            }
+            let transport = StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
+            );
+            let client = listener
+                .serve(transport)
+                .await
+                .map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
+            Ok((client, None))
+        }
+    }
 }
 
 fn connect_error(config: &UpstreamConfig, message: String) -> UpstreamError {
-    UpstreamError::Connect { namespace: config.namespace.clone(), command: config.command.clone(), message }
+    UpstreamError::Connect { namespace: config.namespace.clone(), target: config.target(), message }
 }
 
 fn to_value(result: CallToolResult, object_output: bool) -> Result<Value, ToolError> {

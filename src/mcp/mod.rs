@@ -4,5 +4,5 @@
 mod client;
 mod server;
 
-pub use client::{Upstream, UpstreamConfig, UpstreamError};
+pub use client::{Transport, Upstream, UpstreamConfig, UpstreamError, UpstreamStatus};
 pub use server::McpServer;

@@ -22,14 +22,12 @@ use crate::engine::{CancelToken, Engine, ExecuteOptions};
 #[derive(Clone)]
 pub struct McpServer {
     engine: Engine,
-    tools: Arc<Vec<McpTool>>,
 }
 
 impl McpServer {
     /// A server for `engine` (its registry and limits).
     pub fn new(engine: Engine) -> Self {
-        let tools = Arc::new(tool_list(&engine));
-        McpServer { engine, tools }
+        McpServer { engine }
     }
 
     /// Serves one client over stdin and stdout until it disconnects.
@@ -164,7 +162,7 @@ fn schema(v: Value) -> Arc<Map<String, Value>> {
 }
 
 fn tool_list(engine: &Engine) -> Vec<McpTool> {
-    let prompt = crate::prompt::prompt(engine.registry(), engine.limits());
+    let prompt = crate::prompt::prompt(&engine.registry(), engine.limits());
     vec![
         McpTool::new(
             "search_tools",
@@ -229,7 +227,9 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+        // Made per request: the namespace index in execute_code's description follows the
+        // engine's registry, which upstream servers may change.
+        Ok(ListToolsResult::with_all_items(tool_list(&self.engine)))
     }
 
     async fn call_tool(

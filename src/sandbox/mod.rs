@@ -690,7 +690,9 @@ fn map_stack(stack: &str, compiled: &Compiled) -> (String, Option<(u32, u32)>) {
     let mut out = Vec::new();
     let mut first = None;
     for line in stack.lines() {
-        if line.contains(PRELUDE_NAME) {
+        // The prelude's frames: by name, or `<null>` when it was loaded as bytecode compiled
+        // without debug names.
+        if line.contains(PRELUDE_NAME) || line.contains("(<null>") {
             continue;
         }
         let Some(at) = line.find(&needle) else {

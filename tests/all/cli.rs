@@ -264,6 +264,20 @@ fn run_with_a_config_file_uses_its_limits_and_upstream_servers() {
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["error"]["message"], "the program ran past its 3000 ms deadline");
 
+    // The daemon's stats report each upstream server.
+    let (code, out) = run_stdin(
+        &["serve", "--stdio", "--config", config.to_str().unwrap()],
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stats\"}\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let up = &v["result"]["upstreams"][0];
+    assert_eq!(
+        (&up["namespace"], &up["transport"], &up["target"], &up["connected"], &up["tools"], &up["calls"]),
+        (&json!("memory"), &json!("stdio"), &json!("node"), &json!(true), &json!(9), &json!(0))
+    );
+    assert!(up["pid"].as_u64().is_some(), "{up}");
+
     std::fs::write(&config, "[limits]\nmemory = 5\n").unwrap();
     let (code, _, err) = output(&["types", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 2);

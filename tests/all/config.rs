@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use codemode::config::Config;
+use codemode::mcp::Transport;
 
 fn parse(text: &str) -> Result<Config, String> {
     Config::parse(Path::new("codemode.toml"), text).map_err(|e| e.to_string())
@@ -23,6 +24,10 @@ memory_mb = 32
 workers = 3
 warm = 2
 
+[daemon]
+tool_call_timeout_ms = 700
+shutdown_grace_ms = 100
+
 [[servers]]
 namespace = "memory"
 command = "npx"
@@ -30,6 +35,11 @@ args = ["-y", "@modelcontextprotocol/server-memory"]
 env = {{ TOKEN = "env:CRM_TOKEN", PATH_SECRET = "file:{}", PLAIN = "as-is" }}
 call_timeout_ms = 1500
 tool_timeouts_ms = {{ read_graph = 250 }}
+
+[[servers]]
+namespace = "crm"
+url = "https://crm.example/mcp"
+headers = {{ Authorization = "env:CRM_TOKEN" }}
 "#,
         secret.display()
     );
@@ -38,20 +48,38 @@ tool_timeouts_ms = {{ read_graph = 250 }}
     assert_eq!((limits.timeout, limits.memory_bytes), (Duration::from_millis(5000), 32 << 20));
     assert_eq!(limits.max_tool_calls, codemode::Limits::default().max_tool_calls);
     assert_eq!((config.pool.workers, config.pool.warm), (Some(3), Some(2)));
+    let daemon = config.daemon();
+    assert_eq!(
+        (daemon.tool_call_timeout, daemon.shutdown_grace, daemon.max_line_bytes),
+        (Duration::from_millis(700), Duration::from_millis(100), 16 << 20)
+    );
     let up = config.upstreams(|name| (name == "CRM_TOKEN").then(|| "tok-123".to_string())).unwrap();
-    assert_eq!(up.len(), 1);
-    assert_eq!((up[0].namespace.as_str(), up[0].command.as_str()), ("memory", "npx"));
-    assert_eq!(up[0].args, ["-y", "@modelcontextprotocol/server-memory"]);
-    assert_eq!(up[0].env["TOKEN"], "tok-123");
-    assert_eq!(up[0].env["PATH_SECRET"], "s3cr3t-from-file");
-    assert_eq!(up[0].env["PLAIN"], "as-is");
+    assert_eq!(up.len(), 2);
+    assert_eq!(up[0].namespace, "memory");
+    let env = [("PATH_SECRET", "s3cr3t-from-file"), ("PLAIN", "as-is"), ("TOKEN", "tok-123")];
+    assert_eq!(
+        up[0].transport,
+        Transport::Stdio {
+            command: "npx".into(),
+            args: vec!["-y".into(), "@modelcontextprotocol/server-memory".into()],
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    );
+    assert_eq!(up[1].namespace, "crm");
+    assert_eq!(
+        up[1].transport,
+        Transport::Http {
+            url: "https://crm.example/mcp".into(),
+            headers: [("Authorization".to_string(), "tok-123".to_string())].into(),
+        }
+    );
     assert_eq!(up[0].call_timeout, Duration::from_millis(1500));
     assert_eq!(up[0].tool_timeouts["read_graph"], Duration::from_millis(250));
     // A missing secret is named, and no value leaks into the error.
     let err = config.upstreams(|_| None).unwrap_err().to_string();
     assert_eq!(
         err,
-        "codemode.toml:11:13: server \"memory\": env.TOKEN: environment variable CRM_TOKEN is not set"
+        "codemode.toml:15:13: server \"memory\": env.TOKEN: environment variable CRM_TOKEN is not set"
     );
     std::fs::remove_file(secret).unwrap();
 }
@@ -68,8 +96,16 @@ fn mistakes_are_reported_with_line_column_and_key() {
     assert_eq!(e, "codemode.toml:2:13: server \"a\": set `command` or `url`, not both");
     let e = parse("[[servers]]\nnamespace = \"a\"\n").unwrap_err();
     assert_eq!(e, "codemode.toml:2:13: server \"a\": missing `command` (stdio) or `url` (HTTP)");
-    let e = parse("[[servers]]\nnamespace = \"crm\"\nurl = \"http://127.0.0.1:3001/mcp\"\n").unwrap_err();
-    assert_eq!(e, "codemode.toml:2:13: server \"crm\": streamable HTTP upstreams (`url`) are not supported yet; use `command`");
+    let e = parse("[[servers]]\nnamespace = \"crm\"\nurl = \"ftp://h/mcp\"\n").unwrap_err();
+    assert_eq!(e, "codemode.toml:2:13: server \"crm\": `url` must start with http:// or https://");
+    let e =
+        parse("[[servers]]\nnamespace = \"crm\"\nurl = \"http://h/mcp\"\nenv = { A = \"b\" }\n").unwrap_err();
+    assert_eq!(
+        e,
+        "codemode.toml:2:13: server \"crm\": `args` and `env` need `command`; an HTTP server takes `headers`"
+    );
+    let e = parse("[[servers]]\nnamespace = \"a\"\ncommand = \"x\"\nheaders = { A = \"b\" }\n").unwrap_err();
+    assert_eq!(e, "codemode.toml:2:13: server \"a\": `headers` need `url`; a stdio server takes `env`");
     let e = parse(
         "[[servers]]\nnamespace = \"a\"\ncommand = \"x\"\n[[servers]]\nnamespace = \"a\"\ncommand = \"y\"\n",
     )

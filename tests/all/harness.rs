@@ -179,6 +179,10 @@ pub fn npm_script(package: &str) -> Option<std::path::PathBuf> {
 }
 
 /// tests/npm with its packages installed by `npm ci`, or `None` without node and npm.
+pub fn npm_dir() -> Option<std::path::PathBuf> {
+    npm_packages().cloned()
+}
+
 fn npm_packages() -> Option<&'static std::path::PathBuf> {
     static INSTALLED: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
     let dir = INSTALLED.get_or_init(|| {

@@ -1,8 +1,10 @@
-//! The MCP server, driven by a client nobody here wrote: the official Python SDK, over stdio
-//! and over streamable HTTP.
+//! The MCP server, driven by clients nobody here wrote: the official Python SDK and
+//! `@modelcontextprotocol/inspector-cli`, each over stdio and over streamable HTTP.
 
 use std::io::{Read, Write};
 use std::process::Command;
+
+use serde_json::Value;
 
 use crate::harness::python;
 
@@ -27,18 +29,7 @@ fn the_python_sdk_over_streamable_http_and_origin_checks() {
         );
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_codemode"))
-        .args(["mcp", "--demo", "--http", &format!("127.0.0.1:{port}")])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut tries = 0;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        tries += 1;
-        assert!(tries < 500, "the MCP HTTP server never listened");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (mut server, port) = http_server();
     let out = python.arg(SCRIPT).arg(format!("http://127.0.0.1:{port}/mcp")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8(out.stdout).unwrap(), EXPECTED);
@@ -60,8 +51,129 @@ fn the_python_sdk_over_streamable_http_and_origin_checks() {
         s.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.1 403"), "{response}");
     }
-    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
-    assert!(server.wait().unwrap().success());
+    assert!(Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap().success());
+    assert!(server.0.wait().unwrap().success());
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `codemode mcp --demo --http` on a free loopback port, once it listens.
+fn http_server() -> (Killed, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = Command::new(env!("CARGO_BIN_EXE_codemode"))
+        .args(["mcp", "--demo", "--http", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut tries = 0;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        tries += 1;
+        assert!(tries < 500, "the MCP HTTP server never listened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (Killed(server), port)
+}
+
+/// Runs `mcp-inspector-cli --cli TARGET... ARGS...` and parses the JSON it prints.
+fn inspector(target: &[&str], args: &[&str]) -> Value {
+    let dir = crate::harness::npm_dir().expect("node and npm");
+    // inspector-cli 1.0.3 looks for its package.json relative to the working directory but
+    // imports it relative to its own file; its build directory satisfies both.
+    let build = dir.join("node_modules/@modelcontextprotocol/inspector-cli/build");
+    let out = Command::new("node")
+        .arg(build.join("cli.js"))
+        .arg("--cli")
+        .args(target)
+        .args(args)
+        .current_dir(&build)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What the inspector sees from one server: the tool names, a search, a description and a
+/// program's outcome, as one line each.
+fn inspect(target: &[&str]) -> String {
+    let list = inspector(target, &["--method", "tools/list"]);
+    let names: Vec<&str> =
+        list["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let search = inspector(
+        target,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "search_tools",
+            "--tool-arg",
+            "query=update a row",
+            "detail=name",
+        ],
+    );
+    let paths: Vec<&str> = search["structuredContent"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap())
+        .collect();
+    let describe = inspector(
+        target,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "describe_tools",
+            "--tool-arg",
+            r#"names=["sheets.updateRow"]"#,
+        ],
+    );
+    let declared = describe["content"][0]["text"].as_str().unwrap().contains("function updateRow(");
+    let code = "code=const rows = await sheets.getRows({ sheetId: 'sales' });\n\
+                console.log('rows', rows.length);\n\
+                return rows.filter((r) => r.status === 'churned').length;";
+    let run =
+        inspector(target, &["--method", "tools/call", "--tool-name", "execute_code", "--tool-arg", code]);
+    let outcome = &run["structuredContent"];
+    format!(
+        "tools: {names:?}\nsearch: {paths:?}\ndescribe: {declared}\nexecute: {} {} {}\nerror flag: {}\n",
+        outcome["value"], outcome["logs"], outcome["stats"]["tool_calls"], run["isError"]
+    )
+}
+
+const INSPECTED: &str = "tools: [\"search_tools\", \"describe_tools\", \"execute_code\"]\n\
+    search: [\"sheets.updateRow\", \"sheets.listSheets\", \"sheets.getRows\"]\n\
+    describe: true\n\
+    execute: 3333 [{\"level\":\"log\",\"message\":\"rows 10000\"}] 1\n\
+    error flag: false\n";
+
+#[test]
+fn the_inspector_cli_over_stdio() {
+    if crate::harness::npm_dir().is_none() {
+        eprintln!("SKIPPED the_inspector_cli_over_stdio: node/npm not found");
+        return;
+    }
+    assert_eq!(inspect(&[env!("CARGO_BIN_EXE_codemode"), "mcp", "--demo"]), INSPECTED);
+}
+
+#[test]
+fn the_inspector_cli_over_streamable_http() {
+    if crate::harness::npm_dir().is_none() {
+        eprintln!("SKIPPED the_inspector_cli_over_streamable_http: node/npm not found");
+        return;
+    }
+    let (mut server, port) = http_server();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    assert_eq!(inspect(&[&url, "--transport", "http"]), INSPECTED);
+    assert!(Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap().success());
+    assert!(server.0.wait().unwrap().success());
 }
 
 const EXPECTED: &str = "tools: describe_tools, execute_code, search_tools\n\

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use codemode::mcp::{Upstream, UpstreamConfig};
+use codemode::mcp::{Transport, Upstream, UpstreamConfig};
 use codemode::{Engine, ExecuteOptions, Registry};
 use serde_json::json;
 
@@ -23,10 +23,12 @@ async fn memory_server_tools_become_a_typed_namespace() {
     };
     let file = std::env::temp_dir().join(format!("codemode-memory-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&file);
-    cfg.env.insert("MEMORY_FILE_PATH".into(), file.to_string_lossy().into_owned());
+    let Transport::Stdio { env, .. } = &mut cfg.transport else { unreachable!() };
+    env.insert("MEMORY_FILE_PATH".into(), file.to_string_lossy().into_owned());
     let mut registry = Registry::new();
     let _upstream = Upstream::register(cfg, &mut registry).await.unwrap();
     assert_eq!(registry.list()[0].tools, 9);
+    assert_eq!(registry.list()[0].description, "memory-server (MCP server)");
     let decls = registry.describe(&["memory.create_entities"]).unwrap();
     assert!(
         decls.contains("function create_entities(args: CreateEntitiesInput): Promise<CreateEntitiesOutput>;"),
@@ -96,4 +98,114 @@ async fn everything_server_errors_crash_and_recovery() {
     let o = run(r#"return await everything.echo({ message: "back" })"#).await;
     assert_eq!(o.value, json!("Echo: back"), "{:?}", o.error);
     assert_ne!(upstream.pid().await, Some(pid));
+}
+
+/// Waits until `check` holds, for at most 10 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tools_list_changed_notification_updates_the_namespace() {
+    let Some(dir) = crate::harness::npm_dir() else {
+        eprintln!("SKIPPED a_tools_list_changed_notification_updates_the_namespace: node/npm not found");
+        return;
+    };
+    let script = dir.join("dynamic-server.mjs").to_string_lossy().into_owned();
+    let mut registry = Registry::new();
+    let upstream = Upstream::register(UpstreamConfig::new("dynamic", "node", vec![script]), &mut registry)
+        .await
+        .unwrap();
+    assert_eq!(registry.list()[0].description, "dynamic (MCP server): Tools that appear while it runs.");
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    upstream.follow(&engine);
+    let o = engine
+        .execute(r#"return await dynamic.add_tool({ name: "late-comer" })"#, ExecuteOptions::default())
+        .await;
+    assert_eq!(o.value, json!("added late-comer"), "{:?}", o.error);
+    // The program that caused the change keeps the tools it started with; the next ones see it.
+    eventually("lateComer registered", || engine.registry().get("dynamic", "lateComer").is_some()).await;
+    let decls = engine.registry().describe(&["dynamic"]).unwrap();
+    assert!(
+        decls.contains("function lateComer(args?: LateComerInput): Promise<LateComerOutput>;"),
+        "{decls}"
+    );
+    let o = engine.execute("return await dynamic.lateComer({})", ExecuteOptions::default()).await;
+    assert_eq!(o.value, json!("I am late-comer"), "{:?}", o.error);
+    let status = upstream.status().await;
+    assert_eq!((status.tools, status.calls, status.failed_calls, status.connected), (2, 2, 0, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_over_streamable_http_with_headers_and_a_server_restart() {
+    let Some(script) = npm_script("@modelcontextprotocol/server-everything") else {
+        eprintln!(
+            "SKIPPED everything_over_streamable_http_with_headers_and_a_server_restart: node/npm not found"
+        );
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = || {
+        let child = tokio::process::Command::new("node")
+            .arg(&script)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        async move {
+            eventually("the HTTP server listens", || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            })
+            .await;
+            child
+        }
+    };
+    let mut server = start().await;
+    let mut cfg = UpstreamConfig::http("web", format!("http://user:secret@127.0.0.1:{port}/mcp?key=hidden"));
+    let Transport::Http { headers, .. } = &mut cfg.transport else { unreachable!() };
+    headers.insert("X-Codemode-Test".into(), "yes".into());
+    let mut registry = Registry::new();
+    let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    assert!(registry.get("web", "getSum").is_some());
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    upstream.follow(&engine);
+    let run = |code: &'static str| {
+        let engine = engine.clone();
+        async move { engine.execute(code, ExecuteOptions::default()).await }
+    };
+    let o = run(r#"return [await web.echo({ message: "hi" }), (await web.getStructuredContent({ location: "New York" })).temperature]"#).await;
+    assert_eq!(o.value, json!(["Echo: hi", 33]), "{:?}", o.error);
+    let status = upstream.status().await;
+    assert_eq!(status.transport, "http");
+    // Credentials and the query never show in status or errors.
+    assert_eq!(status.target, format!("http://127.0.0.1:{port}/mcp"));
+    assert!(status.connected);
+
+    // The server goes away: the program sees an error; once it is back, calls work again.
+    server.kill().await.unwrap();
+    let o = run(r#"try { await web.echo({ message: "x" }); return "no error" } catch (e) { return e.code }"#)
+        .await;
+    let code = o.value.as_str().unwrap().to_string();
+    assert!(["upstream_disconnected", "upstream_error"].contains(&code.as_str()), "{code}");
+    let _server = start().await;
+    let mut last = json!(null);
+    for _ in 0..100 {
+        let o =
+            run(r#"try { return await web.echo({ message: "back" }) } catch (e) { return e.message }"#).await;
+        last = o.value;
+        if last == json!("Echo: back") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, json!("Echo: back"));
 }
