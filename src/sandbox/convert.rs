@@ -77,9 +77,20 @@ impl<'js> Walker<'js> {
         Ok(Converted { json, truncated: self.truncated })
     }
 
+    /// The path as JS writes it; a deep one keeps its first and last steps, so an error about
+    /// a value nested hundreds of levels down stays one readable line.
     fn path_text(&self) -> String {
+        const HEAD: usize = 6;
+        const TAIL: usize = 2;
         let mut out = String::from("$");
-        for seg in &self.path {
+        let n = self.path.len();
+        for (i, seg) in self.path.iter().enumerate() {
+            if n > HEAD + TAIL + 1 && i >= HEAD && i < n - TAIL {
+                if i == HEAD {
+                    out.push_str(&format!("…({} levels)…", n - HEAD - TAIL));
+                }
+                continue;
+            }
             match seg {
                 Seg::Key(k) => crate::registry::push_property(&mut out, k),
                 Seg::Index(i) => out.push_str(&format!("[{i}]")),
@@ -281,7 +292,7 @@ pub(crate) fn js_string(v: &Value<'_>) -> String {
                     return String::new();
                 }
                 let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len);
-                let text = String::from_utf8_lossy(bytes).into_owned();
+                let text = wtf8_lossy(bytes);
                 qjs::JS_FreeCString(ctx, p);
                 text
             }
@@ -290,7 +301,36 @@ pub(crate) fn js_string(v: &Value<'_>) -> String {
     }
 }
 
+/// UTF-8 with lone surrogates encoded as three bytes each (what QuickJS gives for them) as
+/// text: each lone surrogate becomes one U+FFFD, other invalid bytes as `from_utf8_lossy`.
+fn wtf8_lossy(mut rest: &[u8]) -> String {
+    let mut out = String::with_capacity(rest.len());
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                return out;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).expect("valid up to here"));
+                out.push('\u{FFFD}');
+                let surrogate = bad.len() >= 3
+                    && bad[0] == 0xED
+                    && (0xA0..=0xBF).contains(&bad[1])
+                    && (0x80..=0xBF).contains(&bad[2]);
+                let skip = if surrogate { 3 } else { e.error_len().unwrap_or(bad.len()) };
+                rest = &bad[skip..];
+            }
+        }
+    }
+}
+
 fn own_property<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, atom: qjs::JSAtom) -> Prop<'js> {
+    // A Proxy would answer through its getOwnPropertyDescriptor trap: program code.
+    if obj.is_proxy() {
+        return Prop::Accessor;
+    }
     let raw_ctx = ctx.as_raw().as_ptr();
     let mut desc = qjs::JSPropertyDescriptor {
         flags: 0,

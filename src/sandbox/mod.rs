@@ -193,6 +193,10 @@ impl Control {
 }
 
 /// The state of the execution in progress, reached from the host functions.
+/// Unhandled rejections described and kept per run, and how many of them are logged.
+const MAX_UNHANDLED: usize = 64;
+const SHOWN_UNHANDLED: usize = 10;
+
 struct Exec {
     bridge: Bridge,
     limits: Limits,
@@ -200,7 +204,11 @@ struct Exec {
     log_bytes: usize,
     logs_dropped: usize,
     output_attempted: usize,
+    /// Rejections not handled (yet), described; at most `MAX_UNHANDLED`.
     unhandled: Vec<(usize, String)>,
+    /// Further unhandled rejections, only counted: a program rejecting promises in a loop
+    /// must not grow host memory or time.
+    unhandled_more: usize,
     /// The program's own promise: its rejection is the run's error, not an unhandled one.
     main_promise: usize,
 }
@@ -266,9 +274,16 @@ impl Sandbox {
                     let Some(exec) = guard.as_mut() else { return };
                     let key = unsafe { rquickjs::qjs::JS_VALUE_GET_PTR(promise.as_raw()) } as usize;
                     if handled {
-                        exec.unhandled.retain(|(k, _)| *k != key);
-                    } else {
+                        // Keys are addresses, and a collected promise's address is reused: of
+                        // the entries with this key only the newest can be this live promise.
+                        match exec.unhandled.iter().rposition(|(k, _)| *k == key) {
+                            Some(i) => drop(exec.unhandled.remove(i)),
+                            None => exec.unhandled_more = exec.unhandled_more.saturating_sub(1),
+                        }
+                    } else if exec.unhandled.len() < MAX_UNHANDLED {
                         exec.unhandled.push((key, describe_reason(&ctx, &reason)));
+                    } else {
+                        exec.unhandled_more += 1;
                     }
                 },
             )));
@@ -319,6 +334,7 @@ impl Sandbox {
             logs_dropped: 0,
             output_attempted: 0,
             unhandled: Vec::new(),
+            unhandled_more: 0,
             main_promise: 0,
         });
 
@@ -343,11 +359,20 @@ impl Sandbox {
             });
         }
         // After an interrupt, rejections are the interrupt's echo, not the program's.
-        let unhandled = if self.control.abort.get().is_some() { &[][..] } else { &exec.unhandled[..] };
-        for (_, reason) in unhandled.iter().filter(|(k, _)| *k != exec.main_promise).take(10) {
+        let aborted = self.control.abort.get().is_some();
+        let unhandled = if aborted { &[][..] } else { &exec.unhandled[..] };
+        let mut unhandled = unhandled.iter().filter(|(k, _)| *k != exec.main_promise);
+        for (_, reason) in unhandled.by_ref().take(SHOWN_UNHANDLED) {
             logs.push(LogLine {
                 level: LogLevel::Error,
                 message: format!("Unhandled promise rejection: {reason}"),
+            });
+        }
+        let more = unhandled.count() + if aborted { 0 } else { exec.unhandled_more };
+        if more > 0 {
+            logs.push(LogLine {
+                level: LogLevel::Error,
+                message: format!("[codemode] {more} more unhandled promise rejection(s) not shown"),
             });
         }
         let returned_bytes = value.to_string().len() + logs.iter().map(|l| l.message.len()).sum::<usize>();
@@ -543,10 +568,16 @@ impl Sandbox {
             e.name = Some("Error".into());
             return e;
         }
+        // Reading a Proxy would run its traps, program code, on the host's account.
+        if reason.as_object().is_some_and(|o| o.is_proxy()) {
+            let mut e = ExecError::new(ErrorKind::Exception, "Uncaught Proxy (its traps are not run)");
+            e.name = Some("Error".into());
+            return e;
+        }
         let prop = |name: &str| -> Option<String> {
             let mut obj = reason.as_object().cloned();
             for _ in 0..8 {
-                let o = obj?;
+                let o = obj.filter(|o| !o.is_proxy())?;
                 if let Some(v) = convert::own_data_property(ctx, o.as_value(), name) {
                     return v.is_string().then(|| convert::js_string(&v));
                 }

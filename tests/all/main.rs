@@ -9,6 +9,7 @@ mod config;
 mod console;
 mod daemon;
 mod discovery;
+mod hostile;
 mod isolation;
 mod limits;
 mod mcp;
