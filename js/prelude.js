@@ -176,8 +176,18 @@ export function init(host) {
   }
 
   const consoleObject = create(null);
+  // Set when the host reports the output limit passed. The program is being stopped; the
+  // throw ends it now unless it catches, and later lines are not even formatted.
+  let closed = false;
   for (const level of ["log", "info", "warn", "error", "debug"]) {
-    const method = { [level](...args) { log(level, format(args)); } }[level];
+    const method = {
+      [level](...args) {
+        if (closed || !log(level, format(args))) {
+          closed = true;
+          throw new ErrorCtor("the output limit is reached");
+        }
+      },
+    }[level];
     defineProperty(consoleObject, level, { value: method, enumerable: true });
   }
   defineProperty(globalThis, "console", { value: freeze(consoleObject), writable: true, configurable: true });

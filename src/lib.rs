@@ -121,6 +121,12 @@ pub use {
 /// ...), to show an agent beside the tools' declarations.
 pub const RUNTIME_DECLARATIONS: &str = include_str!("../js/codemode.d.ts");
 
+/// The checks of the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
+#[cfg(feature = "runtime")]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
+
 /// Hooks for the benches in `benches/`; not part of the API.
 #[doc(hidden)]
 #[cfg(feature = "runtime")]

@@ -671,12 +671,17 @@ fn host_functions<'js>(
     {
         let exec = Rc::clone(exec);
         let control = Rc::clone(control);
-        let log = Function::new(ctx.clone(), move |level: String, message: String| {
+        // Returns false once the output limit is passed, so the prelude stops formatting and
+        // copying lines until the interrupt ends the program (a loop logging megabyte lines
+        // would otherwise pay for thousands more copies first).
+        let log = Function::new(ctx.clone(), move |level: String, message: String| -> bool {
             if let Some(exec) = exec.borrow_mut().as_mut() {
                 if let Err(kind) = exec.log(LogLevel::parse(&level), message) {
                     control.abort.set(Some(kind));
+                    return false;
                 }
             }
+            true
         })?;
         host.set("log", log)?;
     }

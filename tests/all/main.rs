@@ -9,6 +9,7 @@ mod config;
 mod console;
 mod daemon;
 mod discovery;
+mod fuzzed;
 mod hostile;
 mod isolation;
 mod limits;

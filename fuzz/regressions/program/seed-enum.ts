@@ -1,0 +1,2 @@
+enum E { A }
+return E.A

@@ -1,0 +1,2 @@
+const r = await sheets.getRows({ sheetId: "sales" });
+return r.length
