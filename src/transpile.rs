@@ -60,6 +60,14 @@ fn unshift(line: u32, column: u32, shift: u32) -> (u32, u32) {
 
 /// Strips the types of an agent's program and wraps it for the sandbox.
 pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
+    // The engine reads source as a C string; a raw NUL is never what an agent meant anyway.
+    if let Some(at) = ts.find('\0') {
+        let line = ts[..at].matches('\n').count() as u32 + 1;
+        let line_start = ts[..at].rfind('\n').map_or(0, |nl| nl + 1);
+        let column = ts[line_start..at].chars().count() as u32 + 1;
+        let message = "the program contains a raw NUL character; write \\0 in a string instead";
+        return Err(ExecError::new(ErrorKind::Syntax, message).at(line, column));
+    }
     if let Some(expr) = function_expression_candidate(ts) {
         if let Ok(js) = strip(EXPR_PREFIX, expr, EXPR_SUFFIX) {
             return Ok(Compiled {

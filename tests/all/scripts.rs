@@ -58,6 +58,16 @@ async fn syntax_error_on_first_line_has_agent_column() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_nul_character_is_a_syntax_error_with_its_position() {
+    // Found by the `program` fuzz target: it used to be an internal error.
+    let e = failure("const a = 1;\nconst s = \"é\0\";", ErrorKind::Syntax).await;
+    assert_eq!(
+        (e.message.as_str(), e.line, e.column),
+        ("the program contains a raw NUL character; write \\0 in a string instead", Some(2), Some(13))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constructs_needing_a_transform_fail_clearly() {
     for (code, word, line) in [
         ("const a = 1;\nenum Color { Red, Green }\nreturn a", "enum", 2),
