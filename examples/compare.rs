@@ -1,0 +1,250 @@
+//! codemode side by side with what people use today for the same job, measured interleaved in
+//! one run: Node's `vm.createContext` per execution (the machine's node), a Deno Web Worker per
+//! execution inside a warm Deno process, one `deno run` process per execution (Deno from the
+//! npm registry's `deno` package, which this program installs with `npm install` from the lock in
+//! `examples/compare/`), and codemode with a warm pool and with every sandbox built cold.
+//!
+//! Every runtime runs the same program text, and every tool lives in this Rust process: the
+//! peers reach it over their stdio (`examples/compare/peer.mjs`), codemode through its bridge.
+//! Workloads: `return 1 + 1`; the demo workflow (10,000 rows from the host, filter, aggregate,
+//! sort); 1,000 sequential tool calls; 100 concurrent tool calls.
+//!
+//! Run with `cargo run --release --example compare -- [ITERATIONS]` (default 30); BENCHMARKS.md
+//! quotes its table. Memory per live sandbox and the chart are not measured yet.
+
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints its table")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use codemode::{Engine, ExecuteOptions, Limits, Registry, Tool, ToolError, ToolOutput};
+use serde_json::{json, Value};
+
+const WORKLOADS: [(&str, &str); 4] = [
+    ("return 1 + 1", "return 1 + 1"),
+    (
+        "demo workflow (10,000 rows)",
+        "const rows = await host.getRows({ sheetId: 'sales' });\n\
+         const active = rows.filter((r) => r.status === 'active');\n\
+         const byRegion = {};\n\
+         for (const r of active) { const b = (byRegion[r.region] ??= { count: 0, total: 0 }); b.count += 1; b.total += r.amount; }\n\
+         const top = [...active].sort((a, b) => b.amount - a.amount).slice(0, 3).map((r) => r.customer);\n\
+         return { active: active.length, totalAmount: active.reduce((s, r) => s + r.amount, 0), byRegion, top };",
+    ),
+    (
+        "1,000 sequential tool calls",
+        "let s = 0; for (let i = 0; i < 1000; i++) s += (await host.echo({ i })).i; return s",
+    ),
+    (
+        "100 concurrent tool calls",
+        "return (await Promise.all(Array.from({ length: 100 }, (_, i) => host.echo({ i })))).length",
+    ),
+];
+
+/// The host's tools, answered the same way for every peer.
+fn answer(call: &str, args: &Value, rows: &str) -> String {
+    match call {
+        "getRows" => rows.to_string(),
+        _ => args.to_string(),
+    }
+}
+
+/// A peer process speaking peer.mjs's line protocol.
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    fn spawn(command: &[&str], dir: &Path) -> Peer {
+        let mut child = Command::new(command[0])
+            .args(&command[1..])
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Peer { child, stdin, stdout }
+    }
+
+    /// Runs `code`; returns (time to first instruction, total) as the peer measured them, and
+    /// the result.
+    fn run(&mut self, code: &str, rows: &str) -> (Duration, Duration, Value) {
+        writeln!(self.stdin, "{}", json!({ "run": true, "code": code })).expect("write");
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.stdout.read_line(&mut line).expect("read");
+            let msg: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+            if let Some(call) = msg["call"].as_str() {
+                let result = answer(call, &msg["args"], rows);
+                writeln!(self.stdin, "{{\"id\":{},\"result\":{result}}}", msg["id"]).expect("write");
+                continue;
+            }
+            let ns = |k: &str| Duration::from_nanos(msg[k].as_u64().unwrap_or(0));
+            return (ns("first_ns"), ns("total_ns"), msg["done"].clone());
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// examples/compare with its npm packages installed; the deno binary.
+fn deno() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compare");
+    let bin = dir.join("node_modules/.bin/deno");
+    if !bin.exists() {
+        // `npm install`, not `npm ci`: the lock made here lists only this platform's Deno
+        // binary package, which `npm ci` refuses as out of sync.
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm install in examples/compare failed");
+    }
+    bin
+}
+
+fn host_registry(rows: String) -> Registry {
+    let mut r = Registry::new();
+    r.register(
+        "host",
+        Tool::new("getRows", "The sales rows.", json!({"type": "object"}), move |_: Value| {
+            let rows = rows.clone();
+            async move { Ok::<_, ToolError>(ToolOutput::Json(rows)) }
+        }),
+    )
+    .unwrap();
+    r.register(
+        "host",
+        Tool::new("echo", "Returns its arguments.", json!({"type": "object"}), |args: Value| async move {
+            Ok::<_, ToolError>(args)
+        }),
+    )
+    .unwrap();
+    r
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn show(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{:.1} ms", us / 1000.0)
+    }
+}
+
+fn main() {
+    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(30);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compare");
+    let deno = deno();
+    let deno = deno.to_str().expect("a UTF-8 path");
+
+    // The demo's rows as JSON, from the demo tool itself.
+    let demo = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
+    let big = Limits { max_result_bytes: 64 << 20, memory_bytes: 512 << 20, ..Limits::default() };
+    let rows = runtime
+        .block_on(demo.execute(
+            "return await sheets.getRows({ sheetId: 'sales' })",
+            ExecuteOptions { limits: Some(big), ..Default::default() },
+        ))
+        .value
+        .to_string();
+
+    let warm = Engine::builder().registry(host_registry(rows.clone())).build().unwrap();
+    let cold = Engine::builder().registry(host_registry(rows.clone())).warm_sandboxes(0).build().unwrap();
+    let mut vm = Peer::spawn(&["node", "peer.mjs", "vm"], &dir);
+    let mut worker = Peer::spawn(&[deno, "run", "--quiet", "peer.mjs", "worker"], &dir);
+
+    const NAMES: [&str; 5] = ["codemode warm", "codemode cold", "node vm", "deno worker", "deno run"];
+    // samples[workload][runtime] = (first instruction, total)
+    let mut samples = vec![vec![(Vec::new(), Vec::new()); NAMES.len()]; WORKLOADS.len()];
+    let mut results: Vec<Option<Value>> = vec![None; WORKLOADS.len()];
+    for _ in 0..iterations {
+        for (w, (_, code)) in WORKLOADS.iter().enumerate() {
+            for (r, _) in NAMES.iter().enumerate() {
+                let (first, total, value) = match r {
+                    0 | 1 => {
+                        let engine = if r == 0 { &warm } else { &cold };
+                        let started = Instant::now();
+                        let o = runtime.block_on(engine.execute(code, ExecuteOptions::default()));
+                        assert!(o.error.is_none(), "{code}: {:?}", o.error);
+                        let total = started.elapsed();
+                        (None, total, o.value)
+                    }
+                    2 => {
+                        let (f, t, v) = vm.run(code, &rows);
+                        (Some(f), t, v)
+                    }
+                    3 => {
+                        let (f, t, v) = worker.run(code, &rows);
+                        (Some(f), t, v)
+                    }
+                    _ => {
+                        let started = Instant::now();
+                        let mut once = Peer::spawn(&[deno, "run", "--quiet", "peer.mjs", "once"], &dir);
+                        let (f, t, v) = once.run(code, &rows);
+                        let total = started.elapsed();
+                        // The process start is part of the cost: first instruction as seen from here.
+                        (Some(total.saturating_sub(t - f)), total, v)
+                    }
+                };
+                // Every runtime must compute the same answer.
+                match &results[w] {
+                    None => results[w] = Some(value),
+                    Some(expected) => assert_eq!(&value, expected, "{} on {:?}", NAMES[r], WORKLOADS[w].0),
+                }
+                if let Some(f) = first {
+                    samples[w][r].0.push(f);
+                }
+                samples[w][r].1.push(total);
+            }
+        }
+    }
+
+    println!("Total time per execution, p50 / p99 over {iterations} interleaved runs (ratio: peer p50 ÷ codemode warm p50):\n");
+    println!("| workload | {} |", NAMES.join(" | "));
+    println!("|---|{}", "---:|".repeat(NAMES.len()));
+    for (w, (name, _)) in WORKLOADS.iter().enumerate() {
+        let base = percentile(&mut samples[w][0].1, 0.5);
+        let cells: Vec<String> = (0..NAMES.len())
+            .map(|r| {
+                let p50 = percentile(&mut samples[w][r].1, 0.5);
+                let p99 = percentile(&mut samples[w][r].1, 0.99);
+                let ratio = p50.as_secs_f64() / base.as_secs_f64();
+                if r == 0 {
+                    format!("{} / {}", show(p50), show(p99))
+                } else {
+                    format!("{} / {} ({ratio:.1}×)", show(p50), show(p99))
+                }
+            })
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+    let base = percentile(&mut samples[0][0].1, 0.5);
+    println!("\nTo the program's first instruction (`return 1 + 1`; codemode: its whole execution), p50:\n");
+    println!("| runtime | p50 | ÷ codemode warm total |");
+    println!("|---|---:|---:|");
+    println!("| codemode warm (whole execution) | {} | 1.0× |", show(base));
+    for r in 2..NAMES.len() {
+        let p50 = percentile(&mut samples[0][r].0, 0.5);
+        println!("| {} | {} | {:.0}× |", NAMES[r], show(p50), p50.as_secs_f64() / base.as_secs_f64());
+    }
+}

@@ -1,0 +1,98 @@
+// A peer runtime for examples/compare.rs, speaking newline-delimited JSON on stdio. Runs under
+// node (`node peer.mjs vm`: a fresh vm.createContext per execution) or deno (`deno run peer.mjs
+// worker`: a fresh Web Worker per execution; `deno run peer.mjs once`: this process is the one
+// execution). Rust → peer: {"run", "code"}; peer → Rust: {"call", "id", "args"} answered by
+// {"id", "result"}: the tools live in the Rust host, as they do for codemode. At the end the
+// peer sends {"done", "first_ns", "total_ns"}: time to the program's first instruction, and to
+// its result.
+import process from "node:process";
+import readline from "node:readline";
+
+const mode = process.argv[2];
+const out = (msg) => process.stdout.write(JSON.stringify(msg) + "\n");
+const now = () => process.hrtime.bigint();
+const AsyncFunction = (async () => {}).constructor;
+
+// Tool calls go to the Rust host; `answer` routes its replies.
+const pending = new Map();
+let nextId = 1;
+const call = (name) => (args) =>
+  new Promise((resolve) => {
+    const id = nextId++;
+    pending.set(id, resolve);
+    out({ call: name, id, args });
+  });
+const answer = (msg) => {
+  const resolve = pending.get(msg.id);
+  pending.delete(msg.id);
+  resolve(msg.result);
+};
+
+async function inVm(code) {
+  const vm = await import("node:vm");
+  const t0 = now();
+  const context = vm.createContext({ host: { getRows: call("getRows"), echo: call("echo") } });
+  const fn = vm.runInContext(`(async () => { __first(); ${code}\n})`, Object.assign(context, { __first: () => (first = now()) }));
+  let first = 0n;
+  const result = await fn();
+  return { done: result, first_ns: Number(first - t0), total_ns: Number(now() - t0) };
+}
+
+function inWorker(code) {
+  return new Promise((resolve) => {
+    const t0 = now();
+    let first = 0n;
+    const worker = new Worker(WORKER_URL, { type: "module" });
+    worker.onmessage = async ({ data }) => {
+      if (data.first) first = now();
+      else if (data.call) worker.postMessage({ id: data.id, result: await call(data.call)(data.args) });
+      else {
+        worker.terminate();
+        resolve({ done: data.done, first_ns: Number(first - t0), total_ns: Number(now() - t0) });
+      }
+    };
+    worker.postMessage({ code });
+  });
+}
+
+// The worker's own code, run from a blob URL so the worker needs no read permission (and,
+// like the main process, has none).
+function workerMain() {
+  const AsyncFunction = (async () => {}).constructor;
+  const waiting = new Map();
+  let next = 1;
+  const host = {};
+  for (const name of ["getRows", "echo"]) {
+    host[name] = (args) => new Promise((resolve) => { const id = next++; waiting.set(id, resolve); self.postMessage({ call: name, id, args }); });
+  }
+  self.onmessage = async ({ data }) => {
+    if (data.code !== undefined) {
+      const fn = new AsyncFunction("host", "__first", `__first(); ${data.code}`);
+      self.postMessage({ done: await fn(host, () => self.postMessage({ first: true })) });
+    } else {
+      const resolve = waiting.get(data.id);
+      waiting.delete(data.id);
+      resolve(data.result);
+    }
+  };
+}
+const WORKER_URL = typeof Blob === "undefined" ? null
+  : URL.createObjectURL(new Blob([`(${workerMain})()`], { type: "application/javascript" }));
+
+{
+  const lines = readline.createInterface({ input: process.stdin });
+  lines.on("line", async (line) => {
+    const msg = JSON.parse(line);
+    if (msg.code === undefined) return answer(msg);
+    if (mode === "vm") out(await inVm(msg.code));
+    else if (mode === "worker") out(await inWorker(msg.code));
+    else {
+      const t0 = now();
+      let first = 0n;
+      const fn = new AsyncFunction("host", "__first", `__first(); ${msg.code}`);
+      const done = await fn({ getRows: call("getRows"), echo: call("echo") }, () => (first = now()));
+      out({ done, first_ns: Number(first - t0), total_ns: Number(now() - t0) });
+      process.exit(0);
+    }
+  });
+}
