@@ -10,7 +10,7 @@
 //! sort); 1,000 sequential tool calls; 100 concurrent tool calls.
 //!
 //! Run with `cargo run --release --example compare -- [ITERATIONS]` (default 30); BENCHMARKS.md
-//! quotes its table. Memory per live sandbox and the chart are not measured yet.
+//! quotes its tables. The chart is not drawn yet.
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints its table")]
 
@@ -70,6 +70,20 @@ impl Peer {
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Peer { child, stdin, stdout }
+    }
+
+    /// Resident memory per live sandbox, as the peer measures it with `n` of them alive.
+    fn per_sandbox(&mut self, n: usize) -> u64 {
+        writeln!(self.stdin, "{}", json!({ "memory": n })).expect("write");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read");
+        let msg: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        msg["per_sandbox_bytes"].as_u64().unwrap_or(0)
+    }
+
+    /// Resident memory of the peer process now.
+    fn rss(&self) -> u64 {
+        rss_of(&format!("/proc/{}/status", self.child.id()))
     }
 
     /// Runs `code`; returns (time to first instruction, total) as the peer measured them, and
@@ -134,6 +148,25 @@ fn host_registry(rows: String) -> Registry {
     )
     .unwrap();
     r
+}
+
+fn rss_of(status: &str) -> u64 {
+    let text = std::fs::read_to_string(status).unwrap_or_default();
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    kib * 1024
+}
+
+/// Resident memory per live codemode sandbox: `n` built (runtime, context, prelude) and alive.
+fn codemode_per_sandbox(n: usize) -> u64 {
+    let before = rss_of("/proc/self/status");
+    let live: Vec<_> = (0..n).map(|_| codemode::__bench::cold_sandbox()).collect();
+    let after = rss_of("/proc/self/status");
+    drop(live);
+    after.saturating_sub(before) / n as u64
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -238,6 +271,16 @@ fn main() {
             .collect();
         println!("| {name} | {} |", cells.join(" | "));
     }
+    let mib = |b: u64| format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64);
+    let mut once = Peer::spawn(&[deno, "run", "--quiet", "peer.mjs", "once"], &dir);
+    once.run("return 1 + 1", &rows);
+    println!("\nResident memory per live sandbox (each has run a program; n alive at once):\n");
+    println!("| runtime | per sandbox |");
+    println!("|---|---:|");
+    println!("| codemode (n = 200) | {} |", mib(codemode_per_sandbox(200)));
+    println!("| node vm context (n = 200) | {} |", mib(vm.per_sandbox(200)));
+    println!("| deno worker (n = 20) | {} |", mib(worker.per_sandbox(20)));
+    println!("| deno run (the whole process) | {} |", mib(once.rss()));
     let base = percentile(&mut samples[0][0].1, 0.5);
     println!("\nTo the program's first instruction (`return 1 + 1`; codemode: its whole execution), p50:\n");
     println!("| runtime | p50 | ÷ codemode warm total |");

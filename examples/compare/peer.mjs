@@ -55,6 +55,33 @@ function inWorker(code) {
   });
 }
 
+// Resident memory added by `n` live sandboxes (each has run a program and is still alive),
+// divided by `n`.
+async function perSandbox(n) {
+  const before = process.memoryUsage().rss;
+  const live = [];
+  if (mode === "vm") {
+    const vm = await import("node:vm");
+    for (let i = 0; i < n; i++) {
+      const context = vm.createContext({});
+      vm.runInContext("globalThis.x = 1 + 1", context);
+      live.push(context);
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const worker = new Worker(WORKER_URL, { type: "module" });
+      await new Promise((resolve) => {
+        worker.onmessage = ({ data }) => data.first && resolve();
+        worker.postMessage({ code: "await new Promise(() => {})" });
+      });
+      live.push(worker);
+    }
+  }
+  const after = process.memoryUsage().rss;
+  for (const w of live) w.terminate?.();
+  return Math.round((after - before) / n);
+}
+
 // The worker's own code, run from a blob URL so the worker needs no read permission (and,
 // like the main process, has none).
 function workerMain() {
@@ -83,6 +110,7 @@ const WORKER_URL = typeof Blob === "undefined" ? null
   const lines = readline.createInterface({ input: process.stdin });
   lines.on("line", async (line) => {
     const msg = JSON.parse(line);
+    if (msg.memory !== undefined) return out({ per_sandbox_bytes: await perSandbox(msg.memory) });
     if (msg.code === undefined) return answer(msg);
     if (mode === "vm") out(await inVm(msg.code));
     else if (mode === "worker") out(await inWorker(msg.code));
@@ -91,8 +119,8 @@ const WORKER_URL = typeof Blob === "undefined" ? null
       let first = 0n;
       const fn = new AsyncFunction("host", "__first", `__first(); ${msg.code}`);
       const done = await fn({ getRows: call("getRows"), echo: call("echo") }, () => (first = now()));
+      // Stays alive (idle) so the host can read its memory; the host ends it.
       out({ done, first_ns: Number(first - t0), total_ns: Number(now() - t0) });
-      process.exit(0);
     }
   });
 }
