@@ -10,7 +10,8 @@
 //! sort); 1,000 sequential tool calls; 100 concurrent tool calls.
 //!
 //! Run with `cargo run --release --example compare -- [ITERATIONS]` (default 30); BENCHMARKS.md
-//! quotes its tables. The chart is not drawn yet.
+//! quotes its tables, and it
+//! draws `docs/compare.svg`, which the README shows.
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints its table")]
 
@@ -169,6 +170,63 @@ fn codemode_per_sandbox(n: usize) -> u64 {
     after.saturating_sub(before) / n as u64
 }
 
+/// A grouped bar chart of the p50s (log scale), one group per workload, one bar per runtime.
+fn chart(path: &Path, names: &[&str], groups: &[(&str, Vec<f64>)]) -> Result<(), String> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (960, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("time per execution, p50 (log scale; lower is better)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..groups.len() as f64, (100f64..1_000_000f64).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < groups.len() {
+                groups[i].0.to_string()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("µs")
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(174, 199, 232),
+        RGBColor(44, 160, 44),
+        RGBColor(255, 127, 14),
+        RGBColor(214, 39, 40),
+    ];
+    let width = 0.8 / names.len() as f64;
+    for (r, name) in names.iter().enumerate() {
+        let color = colors[r % colors.len()];
+        chart
+            .draw_series(groups.iter().enumerate().map(|(g, (_, values))| {
+                let x0 = g as f64 + 0.1 + r as f64 * width;
+                Rectangle::new([(x0, 100.0), (x0 + width * 0.9, values[r].max(100.0))], color.filled())
+            }))
+            .map_err(|e| e.to_string())?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort_unstable();
     samples[((samples.len() as f64 - 1.0) * p).round() as usize]
@@ -270,6 +328,22 @@ fn main() {
             })
             .collect();
         println!("| {name} | {} |", cells.join(" | "));
+    }
+    let groups: Vec<(&str, Vec<f64>)> =
+        ["return 1 + 1", "demo workflow", "1,000 sequential calls", "100 concurrent calls"]
+            .iter()
+            .enumerate()
+            .map(|(w, label)| {
+                let p50s = (0..NAMES.len())
+                    .map(|r| percentile(&mut samples[w][r].1, 0.5).as_secs_f64() * 1e6)
+                    .collect();
+                (*label, p50s)
+            })
+            .collect();
+    let svg = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/compare.svg");
+    match chart(&svg, &NAMES, &groups) {
+        Ok(()) => println!("\nChart: {}", svg.display()),
+        Err(e) => eprintln!("could not draw the chart: {e}"),
     }
     let mib = |b: u64| format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64);
     let mut once = Peer::spawn(&[deno, "run", "--quiet", "peer.mjs", "once"], &dir);
