@@ -240,8 +240,7 @@ impl Config {
                     headers: resolve_all("headers", &s.headers)?,
                 },
             };
-            let mut cfg = UpstreamConfig::new(name.clone(), String::new(), Vec::new());
-            cfg.transport = transport;
+            let mut cfg = UpstreamConfig::with_transport(name.clone(), transport);
             if let Some(ms) = s.call_timeout_ms {
                 cfg.call_timeout = Duration::from_millis(ms);
             }

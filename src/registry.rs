@@ -311,15 +311,10 @@ impl Registry {
                 message: schema_error(&e),
             })?;
         }
-        let ns = self.namespaces.entry(ns_js).or_insert_with(|| Arc::new(Namespace::new(namespace)));
-        if let Some(existing) = ns.tools.get(&tool.js_name) {
-            return Err(RegistryError::Collision {
-                namespace: namespace.into(),
-                name: tool.name.clone(),
-                existing: existing.tool.name.clone(),
-                js_name: tool.js_name.clone(),
-            });
+        if let Some(e) = self.collision(namespace, &tool) {
+            return Err(e);
         }
+        let ns = self.namespaces.entry(ns_js).or_insert_with(|| Arc::new(Namespace::new(namespace)));
         let ns = Arc::make_mut_namespace(ns);
         ns.tools.insert(tool.js_name.clone(), Arc::new(Entry { tool, validator }));
         self.index = SharedIndex::default();
@@ -340,18 +335,27 @@ impl Registry {
         Ok(self)
     }
 
+    /// The error [`Registry::register`] gives when `tool`'s JS name is taken in `namespace`.
+    /// The daemon checks a client's tools against the engine's with it.
+    pub(crate) fn collision(&self, namespace: &str, tool: &Tool) -> Option<RegistryError> {
+        let ns = self.namespaces.get(&namespace_js_name(namespace).ok()?)?;
+        let existing = ns.tools.get(&tool.js_name)?;
+        Some(RegistryError::Collision {
+            namespace: namespace.into(),
+            name: tool.name.clone(),
+            existing: existing.tool.name.clone(),
+            js_name: tool.js_name.clone(),
+        })
+    }
+
     /// Removes a namespace and its tools; false when there was none. An upstream server whose
     /// tool list changed is re-registered this way.
     pub fn remove_namespace(&mut self, namespace: &str) -> bool {
-        let key = self
-            .namespaces
-            .iter()
-            .find(|(js, ns)| js.as_str() == namespace || ns.name == namespace)
-            .map(|(js, _)| js.clone());
-        let Some(key) = key else { return false };
-        self.namespaces.remove(&key);
-        self.index = SharedIndex::default();
-        true
+        let removed = namespace_js_name(namespace).ok().and_then(|js| self.namespaces.remove(&js)).is_some();
+        if removed {
+            self.index = SharedIndex::default();
+        }
+        removed
     }
 
     /// Adds every tool of `other` to this registry, a tool of `other` replacing one of the same

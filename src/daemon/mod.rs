@@ -305,9 +305,9 @@ impl Daemon {
         };
         let defs = definitions::from_value(tools)
             .map_err(|e| RpcError::params(format!("tools: at {}: {}", e.at, e.message)))?;
-        // All or nothing: register into copies, then swap them in. The copy of the whole view
-        // catches collisions with the engine's tools too.
-        let mut registry = conn.registry(&self.inner.engine);
+        // All or nothing: register into a copy of the client's tools, then swap it in. Names
+        // taken by the engine's tools are refused too.
+        let view = conn.registry(&self.inner.engine);
         let mut own_guard = conn.own.lock().expect("registry lock");
         let mut own = own_guard.clone();
         let failed = |e: crate::RegistryError| RpcError::new(rpc::REGISTRATION_FAILED, e.to_string());
@@ -315,7 +315,9 @@ impl Daemon {
         for def in defs {
             let tool = callback_tool(conn, &self.inner, namespace, def);
             names.push(tool.js_name().to_string());
-            registry.register(namespace, tool.clone()).map_err(failed)?;
+            if let Some(e) = view.collision(namespace, &tool) {
+                return Err(failed(e));
+            }
             own.register(namespace, tool).map_err(failed)?;
         }
         if let Some(d) = params.get("description").and_then(Value::as_str) {
@@ -362,7 +364,8 @@ impl Daemon {
         let options = ExecuteOptions {
             limits: Some(limits),
             cancel: Some(token),
-            registry: Some(conn.registry(&self.inner.engine)),
+            // A client without tools of its own runs on the engine's registry as it is.
+            registry: conn.has_own_tools().then(|| conn.registry(&self.inner.engine)),
             on_log: Some(Arc::new(move |line: &LogLine| {
                 log_conn.send(rpc::notification(
                     "code/log",
@@ -503,6 +506,10 @@ impl Connection {
     fn send(&self, line: String) {
         // Fails only when the writer is gone, i.e. the client disconnected.
         let _ = self.out.send(line);
+    }
+
+    fn has_own_tools(&self) -> bool {
+        !self.own.lock().expect("registry lock").is_empty()
     }
 
     /// What this client's programs and discovery see.

@@ -82,7 +82,8 @@ impl UpstreamConfig {
         Self::with_transport(namespace, Transport::Http { url: url.into(), headers: BTreeMap::new() })
     }
 
-    fn with_transport(namespace: impl Into<String>, transport: Transport) -> Self {
+    /// A server reached through `transport`, for `namespace`, with the default timeouts.
+    pub fn with_transport(namespace: impl Into<String>, transport: Transport) -> Self {
         UpstreamConfig {
             namespace: namespace.into(),
             transport,

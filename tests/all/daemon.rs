@@ -161,6 +161,21 @@ async fn bad_messages_get_json_rpc_errors_and_the_connection_keeps_serving() {
     let (_, code, message) = error(&c.recv().await);
     assert_eq!(code, -32001);
     assert!(message.starts_with("invalid input schema for tool n.x: at /type: "), "{message}");
+    // A name the engine's tools already use is refused.
+    c.send(request(
+        9,
+        "tools/register",
+        json!({"namespace": "sheets", "tools": [{"name": "get-rows", "inputSchema": {}}]}),
+    ))
+    .await;
+    assert_eq!(
+        error(&c.recv().await),
+        (
+            json!(9),
+            -32001,
+            "tool \"get-rows\" in namespace \"sheets\" collides with \"getRows\": both are `sheets.getRows` in the sandbox".into()
+        )
+    );
     c.send(request(10, "code/cancel", json!({"id": 99}))).await;
     assert_eq!(error(&c.recv().await), (json!(10), -32002, "no running execution with id 99".into()));
     c.send(request(11, "tools/describe", json!({"names": ["sheets.nope"]}))).await;

@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
+const TIMED_OUT: &str = "the program ran past its 500 ms deadline";
+
 fn short() -> Limits {
     Limits { timeout: Duration::from_millis(500), ..Limits::default() }
 }
@@ -57,7 +59,7 @@ async fn a_loop_that_swallows_every_interrupt_still_ends() {
         "for (;;) { try { for (;;) {} } catch (e) {} finally { try { for (;;) {} } catch (e) {} } }",
         short(),
         ErrorKind::Timeout,
-        "the program ran past its 500 ms deadline",
+        TIMED_OUT,
     )
     .await;
 }
@@ -179,7 +181,7 @@ async fn logging_objects_with_getters_runs_no_getter_and_a_proxy_only_under_the_
         "console.log(new Proxy({ a: 1 }, { ownKeys() { for (;;) {} } }));",
         short(),
         ErrorKind::Timeout,
-        "the program ran past its 500 ms deadline",
+        TIMED_OUT,
     )
     .await;
 }
@@ -190,7 +192,7 @@ async fn error_prepare_stack_trace_hooks_run_inside_the_sandbox_only() {
         "(Error as any).prepareStackTrace = () => { for (;;) {} };\n(Error as any).stackTraceLimit = 1e9;\nthrow new Error('boom');",
         short(),
         ErrorKind::Timeout,
-        "the program ran past its 500 ms deadline",
+        TIMED_OUT,
     )
     .await;
 }
