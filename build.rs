@@ -36,22 +36,35 @@ fn main() {
 
 #[cfg(feature = "runtime")]
 fn prelude() {
-    use rquickjs::module::WriteOptions;
-    use rquickjs::{CatchResultExt, Context, Module, Runtime};
+    use rquickjs::{qjs, Context, Runtime};
 
     println!("cargo::rerun-if-changed=js/prelude.js");
     let source = std::fs::read_to_string("js/prelude.js").expect("js/prelude.js is readable");
+    // A script whose value is `init`: its names live in the closure, not in the global scope,
+    // and evaluating it costs none of a module's linking and promise machinery.
+    let script = std::ffi::CString::new(format!("(() => {{\n{source}\nreturn init;\n}})()\n"))
+        .expect("js/prelude.js has no NUL");
     let rt = Runtime::new().expect("QuickJS runtime");
     let ctx = Context::full(&rt).expect("QuickJS context");
-    let bytecode = ctx.with(|ctx| {
-        let module = Module::declare(ctx.clone(), "codemode:prelude", source)
-            .catch(&ctx)
-            .unwrap_or_else(|e| panic!("js/prelude.js does not compile: {e}"));
+    let bytecode = ctx.with(|ctx| unsafe {
+        let raw = ctx.as_raw().as_ptr();
+        let flags = qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_STRICT | qjs::JS_EVAL_FLAG_COMPILE_ONLY;
+        let function =
+            qjs::JS_Eval(raw, script.as_ptr(), script.as_bytes().len() as _, c"codemode:prelude".as_ptr(), flags as _);
+        if qjs::JS_IsException(function) {
+            let error: rquickjs::Value = ctx.catch();
+            panic!("js/prelude.js does not compile: {error:?}");
+        }
         // Its source and line tables are never needed: its frames are dropped from stacks, and
         // it is read once per sandbox, so a smaller image is faster.
-        module
-            .write(WriteOptions { strip_source: true, strip_debug: true, ..WriteOptions::default() })
-            .expect("prelude bytecode")
+        let mut size = 0;
+        let flags = qjs::JS_WRITE_OBJ_BYTECODE | qjs::JS_WRITE_OBJ_STRIP_SOURCE | qjs::JS_WRITE_OBJ_STRIP_DEBUG;
+        let data = qjs::JS_WriteObject(raw, &mut size, function, flags as _);
+        assert!(!data.is_null(), "prelude bytecode");
+        let bytes = std::slice::from_raw_parts(data, size as usize).to_vec();
+        qjs::js_free(raw, data.cast());
+        qjs::JS_FreeValue(raw, function);
+        bytes
     });
     let version = unsafe { std::ffi::CStr::from_ptr(rquickjs::qjs::JS_GetVersion()) };
     let mut out = Vec::with_capacity(PRELUDE_MAGIC.len() + 16 + bytecode.len());

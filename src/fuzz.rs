@@ -31,6 +31,15 @@ fn shared() -> &'static Shared {
                 }),
             )
             .expect("a valid tool");
+        registry
+            .register(
+                "fuzz",
+                Tool::new("raw", "Returns `text` as its JSON result, unparsed.", json!({}), |args: Value| async move {
+                    let text = args["text"].as_str().unwrap_or("null").to_string();
+                    Ok::<_, ToolError>(crate::ToolOutput::Json(text))
+                }),
+            )
+            .expect("a valid tool");
         let limits =
             Limits { timeout: Duration::from_millis(200), memory_bytes: 32 << 20, ..Limits::default() };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -61,17 +70,30 @@ pub fn program(text: &str) {
 
 /// JSON text parsed in the sandbox, sent through a tool and returned: the same value comes
 /// back both ways (numbers compared as JS numbers; results cut to the cap are not compared).
+/// The same text as a tool's result is, inside the sandbox, exactly what `JSON.parse` makes
+/// of it: same keys in the same order, same numbers (`-0` included).
 pub fn value(text: &str) {
     let Ok(expected) = serde_json::from_str::<Value>(text) else { return };
     let literal = serde_json::to_string(text).expect("a string");
-    let code = format!("const v = JSON.parse({literal});\nreturn [v, await fuzz.echo(v)];");
+    let code = format!(
+        "const v = JSON.parse({literal});\n\
+         const w = await fuzz.raw({{ text: {literal} }});\n\
+         const same = (a, b) => Object.is(a, b) || (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null\n\
+           && Array.isArray(a) === Array.isArray(b) && Object.keys(a).join('\\0') === Object.keys(b).join('\\0')\n\
+           && Object.keys(a).every((k) => same(a[k], b[k])));\n\
+         let built = true;\n\
+         try {{ built = same(v, w); }} catch {{}}\n\
+         if (!built) throw new Error('a tool result differs from JSON.parse');\n\
+         return [v, await fuzz.echo(v)];"
+    );
     let s = shared();
     let outcome = s.runtime.block_on(s.engine.execute(&code, ExecuteOptions::default()));
     if let Some(e) = &outcome.error {
         // Too big or too deep for the limits is a clear, expected refusal.
         assert!(
-            matches!(e.kind, ErrorKind::InvalidResult | ErrorKind::MemoryLimit | ErrorKind::Timeout)
-                || e.message.contains("cannot be sent"),
+            (matches!(e.kind, ErrorKind::InvalidResult | ErrorKind::MemoryLimit | ErrorKind::Timeout)
+                || e.message.contains("cannot be sent"))
+                && !e.message.contains("differs from JSON.parse"),
             "{text:?}: {e:?}"
         );
         return;

@@ -4,7 +4,8 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use rquickjs::allocator::{Allocator, RustAllocator};
+use libmimalloc_sys as mi;
+use rquickjs::allocator::Allocator;
 
 /// Shared between the allocator (inside the runtime) and the interrupt handler.
 #[derive(Default)]
@@ -32,10 +33,10 @@ unsafe impl Allocator for CountingAllocator {
         if !self.admit(size) {
             return std::ptr::null_mut();
         }
-        let ptr = RustAllocator.alloc(size);
+        let ptr = unsafe { mi::mi_malloc(size) }.cast::<u8>();
         if !ptr.is_null() {
             let b = &self.0;
-            b.used.set(b.used.get() + unsafe { RustAllocator::usable_size(ptr) });
+            b.used.set(b.used.get() + unsafe { usable(ptr) });
         }
         ptr
     }
@@ -45,39 +46,44 @@ unsafe impl Allocator for CountingAllocator {
         if !self.admit(total) {
             return std::ptr::null_mut();
         }
-        let ptr = RustAllocator.calloc(count, size);
+        let ptr = unsafe { mi::mi_calloc(count, size) }.cast::<u8>();
         if !ptr.is_null() {
             let b = &self.0;
-            b.used.set(b.used.get() + unsafe { RustAllocator::usable_size(ptr) });
+            b.used.set(b.used.get() + unsafe { usable(ptr) });
         }
         ptr
     }
 
     unsafe fn dealloc(&mut self, ptr: *mut u8) {
-        let size = unsafe { RustAllocator::usable_size(ptr) };
+        let size = unsafe { usable(ptr) };
         let b = &self.0;
         b.used.set(b.used.get().saturating_sub(size));
-        unsafe { RustAllocator.dealloc(ptr) }
+        unsafe { mi::mi_free(ptr.cast()) }
     }
 
     unsafe fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> *mut u8 {
         if ptr.is_null() {
             return self.alloc(new_size);
         }
-        let old = unsafe { RustAllocator::usable_size(ptr) };
+        let old = unsafe { usable(ptr) };
         if new_size > old && !self.admit(new_size - old) {
             return std::ptr::null_mut();
         }
-        let new = unsafe { RustAllocator.realloc(ptr, new_size) };
+        let new = unsafe { mi::mi_realloc(ptr.cast(), new_size) }.cast::<u8>();
         if !new.is_null() {
             let b = &self.0;
-            let now = unsafe { RustAllocator::usable_size(new) };
+            let now = unsafe { usable(new) };
             b.used.set(b.used.get().saturating_sub(old) + now);
         }
         new
     }
 
     unsafe fn usable_size(ptr: *mut u8) -> usize {
-        unsafe { RustAllocator::usable_size(ptr) }
+        unsafe { usable(ptr) }
     }
+}
+
+/// SAFETY: `ptr` came from mimalloc and is live.
+unsafe fn usable(ptr: *mut u8) -> usize {
+    unsafe { mi::mi_usable_size(ptr.cast_const().cast()) }
 }

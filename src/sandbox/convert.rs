@@ -42,9 +42,10 @@ enum Seg {
     Index(usize),
 }
 
-enum Prop<'js> {
+pub(crate) enum Prop<'js> {
     Data(Value<'js>),
-    Accessor,
+    /// A getter and/or a setter (a Proxy's answer counts as both: its traps are not run).
+    Accessor { get: bool, set: bool },
     Missing,
 }
 
@@ -207,7 +208,7 @@ impl<'js> Walker<'js> {
             self.path.push(Seg::Index(i));
             let item = match own_property_index(&self.ctx, v, i as u32) {
                 Prop::Data(item) => self.walk(&item, depth + 1)?.unwrap_or(Json::Null),
-                Prop::Accessor | Prop::Missing => {
+                Prop::Accessor { .. } | Prop::Missing => {
                     self.charge(4)?;
                     Json::Null
                 }
@@ -220,39 +221,71 @@ impl<'js> Walker<'js> {
     }
 
     fn plain(&mut self, v: &Value<'js>, depth: usize) -> Result<Json, String> {
-        let ctx = self.ctx.as_raw().as_ptr();
+        let Some(keys) = OwnKeys::read(&self.ctx, v) else {
+            return Err(format!("the properties of the value at {} cannot be read", self.path_text()));
+        };
+        self.charge(2)?;
+        let mut map = Map::new();
+        for i in 0..keys.len() {
+            if self.overflow == Overflow::Cut && self.over() {
+                map.insert("…".into(), Json::String(format!("[{} more keys]", keys.len() - i)));
+                self.truncated = true;
+                break;
+            }
+            let (key, atom) = keys.get(i);
+            let Prop::Data(value) = own_property(&self.ctx, v, atom) else { continue };
+            self.path.push(Seg::Key(key));
+            let item = self.walk(&value, depth + 1)?;
+            let Some(Seg::Key(key)) = self.path.pop() else { unreachable!() };
+            if let Some(item) = item {
+                self.charge(key.len() + 4)?;
+                map.insert(key, item);
+            }
+        }
+        Ok(Json::Object(map))
+    }
+}
+
+/// The own enumerable string keys of an object, in property order.
+pub(crate) struct OwnKeys<'js> {
+    ctx: Ctx<'js>,
+    tab: *mut qjs::JSPropertyEnum,
+    len: u32,
+}
+
+impl<'js> OwnKeys<'js> {
+    /// `None` when they cannot be read (the engine's exception is cleared).
+    pub(crate) fn read(ctx: &Ctx<'js>, v: &Value<'js>) -> Option<Self> {
         let mut tab: *mut qjs::JSPropertyEnum = ptr::null_mut();
         let mut len: u32 = 0;
         let flags = (qjs::JS_GPN_STRING_MASK | qjs::JS_GPN_ENUM_ONLY) as i32;
-        if unsafe { qjs::JS_GetOwnPropertyNames(ctx, &mut tab, &mut len, v.as_raw(), flags) } < 0 {
-            let _ = self.ctx.catch();
-            return Err(format!("the properties of the value at {} cannot be read", self.path_text()));
+        // SAFETY: a live value of this context; the table is freed on drop.
+        if unsafe { qjs::JS_GetOwnPropertyNames(ctx.as_raw().as_ptr(), &mut tab, &mut len, v.as_raw(), flags) } < 0 {
+            let _ = ctx.catch();
+            return None;
         }
-        let atoms: Vec<qjs::JSAtom> = (0..len as usize).map(|i| unsafe { (*tab.add(i)).atom }).collect();
-        let result = (|| {
-            self.charge(2)?;
-            let mut map = Map::new();
-            for (i, &atom) in atoms.iter().enumerate() {
-                if self.overflow == Overflow::Cut && self.over() {
-                    map.insert("…".into(), Json::String(format!("[{} more keys]", atoms.len() - i)));
-                    self.truncated = true;
-                    break;
-                }
-                let key =
-                    unsafe { js_string(&Value::from_raw(self.ctx.clone(), qjs::JS_AtomToValue(ctx, atom))) };
-                let Prop::Data(value) = own_property(&self.ctx, v, atom) else { continue };
-                self.path.push(Seg::Key(key));
-                let item = self.walk(&value, depth + 1)?;
-                let Some(Seg::Key(key)) = self.path.pop() else { unreachable!() };
-                if let Some(item) = item {
-                    self.charge(key.len() + 4)?;
-                    map.insert(key, item);
-                }
-            }
-            Ok(Json::Object(map))
-        })();
-        unsafe { qjs::JS_FreePropertyEnum(ctx, tab, len) };
-        result
+        Some(OwnKeys { ctx: ctx.clone(), tab, len })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// The key at `i < len()`, as text and as the atom (valid while `self` lives).
+    pub(crate) fn get(&self, i: usize) -> (String, qjs::JSAtom) {
+        assert!(i < self.len());
+        // SAFETY: in bounds; the atom is owned by the table.
+        let atom = unsafe { (*self.tab.add(i)).atom };
+        let raw_ctx = self.ctx.as_raw().as_ptr();
+        let key = unsafe { js_string(&Value::from_raw(self.ctx.clone(), qjs::JS_AtomToValue(raw_ctx, atom))) };
+        (key, atom)
+    }
+}
+
+impl Drop for OwnKeys<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the table JS_GetOwnPropertyNames gave, freed once.
+        unsafe { qjs::JS_FreePropertyEnum(self.ctx.as_raw().as_ptr(), self.tab, self.len) };
     }
 }
 
@@ -326,10 +359,10 @@ fn wtf8_lossy(mut rest: &[u8]) -> String {
     }
 }
 
-fn own_property<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, atom: qjs::JSAtom) -> Prop<'js> {
+pub(crate) fn own_property<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, atom: qjs::JSAtom) -> Prop<'js> {
     // A Proxy would answer through its getOwnPropertyDescriptor trap: program code.
     if obj.is_proxy() {
-        return Prop::Accessor;
+        return Prop::Accessor { get: true, set: true };
     }
     let raw_ctx = ctx.as_raw().as_ptr();
     let mut desc = qjs::JSPropertyDescriptor {
@@ -346,19 +379,20 @@ fn own_property<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, atom: qjs::JSAtom) -> Pro
     if found == 0 {
         return Prop::Missing;
     }
+    let (get, set) = unsafe { (!qjs::JS_IsUndefined(desc.getter), !qjs::JS_IsUndefined(desc.setter)) };
     unsafe {
         qjs::JS_FreeValue(raw_ctx, desc.getter);
         qjs::JS_FreeValue(raw_ctx, desc.setter);
     }
     let value = unsafe { Value::from_raw(ctx.clone(), desc.value) };
     if desc.flags & qjs::JS_PROP_GETSET as i32 != 0 {
-        Prop::Accessor
+        Prop::Accessor { get, set }
     } else {
         Prop::Data(value)
     }
 }
 
-fn own_property_index<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, i: u32) -> Prop<'js> {
+pub(crate) fn own_property_index<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, i: u32) -> Prop<'js> {
     let raw_ctx = ctx.as_raw().as_ptr();
     let atom = unsafe { qjs::JS_NewAtomUInt32(raw_ctx, i) };
     let prop = own_property(ctx, obj, atom);
@@ -373,7 +407,21 @@ pub(crate) fn own_data_property<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, name: &st
     }
 }
 
-fn own_property_str<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, name: &str) -> Prop<'js> {
+/// A string data property found on the object or its first prototypes, read without running
+/// a getter or a Proxy trap (what `Error.prototype.toString` would read, minus program code).
+pub(crate) fn inherited_string<'js>(ctx: &Ctx<'js>, v: &Value<'js>, name: &str) -> Option<String> {
+    let mut obj = v.as_object().cloned();
+    for _ in 0..8 {
+        let o = obj.filter(|o| !o.is_proxy())?;
+        if let Some(found) = own_data_property(ctx, o.as_value(), name) {
+            return found.is_string().then(|| js_string(&found));
+        }
+        obj = o.get_prototype();
+    }
+    None
+}
+
+pub(crate) fn own_property_str<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, name: &str) -> Prop<'js> {
     let raw_ctx = ctx.as_raw().as_ptr();
     let atom = unsafe { qjs::JS_NewAtomLen(raw_ctx, name.as_ptr().cast(), name.len() as _) };
     let prop = own_property(ctx, obj, atom);

@@ -7,6 +7,8 @@
 
 mod alloc;
 mod convert;
+mod inspect;
+mod json;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,7 +22,7 @@ use rquickjs::function::This;
 use rquickjs::module::{Declared, WriteOptions};
 use rquickjs::promise::PromiseState;
 use rquickjs::{
-    CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime, Value,
+    Array, CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime, Value,
 };
 
 use crate::bridge::{Bridge, Next, Settlement, ToolFailure};
@@ -291,15 +293,14 @@ impl Sandbox {
         let context = Context::builder().with::<SandboxIntrinsics>().build(&runtime).map_err(internal)?;
         let (exports, date_to_iso, stack_getter) = context
             .with(|ctx| -> rquickjs::Result<_> {
-                let module = unsafe { Module::load(ctx.clone(), prelude)? };
-                let (module, _) = module.eval()?;
-                let init: Function = module.get("init")?;
+                let init = load_prelude(&ctx, prelude)?;
                 let host = host_functions(&ctx, &control, &exec)?;
                 let exports: Object = init.call((host,))?;
                 // Built-ins the prelude captured before any program runs, so reading a result or an
                 // error never calls a function the program could have replaced.
-                let date_to_iso: Function = exports.get("dateToISOString")?;
-                let stack_getter: Option<Function> = exports.get("stackGetter")?;
+                let builtins: Object = exports.get("builtins")?;
+                let date_to_iso: Function = builtins.get("dateToISOString")?;
+                let stack_getter: Option<Function> = builtins.get("stackGetter")?;
                 Ok((
                     Persistent::save(&ctx, exports),
                     Persistent::save(&ctx, date_to_iso),
@@ -488,7 +489,7 @@ impl Sandbox {
                             spec.and_then(|spec| settle.call::<_, ()>((id as f64, false, spec)))
                         };
                         let delivered = match settlement {
-                            Settlement::Value { json, tool } => match ctx.json_parse(json.as_bytes()).catch(&ctx) {
+                            Settlement::Value { json, tool } => match tool_result(&ctx, &json) {
                                 Ok(v) => settle.call::<_, ()>((id as f64, true, v)),
                                 Err(_) => {
                                     if let Some(kind) = control.check() {
@@ -574,17 +575,7 @@ impl Sandbox {
             e.name = Some("Error".into());
             return e;
         }
-        let prop = |name: &str| -> Option<String> {
-            let mut obj = reason.as_object().cloned();
-            for _ in 0..8 {
-                let o = obj.filter(|o| !o.is_proxy())?;
-                if let Some(v) = convert::own_data_property(ctx, o.as_value(), name) {
-                    return v.is_string().then(|| convert::js_string(&v));
-                }
-                obj = o.get_prototype();
-            }
-            None
-        };
+        let prop = |name: &str| convert::inherited_string(ctx, &reason, name);
         let name = prop("name").unwrap_or_else(|| "Error".into());
         let message = prop("message").unwrap_or_default();
         let stack = prop("stack").or_else(|| {
@@ -604,6 +595,25 @@ impl Sandbox {
     }
 }
 
+/// Evaluates the prelude's bytecode (a script whose value is its `init` function).
+fn load_prelude<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Function<'js>> {
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: bytecode build.rs compiled with this very engine version (checked by
+    // `prelude_bytecode`); JS_EvalFunction takes the function's reference.
+    let value = unsafe {
+        let function = rquickjs::qjs::JS_ReadObject(raw, bytecode.as_ptr(), bytecode.len() as _, rquickjs::qjs::JS_READ_OBJ_BYTECODE as _);
+        if rquickjs::qjs::JS_IsException(function) {
+            return Err(rquickjs::Error::Exception);
+        }
+        let value = rquickjs::qjs::JS_EvalFunction(raw, function);
+        if rquickjs::qjs::JS_IsException(value) {
+            return Err(rquickjs::Error::Exception);
+        }
+        Value::from_raw(ctx.clone(), value)
+    };
+    Function::from_value(value)
+}
+
 /// Inputs of one run, as prepared by the engine.
 pub(crate) struct RunJob {
     pub(crate) code: Arc<str>,
@@ -611,6 +621,19 @@ pub(crate) struct RunJob {
     pub(crate) bridge: Bridge,
     pub(crate) cache: Arc<ScriptCache>,
     pub(crate) started: Instant,
+}
+
+/// A tool's JSON text as the value the program receives: built directly when serde_json
+/// reads it, else by `JSON.parse`, which also accepts what serde_json refuses.
+fn tool_result<'js>(ctx: &Ctx<'js>, text: &str) -> Result<Value<'js>, ()> {
+    match json::parse(ctx, text) {
+        Ok(v) => Ok(v),
+        Err(json::Failed::Engine) => {
+            drop(ctx.catch());
+            Err(())
+        }
+        Err(json::Failed::Json) => ctx.json_parse(text.as_bytes()).catch(ctx).map_err(drop),
+    }
 }
 
 fn internal_js(e: rquickjs::Error) -> ExecError {
@@ -674,15 +697,22 @@ fn host_functions<'js>(
         // Returns false once the output limit is passed, so the prelude stops formatting and
         // copying lines until the interrupt ends the program (a loop logging megabyte lines
         // would otherwise pay for thousands more copies first).
-        let log = Function::new(ctx.clone(), move |level: String, message: String| -> bool {
-            if let Some(exec) = exec.borrow_mut().as_mut() {
-                if let Err(kind) = exec.log(LogLevel::parse(&level), message) {
-                    control.abort.set(Some(kind));
-                    return false;
+        let log = Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, level: String, args: Array<'js>, builtins: Value<'js>| -> rquickjs::Result<bool> {
+                let args = args.iter::<Value>().collect::<rquickjs::Result<Vec<_>>>()?;
+                // Formatted before the execution state is borrowed: a RegExp's replaced
+                // `source` getter may log in turn.
+                let message = inspect::format(&ctx, &args, &inspect::Builtins::from_object(&ctx, &builtins))?;
+                if let Some(exec) = exec.borrow_mut().as_mut() {
+                    if let Err(kind) = exec.log(LogLevel::parse(&level), message) {
+                        control.abort.set(Some(kind));
+                        return Ok(false);
+                    }
                 }
-            }
-            true
-        })?;
+                Ok(true)
+            },
+        )?;
         host.set("log", log)?;
     }
     {

@@ -70,3 +70,40 @@ async fn unhandled_rejections_are_reported_as_error_lines() {
     assert_eq!(o.value, json!(1));
     assert_eq!(logs(&o), vec!["Unhandled promise rejection: forgotten"]);
 }
+
+// Each expected line is what Node 20 prints for the same call, except the two marked: `%j`
+// never runs a `toJSON` (formatting runs no program code) and `%o` shows no hidden `length`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_specifiers_and_special_objects_match_node() {
+    let o = run(r#"
+console.log('%s|%d|%i|%f|%j|%c|%%|%x', 'str', '42', -3.7, '1.5', { a: [1, 'b'] }, 'color: red');
+console.log('%d %i %d', 10n, 7n, true);
+console.log('missing %s and %d');
+console.log(new Date(0), /ab+c/gi, Symbol(), Symbol('desc'));
+class Point { x = 1; y = 2 }
+console.log(new Point(), Object.create(null), { __proto__: null, k: 'v' });
+console.log({ s: "it's\n" }, ['a\tb'], [`'"`]);
+console.log([ , , 1, , ], 1.5e21, -1e-7, NaN, -Infinity);
+console.log(function () {}, () => {}, async function af() {});
+const e = new TypeError('bad thing'); e.stack = 'TypeError: bad thing\n    at somewhere'; console.log(e);
+console.log('%j', { toJSON() { return 'ignored'; }, v: 1 }, '%o');
+console.log('%o', [1]);
+"#)
+    .await;
+    assert_eq!(
+        logs(&o),
+        vec![
+            "str|42|-3|1.5|{\"a\":[1,\"b\"]}||%|%x",
+            "10n 7n 1",
+            "missing %s and %d",
+            "1970-01-01T00:00:00.000Z /ab+c/gi Symbol() Symbol(desc)",
+            "Point { x: 1, y: 2 } [Object: null prototype] {} [Object: null prototype] { k: 'v' }",
+            "{ s: \"it's\\n\" } [ 'a\\tb' ] [ `'\"` ]",
+            "[ <2 empty items>, 1, <1 empty item> ] 1.5e+21 -1e-7 NaN -Infinity",
+            "[Function (anonymous)] [Function (anonymous)] [AsyncFunction: af]",
+            "TypeError: bad thing\n    at somewhere",
+            "{\"v\":1} %o",
+            "[ 1 ]",
+        ]
+    );
+}

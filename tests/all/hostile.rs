@@ -167,18 +167,31 @@ async fn throwing_a_proxy_is_reported_without_running_its_traps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logging_objects_with_getters_runs_no_getter_and_a_proxy_only_under_the_deadline() {
+async fn logging_objects_with_getters_or_proxies_runs_no_program_code() {
     let o = returns(
-        "console.log({ get x() { for (;;) {} }, set x(v) {}, get y() { return 1; }, z: 1 });\nreturn 'done'",
+        "console.log({ get x() { for (;;) {} }, set x(v) {}, get y() { return 1; }, z: 1 });\n\
+         console.log(new Proxy({ a: 1 }, { ownKeys() { for (;;) {} }, get() { for (;;) {} } }));\n\
+         return 'done'",
         short(),
         json!("done"),
     )
     .await;
-    assert_eq!(logs(&o), ["{ x: [Getter/Setter], y: [Getter], z: 1 }"]);
-    // Formatting runs in the sandbox, as console.log does anywhere: a Proxy's traps are the
-    // program's own code, and the deadline ends them.
+    // Formatting happens on the host, reading own data properties: a getter is shown, not
+    // called, and a Proxy shows its target without a trap running.
+    assert_eq!(logs(&o), ["{ x: [Getter/Setter], y: [Getter], z: 1 }", "{ a: 1 }"]);
+    // A RegExp prints through the built-in `toString`, which reads `source` as any engine
+    // does: a replaced getter is the program's own code, may log in turn, and the deadline
+    // ends it.
+    let o = returns(
+        "Object.defineProperty(RegExp.prototype, 'source', { get() { console.log('inner'); return 'x'; } });\n\
+         console.log(/a/g);\nreturn 'done'",
+        short(),
+        json!("done"),
+    )
+    .await;
+    assert_eq!(logs(&o), ["inner", "/x/g"]);
     fails(
-        "console.log(new Proxy({ a: 1 }, { ownKeys() { for (;;) {} } }));",
+        "Object.defineProperty(RegExp.prototype, 'flags', { get() { for (;;) {} } });\nconsole.log(/a/);",
         short(),
         ErrorKind::Timeout,
         TIMED_OUT,

@@ -178,3 +178,39 @@ async fn invalid_json_text_rejects_with_a_tool_error() {
     );
     still_healthy().await;
 }
+
+// Tool results are built from their JSON text on the host (src/sandbox/json.rs), not by
+// JSON.parse; whatever the text holds, the program must see exactly what JSON.parse makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_results_are_exactly_what_json_parse_makes() {
+    let deep = format!("{}1{}", "[".repeat(150), "]".repeat(150));
+    for text in [
+        r#"{"a":1,"b":[1,2.5,-0,-1e-400,12345678901234567890,9007199254740993,0.1,-2147483649],"a":3}"#,
+        r#"{"__proto__":{"x":1},"10":"ten","2":"two","k\u00e9y":"\u00e9\ud83d\ude00","é":"é","\u0000":"nul"}"#,
+        r#"[{"id":0,"s":"x"},{"id":1,"s":"y","extra":null},{"s":"z","id":2},true,false,null,""]"#,
+        // What serde_json refuses but JSON.parse accepts goes to JSON.parse: a number too
+        // large for a double, a lone surrogate and nesting past serde_json's 128 levels.
+        r#"[1e400,-1e400]"#,
+        r#"{"lone":"\ud800","ok":1}"#,
+        deep.as_str(),
+    ] {
+        let literal = serde_json::to_string(text).unwrap();
+        let code = format!(
+            "const expected = JSON.parse({literal});\n\
+             const got = await t.raw({{ text: {literal} }});\n\
+             const same = (a, b) => Object.is(a, b) || (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null\n\
+               && Array.isArray(a) === Array.isArray(b) && Object.getPrototypeOf(a) === Object.getPrototypeOf(b)\n\
+               && Reflect.ownKeys(a).join('|') === Reflect.ownKeys(b).join('|')\n\
+               && Reflect.ownKeys(a).every((k) => same(a[k], b[k])));\n\
+             return same(expected, got);"
+        );
+        assert_eq!(value(&code).await, json!(true), "{text}");
+    }
+    // A setter on Object.prototype is not called: properties are defined, as by JSON.parse.
+    let v = value(
+        "let called = 0;\nObject.defineProperty(Object.prototype, 'id', { set() { called++; }, configurable: true });\n\
+         const rows = await t.raw({ text: '[{\"id\":1},{\"id\":2}]' });\nreturn [called, rows.map((r) => r.id)];",
+    )
+    .await;
+    assert_eq!(v, json!([0, [1, 2]]));
+}

@@ -1,0 +1,451 @@
+//! `console.*` formatting, close to Node's `util.inspect` for plain data, done on the host.
+//!
+//! It reads values the way the result conversion does (own data properties through the
+//! engine's C API), so formatting a value runs none of the program's code: a getter shows as
+//! `[Getter]`, a Proxy shows its target without a trap running, and a patched
+//! `Array.prototype.join` changes nothing. The one exception is a RegExp, printed by the
+//! `RegExp.prototype.toString` captured before the program ran, which reads the `source` and
+//! `flags` properties as it does in any engine.
+//!
+//! Doing this in Rust instead of in the prelude keeps the prelude small, and every sandbox
+//! pays for loading the prelude whether or not the program logs.
+
+use std::ffi::c_void;
+
+use rquickjs::function::This;
+use rquickjs::{qjs, Coerced, Ctx, FromJs, Function, Object, Type, Value};
+
+use super::convert::{self, OwnKeys, Overflow, Prop, Walker};
+
+const MAX_DEPTH: usize = 2;
+const MAX_ITEMS: usize = 100;
+const MAX_STRING: usize = 10_000;
+/// `%j` output is cut (and marked) past this.
+const MAX_JSON: usize = 64 * 1024;
+
+/// Built-ins the prelude captured before the program ran.
+pub(crate) struct Builtins<'js> {
+    pub(crate) date_to_iso: Option<Function<'js>>,
+    pub(crate) stack_getter: Option<Function<'js>>,
+    pub(crate) regexp_to_string: Option<Function<'js>>,
+}
+
+impl<'js> Builtins<'js> {
+    /// Reads them from the frozen object the prelude passes along with each console call.
+    pub(crate) fn from_object(ctx: &Ctx<'js>, holder: &Value<'js>) -> Self {
+        let function = |name: &str| convert::own_data_property(ctx, holder, name).and_then(|v| v.into_function());
+        Builtins {
+            date_to_iso: function("dateToISOString"),
+            stack_getter: function("stackGetter"),
+            regexp_to_string: function("regexpToString"),
+        }
+    }
+}
+
+/// One console call's arguments as one line, as Node's `console.log` formats them
+/// (`%s %d %i %f %j %o %O %c %%` in a leading string included).
+pub(crate) fn format<'js>(ctx: &Ctx<'js>, args: &[Value<'js>], builtins: &Builtins<'js>) -> rquickjs::Result<String> {
+    let mut inspector = Inspector { ctx, builtins, seen: Vec::new(), object_prototype: None };
+    let mut out = String::new();
+    let mut rest = args;
+    match args.first() {
+        Some(first) if first.is_string() && args.len() > 1 => {
+            let template = convert::js_string(first);
+            if template.contains('%') {
+                rest = &args[1..];
+                out = inspector.substitute(&template, &mut rest)?;
+            } else {
+                out = template;
+                rest = &args[1..];
+            }
+        }
+        Some(first) => {
+            out = inspector.inspect(first, 0)?;
+            rest = &args[1..];
+        }
+        None => {}
+    }
+    for arg in rest {
+        out.push(' ');
+        out.push_str(&inspector.inspect(arg, 0)?);
+    }
+    Ok(out)
+}
+
+struct Inspector<'a, 'js> {
+    ctx: &'a Ctx<'js>,
+    builtins: &'a Builtins<'js>,
+    seen: Vec<*mut c_void>,
+    object_prototype: Option<*mut c_void>,
+}
+
+impl<'js> Inspector<'_, 'js> {
+    /// Replaces each `%x` in `template` with the next argument, consuming it from `args`.
+    fn substitute(&mut self, template: &str, args: &mut &[Value<'js>]) -> rquickjs::Result<String> {
+        let mut out = String::with_capacity(template.len());
+        let mut chars = template.chars().peekable();
+        while let Some(c) = chars.next() {
+            let spec = match chars.peek() {
+                Some(&s) if c == '%' && "sdifjoOc%".contains(s) => s,
+                _ => {
+                    out.push(c);
+                    continue;
+                }
+            };
+            chars.next();
+            if spec == '%' {
+                out.push('%');
+                continue;
+            }
+            let Some((arg, left)) = args.split_first() else {
+                out.push('%');
+                out.push(spec);
+                continue;
+            };
+            *args = left;
+            match spec {
+                's' if arg.is_string() => out.push_str(&convert::js_string(arg)),
+                's' | 'o' | 'O' => out.push_str(&self.inspect(arg, 1)?),
+                // As Node: a BigInt keeps its `n`.
+                'd' | 'i' if arg.type_of() == Type::BigInt => out.push_str(&format!("{}n", self.primitive_text(arg)?)),
+                'd' | 'i' | 'f' => {
+                    let n = self.number(arg);
+                    let n = if spec == 'i' && !n.is_nan() { n.trunc() } else { n };
+                    out.push_str(&self.number_text(n)?);
+                }
+                'j' => out.push_str(&self.json(arg)),
+                _ => {} // %c: CSS, meaningless here
+            }
+        }
+        Ok(out)
+    }
+
+    /// `Number(v)` for primitives. An object would be converted by its own `valueOf`, program
+    /// code, so it is NaN here.
+    fn number(&self, v: &Value<'js>) -> f64 {
+        let coerce = |v: Value<'js>| Coerced::<f64>::from_js(self.ctx, v).map_or(f64::NAN, |c| c.0);
+        match v.type_of() {
+            Type::Int | Type::Float | Type::Bool | Type::Null | Type::Undefined | Type::String => coerce(v.clone()),
+            // As Number(10n): through its decimal text.
+            Type::BigInt => self
+                .primitive_text(v)
+                .ok()
+                .and_then(|t| rquickjs::String::from_str(self.ctx.clone(), &t).ok())
+                .map_or(f64::NAN, |s| coerce(s.into_value())),
+            _ => f64::NAN,
+        }
+    }
+
+    fn number_text(&self, n: f64) -> rquickjs::Result<String> {
+        self.primitive_text(&Value::new_float(self.ctx.clone(), n))
+    }
+
+    /// `String(v)` of a number or BigInt: the engine's own formatting, which runs no code.
+    fn primitive_text(&self, v: &Value<'js>) -> rquickjs::Result<String> {
+        Coerced::<String>::from_js(self.ctx, v.clone()).map(|c| c.0)
+    }
+
+    fn json(&self, v: &Value<'js>) -> String {
+        if v.is_undefined() || v.is_function() || v.is_symbol() {
+            return "undefined".into();
+        }
+        let walker = Walker::new(self.ctx.clone(), MAX_JSON, Overflow::Cut, self.builtins.date_to_iso.clone());
+        walker.convert(v).map_or_else(|_| "[Circular]".into(), |c| c.json.to_string())
+    }
+
+    fn inspect(&mut self, v: &Value<'js>, depth: usize) -> rquickjs::Result<String> {
+        Ok(match v.type_of() {
+            Type::String => {
+                let s = convert::js_string(v);
+                if depth == 0 {
+                    s
+                } else if s.len() > MAX_STRING {
+                    let mut end = MAX_STRING;
+                    while !s.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    quote(&format!("{}...", &s[..end]))
+                } else {
+                    quote(&s)
+                }
+            }
+            Type::Int => v.as_int().unwrap_or(0).to_string(),
+            Type::Float => {
+                let f = v.as_float().unwrap_or(f64::NAN);
+                if f == 0.0 && f.is_sign_negative() {
+                    "-0".into()
+                } else {
+                    self.primitive_text(v)?
+                }
+            }
+            Type::BigInt => format!("{}n", self.primitive_text(v)?),
+            Type::Bool => v.as_bool().unwrap_or(false).to_string(),
+            Type::Undefined | Type::Uninitialized => "undefined".into(),
+            Type::Null => "null".into(),
+            Type::Symbol => format!("Symbol({})", symbol_description(self.ctx, v)),
+            Type::Function | Type::Constructor => function_text(self.ctx, v),
+            _ => self.object(v, depth)?,
+        })
+    }
+
+    fn object(&mut self, v: &Value<'js>, depth: usize) -> rquickjs::Result<String> {
+        // A Proxy is shown as its target, read directly: none of its traps runs.
+        let mut v = v.clone();
+        for _ in 0..64 {
+            if !v.is_proxy() {
+                break;
+            }
+            // SAFETY: a live Proxy of this context; the target comes with its own reference.
+            let target = unsafe { qjs::JS_GetProxyTarget(self.ctx.as_raw().as_ptr(), v.as_raw()) };
+            if unsafe { qjs::JS_IsException(target) } {
+                let _ = self.ctx.catch();
+                return Ok("[Proxy]".into());
+            }
+            v = unsafe { Value::from_raw(self.ctx.clone(), target) };
+        }
+        if v.is_proxy() {
+            return Ok("[Proxy]".into());
+        }
+        if v.is_function() {
+            return Ok(function_text(self.ctx, &v));
+        }
+        let raw = v.as_raw();
+        let ptr = unsafe { qjs::JS_VALUE_GET_PTR(raw) };
+        if self.seen.contains(&ptr) {
+            return Ok("[Circular *]".into());
+        }
+        if unsafe { qjs::JS_IsError(raw) } {
+            return Ok(self.error(&v));
+        }
+        if unsafe { qjs::JS_IsDate(raw) } {
+            let iso = self.call_builtin(self.builtins.date_to_iso.as_ref(), &v).ok().flatten();
+            return Ok(iso.unwrap_or_else(|| "Invalid Date".into()));
+        }
+        if unsafe { qjs::JS_IsRegExp(raw) } {
+            // Reads `source` and `flags` as the engine does: program code if it replaced them.
+            if let Some(text) = self.call_builtin(self.builtins.regexp_to_string.as_ref(), &v)? {
+                return Ok(text);
+            }
+        }
+        if unsafe { qjs::JS_IsPromise(raw) } {
+            return Ok("Promise { <pending> }".into());
+        }
+        let array = v.is_array();
+        if depth > MAX_DEPTH {
+            return Ok(if array { "[Array]" } else { "[Object]" }.into());
+        }
+        self.seen.push(ptr);
+        let parts = self.entries(&v, array, depth);
+        self.seen.pop();
+        let (parts, more) = parts?;
+        let mut parts = parts;
+        if more > 0 {
+            parts.push(format!("... {more} more item{}", if more > 1 { "s" } else { "" }));
+        }
+        let prefix = if array { String::new() } else { self.prefix(&v) };
+        let (open, close) = if array { ("[", "]") } else { ("{", "}") };
+        if parts.is_empty() {
+            return Ok(format!("{prefix}{open}{close}"));
+        }
+        let one_line = parts.join(", ");
+        // Node's rule (util.inspect, breakLength 80): one line when the entries, their
+        // separators and the indentation fit. Lengths count UTF-16 units, as JS does.
+        let width = one_line.encode_utf16().count() + 2 + 11 + 2 * depth;
+        if width <= 80 && !one_line.contains('\n') {
+            return Ok(format!("{prefix}{open} {one_line} {close}"));
+        }
+        let indented = parts.join(",\n").replace('\n', "\n  ");
+        Ok(format!("{prefix}{open}\n  {indented}\n{close}"))
+    }
+
+    /// The formatted entries, and how many more were left out.
+    fn entries(&mut self, v: &Value<'js>, array: bool, depth: usize) -> rquickjs::Result<(Vec<String>, usize)> {
+        let mut parts = Vec::new();
+        let mut more = 0;
+        if array {
+            let len = match convert::own_property_str(self.ctx, v, "length") {
+                Prop::Data(l) => l.as_number().map_or(0, |n| n.max(0.0) as usize),
+                _ => 0,
+            };
+            let mut holes = 0;
+            for i in 0..len {
+                if parts.len() >= MAX_ITEMS {
+                    more = len - i;
+                    break;
+                }
+                let part = match convert::own_property_index(self.ctx, v, i as u32) {
+                    Prop::Data(item) => self.inspect(&item, depth + 1)?,
+                    Prop::Accessor { .. } => "[Getter/Setter]".into(),
+                    Prop::Missing => {
+                        holes += 1;
+                        continue;
+                    }
+                };
+                push_holes(&mut parts, &mut holes);
+                parts.push(part);
+            }
+            push_holes(&mut parts, &mut holes);
+        }
+        let Some(keys) = OwnKeys::read(self.ctx, v) else { return Ok((parts, more)) };
+        for i in 0..keys.len() {
+            let (key, atom) = keys.get(i);
+            if array && is_index(&key) {
+                continue;
+            }
+            if parts.len() >= MAX_ITEMS {
+                more += 1;
+                continue;
+            }
+            let text = match convert::own_property(self.ctx, v, atom) {
+                Prop::Data(value) => self.inspect(&value, depth + 1)?,
+                Prop::Accessor { get: true, set: true } => "[Getter/Setter]".into(),
+                Prop::Accessor { get: true, set: false } => "[Getter]".into(),
+                Prop::Accessor { .. } => "[Setter]".into(),
+                Prop::Missing => continue,
+            };
+            parts.push(format!("{}: {text}", key_text(&key)));
+        }
+        Ok((parts, more))
+    }
+
+    /// `ClassName ` for instances of classes, `[Object: null prototype] ` without a prototype.
+    fn prefix(&mut self, v: &Value<'js>) -> String {
+        let Some(proto) = v.as_object().and_then(Object::get_prototype) else {
+            return "[Object: null prototype] ".into();
+        };
+        let object_prototype = *self.object_prototype.get_or_insert_with(|| {
+            Object::new(self.ctx.clone())
+                .ok()
+                .and_then(|o| o.get_prototype())
+                .map_or(std::ptr::null_mut(), |p| unsafe { qjs::JS_VALUE_GET_PTR(p.as_raw()) })
+        });
+        if unsafe { qjs::JS_VALUE_GET_PTR(proto.as_raw()) } == object_prototype {
+            return String::new();
+        }
+        let name = convert::own_data_property(self.ctx, proto.as_value(), "constructor")
+            .filter(Value::is_function)
+            .and_then(|c| convert::own_data_property(self.ctx, &c, "name"))
+            .filter(Value::is_string)
+            .map(|n| convert::js_string(&n))
+            .unwrap_or_default();
+        if name.is_empty() || name == "Object" {
+            String::new()
+        } else {
+            format!("{name} ")
+        }
+    }
+
+    /// `Name: message`, then the stack, as `Error.prototype.toString` and Node show it.
+    fn error(&self, v: &Value<'js>) -> String {
+        let name = convert::inherited_string(self.ctx, v, "name").unwrap_or_else(|| "Error".into());
+        let message = convert::inherited_string(self.ctx, v, "message").unwrap_or_default();
+        let head = match (name.is_empty(), message.is_empty()) {
+            (true, _) => message,
+            (false, true) => name,
+            (false, false) => format!("{name}: {message}"),
+        };
+        let stack = match convert::own_property_str(self.ctx, v, "stack") {
+            Prop::Data(s) => s.is_string().then(|| convert::js_string(&s)),
+            Prop::Accessor { .. } => None,
+            Prop::Missing => self.call_builtin(self.builtins.stack_getter.as_ref(), v).ok().flatten(),
+        };
+        match stack.as_deref().map(|s| s.strip_suffix('\n').unwrap_or(s)) {
+            // A stack set by the program may already start with the heading.
+            Some(stack) if stack.starts_with(&head) && !head.is_empty() => stack.to_string(),
+            Some(stack) if !stack.is_empty() => format!("{head}\n{stack}"),
+            _ => head,
+        }
+    }
+
+    /// Calls a captured built-in with `this = v`; its text when it returned a string.
+    fn call_builtin(&self, f: Option<&Function<'js>>, v: &Value<'js>) -> rquickjs::Result<Option<String>> {
+        let Some(f) = f else { return Ok(None) };
+        let out: Value = f.call((This(v.clone()),))?;
+        Ok(out.is_string().then(|| convert::js_string(&out)))
+    }
+}
+
+/// Consecutive holes as one entry, as Node shows them.
+fn push_holes(parts: &mut Vec<String>, holes: &mut usize) {
+    if *holes > 0 {
+        parts.push(format!("<{holes} empty item{}>", if *holes > 1 { "s" } else { "" }));
+        *holes = 0;
+    }
+}
+
+fn is_index(key: &str) -> bool {
+    key.parse::<u32>().is_ok_and(|n| n != u32::MAX && n.to_string() == key)
+}
+
+/// A string in quotes, as Node picks them: single, else double or backtick when that avoids
+/// escaping, else single with escapes.
+fn quote(s: &str) -> String {
+    let q = if !s.contains('\'') {
+        '\''
+    } else if !s.contains('"') {
+        '"'
+    } else if !s.contains('`') && !s.contains("${") {
+        '`'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+    out
+}
+
+fn key_text(k: &str) -> String {
+    let mut chars = k.chars();
+    let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    if ident {
+        k.to_string()
+    } else {
+        quote(k)
+    }
+}
+
+fn function_text<'js>(ctx: &Ctx<'js>, f: &Value<'js>) -> String {
+    let name = convert::own_data_property(ctx, f, "name").filter(Value::is_string).map(|n| convert::js_string(&n));
+    // SAFETY: reads the function's kind; runs nothing.
+    let kind = if unsafe { qjs::JS_IsAsyncFunction(f.as_raw()) } { "AsyncFunction" } else { "Function" };
+    match name.filter(|n| !n.is_empty()) {
+        Some(name) => format!("[{kind}: {name}]"),
+        None => format!("[{kind} (anonymous)]"),
+    }
+}
+
+/// A symbol's description, read from the engine (not through the patchable
+/// `Symbol.prototype.description` getter).
+fn symbol_description<'js>(ctx: &Ctx<'js>, v: &Value<'js>) -> String {
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: a live symbol; the atom and the string are released here.
+    unsafe {
+        let atom = qjs::JS_ValueToAtom(raw, v.as_raw());
+        if atom == qjs::JS_ATOM_NULL {
+            let _ = ctx.catch();
+            return String::new();
+        }
+        let text = qjs::JS_AtomToString(raw, atom);
+        qjs::JS_FreeAtom(raw, atom);
+        if qjs::JS_IsException(text) {
+            let _ = ctx.catch();
+            return String::new();
+        }
+        convert::js_string(&Value::from_raw(ctx.clone(), text))
+    }
+}

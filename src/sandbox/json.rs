@@ -1,0 +1,254 @@
+//! JSON text → JS values, for tool results.
+//!
+//! QuickJS's own `JSON.parse` makes a string, then an atom, for every key of every object,
+//! and reads numbers through `strtod`; on a 10,000-row tool result it was the largest single
+//! cost of the demo workflow. Here serde_json reads the text and the values are built through
+//! the engine's C API: each distinct key becomes an atom once per result, numbers arrive
+//! parsed, and arrays are created at their final length. Properties are *defined* (as
+//! `JSON.parse` does), so a setter the program put on `Object.prototype` never runs.
+//!
+//! Text serde_json refuses but JSON.parse accepts (lone surrogate escapes, nesting past
+//! serde_json's 128 levels) is left to `JSON.parse`: [`parse`] says so with [`Failed::Json`].
+
+use std::mem;
+
+use rquickjs::{qjs, Ctx, Value};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+/// Why [`parse`] built nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Failed {
+    /// serde_json refused the text; `JSON.parse` decides (and words the error).
+    Json,
+    /// The engine could not allocate; its exception is pending in the context.
+    Engine,
+}
+
+/// Builds the JS value that `JSON.parse(text)` would.
+pub(crate) fn parse<'js>(ctx: &Ctx<'js>, text: &str) -> Result<Value<'js>, Failed> {
+    let mut builder = Builder { ctx: ctx.as_raw().as_ptr(), keys: Vec::new(), next_key: 0, engine_failed: false };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let built = (&mut builder).deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    match built {
+        // SAFETY: the value was made in this context and its reference is handed over.
+        Ok(v) => Ok(unsafe { Value::from_raw(ctx.clone(), v.into_raw()) }),
+        Err(_) if builder.engine_failed => Err(Failed::Engine),
+        Err(_) => Err(Failed::Json),
+    }
+}
+
+/// One reference to a JS value, released on drop (so an error halfway leaks nothing).
+struct Owned {
+    ctx: *mut qjs::JSContext,
+    value: qjs::JSValue,
+}
+
+impl Owned {
+    fn into_raw(self) -> qjs::JSValue {
+        let value = self.value;
+        mem::forget(self);
+        value
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // SAFETY: `value` holds one reference in `ctx`, which outlives the build.
+        unsafe { qjs::JS_FreeValue(self.ctx, self.value) }
+    }
+}
+
+/// Distinct keys seen so far, each with its atom (one reference held until the build ends).
+/// Rows of one shape repeat their keys in order, so the key after a hit at `i` is tried at
+/// `i + 1` first and a row costs one comparison per key.
+struct Builder {
+    ctx: *mut qjs::JSContext,
+    keys: Vec<(Box<str>, qjs::JSAtom)>,
+    next_key: usize,
+    engine_failed: bool,
+}
+
+/// Keys remembered per result; past this, a key is made into an atom each time (objects with
+/// thousands of distinct keys are maps, not rows, and gain nothing from a cache).
+const KEY_CACHE: usize = 256;
+
+impl Drop for Builder {
+    fn drop(&mut self) {
+        for (_, atom) in self.keys.drain(..) {
+            // SAFETY: each cached atom holds one reference taken in `atom`.
+            unsafe { qjs::JS_FreeAtom(self.ctx, atom) }
+        }
+    }
+}
+
+impl Builder {
+    fn owned(&mut self, value: qjs::JSValue) -> Result<Owned, ()> {
+        // SAFETY: a value just returned by the engine.
+        if unsafe { qjs::JS_IsException(value) } {
+            self.engine_failed = true;
+            return Err(());
+        }
+        Ok(Owned { ctx: self.ctx, value })
+    }
+
+    fn string(&mut self, s: &str) -> Result<Owned, ()> {
+        // SAFETY: a valid context and a UTF-8 buffer with its length.
+        let value = unsafe { qjs::JS_NewStringLen(self.ctx, s.as_ptr().cast(), s.len() as _) };
+        self.owned(value)
+    }
+
+    /// The atom for a key; `(atom, true)` when the caller must free it.
+    fn atom(&mut self, key: &str) -> Result<(qjs::JSAtom, bool), ()> {
+        let guess = self.next_key;
+        let found = match self.keys.get(guess) {
+            Some((k, _)) if **k == *key => Some(guess),
+            _ => self.keys.iter().position(|(k, _)| **k == *key),
+        };
+        if let Some(i) = found {
+            self.next_key = i + 1;
+            return Ok((self.keys[i].1, false));
+        }
+        let atom = if key.is_ascii() {
+            // SAFETY: a valid context and buffer. Only for ASCII: the engine looks UTF-8 bytes
+            // up as if they were Latin-1 and could return another string's atom.
+            unsafe { qjs::JS_NewAtomLen(self.ctx, key.as_ptr().cast(), key.len() as _) }
+        } else {
+            let s = self.string(key)?;
+            // SAFETY: `s` is a live string in this context; the atom takes its own reference.
+            unsafe { qjs::JS_ValueToAtom(self.ctx, s.value) }
+        };
+        if atom == qjs::JS_ATOM_NULL {
+            self.engine_failed = true;
+            return Err(());
+        }
+        if self.keys.len() < KEY_CACHE {
+            self.keys.push((key.into(), atom));
+            self.next_key = self.keys.len();
+            return Ok((atom, false));
+        }
+        Ok((atom, true))
+    }
+
+    fn fail<E: de::Error>(&self) -> E {
+        E::custom("the engine could not allocate")
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &mut Builder {
+    type Value = Owned;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Owned, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Builder {
+    type Value = Owned;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Owned, E> {
+        Ok(Owned { ctx: self.ctx, value: qjs::JS_MKVAL(qjs::JS_TAG_NULL, 0) })
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Owned, E> {
+        Ok(Owned { ctx: self.ctx, value: qjs::JS_MKVAL(qjs::JS_TAG_BOOL, i32::from(v)) })
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Owned, E> {
+        let value = match i32::try_from(v) {
+            Ok(i) => qjs::JS_MKVAL(qjs::JS_TAG_INT, i),
+            // As JSON.parse: the nearest double.
+            Err(_) => qjs::JS_NewFloat64(v as f64),
+        };
+        Ok(Owned { ctx: self.ctx, value })
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Owned, E> {
+        let value = match i32::try_from(v) {
+            Ok(i) => qjs::JS_MKVAL(qjs::JS_TAG_INT, i),
+            Err(_) => qjs::JS_NewFloat64(v as f64),
+        };
+        Ok(Owned { ctx: self.ctx, value })
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Owned, E> {
+        // JS_NewFloat64 keeps -0 a double and makes small integral values ints, as the
+        // engine's own parser does.
+        Ok(Owned { ctx: self.ctx, value: qjs::JS_NewFloat64(v) })
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Owned, E> {
+        self.string(v).map_err(|()| self.fail())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Owned, A::Error> {
+        let mut items: Vec<Owned> = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = seq.next_element_seed(&mut *self)? {
+            items.push(item);
+        }
+        let Ok(count) = i32::try_from(items.len()) else { return Err(self.fail()) };
+        let raw: Vec<qjs::JSValue> = items.into_iter().map(Owned::into_raw).collect();
+        // SAFETY: `raw` holds `count` owned values; the engine takes them, also on failure.
+        let array = unsafe { qjs::JS_NewArrayFrom(self.ctx, count, raw.as_ptr()) };
+        self.owned(array).map_err(|()| self.fail())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Owned, A::Error> {
+        // SAFETY: a valid context.
+        let object = unsafe { qjs::JS_NewObject(self.ctx) };
+        let object = self.owned(object).map_err(|()| self.fail())?;
+        while let Some((atom, free_atom)) = map.next_key_seed(Key(&mut *self))? {
+            let value = match map.next_value_seed(&mut *self) {
+                Ok(v) => v,
+                Err(e) => {
+                    if free_atom {
+                        // SAFETY: an atom reference `atom` handed to us.
+                        unsafe { qjs::JS_FreeAtom(self.ctx, atom) }
+                    }
+                    return Err(e);
+                }
+            };
+            // SAFETY: live object and atom; the engine takes the value's reference. Defined,
+            // not set: duplicate keys keep the last value, as in JSON.parse.
+            let done = unsafe {
+                qjs::JS_DefinePropertyValue(self.ctx, object.value, atom, value.into_raw(), qjs::JS_PROP_C_W_E as _)
+            };
+            if free_atom {
+                // SAFETY: as above.
+                unsafe { qjs::JS_FreeAtom(self.ctx, atom) }
+            }
+            if done < 0 {
+                self.engine_failed = true;
+                return Err(self.fail());
+            }
+        }
+        Ok(object)
+    }
+}
+
+/// A key, read straight into its atom: serde_json lends the text when it has no escapes, so
+/// a key already in the cache allocates nothing.
+struct Key<'a>(&'a mut Builder);
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = (qjs::JSAtom, bool);
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = (qjs::JSAtom, bool);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.atom(v).map_err(|()| self.0.fail())
+    }
+}
