@@ -29,58 +29,60 @@ function init(host) {
   // id → [resolve, reject] for tool calls, [callback] for timers.
   const pending = create(null);
 
-  function toolError(spec) {
+  const toolError = (spec) => {
     const e = spec.name === "TypeError" ? new TypeErrorCtor(spec.message) : new ErrorCtor(spec.message);
     if (spec.name !== "TypeError") e.name = spec.name;
     e.tool = spec.tool;
     if (spec.code !== undefined) e.code = spec.code;
     if (spec.path !== undefined) e.path = spec.path;
     return e;
-  }
+  };
 
-  function callTool(namespace, name, args) {
-    return new PromiseCtor((resolve, reject) => {
+  const callTool = (namespace, name, args) =>
+    new PromiseCtor((resolve, reject) => {
       pending[call(namespace, name, args)] = [resolve, reject];
     });
-  }
 
-  const consoleObject = create(null);
   // Set when the host reports the output limit passed. The program is being stopped; the
   // throw ends it now unless it catches, and later lines are not even formatted.
   let closed = false;
-  for (const level of ["log", "info", "warn", "error", "debug"]) {
-    const method = {
-      [level](...args) {
-        if (closed || !log(level, args, builtins)) {
-          closed = true;
-          throw new ErrorCtor("the output limit is reached");
-        }
-      },
-    }[level];
-    defineProperty(consoleObject, level, { value: method, enumerable: true });
-  }
-  defineProperty(globalThis, "console", { value: freeze(consoleObject), writable: true, configurable: true });
-
-  function setTimeout(callback, ms, ...args) {
-    if (typeof callback !== "function") throw new TypeErrorCtor("setTimeout: callback must be a function");
-    const delay = NumberCtor(ms);
-    const id = timer(delay > 0 ? delay : 0);
-    pending[id] = [() => apply(callback, undefined, args)];
-    return id;
-  }
-  function clearTimeout(id) {
-    if (typeof id === "number" && pending[id] !== undefined && pending[id].length === 1) {
-      delete pending[id];
-      clearTimer(id);
+  const emit = (level, args) => {
+    if (closed || !log(level, args, builtins)) {
+      closed = true;
+      throw new ErrorCtor("the output limit is reached");
     }
-  }
-  defineProperty(globalThis, "setTimeout", { value: setTimeout, writable: true, configurable: true });
-  defineProperty(globalThis, "clearTimeout", { value: clearTimeout, writable: true, configurable: true });
+  };
+  // Literals, frozen: each property ends enumerable, read-only and fixed, as defineProperty
+  // would leave it, for less work per sandbox. Methods carry their names and no prototype.
+  const consoleObject = freeze({
+    __proto__: null,
+    log(...args) { emit("log", args); },
+    info(...args) { emit("info", args); },
+    warn(...args) { emit("warn", args); },
+    error(...args) { emit("error", args); },
+    debug(...args) { emit("debug", args); },
+  });
 
-  const codemode = create(null);
-  defineProperty(codemode, "version", { value: host.version, enumerable: true });
+  const timers = {
+    setTimeout(callback, ms, ...args) {
+      if (typeof callback !== "function") throw new TypeErrorCtor("setTimeout: callback must be a function");
+      const delay = NumberCtor(ms);
+      const id = timer(delay > 0 ? delay : 0);
+      pending[id] = [() => apply(callback, undefined, args)];
+      return id;
+    },
+    clearTimeout(id) {
+      if (typeof id === "number" && pending[id] !== undefined && pending[id].length === 1) {
+        delete pending[id];
+        clearTimer(id);
+      }
+    },
+  };
+
   // Discovery, answered by the host from the registry (see `builtin` in src/bridge.rs).
-  const discovery = {
+  const codemode = freeze({
+    __proto__: null,
+    version: host.version,
     list() {
       return callTool("codemode", "list", {});
     },
@@ -91,11 +93,13 @@ function init(host) {
     describe(names) {
       return callTool("codemode", "describe", { names });
     },
-  };
-  for (const name of ["list", "search", "describe"]) {
-    defineProperty(codemode, name, { value: discovery[name], enumerable: true });
-  }
-  defineProperty(globalThis, "codemode", { value: freeze(codemode), writable: true, configurable: true });
+  });
+
+  const global = (name, value) => defineProperty(globalThis, name, { value, writable: true, configurable: true });
+  global("console", consoleObject);
+  global("setTimeout", timers.setTimeout);
+  global("clearTimeout", timers.clearTimeout);
+  global("codemode", codemode);
 
   return {
     // Installs `globalThis[namespace]` with one function per tool.
@@ -106,7 +110,7 @@ function init(host) {
         const fn = { [name](args) { return callTool(namespace, name, args); } }[name];
         defineProperty(ns, name, { value: fn, enumerable: true });
       }
-      defineProperty(globalThis, namespace, { value: freeze(ns), writable: true, configurable: true });
+      global(namespace, freeze(ns));
     },
     // Delivers a tool result (ok), a tool error (!ok) or a due timer.
     settle(id, ok, value) {
