@@ -26,7 +26,13 @@ pub(crate) enum Failed {
 
 /// Builds the JS value that `JSON.parse(text)` would.
 pub(crate) fn parse<'js>(ctx: &Ctx<'js>, text: &str) -> Result<Value<'js>, Failed> {
-    let mut builder = Builder { ctx: ctx.as_raw().as_ptr(), keys: Vec::new(), next_key: 0, engine_failed: false };
+    let mut builder = Builder {
+        ctx: ctx.as_raw().as_ptr(),
+        keys: Vec::new(),
+        next_key: 0,
+        shapes: Vec::new(),
+        engine_failed: false,
+    };
     let mut de = serde_json::Deserializer::from_str(text);
     let built = (&mut builder).deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     match built {
@@ -65,8 +71,24 @@ struct Builder {
     ctx: *mut qjs::JSContext,
     keys: Vec<(Box<str>, qjs::JSAtom)>,
     next_key: usize,
+    /// A trie of key sequences; see [`Shape`].
+    shapes: Vec<Shape>,
     engine_failed: bool,
 }
+
+/// One object per distinct key prefix (`{}`, `{id}`, `{id, name}`, ...), kept alive while the
+/// build runs. The engine shares an object layout ("shape") between objects only while some
+/// object holds each intermediate layout; without these, the first row's layout is grown in
+/// place and every later row builds its own, one property at a time. With them, each row's
+/// property finds its layout in the engine's shape table.
+struct Shape {
+    holder: qjs::JSValue,
+    keys: Vec<qjs::JSAtom>,
+    next: Vec<(qjs::JSAtom, usize)>,
+}
+
+/// Key prefixes held per result: rows have a few shapes; maps with ever new keys gain nothing.
+const SHAPES: usize = 128;
 
 /// Keys remembered per result; past this, a key is made into an atom each time (objects with
 /// thousands of distinct keys are maps, not rows, and gain nothing from a cache).
@@ -74,6 +96,10 @@ const KEY_CACHE: usize = 256;
 
 impl Drop for Builder {
     fn drop(&mut self) {
+        for shape in self.shapes.drain(..) {
+            // SAFETY: each holder is one reference taken in `shape_after`.
+            unsafe { qjs::JS_FreeValue(self.ctx, shape.holder) }
+        }
         for (_, atom) in self.keys.drain(..) {
             // SAFETY: each cached atom holds one reference taken in `atom`.
             unsafe { qjs::JS_FreeAtom(self.ctx, atom) }
@@ -127,6 +153,53 @@ impl Builder {
             return Ok((atom, false));
         }
         Ok((atom, true))
+    }
+
+    /// The trie node for `{}`, made on first use.
+    fn empty_shape(&mut self) -> Option<usize> {
+        if self.shapes.is_empty() {
+            let holder = self.holder(&[])?;
+            self.shapes.push(Shape { holder, keys: Vec::new(), next: Vec::new() });
+        }
+        Some(0)
+    }
+
+    /// The node for `shape`'s keys plus `atom`, made (with its holder) when new. `None` once
+    /// the trie is full or the engine cannot allocate: objects are then built without help.
+    fn shape_after(&mut self, shape: usize, atom: qjs::JSAtom) -> Option<usize> {
+        if let Some(&(_, next)) = self.shapes[shape].next.iter().find(|(a, _)| *a == atom) {
+            return Some(next);
+        }
+        if self.shapes.len() >= SHAPES {
+            return None;
+        }
+        let mut keys = self.shapes[shape].keys.clone();
+        keys.push(atom);
+        let holder = self.holder(&keys)?;
+        self.shapes.push(Shape { holder, keys, next: Vec::new() });
+        let next = self.shapes.len() - 1;
+        self.shapes[shape].next.push((atom, next));
+        Some(next)
+    }
+
+    /// An object with `keys` (values undefined), defined as rows define them.
+    fn holder(&self, keys: &[qjs::JSAtom]) -> Option<qjs::JSValue> {
+        // SAFETY: a valid context; the atoms are alive (cached, or owned by the caller).
+        unsafe {
+            let holder = qjs::JS_NewObject(self.ctx);
+            if qjs::JS_IsException(holder) {
+                let _ = qjs::JS_GetException(self.ctx);
+                return None;
+            }
+            for &key in keys {
+                if qjs::JS_DefinePropertyValue(self.ctx, holder, key, qjs::JS_UNDEFINED, qjs::JS_PROP_C_W_E as _) < 0 {
+                    let _ = qjs::JS_GetException(self.ctx);
+                    qjs::JS_FreeValue(self.ctx, holder);
+                    return None;
+                }
+            }
+            Some(holder)
+        }
     }
 
     fn fail<E: de::Error>(&self) -> E {
@@ -200,7 +273,10 @@ impl<'de> Visitor<'de> for &mut Builder {
         // SAFETY: a valid context.
         let object = unsafe { qjs::JS_NewObject(self.ctx) };
         let object = self.owned(object).map_err(|()| self.fail())?;
+        let mut shape = self.empty_shape();
         while let Some((atom, free_atom)) = map.next_key_seed(Key(&mut *self))? {
+            // Before the property is defined, so the object finds the layout already made.
+            shape = shape.filter(|_| !free_atom).and_then(|s| self.shape_after(s, atom));
             let value = match map.next_value_seed(&mut *self) {
                 Ok(v) => v,
                 Err(e) => {
