@@ -31,6 +31,7 @@ pub(crate) fn parse<'js>(ctx: &Ctx<'js>, text: &str) -> Result<Value<'js>, Faile
         keys: Vec::new(),
         next_key: 0,
         shapes: Vec::new(),
+        objects: 0,
         engine_failed: false,
     };
     let mut de = serde_json::Deserializer::from_str(text);
@@ -73,6 +74,9 @@ struct Builder {
     next_key: usize,
     /// A trie of key sequences; see [`Shape`].
     shapes: Vec<Shape>,
+    /// Objects finished so far: the trie starts with the second, so a result holding one
+    /// object (most tool results) costs no holder.
+    objects: usize,
     engine_failed: bool,
 }
 
@@ -157,6 +161,9 @@ impl Builder {
 
     /// The trie node for `{}`, made on first use.
     fn empty_shape(&mut self) -> Option<usize> {
+        if self.objects == 0 {
+            return None;
+        }
         if self.shapes.is_empty() {
             let holder = self.holder(&[])?;
             self.shapes.push(Shape { holder, keys: Vec::new(), next: Vec::new() });
@@ -301,6 +308,7 @@ impl<'de> Visitor<'de> for &mut Builder {
                 return Err(self.fail());
             }
         }
+        self.objects += 1;
         Ok(object)
     }
 }
