@@ -188,6 +188,8 @@ async fn tool_results_are_exactly_what_json_parse_makes() {
         r#"{"a":1,"b":[1,2.5,-0,-1e-400,12345678901234567890,9007199254740993,0.1,-2147483649],"a":3}"#,
         r#"{"__proto__":{"x":1},"10":"ten","2":"two","k\u00e9y":"\u00e9\ud83d\ude00","é":"é","\u0000":"nul"}"#,
         r#"[{"id":0,"s":"x"},{"id":1,"s":"y","extra":null},{"s":"z","id":2},true,false,null,""]"#,
+        // Decimals that need every digit to find the nearest double.
+        r#"[2.2250738585072011e-308,9007199254740993.0,0.30000000000000004,1.7976931348623157e308,5e-324,123456789.12345679,3.141592653589793238462643383279]"#,
         // What serde_json refuses but JSON.parse accepts goes to JSON.parse: a number too
         // large for a double, a lone surrogate and nesting past serde_json's 128 levels.
         r#"[1e400,-1e400]"#,
