@@ -168,12 +168,7 @@ impl<'js> Walker<'js> {
         }
         let raw = v.as_raw();
         if unsafe { qjs::JS_IsDate(raw) } {
-            let iso = self
-                .date_to_iso
-                .as_ref()
-                .and_then(|f| f.call::<_, Value>((rquickjs::function::This(v.clone()),)).ok())
-                .filter(|s| s.is_string())
-                .map(|s| js_string(&s));
+            let iso = self.date_to_iso.as_ref().and_then(|f| call_for_string(&self.ctx, f, v));
             let json = iso.map_or(Json::Null, Json::String);
             self.charge(json_len(&json))?;
             return Ok(json);
@@ -311,6 +306,32 @@ fn json_len(j: &Json) -> usize {
         Json::String(s) => s.len() + 2,
         _ => 2,
     }
+}
+
+/// `f` called with `this = v`, when it returns a string. A throw gives `None` and is cleared,
+/// so no stale exception is left in the engine.
+pub(crate) fn call_for_string<'js>(ctx: &Ctx<'js>, f: &Function<'js>, v: &Value<'js>) -> Option<String> {
+    match f.call::<_, Value>((rquickjs::function::This(v.clone()),)) {
+        Ok(out) => out.is_string().then(|| js_string(&out)),
+        Err(_) => {
+            let _ = ctx.catch();
+            None
+        }
+    }
+}
+
+/// An error's name (default `Error`), message (default empty) and stack, read without running
+/// program code: string data properties on the error or its prototypes, else the built-in
+/// `stack` getter captured before the program ran.
+pub(crate) fn error_parts<'js>(
+    ctx: &Ctx<'js>,
+    error: &Value<'js>,
+    stack_getter: Option<&Function<'js>>,
+) -> (String, String, Option<String>) {
+    let name = inherited_string(ctx, error, "name").unwrap_or_else(|| "Error".into());
+    let message = inherited_string(ctx, error, "message").unwrap_or_default();
+    let stack = inherited_string(ctx, error, "stack").or_else(|| call_for_string(ctx, stack_getter?, error));
+    (name, message, stack)
 }
 
 /// A JS string as Rust text; lone surrogates become U+FFFD.

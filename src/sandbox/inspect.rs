@@ -16,6 +16,7 @@ use rquickjs::function::This;
 use rquickjs::{qjs, Coerced, Ctx, FromJs, Function, Object, Type, Value};
 
 use super::convert::{self, OwnKeys, Overflow, Prop, Walker};
+use crate::typegen::is_identifier;
 
 const MAX_DEPTH: usize = 2;
 const MAX_ITEMS: usize = 100;
@@ -23,48 +24,38 @@ const MAX_STRING: usize = 10_000;
 /// `%j` output is cut (and marked) past this.
 const MAX_JSON: usize = 64 * 1024;
 
-/// Built-ins the prelude captured before the program ran.
+/// The frozen object of built-ins the prelude captured before the program ran; it comes with
+/// each console call. Read only when a value needs one of them, so a plain line pays nothing.
 pub(crate) struct Builtins<'js> {
-    pub(crate) date_to_iso: Option<Function<'js>>,
-    pub(crate) stack_getter: Option<Function<'js>>,
-    pub(crate) regexp_to_string: Option<Function<'js>>,
+    ctx: Ctx<'js>,
+    holder: Value<'js>,
 }
 
 impl<'js> Builtins<'js> {
-    /// Reads them from the frozen object the prelude passes along with each console call.
-    pub(crate) fn from_object(ctx: &Ctx<'js>, holder: &Value<'js>) -> Self {
-        let function = |name: &str| convert::own_data_property(ctx, holder, name).and_then(|v| v.into_function());
-        Builtins {
-            date_to_iso: function("dateToISOString"),
-            stack_getter: function("stackGetter"),
-            regexp_to_string: function("regexpToString"),
-        }
+    pub(crate) fn new(ctx: &Ctx<'js>, holder: Value<'js>) -> Self {
+        Builtins { ctx: ctx.clone(), holder }
+    }
+
+    fn get(&self, name: &str) -> Option<Function<'js>> {
+        convert::own_data_property(&self.ctx, &self.holder, name).and_then(|v| v.into_function())
     }
 }
 
 /// One console call's arguments as one line, as Node's `console.log` formats them
 /// (`%s %d %i %f %j %o %O %c %%` in a leading string included).
 pub(crate) fn format<'js>(ctx: &Ctx<'js>, args: &[Value<'js>], builtins: &Builtins<'js>) -> rquickjs::Result<String> {
+    let Some((first, mut rest)) = args.split_first() else { return Ok(String::new()) };
     let mut inspector = Inspector { ctx, builtins, seen: Vec::new(), object_prototype: None };
-    let mut out = String::new();
-    let mut rest = args;
-    match args.first() {
-        Some(first) if first.is_string() && args.len() > 1 => {
-            let template = convert::js_string(first);
-            if template.contains('%') {
-                rest = &args[1..];
-                out = inspector.substitute(&template, &mut rest)?;
-            } else {
-                out = template;
-                rest = &args[1..];
-            }
+    let mut out = if first.is_string() && !rest.is_empty() {
+        let template = convert::js_string(first);
+        if template.contains('%') {
+            inspector.substitute(&template, &mut rest)?
+        } else {
+            template
         }
-        Some(first) => {
-            out = inspector.inspect(first, 0)?;
-            rest = &args[1..];
-        }
-        None => {}
-    }
+    } else {
+        inspector.inspect(first, 0)?
+    };
     for arg in rest {
         out.push(' ');
         out.push_str(&inspector.inspect(arg, 0)?);
@@ -149,7 +140,7 @@ impl<'js> Inspector<'_, 'js> {
         if v.is_undefined() || v.is_function() || v.is_symbol() {
             return "undefined".into();
         }
-        let walker = Walker::new(self.ctx.clone(), MAX_JSON, Overflow::Cut, self.builtins.date_to_iso.clone());
+        let walker = Walker::new(self.ctx.clone(), MAX_JSON, Overflow::Cut, self.builtins.get("dateToISOString"));
         walker.convert(v).map_or_else(|_| "[Circular]".into(), |c| c.json.to_string())
     }
 
@@ -218,12 +209,12 @@ impl<'js> Inspector<'_, 'js> {
             return Ok(self.error(&v));
         }
         if unsafe { qjs::JS_IsDate(raw) } {
-            let iso = self.call_builtin(self.builtins.date_to_iso.as_ref(), &v).ok().flatten();
+            let iso = self.try_builtin("dateToISOString", &v);
             return Ok(iso.unwrap_or_else(|| "Invalid Date".into()));
         }
         if unsafe { qjs::JS_IsRegExp(raw) } {
             // Reads `source` and `flags` as the engine does: program code if it replaced them.
-            if let Some(text) = self.call_builtin(self.builtins.regexp_to_string.as_ref(), &v)? {
+            if let Some(text) = self.call_builtin("regexpToString", &v)? {
                 return Ok(text);
             }
         }
@@ -337,17 +328,11 @@ impl<'js> Inspector<'_, 'js> {
 
     /// `Name: message`, then the stack, as `Error.prototype.toString` and Node show it.
     fn error(&self, v: &Value<'js>) -> String {
-        let name = convert::inherited_string(self.ctx, v, "name").unwrap_or_else(|| "Error".into());
-        let message = convert::inherited_string(self.ctx, v, "message").unwrap_or_default();
+        let (name, message, stack) = convert::error_parts(self.ctx, v, self.builtins.get("stackGetter").as_ref());
         let head = match (name.is_empty(), message.is_empty()) {
             (true, _) => message,
             (false, true) => name,
             (false, false) => format!("{name}: {message}"),
-        };
-        let stack = match convert::own_property_str(self.ctx, v, "stack") {
-            Prop::Data(s) => s.is_string().then(|| convert::js_string(&s)),
-            Prop::Accessor { .. } => None,
-            Prop::Missing => self.call_builtin(self.builtins.stack_getter.as_ref(), v).ok().flatten(),
         };
         match stack.as_deref().map(|s| s.strip_suffix('\n').unwrap_or(s)) {
             // A stack set by the program may already start with the heading.
@@ -357,11 +342,17 @@ impl<'js> Inspector<'_, 'js> {
         }
     }
 
-    /// Calls a captured built-in with `this = v`; its text when it returned a string.
-    fn call_builtin(&self, f: Option<&Function<'js>>, v: &Value<'js>) -> rquickjs::Result<Option<String>> {
-        let Some(f) = f else { return Ok(None) };
+    /// Calls a captured built-in with `this = v`; its text when it returned a string. Its
+    /// exception propagates (the engine still holds it), as a throw inside console.log would.
+    fn call_builtin(&self, name: &str, v: &Value<'js>) -> rquickjs::Result<Option<String>> {
+        let Some(f) = self.builtins.get(name) else { return Ok(None) };
         let out: Value = f.call((This(v.clone()),))?;
         Ok(out.is_string().then(|| convert::js_string(&out)))
+    }
+
+    /// The same for a built-in that may throw on bad input (an invalid Date): `None` then.
+    fn try_builtin(&self, name: &str, v: &Value<'js>) -> Option<String> {
+        convert::call_for_string(self.ctx, &self.builtins.get(name)?, v)
     }
 }
 
@@ -409,10 +400,7 @@ fn quote(s: &str) -> String {
 }
 
 fn key_text(k: &str) -> String {
-    let mut chars = k.chars();
-    let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-    if ident {
+    if is_identifier(k) {
         k.to_string()
     } else {
         quote(k)

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rquickjs::context::intrinsic;
-use rquickjs::function::This;
 use rquickjs::module::{Declared, WriteOptions};
 use rquickjs::promise::PromiseState;
 use rquickjs::{
@@ -575,14 +574,8 @@ impl Sandbox {
             e.name = Some("Error".into());
             return e;
         }
-        let prop = |name: &str| convert::inherited_string(ctx, &reason, name);
-        let name = prop("name").unwrap_or_else(|| "Error".into());
-        let message = prop("message").unwrap_or_default();
-        let stack = prop("stack").or_else(|| {
-            let getter = self.stack_getter.clone()?.restore(ctx).ok()?;
-            let v: Value = getter.call((This(reason.clone()),)).ok()?;
-            v.is_string().then(|| convert::js_string(&v))
-        });
+        let getter = self.stack_getter.clone().and_then(|g| g.restore(ctx).ok());
+        let (name, message, stack) = convert::error_parts(ctx, &reason, getter.as_ref());
         let mut err = ExecError::new(ErrorKind::Exception, message);
         if let Some((stack, first)) = stack.map(|s| map_stack(&s, compiled)) {
             if let Some((line, column)) = first {
@@ -703,7 +696,7 @@ fn host_functions<'js>(
                 let args = args.iter::<Value>().collect::<rquickjs::Result<Vec<_>>>()?;
                 // Formatted before the execution state is borrowed: a RegExp's replaced
                 // `source` getter may log in turn.
-                let message = inspect::format(&ctx, &args, &inspect::Builtins::from_object(&ctx, &builtins))?;
+                let message = inspect::format(&ctx, &args, &inspect::Builtins::new(&ctx, builtins))?;
                 if let Some(exec) = exec.borrow_mut().as_mut() {
                     if let Err(kind) = exec.log(LogLevel::parse(&level), message) {
                         control.abort.set(Some(kind));

@@ -88,6 +88,7 @@ console.log(function () {}, () => {}, async function af() {});
 const e = new TypeError('bad thing'); e.stack = 'TypeError: bad thing\n    at somewhere'; console.log(e);
 console.log('%j', { toJSON() { return 'ignored'; }, v: 1 }, '%o');
 console.log('%o', [1]);
+console.log(new Date(NaN), 'after');
 "#)
     .await;
     assert_eq!(
@@ -104,6 +105,7 @@ console.log('%o', [1]);
             "TypeError: bad thing\n    at somewhere",
             "{\"v\":1} %o",
             "[ 1 ]",
+            "Invalid Date after",
         ]
     );
 }
