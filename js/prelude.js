@@ -107,8 +107,8 @@ function init(host) {
       const ns = create(null);
       for (let i = 0; i < tools.length; i++) {
         const name = tools[i];
-        const fn = { [name](args) { return callTool(namespace, name, args); } }[name];
-        defineProperty(ns, name, { value: fn, enumerable: true });
+        // A plain assignment: `ns` has no prototype, and freezing leaves each tool read-only.
+        ns[name] = { [name](args) { return callTool(namespace, name, args); } }[name];
       }
       global(namespace, freeze(ns));
     },

@@ -191,16 +191,19 @@ impl Builder {
 
     /// An object with `keys` (values undefined), defined as rows define them.
     fn holder(&self, keys: &[qjs::JSAtom]) -> Option<qjs::JSValue> {
+        // The holders only speed the build up: a failure is cleared and the build goes on
+        // without them.
         // SAFETY: a valid context; the atoms are alive (cached, or owned by the caller).
         unsafe {
+            let clear = || qjs::JS_FreeValue(self.ctx, qjs::JS_GetException(self.ctx));
             let holder = qjs::JS_NewObject(self.ctx);
             if qjs::JS_IsException(holder) {
-                let _ = qjs::JS_GetException(self.ctx);
+                clear();
                 return None;
             }
             for &key in keys {
                 if qjs::JS_DefinePropertyValue(self.ctx, holder, key, qjs::JS_UNDEFINED, qjs::JS_PROP_C_W_E as _) < 0 {
-                    let _ = qjs::JS_GetException(self.ctx);
+                    clear();
                     qjs::JS_FreeValue(self.ctx, holder);
                     return None;
                 }
