@@ -8,7 +8,6 @@
 
 const { freeze, create, defineProperty, getOwnPropertyDescriptor } = Object;
 const { apply } = Reflect;
-const PromiseCtor = Promise;
 const ErrorCtor = Error;
 const TypeErrorCtor = TypeError;
 const NumberCtor = Number;
@@ -25,9 +24,11 @@ const builtins = freeze({
 // -- the bridge -----------------------------------------------------------------------------
 
 function init(host) {
+  // `call(target, args)` returns the call's promise; the host keeps its resolving functions
+  // and settles it. `target` is a tool's position in the registry, or a built-in's name.
   const { call, log, timer, clearTimer } = host;
-  // id → [resolve, reject] for tool calls, [callback] for timers.
-  const pending = create(null);
+  // Timer id → callback.
+  const timers = create(null);
 
   const toolError = (spec) => {
     const e = spec.name === "TypeError" ? new TypeErrorCtor(spec.message) : new ErrorCtor(spec.message);
@@ -37,11 +38,6 @@ function init(host) {
     if (spec.path !== undefined) e.path = spec.path;
     return e;
   };
-
-  const callTool = (namespace, name, args) =>
-    new PromiseCtor((resolve, reject) => {
-      pending[call(namespace, name, args)] = [resolve, reject];
-    });
 
   // Set when the host reports the output limit passed. The program is being stopped; the
   // throw ends it now unless it catches, and later lines are not even formatted.
@@ -63,17 +59,17 @@ function init(host) {
     debug(...args) { emit("debug", args); },
   });
 
-  const timers = {
+  const timerFunctions = {
     setTimeout(callback, ms, ...args) {
       if (typeof callback !== "function") throw new TypeErrorCtor("setTimeout: callback must be a function");
       const delay = NumberCtor(ms);
       const id = timer(delay > 0 ? delay : 0);
-      pending[id] = [() => apply(callback, undefined, args)];
+      timers[id] = () => apply(callback, undefined, args);
       return id;
     },
     clearTimeout(id) {
-      if (typeof id === "number" && pending[id] !== undefined && pending[id].length === 1) {
-        delete pending[id];
+      if (typeof id === "number" && timers[id] !== undefined) {
+        delete timers[id];
         clearTimer(id);
       }
     },
@@ -84,43 +80,45 @@ function init(host) {
     __proto__: null,
     version: host.version,
     list() {
-      return callTool("codemode", "list", {});
+      return call("list", {});
     },
     search(query, options) {
       const o = options === undefined || options === null ? {} : options;
-      return callTool("codemode", "search", { query, detail: o.detail, limit: o.limit });
+      return call("search", { query, detail: o.detail, limit: o.limit });
     },
     describe(names) {
-      return callTool("codemode", "describe", { names });
+      return call("describe", { names });
     },
   });
 
   const global = (name, value) => defineProperty(globalThis, name, { value, writable: true, configurable: true });
   global("console", consoleObject);
-  global("setTimeout", timers.setTimeout);
-  global("clearTimeout", timers.clearTimeout);
+  global("setTimeout", timerFunctions.setTimeout);
+  global("clearTimeout", timerFunctions.clearTimeout);
   global("codemode", codemode);
 
   return {
-    // Installs `globalThis[namespace]` with one function per tool.
-    install(namespace, tools) {
+    // Installs `globalThis[namespace]` with one function per tool; the tools are the
+    // registry's, from position `first` on.
+    install(namespace, tools, first) {
       const ns = create(null);
       for (let i = 0; i < tools.length; i++) {
         const name = tools[i];
+        const target = first + i;
         // A plain assignment: `ns` has no prototype, and freezing leaves each tool read-only.
-        ns[name] = { [name](args) { return callTool(namespace, name, args); } }[name];
+        ns[name] = { [name](args) { return call(target, args); } }[name];
       }
       global(namespace, freeze(ns));
     },
-    // Delivers a tool result (ok), a tool error (!ok) or a due timer.
-    settle(id, ok, value) {
-      const entry = pending[id];
-      if (entry === undefined) return;
-      delete pending[id];
-      if (entry.length === 1) entry[0]();
-      else if (ok) entry[0](value);
-      else entry[1](toolError(value));
+    // Runs a due timer's callback.
+    fire(id) {
+      const callback = timers[id];
+      if (callback === undefined) return;
+      delete timers[id];
+      callback();
     },
+    // The error a failed tool call rejects with.
+    toolError,
     // The program's promise: awaits the module's default export, calling it first when the
     // agent sent a function expression.
     start(value, callIt) {

@@ -57,7 +57,7 @@ pub(crate) enum Wake {
 }
 
 /// A finished call: the JSON text and the tool's label, or the failure.
-pub(crate) type CallResult = Result<(Arc<str>, String), ToolFailure>;
+pub(crate) type CallResult = Result<(Arc<str>, Arc<str>), ToolFailure>;
 
 /// A rejected tool call, as the sandbox will see it: an `Error` (or `TypeError`) with these
 /// properties.
@@ -83,7 +83,7 @@ pub(crate) enum Settlement {
     /// JSON text from `tool` (named in the error if the text does not parse).
     Value {
         json: Arc<str>,
-        tool: String,
+        tool: Arc<str>,
     },
     Error(ToolFailure),
     Timer,
@@ -120,12 +120,20 @@ impl CancelHandle {
 struct Queued {
     id: u64,
     entry: Arc<Entry>,
-    label: String,
     args: Value,
+}
+
+/// What a program called: a registered tool, by its position in [`Registry::entries`], or one
+/// of the runtime's own functions (`codemode.list`, ...), by name.
+pub(crate) enum Target<'a> {
+    Tool(usize),
+    Builtin(&'a str),
 }
 
 pub(crate) struct Bridge {
     registry: Arc<Registry>,
+    /// The registry's entries, which a sandbox names by position.
+    tools: Arc<[Arc<Entry>]>,
     log_sink: Option<LogSink>,
     handle: tokio::runtime::Handle,
     max_calls: u32,
@@ -148,6 +156,7 @@ impl Bridge {
     pub(crate) fn new(registry: Arc<Registry>, handle: tokio::runtime::Handle, limits: &Limits) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         Bridge {
+            tools: registry.entries(),
             registry,
             log_sink: None,
             handle,
@@ -203,46 +212,46 @@ impl Bridge {
 
     /// Starts a tool call and returns its id. `args` is the snapshot of the JS arguments, or why
     /// they could not be taken. Errs only when the call limit is passed, which ends the run.
-    pub(crate) fn call(
-        &mut self,
-        namespace: &str,
-        name: &str,
-        args: Result<Value, String>,
-    ) -> Result<u64, ErrorKind> {
+    pub(crate) fn call(&mut self, target: Target<'_>, args: Result<Value, String>) -> Result<u64, ErrorKind> {
         let id = self.fresh_id();
         self.calls += 1;
         if self.calls > self.max_calls {
             return Err(ErrorKind::ToolCallLimit);
         }
-        if namespace == BUILTIN_NAMESPACE {
-            let label = format!("{namespace}.{name}");
-            let settlement = match args
-                .map_err(|why| format!("{label}: {why}"))
-                .and_then(|a| builtin(&self.registry, name, &a))
-            {
-                Ok(value) => Settlement::Value { json: Arc::from(value.to_string()), tool: label },
-                Err(message) => Settlement::Error(ToolFailure::type_error(&label, message, None)),
-            };
-            self.ready.push_back((id, settlement));
-            return Ok(id);
-        }
-        let Some(entry) = self.registry.entry(namespace, name).cloned() else {
-            let label = format!("{namespace}.{name}");
-            let failure = ToolFailure::type_error(&label, format!("{label} is not a tool"), None);
-            self.ready.push_back((id, Settlement::Error(failure)));
-            return Ok(id);
+        let entry = match target {
+            Target::Builtin(name) => {
+                let label = format!("{BUILTIN_NAMESPACE}.{name}");
+                let settlement = match args
+                    .map_err(|why| format!("{label}: {why}"))
+                    .and_then(|a| builtin(&self.registry, name, &a))
+                {
+                    Ok(value) => Settlement::Value { json: Arc::from(value.to_string()), tool: label.into() },
+                    Err(message) => Settlement::Error(ToolFailure::type_error(&label, message, None)),
+                };
+                self.ready.push_back((id, settlement));
+                return Ok(id);
+            }
+            Target::Tool(index) => match self.tools.get(index) {
+                Some(entry) => Arc::clone(entry),
+                None => {
+                    let failure = ToolFailure::type_error("?", format!("no tool has index {index}"), None);
+                    self.ready.push_back((id, Settlement::Error(failure)));
+                    return Ok(id);
+                }
+            },
         };
-        let label = format!("{namespace}.{}", entry.tool.js_name());
+        let label = &entry.label;
         let args = match args {
             Ok(Value::Null) => Value::Object(Default::default()),
             Ok(args) => args,
             Err(why) => {
-                let failure = ToolFailure::type_error(&label, format!("{label}: {why}"), None);
+                let failure = ToolFailure::type_error(label, format!("{label}: {why}"), None);
                 self.ready.push_back((id, Settlement::Error(failure)));
                 return Ok(id);
             }
         };
-        if let Some(err) = entry.validator.iter_errors(&args).next() {
+        if !entry.validator.is_valid(&args) {
+            let err = entry.validator.iter_errors(&args).next().expect("an invalid instance has an error");
             let path = js_path(&err.instance_path().to_string());
             let mut detail = err.to_string();
             if detail.len() > 300 {
@@ -254,11 +263,11 @@ impl Bridge {
                 detail.push('…');
             }
             let message = format!("{label}: invalid arguments at {path}: {detail}");
-            let failure = ToolFailure::type_error(&label, message, Some(path));
+            let failure = ToolFailure::type_error(label, message, Some(path));
             self.ready.push_back((id, Settlement::Error(failure)));
             return Ok(id);
         }
-        let queued = Queued { id, entry, label, args };
+        let queued = Queued { id, entry, args };
         if self.in_flight.len() < self.max_concurrent {
             self.dispatch(queued);
         } else {
@@ -272,8 +281,9 @@ impl Bridge {
     /// with no thread hop. Only a handler that is still pending becomes a tokio task, whose
     /// completion wakes this thread through the channel.
     fn dispatch(&mut self, call: Queued) {
-        let Queued { id, entry, label, args } = call;
+        let Queued { id, entry, args } = call;
         let handler = Arc::clone(entry.tool.handler());
+        let label = Arc::clone(&entry.label);
         let span = tracing::info_span!("tool_call", tool = %label, id);
         let mut call = Box::pin(
             async move {
@@ -284,14 +294,14 @@ impl Bridge {
                     Ok(Err(ToolError { code, message })) => Err(ToolFailure {
                         name: "ToolError",
                         message: format!("{label}: {message}"),
-                        tool: label,
+                        tool: label.to_string(),
                         code: Some(code),
                         path: None,
                     }),
                     Err(panic) => Err(ToolFailure {
                         name: "ToolError",
                         message: format!("{label}: the tool panicked: {}", panic_message(&panic)),
-                        tool: label,
+                        tool: label.to_string(),
                         code: Some("panic".into()),
                         path: None,
                     }),

@@ -6,7 +6,6 @@
 //! search and describe as `codemode.search(...)` and `codemode.describe(...)`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -400,9 +399,6 @@ fn file_to_name(path: &str) -> Option<String> {
     }
     Some(if stem == "index" { ns.to_string() } else { format!("{ns}.{stem}") })
 }
-
-/// Shared so that clones of a registry (the engine's, the caller's) build the index once.
-pub(crate) type SharedIndex = Arc<std::sync::OnceLock<Arc<SearchIndex>>>;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::definitions::ToolDefinition;
-use crate::discovery::{SearchIndex, SharedIndex};
+use crate::discovery::SearchIndex;
 use crate::error::{RegistryError, ToolError};
 pub use crate::typegen::js_name;
 use crate::typegen::{self, is_identifier, property_key, Declarations, ToolSchema};
@@ -219,6 +219,8 @@ impl Tool {
 pub(crate) struct Entry {
     pub(crate) tool: Tool,
     pub(crate) validator: jsonschema::Validator,
+    /// `namespace.jsName`, as errors and spans name the tool; made once, not per call.
+    pub(crate) label: Arc<str>,
 }
 
 /// The tools of one namespace, keyed by JS name.
@@ -266,8 +268,15 @@ impl Namespace {
 #[derive(Clone, Default)]
 pub struct Registry {
     namespaces: BTreeMap<String, Arc<Namespace>>,
-    /// The search index of this version of the registry; a change starts a new one.
-    index: SharedIndex,
+    /// What is derived from this version of the registry; a change starts a new one, and
+    /// clones of one version (the engine's, the caller's) share it.
+    derived: Arc<Derived>,
+}
+
+#[derive(Default)]
+struct Derived {
+    index: OnceLock<Arc<SearchIndex>>,
+    entries: OnceLock<Arc<[Arc<Entry>]>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -314,10 +323,11 @@ impl Registry {
         if let Some(e) = self.collision(namespace, &tool) {
             return Err(e);
         }
+        let label = format!("{ns_js}.{}", tool.js_name).into();
         let ns = self.namespaces.entry(ns_js).or_insert_with(|| Arc::new(Namespace::new(namespace)));
         let ns = Arc::make_mut_namespace(ns);
-        ns.tools.insert(tool.js_name.clone(), Arc::new(Entry { tool, validator }));
-        self.index = SharedIndex::default();
+        ns.tools.insert(tool.js_name.clone(), Arc::new(Entry { tool, validator, label }));
+        self.derived = Arc::default();
         Ok(self)
     }
 
@@ -331,7 +341,7 @@ impl Registry {
         let description = description.into();
         let ns = self.namespaces.entry(ns_js).or_insert_with(|| Arc::new(Namespace::new(namespace)));
         Arc::make_mut_namespace(ns).description = description;
-        self.index = SharedIndex::default();
+        self.derived = Arc::default();
         Ok(self)
     }
 
@@ -353,7 +363,7 @@ impl Registry {
     pub fn remove_namespace(&mut self, namespace: &str) -> bool {
         let removed = namespace_js_name(namespace).ok().and_then(|js| self.namespaces.remove(&js)).is_some();
         if removed {
-            self.index = SharedIndex::default();
+            self.derived = Arc::default();
         }
         removed
     }
@@ -377,7 +387,7 @@ impl Registry {
                 }
             }
         }
-        self.index = SharedIndex::default();
+        self.derived = Arc::default();
     }
 
     /// Every tool, as `(namespace, tool)`, sorted by namespace and JS name.
@@ -423,7 +433,14 @@ impl Registry {
     }
 
     pub(crate) fn search_index(&self) -> Arc<SearchIndex> {
-        Arc::clone(self.index.get_or_init(|| Arc::new(SearchIndex::build(self))))
+        Arc::clone(self.derived.index.get_or_init(|| Arc::new(SearchIndex::build(self))))
+    }
+
+    /// Every tool's entry in the order of [`Registry::namespaces`] and then JS name, so a
+    /// sandbox can name a tool by its position; made once per registry version.
+    pub(crate) fn entries(&self) -> Arc<[Arc<Entry>]> {
+        let make = || self.namespaces.values().flat_map(|ns| ns.tools.values().cloned()).collect();
+        Arc::clone(self.derived.entries.get_or_init(make))
     }
 
     /// True when no tool is registered.

@@ -24,7 +24,7 @@ use rquickjs::{
     Array, CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime, Value,
 };
 
-use crate::bridge::{Bridge, Next, Settlement, ToolFailure};
+use crate::bridge::{Bridge, Next, Settlement, Target, ToolFailure};
 use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
 use crate::outcome::{LogLevel, LogLine, Outcome, Stats};
@@ -212,7 +212,12 @@ struct Exec {
     unhandled_more: usize,
     /// The program's own promise: its rejection is the run's error, not an unhandled one.
     main_promise: usize,
+    /// The resolving functions of each tool call's promise, by call id.
+    resolvers: HashMap<u64, Resolvers>,
 }
+
+/// `resolve` and `reject` of one tool call's promise.
+struct Resolvers(Persistent<Function<'static>>, Persistent<Function<'static>>);
 
 impl Exec {
     fn log(&mut self, level: LogLevel, message: String) -> Result<(), ErrorKind> {
@@ -336,6 +341,7 @@ impl Sandbox {
             unhandled: Vec::new(),
             unhandled_more: 0,
             main_promise: 0,
+            resolvers: HashMap::new(),
         });
 
         let cached = cache.get(&code);
@@ -430,11 +436,16 @@ impl Sandbox {
             let (module, script) = self.module(&ctx, code, cached, cache)?;
             let exports = self.exports.clone().restore(&ctx).map_err(internal_js)?;
             let install: Function = exports.get("install").map_err(internal_js)?;
+            // Positions follow `Registry::entries`: namespaces in order, then tools by JS name.
+            let mut first = 0;
             for (js_name, ns) in registry.namespaces() {
                 let tools: Vec<&str> = ns.tools.keys().map(String::as_str).collect();
-                install.call::<_, ()>((js_name, tools)).map_err(internal_js)?;
+                let count = tools.len();
+                install.call::<_, ()>((js_name, tools, first)).map_err(internal_js)?;
+                first += count;
             }
-            let settle: Function = exports.get("settle").map_err(internal_js)?;
+            let fire: Function = exports.get("fire").map_err(internal_js)?;
+            let tool_error: Function = exports.get("toolError").map_err(internal_js)?;
             let start: Function = exports.get("start").map_err(internal_js)?;
 
             let promise: Promise = (|| {
@@ -483,13 +494,22 @@ impl Sandbox {
                 let next = exec.borrow_mut().as_mut().expect("execution state").bridge.next(deadline);
                 match next {
                     Next::Settle(id, settlement) => {
+                        let resolvers = match settlement {
+                            Settlement::Timer => None,
+                            _ => exec.borrow_mut().as_mut().and_then(|e| e.resolvers.remove(&id)),
+                        };
+                        let settle = |ok: bool, value| -> rquickjs::Result<()> {
+                            let Some(Resolvers(resolve, reject)) = &resolvers else { return Ok(()) };
+                            let f = if ok { resolve } else { reject };
+                            f.clone().restore(&ctx)?.call::<(Value,), ()>((value,))
+                        };
                         let reject = |failure: ToolFailure| {
                             let spec = ctx.json_parse(serde_json::to_string(&failure).expect("failure serializes"));
-                            spec.and_then(|spec| settle.call::<_, ()>((id as f64, false, spec)))
+                            spec.and_then(|spec| tool_error.call::<_, Value>((spec,))).and_then(|e| settle(false, e))
                         };
                         let delivered = match settlement {
                             Settlement::Value { json, tool } => match tool_result(&ctx, &json) {
-                                Ok(v) => settle.call::<_, ()>((id as f64, true, v)),
+                                Ok(v) => settle(true, v),
                                 Err(_) => {
                                     if let Some(kind) = control.check() {
                                         return Err(abort_error(kind, limits));
@@ -501,14 +521,14 @@ impl Sandbox {
                                     reject(ToolFailure {
                                         name: "ToolError",
                                         message: format!("{tool}: the tool returned invalid JSON: {detail}"),
-                                        tool,
+                                        tool: tool.to_string(),
                                         code: Some("invalid_output".into()),
                                         path: None,
                                     })
                                 }
                             },
                             Settlement::Error(failure) => reject(failure),
-                            Settlement::Timer => settle.call::<_, ()>((id as f64, true)),
+                            Settlement::Timer => fire.call::<_, ()>((id as f64,)),
                         };
                         if let Err(e) = delivered.catch(&ctx) {
                             // A timer callback threw: the program fails as it would in Node.
@@ -662,24 +682,28 @@ fn host_functions<'js>(
         let control = Rc::clone(control);
         let call = Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>,
-                  namespace: String,
-                  name: String,
-                  args: Value<'js>|
-                  -> rquickjs::Result<f64> {
+            move |ctx: Ctx<'js>, target: Value<'js>, args: Value<'js>| -> rquickjs::Result<Promise<'js>> {
+                let (promise, resolve, reject) = Promise::new(&ctx)?;
                 let mut guard = exec.borrow_mut();
-                let Some(exec) = guard.as_mut() else { return Ok(0.0) };
-                let args = Walker::new(ctx, exec.limits.max_tool_argument_bytes, Overflow::Fail, None)
+                let Some(exec) = guard.as_mut() else { return Ok(promise) };
+                let builtin = target.as_string().map(|s| s.to_string()).transpose()?;
+                let target = match &builtin {
+                    Some(name) => Target::Builtin(name),
+                    None => Target::Tool(target.as_number().unwrap_or(f64::NAN) as usize),
+                };
+                let args = Walker::new(ctx.clone(), exec.limits.max_tool_argument_bytes, Overflow::Fail, None)
                     .convert(&args)
                     .map(|c| c.json)
                     .map_err(|why| format!("the arguments cannot be sent: {why}"));
-                match exec.bridge.call(&namespace, &name, args) {
-                    Ok(id) => Ok(id as f64),
-                    Err(kind) => {
-                        control.abort.set(Some(kind));
-                        Ok(0.0)
+                match exec.bridge.call(target, args) {
+                    Ok(id) => {
+                        let resolvers = Resolvers(Persistent::save(&ctx, resolve), Persistent::save(&ctx, reject));
+                        exec.resolvers.insert(id, resolvers);
                     }
+                    // The program is being stopped; its promise never settles.
+                    Err(kind) => control.abort.set(Some(kind)),
                 }
+                Ok(promise)
             },
         )?;
         host.set("call", call)?;
