@@ -5,7 +5,9 @@
 //! cost of the demo workflow. Here serde_json reads the text and the values are built through
 //! the engine's C API: each distinct key becomes an atom once per result, numbers arrive
 //! parsed, and arrays are created at their final length. Properties are *defined* (as
-//! `JSON.parse` does), so a setter the program put on `Object.prototype` never runs.
+//! `JSON.parse` does), so a setter the program put on `Object.prototype` never runs. Short
+//! strings that repeat under one key (a status, a region) are made once and shared, as V8's
+//! JSON.parse shares them: strings are immutable, so a program cannot tell.
 //!
 //! Text serde_json refuses but JSON.parse accepts (lone surrogate escapes, nesting past
 //! serde_json's 128 levels) is left to `JSON.parse`: [`parse`] says so with [`Failed::Json`].
@@ -29,6 +31,7 @@ pub(crate) fn parse<'js>(ctx: &Ctx<'js>, text: &str) -> Result<Value<'js>, Faile
     let mut builder = Builder {
         ctx: ctx.as_raw().as_ptr(),
         keys: Vec::new(),
+        value_key: None,
         next_key: 0,
         shapes: Vec::new(),
         objects: 0,
@@ -70,7 +73,9 @@ impl Drop for Owned {
 /// `i + 1` first and a row costs one comparison per key.
 struct Builder {
     ctx: *mut qjs::JSContext,
-    keys: Vec<(Box<str>, qjs::JSAtom)>,
+    keys: Vec<Key>,
+    /// The cached key whose value is being read, while that value may be a string.
+    value_key: Option<usize>,
     next_key: usize,
     /// A trie of key sequences; see [`Shape`].
     shapes: Vec<Shape>,
@@ -79,6 +84,22 @@ struct Builder {
     objects: usize,
     engine_failed: bool,
 }
+
+/// A key seen in this result, and the short strings seen as its values.
+struct Key {
+    name: Box<str>,
+    atom: qjs::JSAtom,
+    /// Each holds one reference, released when the build ends.
+    values: Vec<(Box<str>, qjs::JSValue)>,
+    /// Values looked up and not found: a key whose values never repeat (a name, an id) stops
+    /// being looked up.
+    misses: u32,
+    hits: u32,
+}
+
+/// Distinct values shared per key, and the longest shared value in bytes.
+const VALUES_PER_KEY: usize = 8;
+const SHARED_VALUE_BYTES: usize = 32;
 
 /// One object per distinct key prefix (`{}`, `{id}`, `{id, name}`, ...), kept alive while the
 /// build runs. The engine shares an object layout ("shape") between objects only while some
@@ -104,9 +125,15 @@ impl Drop for Builder {
             // SAFETY: each holder is one reference taken in `shape_after`.
             unsafe { qjs::JS_FreeValue(self.ctx, shape.holder) }
         }
-        for (_, atom) in self.keys.drain(..) {
-            // SAFETY: each cached atom holds one reference taken in `atom`.
-            unsafe { qjs::JS_FreeAtom(self.ctx, atom) }
+        for key in self.keys.drain(..) {
+            // SAFETY: each cached atom and value holds one reference taken in `atom` and
+            // `value_string`.
+            unsafe {
+                qjs::JS_FreeAtom(self.ctx, key.atom);
+                for (_, value) in key.values {
+                    qjs::JS_FreeValue(self.ctx, value);
+                }
+            }
         }
     }
 }
@@ -127,16 +154,43 @@ impl Builder {
         self.owned(value)
     }
 
-    /// The atom for a key; `(atom, true)` when the caller must free it.
-    fn atom(&mut self, key: &str) -> Result<(qjs::JSAtom, bool), ()> {
+    /// A string that is the value of the cached key `key`: shared with earlier equal values
+    /// of that key while they repeat.
+    fn value_string(&mut self, key: usize, s: &str) -> Result<Owned, ()> {
+        if s.len() > SHARED_VALUE_BYTES {
+            return self.string(s);
+        }
+        let entry = &mut self.keys[key];
+        if entry.misses > entry.hits + 32 {
+            return self.string(s);
+        }
+        if let Some((_, value)) = entry.values.iter().find(|(v, _)| **v == *s) {
+            entry.hits += 1;
+            // SAFETY: a live string held by the cache; the copy is a new reference.
+            return Ok(Owned { ctx: self.ctx, value: unsafe { qjs::JS_DupValue(self.ctx, *value) } });
+        }
+        entry.misses += 1;
+        let full = entry.values.len() >= VALUES_PER_KEY;
+        let owned = self.string(s)?;
+        if !full {
+            // SAFETY: as above.
+            let kept = unsafe { qjs::JS_DupValue(self.ctx, owned.value) };
+            self.keys[key].values.push((s.into(), kept));
+        }
+        Ok(owned)
+    }
+
+    /// The atom for a key and its place in the cache; `(atom, None)` when the caller must free
+    /// the atom.
+    fn atom(&mut self, key: &str) -> Result<(qjs::JSAtom, Option<usize>), ()> {
         let guess = self.next_key;
         let found = match self.keys.get(guess) {
-            Some((k, _)) if **k == *key => Some(guess),
-            _ => self.keys.iter().position(|(k, _)| **k == *key),
+            Some(k) if *k.name == *key => Some(guess),
+            _ => self.keys.iter().position(|k| *k.name == *key),
         };
         if let Some(i) = found {
             self.next_key = i + 1;
-            return Ok((self.keys[i].1, false));
+            return Ok((self.keys[i].atom, Some(i)));
         }
         let atom = if key.is_ascii() {
             // SAFETY: a valid context and buffer. Only for ASCII: the engine looks UTF-8 bytes
@@ -152,11 +206,11 @@ impl Builder {
             return Err(());
         }
         if self.keys.len() < KEY_CACHE {
-            self.keys.push((key.into(), atom));
+            self.keys.push(Key { name: key.into(), atom, values: Vec::new(), misses: 0, hits: 0 });
             self.next_key = self.keys.len();
-            return Ok((atom, false));
+            return Ok((atom, Some(self.keys.len() - 1)));
         }
-        Ok((atom, true))
+        Ok((atom, None))
     }
 
     /// The trie node for `{}`, made on first use.
@@ -264,10 +318,15 @@ impl<'de> Visitor<'de> for &mut Builder {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Owned, E> {
-        self.string(v).map_err(|()| self.fail())
+        let built = match self.value_key.take() {
+            Some(key) => self.value_string(key, v),
+            None => self.string(v),
+        };
+        built.map_err(|()| self.fail())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Owned, A::Error> {
+        self.value_key = None;
         let mut items: Vec<Owned> = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
         while let Some(item) = seq.next_element_seed(&mut *self)? {
             items.push(item);
@@ -280,14 +339,20 @@ impl<'de> Visitor<'de> for &mut Builder {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Owned, A::Error> {
+        self.value_key = None;
         // SAFETY: a valid context.
         let object = unsafe { qjs::JS_NewObject(self.ctx) };
         let object = self.owned(object).map_err(|()| self.fail())?;
         let mut shape = self.empty_shape();
-        while let Some((atom, free_atom)) = map.next_key_seed(Key(&mut *self))? {
+        while let Some((atom, cached)) = map.next_key_seed(KeySeed(&mut *self))? {
+            let free_atom = cached.is_none();
             // Before the property is defined, so the object finds the layout already made.
             shape = shape.filter(|_| !free_atom).and_then(|s| self.shape_after(s, atom));
-            let value = match map.next_value_seed(&mut *self) {
+            self.value_key = cached;
+            let value = map.next_value_seed(&mut *self);
+            // Not left behind for a string that is not this key's value (after a number).
+            self.value_key = None;
+            let value = match value {
                 Ok(v) => v,
                 Err(e) => {
                     if free_atom {
@@ -318,18 +383,18 @@ impl<'de> Visitor<'de> for &mut Builder {
 
 /// A key, read straight into its atom: serde_json lends the text when it has no escapes, so
 /// a key already in the cache allocates nothing.
-struct Key<'a>(&'a mut Builder);
+struct KeySeed<'a>(&'a mut Builder);
 
-impl<'de> DeserializeSeed<'de> for Key<'_> {
-    type Value = (qjs::JSAtom, bool);
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = (qjs::JSAtom, Option<usize>);
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for Key<'_> {
-    type Value = (qjs::JSAtom, bool);
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = (qjs::JSAtom, Option<usize>);
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a key")

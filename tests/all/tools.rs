@@ -184,7 +184,15 @@ async fn invalid_json_text_rejects_with_a_tool_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tool_results_are_exactly_what_json_parse_makes() {
     let deep = format!("{}1{}", "[".repeat(150), "]".repeat(150));
+    // Short strings repeated under one key are shared: more distinct values than are kept,
+    // lengths on both sides of the limit, and values that later stop repeating.
+    let rows: Vec<String> = (0..120)
+        .map(|i| format!(r#"{{"k":"v{}","l":"{}","m":"{}"}}"#, i % 11, "x".repeat(31 + i % 3), if i < 40 { "same".to_string() } else { format!("u{i}") }))
+        .collect();
+    let rows = format!("[{}]", rows.join(","));
     for text in [
+        r#"[{"s":"a","n":1,"t":["a","b"]},{"s":"a","n":"a","t":"b"},{"s":"b\"c","n":2},{"s":"b\"c"},{"s":"é"},{"s":"é"},{"s":""},{"s":""},{"s":{"s":"a"}}]"#,
+        rows.as_str(),
         r#"{"a":1,"b":[1,2.5,-0,-1e-400,12345678901234567890,9007199254740993,0.1,-2147483649],"a":3}"#,
         r#"{"__proto__":{"x":1},"10":"ten","2":"two","k\u00e9y":"\u00e9\ud83d\ude00","é":"é","\u0000":"nul"}"#,
         r#"[{"id":0,"s":"x"},{"id":1,"s":"y","extra":null},{"s":"z","id":2},true,false,null,""]"#,
