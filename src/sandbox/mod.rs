@@ -689,7 +689,7 @@ fn host_functions<'js>(
                 let builtin = target.as_string().map(|s| s.to_string()).transpose()?;
                 let target = match &builtin {
                     Some(name) => Target::Builtin(name),
-                    None => Target::Tool(target.as_number().unwrap_or(f64::NAN) as usize),
+                    None => Target::Tool(target.as_number().map_or(usize::MAX, |n| n as usize)),
                 };
                 let args = Walker::new(ctx.clone(), exec.limits.max_tool_argument_bytes, Overflow::Fail, None)
                     .convert(&args)

@@ -23,6 +23,30 @@ async fn names_that_are_not_identifiers_get_camel_case() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tool_reaches_its_own_handler_across_namespaces_and_overlays() {
+    let named = |label: &'static str| move |_: Value| async move { Ok::<_, ToolError>(json!(label)) };
+    let mut base = Registry::new();
+    // Registered out of order: the sandbox names tools by their sorted position.
+    for (ns, tool) in [("zeta", "b"), ("alpha", "y"), ("zeta", "a"), ("mid", "only"), ("alpha", "x")] {
+        let label: &'static str = Box::leak(format!("{ns}.{tool}").into_boxed_str());
+        base.register(ns, Tool::new(tool, "", json!({"type": "object"}), named(label))).unwrap();
+    }
+    let mut overlay = Registry::new();
+    overlay.register("mid", Tool::new("only", "", json!({"type": "object"}), named("mid.only (overlay)"))).unwrap();
+    overlay.register("beta", Tool::new("new", "", json!({"type": "object"}), named("beta.new"))).unwrap();
+    base.overlay(&overlay);
+    let engine = codemode::Engine::builder().registry(base).workers(1).build().unwrap();
+    let code = "const out = [];\n                for (const ns of ['alpha', 'beta', 'mid', 'zeta']) for (const k of Object.keys(globalThis[ns])) out.push(await globalThis[ns][k]({}));\n                return out;";
+    let outcome = engine.execute(code, Default::default()).await;
+    assert_eq!(
+        outcome.value,
+        json!(["alpha.x", "alpha.y", "beta.new", "mid.only (overlay)", "zeta.a", "zeta.b"]),
+        "{:?}",
+        outcome.error
+    );
+}
+
 #[test]
 fn collisions_are_refused_at_registration() {
     let h = |_: Value| async move { Ok::<_, ToolError>(Value::Null) };
