@@ -242,7 +242,6 @@ impl Bridge {
         };
         let label = &entry.label;
         let args = match args {
-            Ok(Value::Null) => Value::Object(Default::default()),
             Ok(args) => args,
             Err(why) => {
                 let failure = ToolFailure::type_error(label, format!("{label}: {why}"), None);

@@ -691,10 +691,16 @@ fn host_functions<'js>(
                     Some(name) => Target::Builtin(name),
                     None => Target::Tool(target.as_number().map_or(usize::MAX, |n| n as usize)),
                 };
-                let args = Walker::new(ctx.clone(), exec.limits.max_tool_argument_bytes, Overflow::Fail, None)
-                    .convert(&args)
-                    .map(|c| c.json)
-                    .map_err(|why| format!("the arguments cannot be sent: {why}"));
+                // A call with no argument sends `{}`; an explicit `null` is sent as it is, for
+                // the schema to judge.
+                let args = if args.is_undefined() {
+                    Ok(serde_json::Value::Object(Default::default()))
+                } else {
+                    Walker::new(ctx.clone(), exec.limits.max_tool_argument_bytes, Overflow::Fail, None)
+                        .convert(&args)
+                        .map(|c| c.json)
+                        .map_err(|why| format!("the arguments cannot be sent: {why}"))
+                };
                 match exec.bridge.call(target, args) {
                     Ok(id) => {
                         let resolvers = Resolvers(Persistent::save(&ctx, resolve), Persistent::save(&ctx, reject));

@@ -47,6 +47,15 @@ async fn every_tool_reaches_its_own_handler_across_namespaces_and_overlays() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_argument_sends_an_empty_object_and_null_is_judged_by_the_schema() {
+    let v = value(
+        "const e = await t.echo(null).catch((e) => e);\n         return [await t.echo(), await t.echo(undefined), e.name, e.path, e.message];",
+    )
+    .await;
+    assert_eq!(v, json!([{}, {}, "TypeError", "args", "t.echo: invalid arguments at args: null is not of type \"object\""]));
+}
+
 #[test]
 fn collisions_are_refused_at_registration() {
     let h = |_: Value| async move { Ok::<_, ToolError>(Value::Null) };
