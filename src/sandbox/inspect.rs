@@ -228,10 +228,9 @@ impl<'js> Inspector<'_, 'js> {
         self.seen.push(ptr);
         let parts = self.entries(&v, array, depth);
         self.seen.pop();
-        let (parts, more) = parts?;
-        let mut parts = parts;
+        let (mut parts, more) = parts?;
         if more > 0 {
-            parts.push(format!("... {more} more item{}", if more > 1 { "s" } else { "" }));
+            parts.push(more_items(more as u64));
         }
         let prefix = if array { String::new() } else { self.prefix(&v) };
         let (open, close) = if array { ("[", "]") } else { ("{", "}") };
@@ -252,51 +251,66 @@ impl<'js> Inspector<'_, 'js> {
     /// The formatted entries, and how many more were left out.
     fn entries(&mut self, v: &Value<'js>, array: bool, depth: usize) -> rquickjs::Result<(Vec<String>, usize)> {
         let mut parts = Vec::new();
-        let mut more = 0;
+        let Some(keys) = OwnKeys::read(self.ctx, v) else { return Ok((parts, 0)) };
+        // An array's index keys come first, in ascending order (as the spec orders own keys).
+        // Walking them, not 0..length, keeps a sparse array (`a[4294967294] = 1`) from costing
+        // billions of steps of host time, which no deadline would interrupt.
+        let indices = if array { first_non_index(&keys) } else { 0 };
         if array {
             let len = match convert::own_property_str(self.ctx, v, "length") {
-                Prop::Data(l) => l.as_number().map_or(0, |n| n.max(0.0) as usize),
+                Prop::Data(l) => l.as_number().map_or(0, |n| n.max(0.0) as u64),
                 _ => 0,
             };
-            let mut holes = 0;
-            for i in 0..len {
+            // As Node's util.inspect: a run of holes is one entry, and what is left past the
+            // limit is counted before the array's other keys.
+            let mut next = 0u64;
+            for i in 0..indices {
                 if parts.len() >= MAX_ITEMS {
-                    more = len - i;
                     break;
                 }
-                let part = match convert::own_property_index(self.ctx, v, i as u32) {
-                    Prop::Data(item) => self.inspect(&item, depth + 1)?,
-                    Prop::Accessor { .. } => "[Getter/Setter]".into(),
-                    Prop::Missing => {
-                        holes += 1;
-                        continue;
+                let (key, atom) = keys.get(i);
+                let index: u64 = key.parse().unwrap_or(next);
+                if index > next {
+                    parts.push(empty_items(index - next));
+                    next = index;
+                    if parts.len() >= MAX_ITEMS {
+                        break;
                     }
-                };
-                push_holes(&mut parts, &mut holes);
-                parts.push(part);
+                }
+                if let Some(text) = self.property(v, atom, depth)? {
+                    parts.push(text);
+                }
+                next += 1;
             }
-            push_holes(&mut parts, &mut holes);
+            let remaining = len.saturating_sub(next);
+            if remaining > 0 {
+                parts.push(if parts.len() < MAX_ITEMS { empty_items(remaining) } else { more_items(remaining) });
+            }
         }
-        let Some(keys) = OwnKeys::read(self.ctx, v) else { return Ok((parts, more)) };
-        for i in 0..keys.len() {
-            let (key, atom) = keys.get(i);
-            if array && is_index(&key) {
-                continue;
-            }
-            if parts.len() >= MAX_ITEMS {
+        let (mut shown, mut more) = (0, 0);
+        for i in indices..keys.len() {
+            if shown >= MAX_ITEMS {
                 more += 1;
                 continue;
             }
-            let text = match convert::own_property(self.ctx, v, atom) {
-                Prop::Data(value) => self.inspect(&value, depth + 1)?,
-                Prop::Accessor { get: true, set: true } => "[Getter/Setter]".into(),
-                Prop::Accessor { get: true, set: false } => "[Getter]".into(),
-                Prop::Accessor { .. } => "[Setter]".into(),
-                Prop::Missing => continue,
-            };
-            parts.push(format!("{}: {text}", key_text(&key)));
+            let (key, atom) = keys.get(i);
+            if let Some(text) = self.property(v, atom, depth)? {
+                parts.push(format!("{}: {text}", key_text(&key)));
+                shown += 1;
+            }
         }
         Ok((parts, more))
+    }
+
+    /// An own property's value as text, without running a getter; `None` if it is gone.
+    fn property(&mut self, v: &Value<'js>, atom: qjs::JSAtom, depth: usize) -> rquickjs::Result<Option<String>> {
+        Ok(Some(match convert::own_property(self.ctx, v, atom) {
+            Prop::Data(value) => self.inspect(&value, depth + 1)?,
+            Prop::Accessor { get: true, set: true } => "[Getter/Setter]".into(),
+            Prop::Accessor { get: true, set: false } => "[Getter]".into(),
+            Prop::Accessor { .. } => "[Setter]".into(),
+            Prop::Missing => return Ok(None),
+        }))
     }
 
     /// `ClassName ` for instances of classes, `[Object: null prototype] ` without a prototype.
@@ -357,11 +371,28 @@ impl<'js> Inspector<'_, 'js> {
 }
 
 /// Consecutive holes as one entry, as Node shows them.
-fn push_holes(parts: &mut Vec<String>, holes: &mut usize) {
-    if *holes > 0 {
-        parts.push(format!("<{holes} empty item{}>", if *holes > 1 { "s" } else { "" }));
-        *holes = 0;
+fn empty_items(n: u64) -> String {
+    format!("<{n} empty item{}>", if n > 1 { "s" } else { "" })
+}
+
+fn more_items(n: u64) -> String {
+    format!("... {n} more item{}", if n > 1 { "s" } else { "" })
+}
+
+/// Where an array's own keys stop being indices. The engine lists index keys first, in
+/// ascending order (as the spec orders own keys), so bisection finds the end of them: a
+/// 200,000-item array turns 18 keys into text, not 200,000.
+fn first_non_index(keys: &OwnKeys<'_>) -> usize {
+    let (mut low, mut high) = (0, keys.len());
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if is_index(&keys.get(mid).0) {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
     }
+    low
 }
 
 fn is_index(key: &str) -> bool {

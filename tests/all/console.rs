@@ -89,6 +89,13 @@ const e = new TypeError('bad thing'); e.stack = 'TypeError: bad thing\n    at so
 console.log('%j', { toJSON() { return 'ignored'; }, v: 1 }, '%o');
 console.log('%o', [1]);
 console.log(new Date(NaN), 'after');
+console.log(Object.assign([1, , 3], { extra: 'x', '01': 'y', 4294967295: 'z' }));
+const s = []; s[5] = 'a'; s[200] = 'b'; s.length = 300; console.log(s);
+const h = []; h[4294967294] = 1; console.log(h);
+const g = Array.from({ length: 99 }, (_, i) => 'x'); g[150] = 'y'; console.log(g.length, g.slice(95));
+const d = []; Object.defineProperty(d, 0, { get() { return 1; }, enumerable: true }); d[1] = 2; console.log(d);
+const long = Array.from({ length: 150 }, (_, i) => i); long.tag = 't';
+console.log(long);
 "#)
     .await;
     assert_eq!(
@@ -106,6 +113,15 @@ console.log(new Date(NaN), 'after');
             "{\"v\":1} %o",
             "[ 1 ]",
             "Invalid Date after",
+            "[ 1, <1 empty item>, 3, extra: 'x', '01': 'y', '4294967295': 'z' ]",
+            "[ <5 empty items>, 'a', <194 empty items>, 'b', <99 empty items> ]",
+            // Holes are walked by key, not index by index: this takes no time.
+            "[ <4294967294 empty items>, 1 ]",
+            "151 [ 'x', 'x', 'x', 'x', <51 empty items>, 'y' ]",
+            "[ [Getter], 2 ]",
+            // Node groups long numeric arrays in columns; the order of the tail is the same:
+            // the items left out, then the array's other keys.
+            &format!("[\n{}\n  ... 50 more items,\n  tag: 't'\n]", (0..100).map(|i| format!("  {i},")).collect::<Vec<_>>().join("\n")),
         ]
     );
 }
