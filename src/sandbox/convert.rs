@@ -216,7 +216,7 @@ impl<'js> Walker<'js> {
     }
 
     fn plain(&mut self, v: &Value<'js>, depth: usize) -> Result<Json, String> {
-        let Some(keys) = OwnKeys::read(&self.ctx, v) else {
+        let Some(keys) = OwnKeys::read(&self.ctx, v, true) else {
             return Err(format!("the properties of the value at {} cannot be read", self.path_text()));
         };
         self.charge(2)?;
@@ -241,7 +241,7 @@ impl<'js> Walker<'js> {
     }
 }
 
-/// The own enumerable string keys of an object, in property order.
+/// The own string keys of an object, in property order (array indices first, ascending).
 pub(crate) struct OwnKeys<'js> {
     ctx: Ctx<'js>,
     tab: *mut qjs::JSPropertyEnum,
@@ -249,11 +249,13 @@ pub(crate) struct OwnKeys<'js> {
 }
 
 impl<'js> OwnKeys<'js> {
-    /// `None` when they cannot be read (the engine's exception is cleared).
-    pub(crate) fn read(ctx: &Ctx<'js>, v: &Value<'js>) -> Option<Self> {
+    /// The enumerable ones, or all of them; `None` when they cannot be read (the engine's
+    /// exception is cleared).
+    pub(crate) fn read(ctx: &Ctx<'js>, v: &Value<'js>, enumerable_only: bool) -> Option<Self> {
         let mut tab: *mut qjs::JSPropertyEnum = ptr::null_mut();
         let mut len: u32 = 0;
-        let flags = (qjs::JS_GPN_STRING_MASK | qjs::JS_GPN_ENUM_ONLY) as i32;
+        let only = if enumerable_only { qjs::JS_GPN_ENUM_ONLY } else { 0 };
+        let flags = (qjs::JS_GPN_STRING_MASK | only) as i32;
         // SAFETY: a live value of this context; the table is freed on drop.
         if unsafe { qjs::JS_GetOwnPropertyNames(ctx.as_raw().as_ptr(), &mut tab, &mut len, v.as_raw(), flags) } < 0 {
             let _ = ctx.catch();
@@ -264,6 +266,12 @@ impl<'js> OwnKeys<'js> {
 
     pub(crate) fn len(&self) -> usize {
         self.len as usize
+    }
+
+    pub(crate) fn is_enumerable(&self, i: usize) -> bool {
+        assert!(i < self.len());
+        // SAFETY: in bounds.
+        unsafe { (*self.tab.add(i)).is_enumerable }
     }
 
     /// The key at `i < len()`, as text and as the atom (valid while `self` lives).

@@ -251,10 +251,11 @@ impl<'js> Inspector<'_, 'js> {
     /// The formatted entries, and how many more were left out.
     fn entries(&mut self, v: &Value<'js>, array: bool, depth: usize) -> rquickjs::Result<(Vec<String>, usize)> {
         let mut parts = Vec::new();
-        let Some(keys) = OwnKeys::read(self.ctx, v) else { return Ok((parts, 0)) };
         // An array's index keys come first, in ascending order (as the spec orders own keys).
         // Walking them, not 0..length, keeps a sparse array (`a[4294967294] = 1`) from costing
-        // billions of steps of host time, which no deadline would interrupt.
+        // billions of steps of host time, which no deadline would interrupt. An element is shown
+        // even when it is not enumerable; the array's other keys only when they are.
+        let Some(keys) = OwnKeys::read(self.ctx, v, !array) else { return Ok((parts, 0)) };
         let indices = if array { first_non_index(&keys) } else { 0 };
         if array {
             let len = match convert::own_property_str(self.ctx, v, "length") {
@@ -289,6 +290,9 @@ impl<'js> Inspector<'_, 'js> {
         }
         let (mut shown, mut more) = (0, 0);
         for i in indices..keys.len() {
+            if !keys.is_enumerable(i) {
+                continue;
+            }
             if shown >= MAX_ITEMS {
                 more += 1;
                 continue;

@@ -94,6 +94,7 @@ const s = []; s[5] = 'a'; s[200] = 'b'; s.length = 300; console.log(s);
 const h = []; h[4294967294] = 1; console.log(h);
 const g = Array.from({ length: 99 }, (_, i) => 'x'); g[150] = 'y'; console.log(g.length, g.slice(95));
 const d = []; Object.defineProperty(d, 0, { get() { return 1; }, enumerable: true }); d[1] = 2; console.log(d);
+const n = [0]; Object.defineProperty(n, 1, { value: 1 }); Object.defineProperty(n, 'hidden', { value: 2 }); n.shown = 3; console.log(n);
 const long = Array.from({ length: 150 }, (_, i) => i); long.tag = 't';
 console.log(long);
 "#)
@@ -119,6 +120,7 @@ console.log(long);
             "[ <4294967294 empty items>, 1 ]",
             "151 [ 'x', 'x', 'x', 'x', <51 empty items>, 'y' ]",
             "[ [Getter], 2 ]",
+            "[ 0, 1, shown: 3 ]",
             // Node groups long numeric arrays in columns; the order of the tail is the same:
             // the items left out, then the array's other keys.
             &format!("[\n{}\n  ... 50 more items,\n  tag: 't'\n]", (0..100).map(|i| format!("  {i},")).collect::<Vec<_>>().join("\n")),
