@@ -7,6 +7,24 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+/// `print!` and `println!` for a reader that may hang up (`codemode run … | head`): what is
+/// left of the output is dropped, and the command still ends with its own exit code.
+macro_rules! out {
+    ($($arg:tt)*) => { write_out(format_args!($($arg)*)) };
+}
+macro_rules! outln {
+    ($($arg:tt)*) => { write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().write_fmt(args) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("codemode: cannot write to stdout: {e}");
+        }
+    }
+}
 use codemode::config::Config;
 use codemode::{definitions, Detail, Engine, ExecuteOptions, LogLevel, Outcome, Registry, Tool, ToolError};
 
@@ -325,7 +343,7 @@ async fn shutdown_signal() {
 }
 
 fn print_json(value: &impl serde::Serialize) -> ExitCode {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
     ExitCode::SUCCESS
 }
 
@@ -343,7 +361,7 @@ fn types(sources: Sources, json: bool) -> ExitCode {
     for p in &problems {
         eprintln!("codemode: warning: {p}");
     }
-    print!("{}", registry.declarations());
+    out!("{}", registry.declarations());
     ExitCode::SUCCESS
 }
 
@@ -367,7 +385,7 @@ fn tools(command: ToolsCommand) -> ExitCode {
             for ns in list {
                 let description =
                     if ns.description.is_empty() { String::new() } else { format!(": {}", ns.description) };
-                println!("{} ({} tools){description}", ns.namespace, ns.tools);
+                outln!("{} ({} tools){description}", ns.namespace, ns.tools);
             }
         }
         ToolsCommand::Search { query, detail, limit, json, .. } => {
@@ -382,12 +400,12 @@ fn tools(command: ToolsCommand) -> ExitCode {
             }
             for hit in hits {
                 match (&hit.declarations, &hit.signature) {
-                    (Some(d), _) => println!("{d}"),
+                    (Some(d), _) => outln!("{d}"),
                     (None, Some(sig)) => {
                         let ns = hit.path.split('.').next().unwrap_or("");
-                        println!("{ns}.{sig}\n    {}", hit.summary.as_deref().unwrap_or(""));
+                        outln!("{ns}.{sig}\n    {}", hit.summary.as_deref().unwrap_or(""));
                     }
-                    (None, None) => println!("{}", hit.path),
+                    (None, None) => outln!("{}", hit.path),
                 }
             }
         }
@@ -399,7 +417,7 @@ fn tools(command: ToolsCommand) -> ExitCode {
             if json {
                 return print_json(&serde_json::json!({ "declarations": text }));
             }
-            print!("{text}");
+            out!("{text}");
         }
         ToolsCommand::Files { json, .. } => {
             let files = registry.files();
@@ -407,7 +425,7 @@ fn tools(command: ToolsCommand) -> ExitCode {
                 return print_json(&files);
             }
             for f in files {
-                println!("{f}");
+                outln!("{f}");
             }
         }
         ToolsCommand::Prompt { json, .. } => {
@@ -415,7 +433,7 @@ fn tools(command: ToolsCommand) -> ExitCode {
             if json {
                 return print_json(&serde_json::json!({ "prompt": text }));
             }
-            print!("{text}");
+            out!("{text}");
         }
     }
     ExitCode::SUCCESS
@@ -473,7 +491,7 @@ fn run(
     let runtime = &loaded.runtime;
     let outcome = runtime.block_on(engine.execute(&code, ExecuteOptions::default()));
     if json {
-        println!("{}", outcome.to_report());
+        outln!("{}", outcome.to_report());
     } else {
         print_human(&outcome);
     }
@@ -487,23 +505,23 @@ fn run(
 fn print_human(outcome: &Outcome) {
     for line in &outcome.logs {
         match line.level {
-            LogLevel::Log | LogLevel::Info => println!("{}", line.message),
-            LogLevel::Warn => println!("[warn] {}", line.message),
-            LogLevel::Error => println!("[error] {}", line.message),
-            LogLevel::Debug => println!("[debug] {}", line.message),
+            LogLevel::Log | LogLevel::Info => outln!("{}", line.message),
+            LogLevel::Warn => outln!("[warn] {}", line.message),
+            LogLevel::Error => outln!("[error] {}", line.message),
+            LogLevel::Debug => outln!("[debug] {}", line.message),
         }
     }
     match &outcome.error {
-        None => println!("{}", serde_json::to_string_pretty(&outcome.value).unwrap_or_default()),
+        None => outln!("{}", serde_json::to_string_pretty(&outcome.value).unwrap_or_default()),
         Some(e) => {
             let at = match (e.line, e.column) {
                 (Some(l), Some(c)) => format!(" at {l}:{c}"),
                 _ => String::new(),
             };
             let name = e.name.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
-            println!("error[{}]{at}: {name}{}", e.kind, e.message);
+            outln!("error[{}]{at}: {name}{}", e.kind, e.message);
             if let Some(stack) = &e.stack {
-                println!("{stack}");
+                outln!("{stack}");
             }
         }
     }
@@ -511,7 +529,7 @@ fn print_human(outcome: &Outcome) {
     let t = outcome.tokens();
     let calls =
         if s.tool_calls == 1 { "1 tool call".to_string() } else { format!("{} tool calls", s.tool_calls) };
-    println!(
+    outln!(
         "— {} in {:.1} ms · {calls} · {} tokens of tool results kept out of context, {} returned{}",
         if outcome.is_ok() { "ok" } else { "failed" },
         s.duration.as_secs_f64() * 1000.0,

@@ -21,6 +21,23 @@ fn run_stdin(args: &[&str], code: &str) -> (i32, String) {
 }
 
 #[test]
+fn a_reader_that_hangs_up_ends_the_output_quietly() {
+    // 200 KB of output cannot fit a pipe's buffer, so the writes after the hang-up must fail.
+    let mut child = codemode()
+        .args(["run", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.stdin.take().unwrap().write_all(b"return 'x'.repeat(200000)").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
 fn run_json_prints_one_object() {
     let (code, out) = run_stdin(&["run", "--json", "-"], "console.log('hi'); return 1 + 1");
     assert_eq!(code, 0);
