@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use codemode::config::Config;
+use codemode::{definitions, Detail, Engine, ExecuteOptions, LogLevel, Outcome, Registry, Tool, ToolError};
 
 /// `print!` and `println!` for a reader that may hang up (`codemode run … | head`): what is
 /// left of the output is dropped, and the command still ends with its own exit code.
@@ -25,8 +27,6 @@ fn write_out(args: std::fmt::Arguments<'_>) {
         }
     }
 }
-use codemode::config::Config;
-use codemode::{definitions, Detail, Engine, ExecuteOptions, LogLevel, Outcome, Registry, Tool, ToolError};
 
 #[derive(Parser)]
 #[command(
