@@ -326,6 +326,8 @@ impl<'de> Visitor<'de> for &mut Builder {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Owned, A::Error> {
+        // The items of an array under a key are not that key's values. (A map needs no such
+        // line: it sets the key before each of its values.)
         self.value_key = None;
         let mut items: Vec<Owned> = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
         while let Some(item) = seq.next_element_seed(&mut *self)? {
@@ -339,7 +341,6 @@ impl<'de> Visitor<'de> for &mut Builder {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Owned, A::Error> {
-        self.value_key = None;
         // SAFETY: a valid context.
         let object = unsafe { qjs::JS_NewObject(self.ctx) };
         let object = self.owned(object).map_err(|()| self.fail())?;
