@@ -1,7 +1,7 @@
 //! codemode side by side with what people use today for the same job, measured interleaved in
 //! one run: Node's `vm.createContext` per execution (the machine's node), a Deno Web Worker per
 //! execution inside a warm Deno process, one `deno run` process per execution (Deno from the
-//! npm registry's `deno` package, which this program installs with `npm install` from the lock in
+//! npm registry's `deno` package, which this program installs with `npm ci` from the lock in
 //! `examples/compare/`), and codemode with a warm pool and with every sandbox built cold.
 //!
 //! Every runtime runs the same program text, and every tool lives in this Rust process: the
@@ -119,14 +119,14 @@ fn deno() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compare");
     let bin = dir.join("node_modules/.bin/deno");
     if !bin.exists() {
-        // `npm install`, not `npm ci`: the lock made here lists only this platform's Deno
-        // binary package, which `npm ci` refuses as out of sync.
+        // `npm ci`: exactly the lock, which lists every platform's Deno binary package so
+        // that npm picks this machine's and never rewrites the lock.
         let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
             .status()
             .expect("npm runs");
-        assert!(status.success(), "npm install in examples/compare failed");
+        assert!(status.success(), "npm ci in examples/compare failed");
     }
     bin
 }
@@ -268,7 +268,9 @@ fn main() {
     // samples[workload][runtime] = (first instruction, total)
     let mut samples = vec![vec![(Vec::new(), Vec::new()); NAMES.len()]; WORKLOADS.len()];
     let mut results: Vec<Option<Value>> = vec![None; WORKLOADS.len()];
-    for _ in 0..iterations {
+    // Round 0 warms every runtime (codemode's pool and script cache, node's JIT, Deno's
+    // module cache) and is checked but not recorded, so p99 is a steady-state figure.
+    for round in 0..=iterations {
         for (w, (_, code)) in WORKLOADS.iter().enumerate() {
             for (r, _) in NAMES.iter().enumerate() {
                 let (first, total, value) = match r {
@@ -301,6 +303,9 @@ fn main() {
                 match &results[w] {
                     None => results[w] = Some(value),
                     Some(expected) => assert_eq!(&value, expected, "{} on {:?}", NAMES[r], WORKLOADS[w].0),
+                }
+                if round == 0 {
+                    continue;
                 }
                 if let Some(f) = first {
                     samples[w][r].0.push(f);
