@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Once;
 
 use libmimalloc_sys as mi;
 use rquickjs::allocator::Allocator;
@@ -15,9 +16,28 @@ pub(crate) struct Budget {
     pub(crate) exceeded: Cell<bool>,
 }
 
-pub(crate) struct CountingAllocator(pub(crate) Rc<Budget>);
+pub(crate) struct CountingAllocator(Rc<Budget>);
+
+/// mimalloc's `mi_option_allow_thp` in the v3 option list that libmimalloc-sys builds; the
+/// crate exports no name for it.
+const MI_OPTION_ALLOW_THP: mi::mi_option_t = 43;
+// A libmimalloc-sys whose option list has moved must stop the build, not set another option.
+const _: () = assert!(mi::_mi_option_last == 47);
 
 impl CountingAllocator {
+    pub(crate) fn new(budget: Rc<Budget>) -> Self {
+        // mimalloc asks for transparent huge pages on the arenas it maps. A sandbox's heap is
+        // freed at the end of every execution and the next one lands partly on other memory,
+        // so a few huge-page faults per run are normal; each zeroes 2 MiB, and on the VMs this
+        // runs on that took about 1.6 ms, which made one demo run in fifty 2-4x slower. Small
+        // pages fault in proportion to what a program touches. Setting the option at run time,
+        // before the first arena, skips mimalloc's `prctl` that would turn huge pages off for
+        // the embedding process too; it only changes arenas this mimalloc maps from now on.
+        static NO_HUGE_PAGES: Once = Once::new();
+        NO_HUGE_PAGES.call_once(|| unsafe { mi::mi_option_set(MI_OPTION_ALLOW_THP, 0) });
+        CountingAllocator(budget)
+    }
+
     fn admit(&self, size: usize) -> bool {
         let b = &self.0;
         if b.used.get().saturating_add(size) > b.limit.get() {

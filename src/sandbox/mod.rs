@@ -265,7 +265,7 @@ impl Sandbox {
         let prelude = prelude_bytecode().map_err(|e| ExecError::new(ErrorKind::Internal, e))?;
         let budget = Rc::new(Budget::default());
         budget.limit.set(usize::MAX);
-        let runtime = Runtime::new_with_alloc(CountingAllocator(Rc::clone(&budget))).map_err(internal)?;
+        let runtime = Runtime::new_with_alloc(CountingAllocator::new(Rc::clone(&budget))).map_err(internal)?;
         let control = Rc::new(Control { budget, ..Control::default() });
         let exec: ExecCell = Rc::new(RefCell::new(None));
         {
