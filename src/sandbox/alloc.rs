@@ -28,8 +28,8 @@ impl CountingAllocator {
     pub(crate) fn new(budget: Rc<Budget>) -> Self {
         // mimalloc asks for transparent huge pages on the arenas it maps. A sandbox's heap is
         // freed at the end of every execution and the next one lands partly on other memory,
-        // so a few huge-page faults per run are normal; each zeroes 2 MiB, and on the VMs this
-        // runs on that took about 1.6 ms, which made one demo run in fifty 2-4x slower. Small
+        // so a few huge-page faults per run are normal; each zeroes 2 MiB, which on the VMs
+        // this runs on took milliseconds and made about one demo run in sixty 2-4x slower. Small
         // pages fault in proportion to what a program touches. Setting the option at run time,
         // before the first arena, skips mimalloc's `prctl` that would turn huge pages off for
         // the embedding process too; it only changes arenas this mimalloc maps from now on.
