@@ -190,7 +190,7 @@ fn anon_huge_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_heaps_are_on_small_pages() {
-    // Huge-page faults made about one run in fifty several times slower (ARCHITECTURE.md,
+    // Huge-page faults made about one run in sixty several times slower (ARCHITECTURE.md,
     // "…on small pages"). Only where the kernel gives huge pages on request does the heap's
     // page size say anything: with "always" it is the kernel's choice, with "never" it is moot.
     let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
