@@ -2,17 +2,29 @@
 // tool source. Programs are checked against these together with the tools' declarations.
 
 /** Console output is captured and returned with the result; nothing is printed host-side. */
-declare const console: {
+declare const console: Console;
+interface Console {
   log(...data: unknown[]): void;
   info(...data: unknown[]): void;
   warn(...data: unknown[]): void;
   error(...data: unknown[]): void;
   debug(...data: unknown[]): void;
-};
+}
 
 /** Runs `callback` after `ms` milliseconds; bounded by the execution's deadline. */
-declare function setTimeout<A extends unknown[]>(callback: (...args: A) => void, ms?: number, ...args: A): number;
+declare function setTimeout(callback: (...args: any[]) => void, ms?: number, ...args: any[]): number;
 declare function clearTimeout(id: number | undefined): void;
+/** Runs `callback` once the current job ends, before any timer or tool result. */
+declare function queueMicrotask(callback: () => void): void;
+
+/** A clock for measuring durations within the execution. */
+declare const performance: {
+  /** Milliseconds since an arbitrary start, with sub-millisecond precision. */
+  now(): number;
+};
+
+/** QuickJS's error for engine limits, such as a regular expression too large to compile. */
+declare var InternalError: ErrorConstructor;
 
 /** The runtime: its version and tool discovery. Each call counts as one tool call. */
 declare namespace codemode {

@@ -3,16 +3,23 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
 use crate::bridge::{Bridge, CancelHandle};
 use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
+use crate::outcome::CheckStatus;
 use crate::outcome::{LogLine, Outcome};
 use crate::registry::Registry;
 use crate::sandbox::{RunJob, Sandbox, ScriptCache};
+use crate::transpile;
+use crate::typecheck::{Diagnostic, TypeCheck, TypeChecker};
+
+/// The longest one type check may take, whatever the deadline: past it the checker is
+/// replaced and the check fails.
+const MAX_CHECK_TIME: Duration = Duration::from_secs(10);
 
 /// Native stack of each sandbox thread. The engine's own stack limit (`Limits::stack_bytes`) is
 /// kept well below it, so deep recursion is a JS `RangeError` and never a host overflow.
@@ -39,6 +46,7 @@ struct Inner {
     jobs: crossbeam_channel::Sender<Job>,
     cache: Arc<ScriptCache>,
     workers: usize,
+    checker: Option<TypeChecker>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -47,6 +55,7 @@ impl std::fmt::Debug for Engine {
             .field("registry", &self.inner.registry)
             .field("limits", &self.inner.limits)
             .field("workers", &self.inner.workers)
+            .field("checker", &self.inner.checker)
             .finish()
     }
 }
@@ -64,6 +73,7 @@ pub struct EngineBuilder {
     limits: Limits,
     workers: usize,
     warm: usize,
+    checker: Option<TypeChecker>,
 }
 
 /// Why an engine could not be built.
@@ -85,6 +95,7 @@ impl Default for EngineBuilder {
             limits: Limits::default(),
             workers: 2 * thread::available_parallelism().map_or(2, |n| n.get()),
             warm: 4,
+            checker: None,
         }
     }
 }
@@ -113,6 +124,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Type-checks programs with this checker before they run (see [`Limits::typecheck`]).
+    /// Without one, programs run unchecked and each outcome's `stats.warnings` says so.
+    pub fn type_checker(mut self, checker: TypeChecker) -> Self {
+        self.checker = Some(checker);
+        self
+    }
+
     /// Starts the sandbox threads.
     pub fn build(self) -> Result<Engine, BuildError> {
         // Fail here, not in the first execution, if a sandbox cannot be built at all.
@@ -133,6 +151,7 @@ impl EngineBuilder {
                 jobs: tx,
                 cache: Arc::new(ScriptCache::default()),
                 workers: self.workers,
+                checker: self.checker,
             }),
         })
     }
@@ -319,11 +338,26 @@ impl Engine {
     /// the tool handlers; the program itself runs on a sandbox thread, never on the runtime's.
     /// Dropping the future cancels the execution.
     pub async fn execute(&self, code: &str, options: ExecuteOptions) -> Outcome {
-        let (run, cancel) = match self.prepare(code, options) {
+        let (mut run, cancel) = match self.prepare(code, options) {
             Ok(prepared) => prepared,
             Err(why) => return Outcome::failed(ExecError::new(ErrorKind::Internal, why)),
         };
         let mut guard = CancelOnDrop(Some(cancel));
+        let checked = match self.check_before_run(&mut run).await {
+            Ok(checked) => checked,
+            Err(error) => {
+                let mut outcome = Outcome::failed(error);
+                outcome.stats.duration = run.started.elapsed();
+                outcome.stats.typecheck =
+                    if outcome.error.as_ref().is_some_and(|e| e.kind == ErrorKind::TypeError) {
+                        CheckStatus::Failed
+                    } else {
+                        CheckStatus::NotChecked
+                    };
+                guard.0 = None;
+                return outcome;
+            }
+        };
         let span = tracing::info_span!("execute", code_bytes = code.len());
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let job = Job { run, reply, span: span.clone() };
@@ -333,12 +367,76 @@ impl Engine {
         }
         let outcome = outcome.instrument(span).await;
         guard.0 = None;
-        outcome.unwrap_or_else(|_| {
+        let mut outcome = outcome.unwrap_or_else(|_| {
             Outcome::failed(ExecError::new(
                 ErrorKind::Internal,
                 "a sandbox thread stopped during the execution",
             ))
-        })
+        });
+        outcome.stats.typecheck = checked.status;
+        outcome.stats.warnings.extend(checked.warning);
+        outcome.diagnostics = checked.diagnostics;
+        outcome
+    }
+
+    /// Type-checks `code` against this engine's tools, as an execution would before running
+    /// it: the compiler's errors at the agent's positions (empty when it type-checks). A
+    /// program that does not parse is a `syntax` error; an engine without a checker, or a
+    /// checker that failed on this program, a `type_error` saying so.
+    pub async fn check(&self, code: &str) -> Result<Vec<Diagnostic>, ExecError> {
+        let compiled = transpile::transpile(code)?;
+        let Some(checker) = &self.inner.checker else {
+            return Err(ExecError::new(ErrorKind::TypeError, NO_CHECKER));
+        };
+        let declarations = self.registry().declarations();
+        checker
+            .check(code, compiled.call_default, &declarations, MAX_CHECK_TIME)
+            .await
+            .map_err(|e| ExecError::new(ErrorKind::TypeError, e.to_string()))
+    }
+
+    /// The type check an execution's limits ask for. In `strict` mode a program with type
+    /// errors (or one the checker failed on) is refused here; the program is transpiled here
+    /// too, so syntax errors come first and the sandbox does not transpile it again.
+    async fn check_before_run(&self, run: &mut RunJob) -> Result<Checked, ExecError> {
+        let mode = run.limits.typecheck;
+        if mode == TypeCheck::Off {
+            return Ok(Checked::default());
+        }
+        let Some(checker) = &self.inner.checker else {
+            return Ok(Checked {
+                status: CheckStatus::Unavailable,
+                warning: Some(NO_CHECKER.into()),
+                ..Checked::default()
+            });
+        };
+        let compiled = transpile::transpile(&run.code)?;
+        let declarations = run.bridge.registry().declarations();
+        let deadline = run.started + run.limits.timeout;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let result =
+            checker.check(&run.code, compiled.call_default, &declarations, left.min(MAX_CHECK_TIME)).await;
+        run.compiled = Some(compiled);
+        match result {
+            Ok(diagnostics) if diagnostics.is_empty() => {
+                Ok(Checked { status: CheckStatus::Passed, ..Checked::default() })
+            }
+            Ok(diagnostics) if mode == TypeCheck::Strict => Err(type_error(diagnostics)),
+            Ok(diagnostics) => Ok(Checked { status: CheckStatus::Failed, diagnostics, warning: None }),
+            Err(_) if Instant::now() >= deadline => Err(ExecError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the program ran past its {} ms deadline while it was type-checked",
+                    run.limits.timeout.as_millis()
+                ),
+            )),
+            Err(e) if mode == TypeCheck::Strict => Err(ExecError::new(ErrorKind::TypeError, e.to_string())),
+            Err(e) => Ok(Checked {
+                status: CheckStatus::Unavailable,
+                warning: Some(e.to_string()),
+                ..Checked::default()
+            }),
+        }
     }
 
     /// Everything an execution needs before it reaches a sandbox thread; the clock starts here.
@@ -360,8 +458,39 @@ impl Engine {
         if let Some(token) = &options.cancel {
             token.attach(cancel.clone());
         }
-        let run =
-            RunJob { code: Arc::from(code), limits, bridge, cache: Arc::clone(&self.inner.cache), started };
+        let run = RunJob {
+            code: Arc::from(code),
+            compiled: None,
+            limits,
+            bridge,
+            cache: Arc::clone(&self.inner.cache),
+            started,
+        };
         Ok((run, cancel))
     }
+}
+
+const NO_CHECKER: &str =
+    "not type-checked: this engine has no TypeScript checker (`codemode setup` installs one)";
+
+/// What the check before a run found, for its outcome.
+#[derive(Default)]
+struct Checked {
+    status: CheckStatus,
+    diagnostics: Vec<Diagnostic>,
+    warning: Option<String>,
+}
+
+/// The `type_error` of a program the compiler refused: located at the first error, whose text
+/// leads the message.
+fn type_error(diagnostics: Vec<Diagnostic>) -> ExecError {
+    let first = &diagnostics[0];
+    let more = match diagnostics.len() {
+        1 => String::new(),
+        n => format!(" (and {} more type error{})", n - 1, if n > 2 { "s" } else { "" }),
+    };
+    let message = format!("TS{}: {}{more} — nothing ran", first.code, first.message);
+    let mut error = ExecError::new(ErrorKind::TypeError, message).at(first.line, first.column);
+    error.diagnostics = diagnostics;
+    error
 }

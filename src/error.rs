@@ -14,8 +14,12 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The TypeScript did not parse, or used syntax that needs a transform (`enum`, `namespace`,
-    /// parameter properties). Nothing ran.
+    /// parameter properties), or nested deeper than the parsers allow. Nothing ran.
     Syntax,
+    /// The program does not type-check against the tools' declarations; `diagnostics` says
+    /// where and why. Nothing ran. Also when the checker itself failed on this program (then
+    /// `diagnostics` is empty and the message says what happened).
+    TypeError,
     /// The program threw (or its returned promise rejected) and nothing caught it.
     Exception,
     /// The wall-clock deadline passed.
@@ -42,6 +46,7 @@ impl ErrorKind {
     pub fn code(self) -> &'static str {
         match self {
             ErrorKind::Syntax => "syntax",
+            ErrorKind::TypeError => "type_error",
             ErrorKind::Exception => "exception",
             ErrorKind::Timeout => "timeout",
             ErrorKind::MemoryLimit => "memory_limit",
@@ -82,12 +87,23 @@ pub struct ExecError {
     /// The JS stack, with positions mapped to the agent's source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
+    /// For `type_error`: every error the compiler found, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<crate::Diagnostic>,
 }
 
 impl ExecError {
     /// An error with only a kind and a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ExecError { kind, message: message.into(), name: None, line: None, column: None, stack: None }
+        ExecError {
+            kind,
+            message: message.into(),
+            name: None,
+            line: None,
+            column: None,
+            stack: None,
+            diagnostics: Vec::new(),
+        }
     }
 
     /// The same error, located at `line:column` of the agent's source.

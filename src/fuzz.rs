@@ -34,10 +34,15 @@ fn shared() -> &'static Shared {
         registry
             .register(
                 "fuzz",
-                Tool::new("raw", "Returns `text` as its JSON result, unparsed.", json!({}), |args: Value| async move {
-                    let text = args["text"].as_str().unwrap_or("null").to_string();
-                    Ok::<_, ToolError>(crate::ToolOutput::Json(text))
-                }),
+                Tool::new(
+                    "raw",
+                    "Returns `text` as its JSON result, unparsed.",
+                    json!({}),
+                    |args: Value| async move {
+                        let text = args["text"].as_str().unwrap_or("null").to_string();
+                        Ok::<_, ToolError>(crate::ToolOutput::Json(text))
+                    },
+                ),
             )
             .expect("a valid tool");
         let limits =
@@ -59,12 +64,22 @@ fn shared() -> &'static Shared {
     })
 }
 
-/// Arbitrary text as a program: it ends with an outcome that is not `internal`.
+/// Arbitrary text as a program: it ends with an outcome that is not `internal`. The text is
+/// also run as a generator of deep nesting: its first line (up to 16 bytes) repeated to about
+/// 100 KB, followed by the rest, so the fuzzer explores every kind of nesting at depths no
+/// recursive stage could survive without the nesting limit.
 pub fn program(text: &str) {
     let s = shared();
-    let outcome = s.runtime.block_on(s.engine.execute(text, ExecuteOptions::default()));
-    if let Some(e) = &outcome.error {
-        assert_ne!(e.kind, ErrorKind::Internal, "{text:?}: {e:?}");
+    let run = |code: &str| {
+        let outcome = s.runtime.block_on(s.engine.execute(code, ExecuteOptions::default()));
+        if let Some(e) = &outcome.error {
+            assert_ne!(e.kind, ErrorKind::Internal, "{code:.200?}: {e:?}");
+        }
+    };
+    run(text);
+    let (unit, rest) = text.split_once('\n').unwrap_or((text, ""));
+    if !unit.is_empty() && unit.len() <= 16 {
+        run(&format!("{}{rest}", unit.repeat(100_000 / unit.len())));
     }
 }
 

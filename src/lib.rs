@@ -89,6 +89,8 @@ mod limits;
 #[cfg(feature = "runtime")]
 pub mod mcp;
 #[cfg(feature = "runtime")]
+mod nesting;
+#[cfg(feature = "runtime")]
 mod outcome;
 #[cfg(feature = "runtime")]
 mod prompt;
@@ -98,6 +100,8 @@ mod registry;
 mod sandbox;
 #[cfg(feature = "runtime")]
 mod transpile;
+#[cfg(feature = "runtime")]
+mod typecheck;
 pub mod typegen;
 
 /// The README's examples, compiled and run as doctests.
@@ -111,10 +115,14 @@ pub use {
     engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, WeakEngine},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     limits::{Limits, LimitsPatch},
-    outcome::{count_tokens, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
+    outcome::{count_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
     prompt::prompt,
     registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput},
     sandbox::SANDBOX_GLOBALS,
+    typecheck::{
+        CheckError, Diagnostic, TypeCheck, TypeChecker, INSTALL_PACKAGE_JSON, INSTALL_PACKAGE_LOCK,
+        TYPESCRIPT_VERSION,
+    },
 };
 
 /// The declarations of the sandbox's own globals (`console`, `setTimeout`, `codemode.search`,

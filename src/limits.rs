@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::typecheck::TypeCheck;
+
 /// What one execution may use. Defaults are chosen for agent programs: seconds of glue code
 /// over tool results, not long computations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,11 @@ pub struct Limits {
     /// Hard ceiling on everything the program tries to log (default 16 MiB). A log flood past
     /// it ends the run with `output_limit` instead of spinning until the deadline.
     pub max_output_bytes: usize,
+    /// Whether the program is type-checked before it runs (default `strict`: a program with
+    /// type errors does not run). Takes effect when the engine has a
+    /// [`TypeChecker`](crate::TypeChecker); without one, programs run unchecked and
+    /// `stats.typecheck` says so. A check costs a few milliseconds of the deadline.
+    pub typecheck: TypeCheck,
 }
 
 impl Default for Limits {
@@ -65,6 +72,7 @@ impl Default for Limits {
             max_result_bytes: 256 << 10,
             max_tool_argument_bytes: 8 << 20,
             max_output_bytes: 16 << 20,
+            typecheck: TypeCheck::Strict,
         }
     }
 }
@@ -100,17 +108,20 @@ pub struct LimitsPatch {
     pub max_log_bytes: Option<usize>,
     /// Bytes of the JSON result.
     pub max_result_bytes: Option<usize>,
+    /// `"strict"`, `"warn"` or `"off"`. A choice, not a limit: tightening takes it as given.
+    pub typecheck: Option<TypeCheck>,
 }
 
 impl LimitsPatch {
     /// The keys a patch may hold.
-    pub const KEYS: [&'static str; 6] = [
+    pub const KEYS: [&'static str; 7] = [
         "timeout_ms",
         "memory_mb",
         "max_tool_calls",
         "max_concurrent_tool_calls",
         "max_log_bytes",
         "max_result_bytes",
+        "typecheck",
     ];
 
     /// `base` with this patch's values.
@@ -139,6 +150,7 @@ impl LimitsPatch {
         l.max_log_bytes = set(l.max_log_bytes as u128, self.max_log_bytes.map(|v| v as u128)) as usize;
         l.max_result_bytes =
             set(l.max_result_bytes as u128, self.max_result_bytes.map(|v| v as u128)) as usize;
+        l.typecheck = self.typecheck.unwrap_or(l.typecheck);
         l
     }
 }
@@ -152,6 +164,7 @@ impl From<&Limits> for LimitsPatch {
             max_concurrent_tool_calls: Some(l.max_concurrent_tool_calls),
             max_log_bytes: Some(l.max_log_bytes),
             max_result_bytes: Some(l.max_result_bytes),
+            typecheck: Some(l.typecheck),
         }
     }
 }

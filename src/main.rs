@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use codemode::config::Config;
-use codemode::{definitions, Detail, Engine, ExecuteOptions, LogLevel, Outcome, Registry, Tool, ToolError};
+use codemode::{
+    definitions, Detail, Engine, ExecuteOptions, LogLevel, Outcome, Registry, Tool, ToolError, TypeCheck,
+    TypeChecker,
+};
 
 /// `print!` and `println!` for a reader that may hang up (`codemode run … | head`): what is
 /// left of the output is dropped, and the command still ends with its own exit code.
@@ -62,6 +65,11 @@ struct Sources {
     /// when it exists.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Type-check programs before they run: strict (a program with type errors does not run;
+    /// the default), warn (it runs, and the errors come back beside its result) or off.
+    /// Needs TypeScript 7, which `codemode setup` installs.
+    #[arg(long, value_name = "MODE")]
+    typecheck: Option<TypeCheck>,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +168,14 @@ enum Command {
         #[command(flatten)]
         sources: Sources,
     },
+    /// Install the TypeScript compiler that type-checks programs (TypeScript 7, pinned, with
+    /// npm) and say where it is.
+    Setup {
+        /// Install into this directory instead of the cache directory
+        /// ($CODEMODE_TYPESCRIPT_DIR, else $XDG_CACHE_HOME/codemode/typescript-VERSION).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run a TypeScript program (FILE, or - for stdin).
     Run {
         /// The program: a .ts file, or - to read standard input.
@@ -189,6 +205,7 @@ fn main() -> ExitCode {
         Command::Tools(command) => tools(command),
         Command::Serve { socket, stdio: _, sources } => serve(socket, sources),
         Command::Mcp { http, sources } => mcp(http, sources),
+        Command::Setup { dir } => setup(dir),
     }
 }
 
@@ -196,6 +213,8 @@ fn main() -> ExitCode {
 /// and the connections to upstream servers (which must outlive the engine).
 struct Loaded {
     runtime: tokio::runtime::Runtime,
+    /// `--typecheck`, over the configuration's `[limits] typecheck`.
+    typecheck: Option<TypeCheck>,
     registry: Registry,
     config: Config,
     upstreams: Vec<std::sync::Arc<codemode::mcp::Upstream>>,
@@ -254,7 +273,7 @@ fn load(sources: &Sources) -> Result<Loaded, ExitCode> {
             })?;
         connected.push(up);
     }
-    Ok(Loaded { runtime, registry, config, upstreams: connected })
+    Ok(Loaded { runtime, typecheck: sources.typecheck, registry, config, upstreams: connected })
 }
 
 /// The engine for `loaded`, with the configuration's limits and pool size, or the exit code
@@ -263,7 +282,15 @@ fn start(
     loaded: &Loaded,
     tweak: impl FnOnce(codemode::EngineBuilder) -> codemode::EngineBuilder,
 ) -> Result<Engine, ExitCode> {
-    let mut builder = Engine::builder().registry(loaded.registry.clone()).limits(loaded.config.limits());
+    let mut limits = loaded.config.limits();
+    if let Some(mode) = loaded.typecheck {
+        limits.typecheck = mode;
+    }
+    let checker = type_checker(limits.typecheck);
+    let mut builder = Engine::builder().registry(loaded.registry.clone()).limits(limits);
+    if let Some(checker) = checker {
+        builder = builder.type_checker(checker);
+    }
     if let Some(w) = loaded.config.pool.workers {
         builder = builder.workers(w);
     }
@@ -478,6 +505,9 @@ fn run(
         Err(code) => return code,
     };
     let mut limits = loaded.config.limits();
+    if let Some(mode) = loaded.typecheck {
+        limits.typecheck = mode;
+    }
     if let Some(ms) = timeout_ms {
         limits.timeout = Duration::from_millis(ms);
     }
@@ -519,11 +549,23 @@ fn print_human(outcome: &Outcome) {
                 _ => String::new(),
             };
             let name = e.name.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
-            outln!("error[{}]{at}: {name}{}", e.kind, e.message);
+            match e.diagnostics.len() {
+                0 => outln!("error[{}]{at}: {name}{}", e.kind, e.message),
+                1 => outln!("error[{}]: 1 type error; nothing ran", e.kind),
+                n => outln!("error[{}]: {n} type errors; nothing ran", e.kind),
+            }
             if let Some(stack) = &e.stack {
                 outln!("{stack}");
             }
+            print_diagnostics(&e.diagnostics);
         }
+    }
+    if !outcome.diagnostics.is_empty() {
+        outln!("[warn] the program ran with type errors:");
+        print_diagnostics(&outcome.diagnostics);
+    }
+    for warning in &outcome.stats.warnings {
+        outln!("[warn] {warning}");
     }
     let s = &outcome.stats;
     let t = outcome.tokens();
@@ -537,4 +579,114 @@ fn print_human(outcome: &Outcome) {
         t.returned,
         if t.estimated { " (estimated)" } else { "" },
     );
+}
+
+fn print_diagnostics(diagnostics: &[codemode::Diagnostic]) {
+    for d in diagnostics {
+        let message = d.message.replace('\n', "\n    ");
+        outln!("  {}:{} TS{}: {message}", d.line, d.column, d.code);
+    }
+}
+
+/// Where `codemode setup` installs TypeScript: `$CODEMODE_TYPESCRIPT_DIR`, else the user's
+/// cache directory.
+fn typescript_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CODEMODE_TYPESCRIPT_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    Some(cache_dir()?.join(format!("typescript-{}", codemode::TYPESCRIPT_VERSION)))
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("codemode"))
+}
+
+/// The checker for `mode`, when TypeScript is installed. Without it, executions run unchecked
+/// and their outcome says so (`stats.warnings`); a checker that cannot start is logged the same
+/// way, never fatal.
+fn type_checker(mode: TypeCheck) -> Option<TypeChecker> {
+    if mode == TypeCheck::Off {
+        return None;
+    }
+    let binary = TypeChecker::installed_binary(&typescript_dir()?);
+    if !binary.is_file() {
+        return None;
+    }
+    let project = cache_dir()?.join("typecheck-project");
+    match TypeChecker::start(binary, project) {
+        Ok(checker) => Some(checker),
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
+}
+
+/// Installs the pinned TypeScript with `npm ci` into a directory of its own.
+fn setup(dir: Option<PathBuf>) -> ExitCode {
+    let Some(dir) = dir.or_else(typescript_dir) else {
+        return usage_error("no cache directory: set XDG_CACHE_HOME or HOME, or pass --dir".into());
+    };
+    let ours = [
+        ("package.json", codemode::INSTALL_PACKAGE_JSON),
+        ("package-lock.json", codemode::INSTALL_PACKAGE_LOCK),
+    ];
+    for (name, text) in ours {
+        let path = dir.join(name);
+        // Only files this command wrote before are replaced.
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            let is_ours = existing == text
+                || serde_json::from_str::<serde_json::Value>(&existing)
+                    .is_ok_and(|v| v["name"] == "codemode-type-checker");
+            if !is_ours {
+                return usage_error(format!(
+                    "{} exists and was not written by codemode; choose another --dir",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return usage_error(format!("cannot create {}: {e}", dir.display()));
+    }
+    for (name, text) in ours {
+        if let Err(e) = std::fs::write(dir.join(name), text) {
+            return usage_error(format!("cannot write {}: {e}", dir.join(name).display()));
+        }
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            eprintln!("codemode: npm ci in {} failed ({s})", dir.display());
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!(
+                "codemode: cannot run npm ({e}); install Node.js and npm, then run `codemode setup` again"
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let binary = TypeChecker::installed_binary(&dir);
+    if !binary.is_file() {
+        eprintln!(
+            "codemode: npm installed TypeScript, but {} is missing (no native compiler for this platform?)",
+            binary.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    outln!("TypeScript {} installed: {}", codemode::TYPESCRIPT_VERSION, binary.display());
+    if std::env::var_os("CODEMODE_TYPESCRIPT_DIR").is_none() && Some(&dir) != typescript_dir().as_ref() {
+        outln!("set CODEMODE_TYPESCRIPT_DIR={} for codemode to use it", dir.display());
+    }
+    ExitCode::SUCCESS
 }

@@ -61,8 +61,31 @@ pub struct Stats {
     pub result_truncated: bool,
     /// True when log lines were dropped to fit the log caps.
     pub logs_truncated: bool,
+    /// What the type check did.
+    pub typecheck: CheckStatus,
+    /// Things the caller should know that are not errors (a check that could not run, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     #[serde(skip)]
     pub(crate) tool_result_texts: TextSample,
+}
+
+/// What the type check did for one execution.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// `typecheck = "off"`, or the program never reached the check (a syntax error).
+    #[default]
+    NotChecked,
+    /// The program type-checked.
+    Passed,
+    /// The compiler found errors: in `strict` mode the program did not run (`type_error`); in
+    /// `warn` mode it ran and the outcome's `diagnostics` list them.
+    Failed,
+    /// The engine has no checker (TypeScript is not installed), or it failed on this program
+    /// in `warn` mode; the program ran unchecked and `warnings` says why.
+    Unavailable,
 }
 
 /// Token counts, o200k_base (the GPT-4o tokenizer), computed on demand.
@@ -108,6 +131,10 @@ pub struct Outcome {
     pub error: Option<ExecError>,
     /// Costs and sizes.
     pub stats: Stats,
+    /// In `warn` mode, the type errors of a program that ran anyway. (In `strict` mode they are
+    /// the `type_error`'s `diagnostics`, and the program did not run.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<crate::Diagnostic>,
 }
 
 impl Outcome {
@@ -117,7 +144,13 @@ impl Outcome {
     }
 
     pub(crate) fn failed(error: ExecError) -> Outcome {
-        Outcome { value: Value::Null, logs: Vec::new(), error: Some(error), stats: Stats::default() }
+        Outcome {
+            value: Value::Null,
+            logs: Vec::new(),
+            error: Some(error),
+            stats: Stats::default(),
+            diagnostics: Vec::new(),
+        }
     }
 
     /// Counts tokens with o200k_base. The first call in a process loads the tokenizer (about
@@ -143,13 +176,17 @@ impl Outcome {
     pub fn to_report(&self) -> Value {
         let mut stats = serde_json::to_value(&self.stats).expect("stats serialize");
         stats["tokens"] = serde_json::to_value(self.tokens()).expect("tokens serialize");
-        serde_json::json!({
+        let mut report = serde_json::json!({
             "ok": self.is_ok(),
             "value": self.value,
             "logs": self.logs,
             "error": self.error,
             "stats": stats,
-        })
+        });
+        if !self.diagnostics.is_empty() {
+            report["diagnostics"] = serde_json::to_value(&self.diagnostics).expect("diagnostics serialize");
+        }
+        report
     }
 }
 

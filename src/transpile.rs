@@ -16,6 +16,7 @@ use swc_common::errors::{DiagnosticBuilder, Emitter, Handler};
 use swc_common::{sync::Lrc, SourceMap};
 
 use crate::error::{ErrorKind, ExecError};
+use crate::nesting;
 
 /// Name of the agent's program inside the sandbox, as seen in stack traces.
 pub(crate) const SCRIPT_NAME: &str = "agent.ts";
@@ -62,12 +63,12 @@ fn unshift(line: u32, column: u32, shift: u32) -> (u32, u32) {
 pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
     // The engine reads source as a C string; a raw NUL is never what an agent meant anyway.
     if let Some(at) = ts.find('\0') {
-        let line = ts[..at].matches('\n').count() as u32 + 1;
-        let line_start = ts[..at].rfind('\n').map_or(0, |nl| nl + 1);
-        let column = ts[line_start..at].chars().count() as u32 + 1;
+        let (line, column) = nesting::position(ts, at);
         let message = "the program contains a raw NUL character; write \\0 in a string instead";
         return Err(ExecError::new(ErrorKind::Syntax, message).at(line, column));
     }
+    // Before anything recursive reads it.
+    nesting::check(ts)?;
     if let Some(expr) = function_expression_candidate(ts) {
         if let Ok(js) = strip(EXPR_PREFIX, expr, EXPR_SUFFIX) {
             return Ok(Compiled {

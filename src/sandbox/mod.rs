@@ -21,7 +21,8 @@ use rquickjs::context::intrinsic;
 use rquickjs::module::{Declared, WriteOptions};
 use rquickjs::promise::PromiseState;
 use rquickjs::{
-    Array, CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime, Value,
+    Array, CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime,
+    Value,
 };
 
 use crate::bridge::{Bridge, Next, Settlement, Target, ToolFailure};
@@ -265,7 +266,8 @@ impl Sandbox {
         let prelude = prelude_bytecode().map_err(|e| ExecError::new(ErrorKind::Internal, e))?;
         let budget = Rc::new(Budget::default());
         budget.limit.set(usize::MAX);
-        let runtime = Runtime::new_with_alloc(CountingAllocator::new(Rc::clone(&budget))).map_err(internal)?;
+        let runtime =
+            Runtime::new_with_alloc(CountingAllocator::new(Rc::clone(&budget))).map_err(internal)?;
         let control = Rc::new(Control { budget, ..Control::default() });
         let exec: ExecCell = Rc::new(RefCell::new(None));
         {
@@ -318,7 +320,7 @@ impl Sandbox {
     /// Runs one program to its outcome. The sandbox must not run another: drop it (after the
     /// outcome is on its way, since freeing a runtime costs a full GC).
     pub(crate) fn run(&mut self, job: RunJob) -> Outcome {
-        let RunJob { code, limits, bridge, cache, started } = job;
+        let RunJob { code, compiled, limits, bridge, cache, started } = job;
         let registry = Arc::clone(bridge.registry());
         let deadline = started + limits.timeout;
         self.control.deadline.set(Some(deadline));
@@ -347,7 +349,7 @@ impl Sandbox {
         let cached = cache.get(&code);
         // Cached bytecode is loaded without copying: it must outlive the runtime.
         self._script = cached.clone();
-        let result = self.execute(&code, cached, &cache, &registry, &limits, deadline);
+        let result = self.execute(&code, compiled, cached, &cache, &registry, &limits, deadline);
 
         let exec = self.exec.borrow_mut().take().expect("execution state present");
         let (value, truncated, error) = match result {
@@ -390,8 +392,9 @@ impl Sandbox {
             result_truncated: truncated,
             logs_truncated: exec.logs_dropped > 0,
             tool_result_texts: exec.bridge.samples.clone(),
+            ..Stats::default()
         };
-        Outcome { value, logs, error, stats }
+        Outcome { value, logs, error, stats, diagnostics: Vec::new() }
     }
 
     /// The program as a module ready to evaluate: loaded from cached bytecode, or compiled now
@@ -400,6 +403,7 @@ impl Sandbox {
         &self,
         ctx: &Ctx<'js>,
         code: &Arc<str>,
+        compiled: Option<Compiled>,
         cached: Option<Arc<Script>>,
         cache: &ScriptCache,
     ) -> Result<(Module<'js, Declared>, Arc<Script>), ExecError> {
@@ -408,7 +412,10 @@ impl Sandbox {
             let module = unsafe { Module::load(ctx.clone(), &script.bytecode) }.map_err(internal_js)?;
             return Ok((module, script));
         }
-        let compiled = transpile::transpile(code)?;
+        let compiled = match compiled {
+            Some(compiled) => compiled,
+            None => transpile::transpile(code)?,
+        };
         let module = Module::declare(ctx.clone(), SCRIPT_NAME, compiled.js.as_str())
             .catch(ctx)
             .map_err(|e| self.caught_error(ctx, e, &compiled, ErrorKind::Syntax))?;
@@ -420,9 +427,11 @@ impl Sandbox {
         Ok((module, script))
     }
 
+    #[allow(clippy::too_many_arguments, reason = "one run's inputs, passed through once")]
     fn execute(
         &self,
         code: &Arc<str>,
+        compiled: Option<Compiled>,
         cached: Option<Arc<Script>>,
         cache: &ScriptCache,
         registry: &Registry,
@@ -433,7 +442,7 @@ impl Sandbox {
         let control = &self.control;
         self.context.with(|ctx| {
             // Nothing runs before the program compiles: syntax errors come first.
-            let (module, script) = self.module(&ctx, code, cached, cache)?;
+            let (module, script) = self.module(&ctx, code, compiled, cached, cache)?;
             let exports = self.exports.clone().restore(&ctx).map_err(internal_js)?;
             let install: Function = exports.get("install").map_err(internal_js)?;
             // Positions follow `Registry::entries`: namespaces in order, then tools by JS name.
@@ -614,7 +623,12 @@ fn load_prelude<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Functi
     // SAFETY: bytecode build.rs compiled with this very engine version (checked by
     // `prelude_bytecode`); JS_EvalFunction takes the function's reference.
     let value = unsafe {
-        let function = rquickjs::qjs::JS_ReadObject(raw, bytecode.as_ptr(), bytecode.len() as _, rquickjs::qjs::JS_READ_OBJ_BYTECODE as _);
+        let function = rquickjs::qjs::JS_ReadObject(
+            raw,
+            bytecode.as_ptr(),
+            bytecode.len() as _,
+            rquickjs::qjs::JS_READ_OBJ_BYTECODE as _,
+        );
         if rquickjs::qjs::JS_IsException(function) {
             return Err(rquickjs::Error::Exception);
         }
@@ -630,6 +644,8 @@ fn load_prelude<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Functi
 /// Inputs of one run, as prepared by the engine.
 pub(crate) struct RunJob {
     pub(crate) code: Arc<str>,
+    /// The program already transpiled (when it was type-checked first), else `None`.
+    pub(crate) compiled: Option<Compiled>,
     pub(crate) limits: Limits,
     pub(crate) bridge: Bridge,
     pub(crate) cache: Arc<ScriptCache>,
@@ -703,7 +719,8 @@ fn host_functions<'js>(
                 };
                 match exec.bridge.call(target, args) {
                     Ok(id) => {
-                        let resolvers = Resolvers(Persistent::save(&ctx, resolve), Persistent::save(&ctx, reject));
+                        let resolvers =
+                            Resolvers(Persistent::save(&ctx, resolve), Persistent::save(&ctx, reject));
                         exec.resolvers.insert(id, resolvers);
                     }
                     // The program is being stopped; its promise never settles.
@@ -722,7 +739,11 @@ fn host_functions<'js>(
         // would otherwise pay for thousands more copies first).
         let log = Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, level: String, args: Array<'js>, builtins: Value<'js>| -> rquickjs::Result<bool> {
+            move |ctx: Ctx<'js>,
+                  level: String,
+                  args: Array<'js>,
+                  builtins: Value<'js>|
+                  -> rquickjs::Result<bool> {
                 let args = args.iter::<Value>().collect::<rquickjs::Result<Vec<_>>>()?;
                 // Formatted before the execution state is borrowed: a RegExp's replaced
                 // `source` getter may log in turn.

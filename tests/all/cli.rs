@@ -3,8 +3,23 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
+/// The binary, with a cache directory of this test run's own and no TypeScript, so what a
+/// developer installed with `codemode setup` does not change what the tests see.
 fn codemode() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_codemode"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codemode"));
+    cmd.env("XDG_CACHE_HOME", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"))
+        .env_remove("CODEMODE_TYPESCRIPT_DIR");
+    cmd
+}
+
+/// The same, type-checking with the TypeScript 7 of tests/npm.
+fn checked() -> Command {
+    let mut cmd = codemode();
+    let binary = crate::harness::typescript7();
+    // tests/npm is laid out as `codemode setup` lays out its directory.
+    let dir = binary.ancestors().nth(5).unwrap().to_path_buf();
+    cmd.env("CODEMODE_TYPESCRIPT_DIR", dir);
+    cmd
 }
 
 fn run_stdin(args: &[&str], code: &str) -> (i32, String) {
@@ -15,7 +30,8 @@ fn run_stdin(args: &[&str], code: &str) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(code.as_bytes()).unwrap();
+    // A command refused as bad usage exits before it reads its input.
+    let _ = child.stdin.take().unwrap().write_all(code.as_bytes());
     let out = child.wait_with_output().unwrap();
     (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())
 }
@@ -300,4 +316,82 @@ fn run_with_a_config_file_uses_its_limits_and_upstream_servers() {
     assert_eq!(code, 2);
     assert!(err.starts_with(&format!("codemode: {}:2:1: unknown field `memory`", config.display())), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn run_type_checks_when_typescript_is_installed() {
+    let mut child = checked()
+        .args(["run", "--demo", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let program = "const rows = await sheets.listSheets();\nreturn rows.map((r) => r.titel);";
+    child.stdin.take().unwrap().write_all(program.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], json!("type_error"), "{v}");
+    assert_eq!(v["error"]["diagnostics"][0]["line"], json!(2));
+    assert_eq!(v["error"]["diagnostics"][0]["code"], json!(2551));
+    assert_eq!((&v["stats"]["tool_calls"], &v["stats"]["typecheck"]), (&json!(0), &json!("failed")));
+
+    // The human form lists each diagnostic at its line and column; `--typecheck off` runs it.
+    let human = checked()
+        .args(["run", "--demo", "--typecheck", "warn", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = {
+        let mut child = human;
+        child.stdin.take().unwrap().write_all(program.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "[warn] the program ran with type errors:\n  2:26 TS2551: Property 'titel' does not exist"
+        ),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+}
+
+#[test]
+fn run_without_typescript_warns_once_and_runs() {
+    let (code, out) = run_stdin(&["run", "--json", "-"], "const s: string = 5; return s");
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((&v["value"], &v["stats"]["typecheck"]), (&json!(5), &json!("unavailable")));
+    assert_eq!(
+        v["stats"]["warnings"],
+        json!(["not type-checked: this engine has no TypeScript checker (`codemode setup` installs one)"])
+    );
+    let (code, out) = run_stdin(&["run", "--json", "--typecheck", "off", "-"], "return 1");
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((&v["stats"]["typecheck"], v["stats"].get("warnings")), (&json!("not_checked"), None));
+    let (code, _) = run_stdin(&["run", "--typecheck", "sometimes", "-"], "return 1");
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn setup_installs_the_pinned_compiler_and_refuses_a_foreign_directory() {
+    crate::harness::typescript7(); // node and npm are here (the tests need them)
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("setup-{}", std::process::id()));
+    let out = codemode().args(["setup", "--dir"]).arg(&dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let binary = codemode::TypeChecker::installed_binary(&dir);
+    assert!(text.starts_with(&format!("TypeScript 7.0.2 installed: {}\n", binary.display())), "{text}");
+    let version = Command::new(&binary).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), "Version 7.0.2");
+    // A directory holding someone else's package.json is left alone.
+    let foreign = dir.with_extension("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("package.json"), "{\"name\": \"mine\"}").unwrap();
+    let out = codemode().args(["setup", "--dir"]).arg(&foreign).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(foreign.join("package.json")).unwrap(), "{\"name\": \"mine\"}");
 }

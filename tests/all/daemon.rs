@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
 
 /// A client on one end of a pipe whose other end the daemon serves.
-struct Client {
+pub(crate) struct Client {
     lines: Lines<BufReader<tokio::io::ReadHalf<DuplexStream>>>,
     writer: tokio::io::WriteHalf<DuplexStream>,
 }
@@ -30,7 +30,7 @@ impl Client {
         serde_json::from_str(&line).unwrap()
     }
     /// Sends a request and returns its response, answering `tools/call` with `answer`.
-    async fn call(
+    pub(crate) async fn call(
         &mut self,
         id: u64,
         method: &str,
@@ -50,7 +50,7 @@ impl Client {
     }
 }
 
-fn connect(daemon: &Daemon) -> Client {
+pub(crate) fn connect(daemon: &Daemon) -> Client {
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (r, w) = tokio::io::split(theirs);
     let d = daemon.clone();
@@ -59,12 +59,12 @@ fn connect(daemon: &Daemon) -> Client {
     Client { lines: BufReader::new(r).lines(), writer: w }
 }
 
-fn daemon() -> Daemon {
+pub(crate) fn daemon() -> Daemon {
     let engine = Engine::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
     Daemon::new(engine, DaemonConfig { tool_call_timeout: Duration::from_millis(500), ..Default::default() })
 }
 
-fn no_answer(_: &Value) -> Value {
+pub(crate) fn no_answer(_: &Value) -> Value {
     panic!("no tool call expected")
 }
 

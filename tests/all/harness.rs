@@ -178,6 +178,23 @@ pub fn npm_script(package: &str) -> Option<std::path::PathBuf> {
     Some(dir.join(bin))
 }
 
+/// TypeScript 7's native compiler, installed in tests/npm as `typescript7`. The type-checker
+/// tests need it: without node and npm they fail, they never pass silently.
+pub fn typescript7() -> std::path::PathBuf {
+    let dir =
+        npm_packages().expect("node and npm are needed to install TypeScript 7 for the type-checker tests");
+    let binary = codemode::TypeChecker::installed_binary(dir);
+    assert!(binary.is_file(), "{} is missing after npm ci", binary.display());
+    binary
+}
+
+/// A type checker over TypeScript 7, with its project in this test binary's temporary folder.
+pub fn type_checker(name: &str) -> codemode::TypeChecker {
+    let work = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("typecheck-{name}-{}", std::process::id()));
+    codemode::TypeChecker::start(typescript7(), work).unwrap()
+}
+
 /// tests/npm with its packages installed by `npm ci`, or `None` without node and npm.
 pub fn npm_dir() -> Option<std::path::PathBuf> {
     npm_packages().cloned()
@@ -209,20 +226,20 @@ fn npm_packages() -> Option<&'static std::path::PathBuf> {
     dir.as_ref()
 }
 
-/// Whether node_modules/.package-lock.json lists the same package versions as the lock file.
+/// Whether node_modules/.package-lock.json holds the lock file's packages at its versions:
+/// every installed package as locked, and every package the lock does not mark optional
+/// installed (npm installs only this platform's optional packages, such as TypeScript 7's
+/// native compiler, and lists only those).
 fn same_packages(installed: &str, lock: &str) -> bool {
-    let versions = |text: &str| -> Option<Vec<(String, String)>> {
-        let v: Value = serde_json::from_str(text).ok()?;
-        let mut out: Vec<(String, String)> = v["packages"]
-            .as_object()?
-            .iter()
-            .filter(|(k, _)| !k.is_empty())
-            .map(|(k, p)| (k.clone(), p["version"].as_str().unwrap_or("").to_string()))
-            .collect();
-        out.sort();
-        Some(out)
+    let packages = |text: &str| -> Option<serde_json::Map<String, Value>> {
+        let mut v: Value = serde_json::from_str(text).ok()?;
+        let mut map = v["packages"].as_object_mut()?.clone();
+        map.remove("");
+        Some(map)
     };
-    versions(installed).is_some() && versions(installed) == versions(lock)
+    let (Some(installed), Some(lock)) = (packages(installed), packages(lock)) else { return false };
+    installed.iter().all(|(k, p)| lock.get(k).is_some_and(|l| l["version"] == p["version"]))
+        && lock.iter().all(|(k, l)| l["optional"] == json!(true) || installed.contains_key(k))
 }
 
 /// The four real MCP servers' tools (tests/fixtures/typegen/real) as namespaces `everything`,

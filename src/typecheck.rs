@@ -1,0 +1,534 @@
+//! Programs are checked against the tools' declarations before any of them runs, by the real
+//! TypeScript compiler (TypeScript 7, the native one) kept warm as a language server.
+//!
+//! A cold `tsc -p` costs about 150 ms here; a warm `tsc --lsp --stdio` answers a pull-diagnostics
+//! request for a changed document in 2–15 ms, so one server process lives as long as the
+//! [`TypeChecker`]. It runs on a thread of its own with its own small tokio runtime, so a check
+//! does not depend on the caller's runtime and the server is started (and its project loaded)
+//! as soon as the checker is made, off the execution path.
+//!
+//! The server sees a directory of our own with four files: `tsconfig.json` (the settings below),
+//! `codemode.d.ts` (the runtime's globals), `tools.d.ts` (the registry's declarations, kept as
+//! an open document and changed only when the registry changes) and `program.ts` (the program,
+//! an open document changed for every check). The program is wrapped as
+//! `export default async function main() {` + program + `}` on its own first line, so every
+//! line keeps its number and only first-line columns move.
+//!
+//! A server that crashes, hangs past the check's time or answers nonsense fails that one check
+//! with [`CheckError`] and is replaced by a fresh one for the next.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::{mpsc, oneshot};
+
+/// The TypeScript version programs are checked with (the `typescript` npm package).
+pub const TYPESCRIPT_VERSION: &str = "7.0.2";
+
+/// What `codemode setup` installs with `npm ci`: the compiler at exactly this version, every
+/// package pinned by its integrity hash.
+pub const INSTALL_PACKAGE_JSON: &str = include_str!("../js/checker/package.json");
+/// The lock file that goes with [`INSTALL_PACKAGE_JSON`].
+pub const INSTALL_PACKAGE_LOCK: &str = include_str!("../js/checker/package-lock.json");
+
+/// Compiler settings. Chosen so that what agents really write passes (callbacks and helper
+/// functions without annotations, `any`, `JSON.parse`, index access on records, `catch (e)`
+/// reading `e.message`, values that may be `undefined`) while the mistakes that silently do
+/// the wrong thing fail (a misspelt property or argument, a wrong type, a wrong call). No
+/// diagnostic code is filtered out: only the compiler's errors count, its suggestions (an
+/// unused variable) never do.
+///
+/// * `strict` with `noImplicitAny`, `strictNullChecks` and `useUnknownInCatchVariables` off:
+///   an untyped parameter is `any` as in JavaScript; `rows.find(…).id` is not an error (it
+///   is a runtime `TypeError` the program sees with its line); `catch (e) { e.message }` works.
+/// * `lib: ["esnext"]` and no `@types`: the ECMAScript library only, no DOM and no Node, as
+///   the sandbox has; `codemode.d.ts` adds `console`, timers and `codemode`.
+/// * `skipLibCheck`: declarations are ours to get right, not the program's to fail on.
+const TSCONFIG: &str = r#"{
+  "compilerOptions": {
+    "strict": true,
+    "noImplicitAny": false,
+    "strictNullChecks": false,
+    "useUnknownInCatchVariables": false,
+    "noEmit": true,
+    "target": "esnext",
+    "lib": ["esnext"],
+    "types": [],
+    "module": "esnext",
+    "moduleDetection": "force",
+    "skipLibCheck": true,
+    "allowUnreachableCode": true,
+    "allowUnusedLabels": true
+  },
+  "files": ["codemode.d.ts", "tools.d.ts", "program.ts"]
+}
+"#;
+
+/// A body program: `return` and `await` work at its top level.
+const BODY_PREFIX: &str = "export default async function main() {";
+const BODY_SUFFIX: &str = "\n}\n";
+/// A single function expression (`async () => { … }`).
+const EXPR_PREFIX: &str = "export default (";
+const EXPR_SUFFIX: &str = "\n);\n";
+
+/// Largest message the server may send; a larger one is a broken server.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Whether programs are type-checked before they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TypeCheck {
+    /// A program with type errors does not run: its outcome is a `type_error` with the
+    /// diagnostics. The default.
+    #[default]
+    Strict,
+    /// The program runs; the diagnostics come back beside its result.
+    Warn,
+    /// No check.
+    Off,
+}
+
+impl std::str::FromStr for TypeCheck {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strict" => Ok(TypeCheck::Strict),
+            "warn" => Ok(TypeCheck::Warn),
+            "off" => Ok(TypeCheck::Off),
+            other => Err(format!("typecheck must be \"strict\", \"warn\" or \"off\", not {other:?}")),
+        }
+    }
+}
+
+/// One error the compiler found, at the agent's own position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// 1-based line in the agent's source.
+    pub line: u32,
+    /// 1-based column (in characters) in the agent's source.
+    pub column: u32,
+    /// TypeScript's error code (`2551` for "Property 'x' does not exist … Did you mean 'y'?").
+    pub code: u32,
+    /// The compiler's message, with its hints.
+    pub message: String,
+}
+
+/// Why a check could not be made. The program it was for is not run in `strict` mode.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The compiler could not be started (not installed where it was said to be, say).
+    #[error("the TypeScript checker could not start: {0}")]
+    Start(String),
+    /// The compiler exited, hung past the check's time, or answered something unreadable; a
+    /// fresh one serves the next check.
+    #[error("the TypeScript checker failed on this program: {0}")]
+    Failed(String),
+    /// The checker's thread has stopped.
+    #[error("the TypeScript checker has stopped")]
+    Stopped,
+}
+
+/// A warm TypeScript compiler. Cheap to clone; every clone talks to the same server, one check
+/// at a time. Dropping the last clone stops the server.
+#[derive(Clone)]
+pub struct TypeChecker {
+    requests: mpsc::UnboundedSender<Request>,
+    binary: PathBuf,
+}
+
+impl std::fmt::Debug for TypeChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypeChecker").field("binary", &self.binary).finish()
+    }
+}
+
+struct Request {
+    program: String,
+    function: bool,
+    declarations: String,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<Vec<Diagnostic>, CheckError>>,
+}
+
+impl TypeChecker {
+    /// Starts a checker running `binary` (TypeScript 7's native `tsc`; see
+    /// [`TypeChecker::installed_binary`]) in `work_dir`, a directory it creates and owns
+    /// (its four files are rewritten). The server starts at once, in the background.
+    pub fn start(
+        binary: impl Into<PathBuf>,
+        work_dir: impl Into<PathBuf>,
+    ) -> Result<TypeChecker, CheckError> {
+        let binary = binary.into();
+        let work_dir = work_dir.into();
+        if !binary.is_file() {
+            return Err(CheckError::Start(format!("{} does not exist", binary.display())));
+        }
+        write_project(&work_dir).map_err(|e| CheckError::Start(format!("{}: {e}", work_dir.display())))?;
+        let (requests, mut rx) = mpsc::unbounded_channel::<Request>();
+        let server_binary = binary.clone();
+        std::thread::Builder::new()
+            .name("codemode-typecheck".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let mut server: Option<Server> = None;
+                    // Warm: start the server and load its project before the first program.
+                    if let Ok(mut s) = Server::start(&server_binary, &work_dir).await {
+                        if s.check("", false, "", Duration::from_secs(30)).await.is_ok() {
+                            server = Some(s);
+                        }
+                    }
+                    while let Some(request) = rx.recv().await {
+                        let result = match server.take() {
+                            Some(s) => Ok(s),
+                            None => Server::start(&server_binary, &work_dir).await,
+                        };
+                        let result = match result {
+                            Ok(mut s) => {
+                                let out = s
+                                    .check(
+                                        &request.program,
+                                        request.function,
+                                        &request.declarations,
+                                        request.timeout,
+                                    )
+                                    .await;
+                                if out.is_ok() {
+                                    server = Some(s);
+                                }
+                                out
+                            }
+                            Err(e) => Err(e),
+                        };
+                        let _ = request.reply.send(result);
+                    }
+                });
+            })
+            .map_err(|e| CheckError::Start(e.to_string()))?;
+        Ok(TypeChecker { requests, binary })
+    }
+
+    /// Where `npm ci` of [`INSTALL_PACKAGE_JSON`] in `install_dir` puts the native compiler for
+    /// this platform.
+    pub fn installed_binary(install_dir: &Path) -> PathBuf {
+        let os = match std::env::consts::OS {
+            "windows" => "win32",
+            "macos" => "darwin",
+            other => other,
+        };
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "x64",
+            "aarch64" => "arm64",
+            "x86" => "ia32",
+            other => other,
+        };
+        let exe = if os == "win32" { "tsc.exe" } else { "tsc" };
+        install_dir
+            .join("node_modules/@typescript")
+            .join(format!("typescript-{os}-{arch}"))
+            .join("lib")
+            .join(exe)
+    }
+
+    /// The compiler this checker runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// Checks `code` (an agent program that transpiled, in the form the transpiler read it)
+    /// against `declarations` (the tools' `.d.ts` text; the runtime's own globals are always
+    /// there). Errors only, at the agent's positions, in order.
+    pub(crate) async fn check(
+        &self,
+        code: &str,
+        function: bool,
+        declarations: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Diagnostic>, CheckError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            program: code.to_string(),
+            function,
+            declarations: declarations.to_string(),
+            timeout,
+            reply,
+        };
+        self.requests.send(request).map_err(|_| CheckError::Stopped)?;
+        answer.await.map_err(|_| CheckError::Stopped)?
+    }
+}
+
+fn write_project(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in [
+        ("tsconfig.json", TSCONFIG),
+        ("codemode.d.ts", crate::RUNTIME_DECLARATIONS),
+        ("tools.d.ts", "export {};\n"),
+        ("program.ts", "export {};\n"),
+    ] {
+        let path = dir.join(name);
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+            continue;
+        }
+        // Atomically, so a second process sharing the directory never reads half a file.
+        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        std::fs::write(&temp, text)?;
+        std::fs::rename(&temp, &path)?;
+    }
+    Ok(())
+}
+
+/// The wrapper for a program in the form the transpiler read it in.
+fn wrap(code: &str, function: bool) -> (String, usize) {
+    if function {
+        let expr = code.trim_end().trim_end_matches(';');
+        (format!("{EXPR_PREFIX}{expr}{EXPR_SUFFIX}"), EXPR_PREFIX.len())
+    } else {
+        (format!("{BODY_PREFIX}{code}{BODY_SUFFIX}"), BODY_PREFIX.len())
+    }
+}
+
+/// A language server process and the state of its two open documents.
+struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    next_id: i64,
+    version: i64,
+    declarations: Option<String>,
+    root: String,
+}
+
+impl Server {
+    async fn start(binary: &Path, dir: &Path) -> Result<Server, CheckError> {
+        let mut child = Command::new(binary)
+            .args(["--lsp", "--stdio"])
+            .current_dir(dir)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| CheckError::Start(format!("{}: {e}", binary.display())))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let root = format!("file://{}", dir.display());
+        let mut server = Server { child, stdin, stdout, next_id: 0, version: 0, declarations: None, root };
+        let init = json!({
+            "processId": std::process::id(),
+            "rootUri": server.root,
+            "capabilities": {"textDocument": {"diagnostic": {}}},
+            "workspaceFolders": [{"uri": server.root, "name": "codemode"}],
+        });
+        let started = async {
+            server.request("initialize", init).await?;
+            server.notify("initialized", json!({})).await?;
+            let program = server.uri("program.ts");
+            server
+                .notify(
+                    "textDocument/didOpen",
+                    json!({"textDocument": {"uri": program, "languageId": "typescript", "version": 0, "text": "export {};\n"}}),
+                )
+                .await
+        };
+        match tokio::time::timeout(Duration::from_secs(30), started).await {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => Err(CheckError::Start(e)),
+            Err(_) => Err(CheckError::Start("the server did not answer `initialize` within 30 s".into())),
+        }
+    }
+
+    fn uri(&self, name: &str) -> String {
+        format!("{}/{name}", self.root)
+    }
+
+    async fn check(
+        &mut self,
+        code: &str,
+        function: bool,
+        declarations: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Diagnostic>, CheckError> {
+        let (text, shift) = wrap(code, function);
+        match tokio::time::timeout(timeout, self.diagnostics(&text, declarations)).await {
+            Ok(Ok(items)) => Ok(diagnostics(&items, code, shift)),
+            Ok(Err(e)) => {
+                let _ = self.child.start_kill();
+                Err(CheckError::Failed(e))
+            }
+            Err(_) => {
+                let _ = self.child.start_kill();
+                Err(CheckError::Failed(format!("no answer within {} ms", timeout.as_millis())))
+            }
+        }
+    }
+
+    async fn diagnostics(&mut self, program: &str, declarations: &str) -> Result<Vec<Value>, String> {
+        self.version += 1;
+        let version = self.version;
+        if self.declarations.as_deref() != Some(declarations) {
+            let uri = self.uri("tools.d.ts");
+            let method =
+                if self.declarations.is_none() { "textDocument/didOpen" } else { "textDocument/didChange" };
+            let params = if self.declarations.is_none() {
+                json!({"textDocument": {"uri": uri, "languageId": "typescript", "version": version, "text": declarations}})
+            } else {
+                json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": declarations}]})
+            };
+            self.notify(method, params).await?;
+            self.declarations = Some(declarations.to_string());
+        }
+        let uri = self.uri("program.ts");
+        self.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": program}]}),
+        )
+        .await?;
+        let report = self.request("textDocument/diagnostic", json!({"textDocument": {"uri": uri}})).await?;
+        match report.get("items") {
+            Some(Value::Array(items)) => Ok(items.clone()),
+            _ => Err(format!("a diagnostic report without items: {report:.200}")),
+        }
+    }
+
+    async fn send(&mut self, message: &Value) -> Result<(), String> {
+        let body = message.to_string();
+        let framed = format!("Content-Length: {}\r\n\r\n{body}", body.len());
+        self.stdin.write_all(framed.as_bytes()).await.map_err(|e| format!("writing to the server: {e}"))?;
+        self.stdin.flush().await.map_err(|e| format!("writing to the server: {e}"))
+    }
+
+    async fn notify(&mut self, method: &str, params: Value) -> Result<(), String> {
+        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params})).await
+    }
+
+    /// Sends a request and reads until its response; the server's own requests in between get
+    /// empty answers (this client offers no capabilities they could need).
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await?;
+        loop {
+            let message = self.receive().await?;
+            match (message.get("id"), message.get("method")) {
+                (Some(got), None) if got == &json!(id) => {
+                    if let Some(error) = message.get("error") {
+                        return Err(format!("{method} failed: {error}"));
+                    }
+                    return Ok(message.get("result").cloned().unwrap_or(Value::Null));
+                }
+                (Some(their), Some(m)) => {
+                    let result = match (m.as_str(), message["params"]["items"].as_array()) {
+                        (Some("workspace/configuration"), Some(items)) => {
+                            json!(vec![Value::Null; items.len()])
+                        }
+                        _ => Value::Null,
+                    };
+                    let their = their.clone();
+                    self.send(&json!({"jsonrpc": "2.0", "id": their, "result": result})).await?;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn receive(&mut self) -> Result<Value, String> {
+        let mut length = None;
+        loop {
+            let mut line = String::new();
+            let n = self
+                .stdout
+                .read_line(&mut line)
+                .await
+                .map_err(|e| format!("reading from the server: {e}"))?;
+            if n == 0 {
+                return Err("the server exited".into());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Content-Length:") {
+                length = v.trim().parse::<usize>().ok();
+            }
+        }
+        let length =
+            length.filter(|&n| n <= MAX_MESSAGE_BYTES).ok_or("a message without a usable Content-Length")?;
+        let mut body = vec![0; length];
+        self.stdout.read_exact(&mut body).await.map_err(|e| format!("reading from the server: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| format!("the server sent invalid JSON: {e}"))
+    }
+}
+
+/// The server's error diagnostics (severity 1) at the agent's positions: the wrapper is on the
+/// first line only, and LSP columns count UTF-16 units.
+fn diagnostics(items: &[Value], code: &str, shift: usize) -> Vec<Diagnostic> {
+    let lines: Vec<&str> = crate::nesting::lines(code);
+    let mut out = Vec::new();
+    for item in items {
+        if item["severity"].as_u64().unwrap_or(1) != 1 {
+            continue;
+        }
+        let line = item["range"]["start"]["line"].as_u64().unwrap_or(0) as usize;
+        let mut character = item["range"]["start"]["character"].as_u64().unwrap_or(0) as usize;
+        if line == 0 {
+            character = character.saturating_sub(shift);
+        }
+        let (line, column) = match lines.get(line) {
+            Some(text) => (line + 1, utf16_to_chars(text, character) + 1),
+            // In the wrapper's closing lines: the end of the agent's last line.
+            None => (lines.len().max(1), lines.last().map_or(0, |l| l.chars().count()) + 1),
+        };
+        let code = match &item["code"] {
+            Value::Number(n) => n.as_u64().unwrap_or(0) as u32,
+            Value::String(s) => s.parse().unwrap_or(0),
+            _ => 0,
+        };
+        let message = item["message"].as_str().unwrap_or_default().to_string();
+        out.push(Diagnostic { line: line as u32, column: column as u32, code, message });
+    }
+    out
+}
+
+fn utf16_to_chars(text: &str, units: usize) -> usize {
+    let mut seen = 0;
+    for (i, c) in text.chars().enumerate() {
+        if seen >= units {
+            return i;
+        }
+        seen += c.len_utf16();
+    }
+    text.chars().count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_come_back_to_the_agents_source() {
+        let item = |line: u64, character: u64| json!({"severity": 1, "code": 2551, "message": "m", "range": {"start": {"line": line, "character": character}}});
+        let code = "const a = 1;\nconst é = x.y;";
+        let shift = BODY_PREFIX.len() as u64;
+        let got = diagnostics(&[item(0, shift + 6), item(1, 11), item(2, 0)], code, shift as usize);
+        let at: Vec<(u32, u32)> = got.iter().map(|d| (d.line, d.column)).collect();
+        assert_eq!(at, vec![(1, 7), (2, 12), (2, 15)]);
+        let hint = json!({"severity": 4, "code": 6133, "message": "unused", "range": {"start": {"line": 0, "character": 0}}});
+        assert!(diagnostics(&[hint], code, 0).is_empty());
+    }
+
+    #[test]
+    fn utf16_columns_become_character_columns() {
+        assert_eq!(utf16_to_chars("😀x", 2), 1);
+        assert_eq!(utf16_to_chars("abc", 2), 2);
+    }
+}
