@@ -6,11 +6,12 @@
 // prototype: a program that redefines `Array.prototype.join` or `Map.prototype.set` changes its
 // own behaviour, not the bridge's.
 
-const { freeze, create, defineProperty, getOwnPropertyDescriptor } = Object;
+const { freeze, create, defineProperty, getOwnPropertyDescriptor, setPrototypeOf } = Object;
 const { apply } = Reflect;
 const ErrorCtor = Error;
 const TypeErrorCtor = TypeError;
 const NumberCtor = Number;
+const ProxyCtor = Proxy;
 
 // Built-ins the host calls when it formats console arguments and reads results and errors
 // (console formatting itself is in src/sandbox/inspect.rs, on the host).
@@ -19,20 +20,26 @@ const builtins = freeze({
   dateToISOString: Date.prototype.toISOString,
   regexpToString: RegExp.prototype.toString,
   stackGetter: getOwnPropertyDescriptor(ErrorCtor.prototype, "stack")?.get,
+  // Reads a bounded start of a long string, so the host never copies more than it keeps.
+  stringSlice: String.prototype.slice,
 });
 
 // -- the bridge -----------------------------------------------------------------------------
 
 function init(host) {
-  // `call(target, args)` returns the call's promise; the host keeps its resolving functions
-  // and settles it. `target` is a tool's position in the registry, or a built-in's name.
-  const { call, log, timer, clearTimer } = host;
+  // `call(target, args, site)` returns the call's promise; the host keeps its resolving
+  // functions and settles it. `target` is a tool's position in the registry, or a built-in's
+  // name. `site` is an error made at the call, so that a failed call's error carries the
+  // agent's line and stack; it becomes that error.
+  const { call, log, timer, clearTimer, unknownTool } = host;
   // Timer id → callback.
   const timers = create(null);
 
-  const toolError = (spec) => {
-    const e = spec.name === "TypeError" ? new TypeErrorCtor(spec.message) : new ErrorCtor(spec.message);
-    if (spec.name !== "TypeError") e.name = spec.name;
+  const toolError = (spec, site) => {
+    const e = site instanceof ErrorCtor ? site : new ErrorCtor();
+    if (spec.name === "TypeError") setPrototypeOf(e, TypeErrorCtor.prototype);
+    else e.name = spec.name;
+    e.message = spec.message;
     e.tool = spec.tool;
     if (spec.code !== undefined) e.code = spec.code;
     if (spec.path !== undefined) e.path = spec.path;
@@ -80,14 +87,14 @@ function init(host) {
     __proto__: null,
     version: host.version,
     list() {
-      return call("list", {});
+      return call("list", {}, new ErrorCtor());
     },
     search(query, options) {
       const o = options === undefined || options === null ? {} : options;
-      return call("search", { query, detail: o.detail, limit: o.limit });
+      return call("search", { query, detail: o.detail, limit: o.limit }, new ErrorCtor());
     },
     describe(names) {
-      return call("describe", { names });
+      return call("describe", { names }, new ErrorCtor());
     },
   });
 
@@ -97,6 +104,24 @@ function init(host) {
   global("clearTimeout", timerFunctions.clearTimeout);
   global("codemode", codemode);
 
+  // Names a program may probe on any object without meaning a tool (`await ns`, `JSON.stringify`).
+  const probes = freeze({
+    __proto__: null, then: true, toJSON: true, constructor: true, valueOf: true, toString: true,
+    toLocaleString: true,
+  });
+  // The prototype of every namespace: reached only for names that are not its tools, so a
+  // call of a tool pays nothing for it, and a misspelt tool says what it is and what was meant
+  // instead of "not a function". One handler for all; each target holds its namespace's name.
+  const namespaceOf = Symbol();
+  const missingHandler = freeze({
+    __proto__: null,
+    get(target, key) {
+      if (typeof key !== "string" || probes[key] === true || key === "__proto__") return undefined;
+      throw new TypeErrorCtor(unknownTool(target[namespaceOf], key));
+    },
+  });
+  const missing = (namespace) => new ProxyCtor({ __proto__: null, [namespaceOf]: namespace }, missingHandler);
+
   return {
     // Installs `globalThis[namespace]` with one function per tool; the tools are the
     // registry's, from position `first` on.
@@ -105,9 +130,10 @@ function init(host) {
       for (let i = 0; i < tools.length; i++) {
         const name = tools[i];
         const target = first + i;
-        // A plain assignment: `ns` has no prototype, and freezing leaves each tool read-only.
-        ns[name] = { [name](args) { return call(target, args); } }[name];
+        // A plain assignment: `ns` has no prototype yet, and freezing leaves each tool read-only.
+        ns[name] = { [name](args) { return call(target, args, new ErrorCtor()); } }[name];
       }
+      setPrototypeOf(ns, missing(namespace));
       global(namespace, freeze(ns));
     },
     // Runs a due timer's callback.

@@ -89,6 +89,18 @@ pub(crate) enum Settlement {
     Timer,
 }
 
+/// A tool call that had not finished when the program was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingCall {
+    /// `namespace.tool`.
+    pub tool: String,
+    /// Milliseconds since the program made the call.
+    pub waited_ms: u64,
+    /// True when it had not started: it waited behind the concurrency limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
+}
+
 /// What the sandbox thread should do next.
 pub(crate) enum Next {
     Settle(u64, Settlement),
@@ -121,6 +133,14 @@ struct Queued {
     id: u64,
     entry: Arc<Entry>,
     args: Value,
+    since: Instant,
+}
+
+/// A tool call still running, for the error that names what a timed-out program waited on.
+struct InFlight {
+    task: tokio::task::AbortHandle,
+    tool: Arc<str>,
+    since: Instant,
 }
 
 /// What a program called: a registered tool, by its position in [`Registry::entries`], or one
@@ -143,7 +163,7 @@ pub(crate) struct Bridge {
     cancelled: Arc<AtomicBool>,
     next_id: u64,
     calls: u32,
-    in_flight: HashMap<u64, tokio::task::AbortHandle>,
+    in_flight: HashMap<u64, InFlight>,
     queued: VecDeque<Queued>,
     ready: VecDeque<(u64, Settlement)>,
     timers: BTreeSet<(Instant, u64)>,
@@ -202,6 +222,26 @@ impl Bridge {
 
     pub(crate) fn calls(&self) -> u32 {
         self.calls
+    }
+
+    /// The tool calls not finished now, longest waiting first: running, then queued behind the
+    /// concurrency limit.
+    pub(crate) fn pending(&self) -> Vec<PendingCall> {
+        let now = Instant::now();
+        let waited = |since: Instant| now.saturating_duration_since(since).as_millis() as u64;
+        let mut running: Vec<PendingCall> = self
+            .in_flight
+            .values()
+            .map(|c| PendingCall { tool: c.tool.to_string(), waited_ms: waited(c.since), queued: false })
+            .collect();
+        running.sort_by_key(|c| std::cmp::Reverse(c.waited_ms));
+        let queued = self.queued.iter().map(|q| PendingCall {
+            tool: q.entry.label.to_string(),
+            waited_ms: waited(q.since),
+            queued: true,
+        });
+        running.extend(queued);
+        running
     }
 
     fn fresh_id(&mut self) -> u64 {
@@ -266,7 +306,7 @@ impl Bridge {
             self.ready.push_back((id, Settlement::Error(failure)));
             return Ok(id);
         }
-        let queued = Queued { id, entry, args };
+        let queued = Queued { id, entry, args, since: Instant::now() };
         if self.in_flight.len() < self.max_concurrent {
             self.dispatch(queued);
         } else {
@@ -280,7 +320,7 @@ impl Bridge {
     /// with no thread hop. Only a handler that is still pending becomes a tokio task, whose
     /// completion wakes this thread through the channel.
     fn dispatch(&mut self, call: Queued) {
-        let Queued { id, entry, args } = call;
+        let Queued { id, entry, args, since } = call;
         let handler = Arc::clone(entry.tool.handler());
         let label = Arc::clone(&entry.label);
         let span = tracing::info_span!("tool_call", tool = %label, id);
@@ -329,7 +369,8 @@ impl Bridge {
                     let result = call.await;
                     let _ = tx.send(Wake::Done(id, result));
                 });
-                self.in_flight.insert(id, task.abort_handle());
+                let tool = Arc::clone(&entry.label);
+                self.in_flight.insert(id, InFlight { task: task.abort_handle(), tool, since });
             }
         }
     }
@@ -411,8 +452,8 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         // Handlers still running when the program ends are not waited for.
-        for task in self.in_flight.values() {
-            task.abort();
+        for call in self.in_flight.values() {
+            call.task.abort();
         }
     }
 }

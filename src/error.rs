@@ -90,6 +90,16 @@ pub struct ExecError {
     /// For `type_error`: every error the compiler found, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<crate::Diagnostic>,
+    /// For an uncaught tool error (a handler's `ToolError` or an argument `TypeError`): the
+    /// tool, as `namespace.tool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// For an uncaught tool error: its `code` (`"not_found"`, the handler's own codes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// For `timeout` and `cancelled`: the tool calls still pending, longest waiting first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<crate::PendingCall>,
 }
 
 impl ExecError {
@@ -103,6 +113,9 @@ impl ExecError {
             column: None,
             stack: None,
             diagnostics: Vec::new(),
+            tool: None,
+            code: None,
+            pending: Vec::new(),
         }
     }
 

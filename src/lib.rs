@@ -99,6 +99,8 @@ mod registry;
 #[cfg(feature = "runtime")]
 mod sandbox;
 #[cfg(feature = "runtime")]
+mod suggest;
+#[cfg(feature = "runtime")]
 mod transpile;
 #[cfg(feature = "runtime")]
 mod typecheck;
@@ -111,6 +113,7 @@ pub struct ReadmeDoctests;
 
 #[cfg(feature = "runtime")]
 pub use {
+    bridge::PendingCall,
     discovery::{Detail, NamespaceInfo, SearchHit},
     engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, WeakEngine},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},

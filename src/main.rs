@@ -549,8 +549,13 @@ fn print_human(outcome: &Outcome) {
                 _ => String::new(),
             };
             let name = e.name.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
+            let tool = match (&e.tool, &e.code) {
+                (Some(tool), Some(code)) => format!(" (tool {tool}, code {code})"),
+                (Some(tool), None) => format!(" (tool {tool})"),
+                _ => String::new(),
+            };
             match e.diagnostics.len() {
-                0 => outln!("error[{}]{at}: {name}{}", e.kind, e.message),
+                0 => outln!("error[{}]{at}: {name}{}{tool}", e.kind, e.message),
                 1 => outln!("error[{}]: 1 type error; nothing ran", e.kind),
                 n => outln!("error[{}]: {n} type errors; nothing ran", e.kind),
             }
@@ -566,6 +571,9 @@ fn print_human(outcome: &Outcome) {
     }
     for warning in &outcome.stats.warnings {
         outln!("[warn] {warning}");
+    }
+    if let Some(hint) = &outcome.hint {
+        outln!("[hint] {hint}");
     }
     let s = &outcome.stats;
     let t = outcome.tokens();

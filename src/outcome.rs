@@ -135,6 +135,10 @@ pub struct Outcome {
     /// the `type_error`'s `diagnostics`, and the program did not run.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<crate::Diagnostic>,
+    /// Advice that is not an error: a program that returned nothing while its last statement
+    /// was an expression is told where to put `return`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl Outcome {
@@ -150,6 +154,7 @@ impl Outcome {
             error: Some(error),
             stats: Stats::default(),
             diagnostics: Vec::new(),
+            hint: None,
         }
     }
 
@@ -183,6 +188,9 @@ impl Outcome {
             "error": self.error,
             "stats": stats,
         });
+        if let Some(hint) = &self.hint {
+            report["hint"] = Value::String(hint.clone());
+        }
         if !self.diagnostics.is_empty() {
             report["diagnostics"] = serde_json::to_value(&self.diagnostics).expect("diagnostics serialize");
         }

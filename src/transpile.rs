@@ -103,6 +103,49 @@ fn function_expression_candidate(ts: &str) -> Option<&str> {
     Some(ts.trim_end().trim_end_matches(';'))
 }
 
+/// For a program body that returned nothing: a hint when its last statement is an expression
+/// whose value was probably meant as the result (`rows.length` with no `return`). Calls of
+/// `console`, assignments and updates are statements for their effect and get none. Parses the
+/// program again, so it runs only after such a run, never on the way to a result.
+pub(crate) fn dropped_value_hint(ts: &str) -> Option<String> {
+    use swc_ecma_ast::{ArrowFunctionBody, Callee, Expr, ModuleDecl, ModuleItem, Stmt, UnaryOp};
+    if function_expression_candidate(ts).is_some() {
+        return None;
+    }
+    let cm: Lrc<SourceMap> = Default::default();
+    let file =
+        cm.new_source_file(Lrc::new(swc_common::FileName::Anon), format!("{BODY_PREFIX}{ts}{BODY_SUFFIX}"));
+    let syntax = swc_ecma_parser::Syntax::Typescript(Default::default());
+    let module =
+        swc_ecma_parser::parse_file_as_module(&file, syntax, Default::default(), None, &mut Vec::new())
+            .ok()?;
+    // export default (async () => { BODY })();
+    let Some(ModuleItem::ModuleDecl(ModuleDecl::ExportDefaultExpr(export))) = module.body.first() else {
+        return None;
+    };
+    let Expr::Call(call) = &*export.expr else { return None };
+    let Callee::Expr(callee) = &call.callee else { return None };
+    let Expr::Paren(arrow) = &**callee else { return None };
+    let Expr::Arrow(arrow) = &*arrow.expr else { return None };
+    let ArrowFunctionBody::FunctionBody(body) = &*arrow.body else { return None };
+    let Some(Stmt::Expr(last)) = body.stmts.last() else { return None };
+    let for_effect = match &*last.expr {
+        Expr::Assign(_) | Expr::Update(_) => true,
+        Expr::Unary(u) => matches!(u.op, UnaryOp::Delete | UnaryOp::Void),
+        Expr::Call(c) => matches!(&c.callee, Callee::Expr(f) if matches!(&**f,
+            Expr::Member(m) if matches!(&*m.obj, Expr::Ident(i) if &*i.sym == "console"))),
+        _ => false,
+    };
+    if for_effect {
+        return None;
+    }
+    let line = cm.lookup_char_pos(last.span.lo).line;
+    Some(format!(
+        "the program returned nothing, and its last statement (line {line}) is an expression whose value is \
+         dropped: write `return` before it to get its value back"
+    ))
+}
+
 /// Diagnostics swc emitted: message and primary span.
 type Diagnostics = Vec<(String, Option<swc_common::Span>)>;
 

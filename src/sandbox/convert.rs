@@ -35,6 +35,7 @@ pub(crate) struct Walker<'js> {
     ancestors: Vec<*mut std::ffi::c_void>,
     path: Vec<Seg>,
     date_to_iso: Option<Function<'js>>,
+    texts: Texts<'js>,
 }
 
 enum Seg {
@@ -55,6 +56,7 @@ impl<'js> Walker<'js> {
         budget: usize,
         overflow: Overflow,
         date_to_iso: Option<Function<'js>>,
+        texts: Texts<'js>,
     ) -> Self {
         Walker {
             ctx,
@@ -65,6 +67,7 @@ impl<'js> Walker<'js> {
             ancestors: Vec::new(),
             path: Vec::new(),
             date_to_iso,
+            texts,
         }
     }
 
@@ -126,10 +129,7 @@ impl<'js> Walker<'js> {
                     .map_err(|e| e.to_string())?;
                 Json::String(text)
             }
-            Type::String => {
-                let s = js_string(v);
-                return Ok(Some(self.string(s)?));
-            }
+            Type::String => return self.string(v).map(Some),
             Type::Object | Type::Array | Type::Promise | Type::Exception | Type::Proxy => {
                 return self.object(v, depth).map(Some);
             }
@@ -139,20 +139,24 @@ impl<'js> Walker<'js> {
         Ok(Some(json))
     }
 
-    fn string(&mut self, s: String) -> Result<Json, String> {
-        let cost = s.len() + 2;
-        if self.overflow == Overflow::Cut && self.used + cost > self.budget {
-            let room = self.budget.saturating_sub(self.used + 2);
-            let mut end = room.min(s.len());
-            while !s.is_char_boundary(end) {
-                end -= 1;
+    fn string(&mut self, v: &Value<'js>) -> Result<Json, String> {
+        // In `Cut` mode only what fits is read; in `Fail` mode the whole string is needed, or
+        // nothing when it cannot fit (each UTF-16 unit is at least one byte of JSON).
+        let room = self.budget.saturating_sub(self.used + 2);
+        let (s, left) = match self.overflow {
+            Overflow::Cut => self.texts.prefix(v, room),
+            Overflow::Fail if string_units(v) > room => {
+                return Err(format!("the value is larger than the {} byte limit", self.budget));
             }
-            let cut = format!("{}… [{} more bytes]", &s[..end], s.len() - end);
+            Overflow::Fail => (js_string(v), 0),
+        };
+        if left > 0 {
+            let cut = format!("{s}… [{left} more characters]");
             self.truncated = true;
             self.used += cut.len() + 2;
             return Ok(Json::String(cut));
         }
-        self.charge(cost)?;
+        self.charge(s.len() + 2)?;
         Ok(Json::String(s))
     }
 
@@ -330,16 +334,93 @@ pub(crate) fn call_for_string<'js>(ctx: &Ctx<'js>, f: &Function<'js>, v: &Value<
 
 /// An error's name (default `Error`), message (default empty) and stack, read without running
 /// program code: string data properties on the error or its prototypes, else the built-in
-/// `stack` getter captured before the program ran.
+/// `stack` getter captured before the program ran. Each is read up to `max` bytes.
 pub(crate) fn error_parts<'js>(
     ctx: &Ctx<'js>,
     error: &Value<'js>,
     stack_getter: Option<&Function<'js>>,
+    texts: &Texts<'js>,
+    max: usize,
 ) -> (String, String, Option<String>) {
-    let name = inherited_string(ctx, error, "name").unwrap_or_else(|| "Error".into());
-    let message = inherited_string(ctx, error, "message").unwrap_or_default();
-    let stack = inherited_string(ctx, error, "stack").or_else(|| call_for_string(ctx, stack_getter?, error));
+    let read = |name: &str| inherited_string(ctx, error, name).map(|s| texts.read(&s, max));
+    let name = read("name").unwrap_or_else(|| "Error".into());
+    let message = read("message").unwrap_or_default();
+    let stack = read("stack").or_else(|| {
+        let f = stack_getter?;
+        match f.call::<_, Value>((rquickjs::function::This(error.clone()),)) {
+            Ok(out) => out.is_string().then(|| texts.read(&out, max)),
+            Err(_) => {
+                let _ = ctx.catch();
+                None
+            }
+        }
+    });
     (name, message, stack)
+}
+
+/// Reads program strings as Rust text within a byte bound, reading no more of a long string
+/// than it keeps: the host's work on a 30 MB string is then the bound, not 30 MB, however
+/// often the program refers to it.
+#[derive(Clone, Default)]
+pub(crate) struct Texts<'js> {
+    /// `String.prototype.slice`, as the prelude captured it before the program ran.
+    slice: Option<Function<'js>>,
+}
+
+impl<'js> Texts<'js> {
+    pub(crate) fn new(slice: Option<Function<'js>>) -> Self {
+        Texts { slice }
+    }
+
+    /// `v` (a string) as text of at most `max` bytes; a longer one ends with
+    /// `… [N more characters]`.
+    pub(crate) fn read(&self, v: &Value<'js>, max: usize) -> String {
+        let (mut text, left) = self.prefix(v, max);
+        if left > 0 {
+            text.push_str(&format!("… [{left} more characters]"));
+        }
+        text
+    }
+
+    /// At most `max` bytes of the start of `v`, and how many UTF-16 units were left out.
+    pub(crate) fn prefix(&self, v: &Value<'js>, max: usize) -> (String, usize) {
+        let units = string_units(v);
+        if units.saturating_mul(3) <= max {
+            return (js_string(v), 0);
+        }
+        // UTF-16 units: `max` of them hold at least `max` bytes of text.
+        let head = self.slice.as_ref().and_then(|slice| {
+            slice.call::<_, Value>((rquickjs::function::This(v.clone()), 0, max.min(i32::MAX as usize) as i32)).ok()
+        });
+        let mut text = match head {
+            Some(head) if head.is_string() => js_string(&head),
+            // No captured slice (a bug): the whole string, once.
+            _ => {
+                let _ = v.ctx().catch();
+                js_string(v)
+            }
+        };
+        if text.len() <= max && text.encode_utf16().count() == units {
+            return (text, 0);
+        }
+        let mut end = max.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        let kept = text.encode_utf16().count();
+        (text, units.saturating_sub(kept))
+    }
+}
+
+/// The length of a string in UTF-16 units, read by the engine (a string primitive's `length`
+/// runs no program code).
+fn string_units(v: &Value<'_>) -> usize {
+    let ctx = v.ctx().as_raw().as_ptr();
+    // SAFETY: a live value of this context; the result is an integer or an exception.
+    let len = unsafe { qjs::JS_GetPropertyStr(ctx, v.as_raw(), c"length".as_ptr()) };
+    let value = unsafe { Value::from_raw(v.ctx().clone(), len) };
+    value.as_int().map_or(0, |n| n.max(0) as usize)
 }
 
 /// A JS string as Rust text; lone surrogates become U+FFFD.
@@ -438,12 +519,13 @@ pub(crate) fn own_data_property<'js>(ctx: &Ctx<'js>, obj: &Value<'js>, name: &st
 
 /// A string data property found on the object or its first prototypes, read without running
 /// a getter or a Proxy trap (what `Error.prototype.toString` would read, minus program code).
-pub(crate) fn inherited_string<'js>(ctx: &Ctx<'js>, v: &Value<'js>, name: &str) -> Option<String> {
+/// The JS string itself, for the caller to read within its bound.
+pub(crate) fn inherited_string<'js>(ctx: &Ctx<'js>, v: &Value<'js>, name: &str) -> Option<Value<'js>> {
     let mut obj = v.as_object().cloned();
     for _ in 0..8 {
         let o = obj.filter(|o| !o.is_proxy())?;
         if let Some(found) = own_data_property(ctx, o.as_value(), name) {
-            return found.is_string().then(|| js_string(&found));
+            return found.is_string().then_some(found);
         }
         obj = o.get_prototype();
     }

@@ -15,7 +15,7 @@ use std::ffi::c_void;
 use rquickjs::function::This;
 use rquickjs::{qjs, Coerced, Ctx, FromJs, Function, Object, Type, Value};
 
-use super::convert::{self, OwnKeys, Overflow, Prop, Walker};
+use super::convert::{self, OwnKeys, Overflow, Prop, Texts, Walker};
 use crate::typegen::is_identifier;
 
 const MAX_DEPTH: usize = 2;
@@ -39,15 +39,32 @@ impl<'js> Builtins<'js> {
     fn get(&self, name: &str) -> Option<Function<'js>> {
         convert::own_data_property(&self.ctx, &self.holder, name).and_then(|v| v.into_function())
     }
+
+    /// Bounded string reads through the captured `String.prototype.slice`.
+    pub(crate) fn texts(&self) -> Texts<'js> {
+        Texts::new(self.get("stringSlice"))
+    }
 }
 
+/// What stands for everything past the line's budget.
+const CUT: &str = "…";
+
 /// One console call's arguments as one line, as Node's `console.log` formats them
-/// (`%s %d %i %f %j %o %O %c %%` in a leading string included).
-pub(crate) fn format<'js>(ctx: &Ctx<'js>, args: &[Value<'js>], builtins: &Builtins<'js>) -> rquickjs::Result<String> {
+/// (`%s %d %i %f %j %o %O %c %%` in a leading string included). The text taken from the
+/// program's values is at most about `max` bytes: past it, strings are cut and whole values
+/// become `…` without being read, so a line referring 10,000 times to a 30 MB string costs the
+/// host `max`, not 300 GB.
+pub(crate) fn format<'js>(
+    ctx: &Ctx<'js>,
+    args: &[Value<'js>],
+    builtins: &Builtins<'js>,
+    max: usize,
+) -> rquickjs::Result<String> {
     let Some((first, mut rest)) = args.split_first() else { return Ok(String::new()) };
-    let mut inspector = Inspector { ctx, builtins, seen: Vec::new(), object_prototype: None };
+    let texts = builtins.texts();
+    let mut inspector = Inspector { ctx, builtins, seen: Vec::new(), object_prototype: None, texts, left: max };
     let mut out = if first.is_string() && !rest.is_empty() {
-        let template = convert::js_string(first);
+        let template = inspector.read(first, usize::MAX);
         if template.contains('%') {
             inspector.substitute(&template, &mut rest)?
         } else {
@@ -63,14 +80,39 @@ pub(crate) fn format<'js>(ctx: &Ctx<'js>, args: &[Value<'js>], builtins: &Builti
     Ok(out)
 }
 
+/// A single thrown value that is not an object (`throw Symbol()`, `throw 10n`), as a console
+/// would show it, within `max` bytes.
+pub(crate) fn primitive<'js>(ctx: &Ctx<'js>, v: &Value<'js>, builtins: &Builtins<'js>, max: usize) -> String {
+    format(ctx, std::slice::from_ref(v), builtins, max).unwrap_or_else(|_| {
+        let _ = ctx.catch();
+        String::from("a value that could not be shown")
+    })
+}
+
 struct Inspector<'a, 'js> {
     ctx: &'a Ctx<'js>,
     builtins: &'a Builtins<'js>,
     seen: Vec<*mut c_void>,
     object_prototype: Option<*mut c_void>,
+    texts: Texts<'js>,
+    /// Bytes of program text this line may still take.
+    left: usize,
 }
 
 impl<'js> Inspector<'_, 'js> {
+    /// A program string, at most `cap` bytes and what is left of the line's budget.
+    fn read(&mut self, v: &Value<'js>, cap: usize) -> String {
+        let text = self.texts.read(v, cap.min(self.left));
+        self.left = self.left.saturating_sub(text.len());
+        text
+    }
+
+    /// Charges text made from a value (a number, a name) to the line's budget.
+    fn spend(&mut self, text: String) -> String {
+        self.left = self.left.saturating_sub(text.len());
+        text
+    }
+
     /// Replaces each `%x` in `template` with the next argument, consuming it from `args`.
     fn substitute(&mut self, template: &str, args: &mut &[Value<'js>]) -> rquickjs::Result<String> {
         let mut out = String::with_capacity(template.len());
@@ -95,7 +137,10 @@ impl<'js> Inspector<'_, 'js> {
             };
             *args = left;
             match spec {
-                's' if arg.is_string() => out.push_str(&convert::js_string(arg)),
+                's' if arg.is_string() => {
+                    let text = self.read(arg, usize::MAX);
+                    out.push_str(&text);
+                }
                 's' | 'o' | 'O' => out.push_str(&self.inspect(arg, 1)?),
                 // As Node: a BigInt keeps its `n`.
                 'd' | 'i' if arg.type_of() == Type::BigInt => out.push_str(&format!("{}n", self.primitive_text(arg)?)),
@@ -104,7 +149,10 @@ impl<'js> Inspector<'_, 'js> {
                     let n = if spec == 'i' && !n.is_nan() { n.trunc() } else { n };
                     out.push_str(&self.number_text(n)?);
                 }
-                'j' => out.push_str(&self.json(arg)),
+                'j' => {
+                    let json = self.json(arg);
+                    out.push_str(&self.spend(json));
+                }
                 _ => {} // %c: CSS, meaningless here
             }
         }
@@ -140,22 +188,27 @@ impl<'js> Inspector<'_, 'js> {
         if v.is_undefined() || v.is_function() || v.is_symbol() {
             return "undefined".into();
         }
-        let walker = Walker::new(self.ctx.clone(), MAX_JSON, Overflow::Cut, self.builtins.get("dateToISOString"));
+        let budget = MAX_JSON.min(self.left);
+        let walker =
+            Walker::new(self.ctx.clone(), budget, Overflow::Cut, self.builtins.get("dateToISOString"), self.texts.clone());
         walker.convert(v).map_or_else(|_| "[Circular]".into(), |c| c.json.to_string())
     }
 
     fn inspect(&mut self, v: &Value<'js>, depth: usize) -> rquickjs::Result<String> {
+        if self.left == 0 {
+            return Ok(CUT.into());
+        }
+        let text = self.inspect_within(v, depth)?;
+        Ok(self.spend(text))
+    }
+
+    fn inspect_within(&mut self, v: &Value<'js>, depth: usize) -> rquickjs::Result<String> {
         Ok(match v.type_of() {
+            Type::String if depth == 0 => self.texts.read(v, self.left),
             Type::String => {
-                let s = convert::js_string(v);
-                if depth == 0 {
-                    s
-                } else if s.len() > MAX_STRING {
-                    let mut end = MAX_STRING;
-                    while !s.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    quote(&format!("{}...", &s[..end]))
+                let (s, left) = self.texts.prefix(v, MAX_STRING.min(self.left));
+                if left > 0 {
+                    quote(&format!("{s}..."))
                 } else {
                     quote(&s)
                 }
@@ -248,7 +301,8 @@ impl<'js> Inspector<'_, 'js> {
         Ok(format!("{prefix}{open}\n  {indented}\n{close}"))
     }
 
-    /// The formatted entries, and how many more were left out.
+    /// The formatted entries, and how many more were left out. Once the line's budget is spent,
+    /// one `…` stands for the rest.
     fn entries(&mut self, v: &Value<'js>, array: bool, depth: usize) -> rquickjs::Result<(Vec<String>, usize)> {
         let mut parts = Vec::new();
         // An array's index keys come first, in ascending order (as the spec orders own keys).
@@ -268,6 +322,10 @@ impl<'js> Inspector<'_, 'js> {
             for i in 0..indices {
                 if parts.len() >= MAX_ITEMS {
                     break;
+                }
+                if self.left == 0 {
+                    parts.push(CUT.into());
+                    return Ok((parts, 0));
                 }
                 let (key, atom) = keys.get(i);
                 let index: u64 = key.parse().unwrap_or(next);
@@ -296,6 +354,10 @@ impl<'js> Inspector<'_, 'js> {
             if shown >= MAX_ITEMS {
                 more += 1;
                 continue;
+            }
+            if self.left == 0 {
+                parts.push(CUT.into());
+                return Ok((parts, 0));
             }
             let (key, atom) = keys.get(i);
             if let Some(text) = self.property(v, atom, depth)? {
@@ -346,7 +408,8 @@ impl<'js> Inspector<'_, 'js> {
 
     /// `Name: message`, then the stack, as `Error.prototype.toString` and Node show it.
     fn error(&self, v: &Value<'js>) -> String {
-        let (name, message, stack) = convert::error_parts(self.ctx, v, self.builtins.get("stackGetter").as_ref());
+        let getter = self.builtins.get("stackGetter");
+        let (name, message, stack) = convert::error_parts(self.ctx, v, getter.as_ref(), &self.texts, self.left);
         let head = match (name.is_empty(), message.is_empty()) {
             (true, _) => message,
             (false, true) => name,

@@ -205,9 +205,11 @@ struct Exec {
     logs: Vec<LogLine>,
     log_bytes: usize,
     logs_dropped: usize,
+    /// A line was kept cut to fit the log.
+    line_cut: bool,
     output_attempted: usize,
     /// Rejections not handled (yet), described; at most `MAX_UNHANDLED`.
-    unhandled: Vec<(usize, String)>,
+    unhandled: Vec<(usize, Persistent<Value<'static>>)>,
     /// Further unhandled rejections, only counted: a program rejecting promises in a loop
     /// must not grow host memory or time.
     unhandled_more: usize,
@@ -217,28 +219,63 @@ struct Exec {
     resolvers: HashMap<u64, Resolvers>,
 }
 
-/// `resolve` and `reject` of one tool call's promise.
-struct Resolvers(Persistent<Function<'static>>, Persistent<Function<'static>>);
+/// `resolve` and `reject` of one tool call's promise, and the error made at the call (which
+/// becomes the call's error if it fails, with the agent's stack).
+struct Resolvers(Persistent<Function<'static>>, Persistent<Function<'static>>, Persistent<Value<'static>>);
 
 impl Exec {
+    /// Bytes a console line may take from the program's values: one more than the log has
+    /// room for, so a line that would not fit is still recognised (and dropped), while the
+    /// host never formats more than that.
+    fn line_budget(&self) -> usize {
+        let log = self.limits.max_log_bytes.saturating_sub(self.log_bytes);
+        let output = self.limits.max_output_bytes.saturating_sub(self.output_attempted);
+        log.min(output).saturating_add(1)
+    }
+
     fn log(&mut self, level: LogLevel, message: String) -> Result<(), ErrorKind> {
         self.output_attempted += message.len();
         if self.output_attempted > self.limits.max_output_bytes {
             return Err(ErrorKind::OutputLimit);
         }
-        if self.logs_dropped == 0
-            && self.logs.len() < self.limits.max_log_lines
-            && self.log_bytes + message.len() <= self.limits.max_log_bytes
-        {
-            self.log_bytes += message.len();
-            let line = LogLine { level, message };
-            self.bridge.emit_log(&line);
-            self.logs.push(line);
+        let room = self.limits.max_log_bytes.saturating_sub(self.log_bytes);
+        let message = if self.logs_dropped > 0 || self.logs.len() >= self.limits.max_log_lines {
+            None
+        } else if message.len() <= room {
+            Some(message)
+        } else if room >= MIN_CUT_LINE {
+            // One line too long for what is left is kept, cut, rather than lost whole.
+            self.line_cut = true;
+            Some(cut_line(message, room, self.limits.max_log_bytes))
         } else {
-            self.logs_dropped += 1;
+            None
+        };
+        match message {
+            Some(message) => {
+                self.log_bytes += message.len();
+                let line = LogLine { level, message };
+                self.bridge.emit_log(&line);
+                self.logs.push(line);
+            }
+            None => self.logs_dropped += 1,
         }
         Ok(())
     }
+}
+
+/// The least room left in the log for which a line too long for it is kept, cut.
+const MIN_CUT_LINE: usize = 1024;
+
+/// `line` cut to `room` bytes, its end saying so.
+fn cut_line(mut line: String, room: usize, cap: usize) -> String {
+    let marker = format!("… [line cut at the log's {cap}-byte cap]");
+    let mut end = room.saturating_sub(marker.len()).min(line.len());
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line.truncate(end);
+    line.push_str(&marker);
+    line
 }
 
 type ExecCell = Rc<RefCell<Option<Exec>>>;
@@ -249,6 +286,9 @@ pub(crate) struct Sandbox {
     exports: Persistent<Object<'static>>,
     date_to_iso: Persistent<Function<'static>>,
     stack_getter: Option<Persistent<Function<'static>>>,
+    string_slice: Option<Persistent<Function<'static>>>,
+    /// Bytes of an uncaught error's message or stack kept: the run's result limit.
+    error_max: Cell<usize>,
     context: Context,
     runtime: Runtime,
     control: Rc<Control>,
@@ -289,7 +329,9 @@ impl Sandbox {
                             None => exec.unhandled_more = exec.unhandled_more.saturating_sub(1),
                         }
                     } else if exec.unhandled.len() < MAX_UNHANDLED {
-                        exec.unhandled.push((key, describe_reason(&ctx, &reason)));
+                        // Described at the end, and only the ones shown: a rejection's text can
+                        // be as large as the heap.
+                        exec.unhandled.push((key, Persistent::save(&ctx, reason)));
                     } else {
                         exec.unhandled_more += 1;
                     }
@@ -297,7 +339,7 @@ impl Sandbox {
             )));
         }
         let context = Context::builder().with::<SandboxIntrinsics>().build(&runtime).map_err(internal)?;
-        let (exports, date_to_iso, stack_getter) = context
+        let (exports, date_to_iso, stack_getter, string_slice) = context
             .with(|ctx| -> rquickjs::Result<_> {
                 let init = load_prelude(&ctx, prelude)?;
                 let host = host_functions(&ctx, &control, &exec)?;
@@ -307,14 +349,27 @@ impl Sandbox {
                 let builtins: Object = exports.get("builtins")?;
                 let date_to_iso: Function = builtins.get("dateToISOString")?;
                 let stack_getter: Option<Function> = builtins.get("stackGetter")?;
+                let string_slice: Option<Function> = builtins.get("stringSlice")?;
                 Ok((
                     Persistent::save(&ctx, exports),
                     Persistent::save(&ctx, date_to_iso),
                     stack_getter.map(|g| Persistent::save(&ctx, g)),
+                    string_slice.map(|f| Persistent::save(&ctx, f)),
                 ))
             })
             .map_err(internal)?;
-        Ok(Sandbox { exports, date_to_iso, stack_getter, context, runtime, control, exec, _script: None })
+        Ok(Sandbox {
+            exports,
+            date_to_iso,
+            stack_getter,
+            string_slice,
+            error_max: Cell::new(0),
+            context,
+            runtime,
+            control,
+            exec,
+            _script: None,
+        })
     }
 
     /// Runs one program to its outcome. The sandbox must not run another: drop it (after the
@@ -328,6 +383,7 @@ impl Sandbox {
         let budget = &self.control.budget;
         budget.limit.set(budget.used.get().saturating_add(limits.memory_bytes));
         self.runtime.set_max_stack_size(limits.stack_bytes);
+        self.error_max.set(limits.max_result_bytes);
         // Reference counting frees almost everything at once; the cycle collector only matters
         // for cyclic garbage, and in a short-lived sandbox running it every few hundred KiB of
         // allocation (QuickJS's default) mostly re-walks live data. Run it only past a quarter
@@ -339,6 +395,7 @@ impl Sandbox {
             logs: Vec::new(),
             log_bytes: 0,
             logs_dropped: 0,
+            line_cut: false,
             output_attempted: 0,
             unhandled: Vec::new(),
             unhandled_more: 0,
@@ -351,12 +408,21 @@ impl Sandbox {
         self._script = cached.clone();
         let result = self.execute(&code, compiled, cached, &cache, &registry, &limits, deadline);
 
-        let exec = self.exec.borrow_mut().take().expect("execution state present");
-        let (value, truncated, error) = match result {
-            Ok((value, truncated)) => (value, truncated, None),
-            Err(e) => (serde_json::Value::Null, false, Some(e)),
+        let mut exec = self.exec.borrow_mut().take().expect("execution state present");
+        let (value, truncated, error, hint) = match result {
+            Ok(r) => {
+                let hint = if r.nothing { transpile::dropped_value_hint(&code) } else { None };
+                (r.json, r.truncated, None, hint)
+            }
+            Err(mut e) => {
+                if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Cancelled) {
+                    e.pending = exec.bridge.pending();
+                    e.message.push_str(&pending_text(&e.pending));
+                }
+                (serde_json::Value::Null, false, Some(e), None)
+            }
         };
-        let mut logs = exec.logs;
+        let mut logs = std::mem::take(&mut exec.logs);
         if exec.logs_dropped > 0 {
             logs.push(LogLine {
                 level: LogLevel::Warn,
@@ -366,17 +432,7 @@ impl Sandbox {
                 ),
             });
         }
-        // After an interrupt, rejections are the interrupt's echo, not the program's.
-        let aborted = self.control.abort.get().is_some();
-        let unhandled = if aborted { &[][..] } else { &exec.unhandled[..] };
-        let mut unhandled = unhandled.iter().filter(|(k, _)| *k != exec.main_promise);
-        for (_, reason) in unhandled.by_ref().take(SHOWN_UNHANDLED) {
-            logs.push(LogLine {
-                level: LogLevel::Error,
-                message: format!("Unhandled promise rejection: {reason}"),
-            });
-        }
-        let more = unhandled.count() + if aborted { 0 } else { exec.unhandled_more };
+        let more = self.unhandled_lines(&exec, &limits, &mut logs);
         if more > 0 {
             logs.push(LogLine {
                 level: LogLevel::Error,
@@ -390,11 +446,59 @@ impl Sandbox {
             tool_result_bytes: exec.bridge.tool_result_bytes,
             returned_bytes: returned_bytes as u64,
             result_truncated: truncated,
-            logs_truncated: exec.logs_dropped > 0,
+            logs_truncated: exec.logs_dropped > 0 || exec.line_cut,
             tool_result_texts: exec.bridge.samples.clone(),
             ..Stats::default()
         };
-        Outcome { value, logs, error, stats, diagnostics: Vec::new() }
+        Outcome { value, logs, error, stats, diagnostics: Vec::new(), hint }
+    }
+
+    /// Logs the unhandled rejections within what the log caps leave (the lines the program
+    /// wrote come first), and returns how many were not shown. After an interrupt, rejections
+    /// are the interrupt's echo, not the program's, and none is reported.
+    fn unhandled_lines(&self, exec: &Exec, limits: &Limits, logs: &mut Vec<LogLine>) -> usize {
+        const PREFIX: &str = "Unhandled promise rejection: ";
+        if self.control.abort.get().is_some() {
+            return 0;
+        }
+        let mut room = limits.max_log_bytes.saturating_sub(exec.log_bytes);
+        let mut lines = limits.max_log_lines.saturating_sub(logs.len());
+        let mut shown = 0;
+        let mut more = exec.unhandled_more;
+        self.context.with(|ctx| {
+            let texts = self.texts(&ctx);
+            let builtins = self.builtins(&ctx);
+            for (key, reason) in &exec.unhandled {
+                if *key == exec.main_promise {
+                    continue;
+                }
+                // Room for the prefix and a cut marker, or the line is only counted.
+                let max = room.saturating_sub(PREFIX.len() + 32);
+                if shown == SHOWN_UNHANDLED || lines == 0 || max == 0 {
+                    more += 1;
+                    continue;
+                }
+                let Ok(reason) = reason.clone().restore(&ctx) else { continue };
+                let message = format!("{PREFIX}{}", describe_reason(&ctx, &reason, &texts, builtins.as_ref(), max));
+                room = room.saturating_sub(message.len());
+                lines -= 1;
+                shown += 1;
+                logs.push(LogLine { level: LogLevel::Error, message });
+            }
+        });
+        more
+    }
+
+    /// Bounded reads of program strings in this sandbox.
+    fn texts<'js>(&self, ctx: &Ctx<'js>) -> convert::Texts<'js> {
+        convert::Texts::new(self.string_slice.clone().and_then(|f| f.restore(ctx).ok()))
+    }
+
+    /// The built-ins the prelude captured, as console formatting takes them.
+    fn builtins<'js>(&self, ctx: &Ctx<'js>) -> Option<inspect::Builtins<'js>> {
+        let exports = self.exports.clone().restore(ctx).ok()?;
+        let holder: Value = exports.get("builtins").ok()?;
+        Some(inspect::Builtins::new(ctx, holder))
     }
 
     /// The program as a module ready to evaluate: loaded from cached bytecode, or compiled now
@@ -437,7 +541,7 @@ impl Sandbox {
         registry: &Registry,
         limits: &Limits,
         deadline: Instant,
-    ) -> Result<(serde_json::Value, bool), ExecError> {
+    ) -> Result<Returned, ExecError> {
         let exec = &self.exec;
         let control = &self.control;
         self.context.with(|ctx| {
@@ -484,10 +588,16 @@ impl Sandbox {
                     PromiseState::Resolved => {
                         let value: Value = promise.result().and_then(Result::ok).unwrap_or_else(|| Value::new_undefined(ctx.clone()));
                         let date_to_iso = self.date_to_iso.clone().restore(&ctx).ok();
-                        let walker = Walker::new(ctx.clone(), limits.max_result_bytes, Overflow::Cut, date_to_iso);
+                        let walker = Walker::new(
+                            ctx.clone(),
+                            limits.max_result_bytes,
+                            Overflow::Cut,
+                            date_to_iso,
+                            self.texts(&ctx),
+                        );
                         return walker
                             .convert(&value)
-                            .map(|c| (c.json, c.truncated))
+                            .map(|c| Returned { json: c.json, truncated: c.truncated, nothing: value.is_undefined() })
                             .map_err(|m| ExecError::new(ErrorKind::InvalidResult, m));
                     }
                     PromiseState::Rejected => {
@@ -508,13 +618,17 @@ impl Sandbox {
                             _ => exec.borrow_mut().as_mut().and_then(|e| e.resolvers.remove(&id)),
                         };
                         let settle = |ok: bool, value| -> rquickjs::Result<()> {
-                            let Some(Resolvers(resolve, reject)) = &resolvers else { return Ok(()) };
+                            let Some(Resolvers(resolve, reject, _)) = &resolvers else { return Ok(()) };
                             let f = if ok { resolve } else { reject };
                             f.clone().restore(&ctx)?.call::<(Value,), ()>((value,))
                         };
                         let reject = |failure: ToolFailure| {
-                            let spec = ctx.json_parse(serde_json::to_string(&failure).expect("failure serializes"));
-                            spec.and_then(|spec| tool_error.call::<_, Value>((spec,))).and_then(|e| settle(false, e))
+                            let spec = ctx.json_parse(serde_json::to_string(&failure).expect("failure serializes"))?;
+                            let site = match &resolvers {
+                                Some(Resolvers(_, _, site)) => site.clone().restore(&ctx)?,
+                                None => Value::new_undefined(ctx.clone()),
+                            };
+                            settle(false, tool_error.call::<_, Value>((spec, site))?)
                         };
                         let delivered = match settlement {
                             Settlement::Value { json, tool } => match tool_result(&ctx, &json) {
@@ -591,8 +705,13 @@ impl Sandbox {
     }
 
     fn exception_error<'js>(&self, ctx: &Ctx<'js>, reason: Value<'js>, compiled: &Compiled) -> ExecError {
+        let max = self.error_max.get();
         if !reason.is_object() {
-            let text = if reason.is_string() { convert::js_string(&reason) } else { format!("{reason:?}") };
+            // As a console shows it: `Uncaught Symbol(why)`, `Uncaught 10n`, never a host address.
+            let text = match self.builtins(ctx) {
+                Some(builtins) => inspect::primitive(ctx, &reason, &builtins, max),
+                None => String::from("a value"),
+            };
             let mut e = ExecError::new(ErrorKind::Exception, format!("Uncaught {text}"));
             e.name = Some("Error".into());
             return e;
@@ -604,8 +723,28 @@ impl Sandbox {
             return e;
         }
         let getter = self.stack_getter.clone().and_then(|g| g.restore(ctx).ok());
-        let (name, message, stack) = convert::error_parts(ctx, &reason, getter.as_ref());
+        let (name, message, stack) = convert::error_parts(ctx, &reason, getter.as_ref(), &self.texts(ctx), max);
         let mut err = ExecError::new(ErrorKind::Exception, message);
+        // A tool call's error: which tool, and the handler's code.
+        let texts = self.texts(ctx);
+        let own_string = |key: &str| {
+            convert::own_data_property(ctx, &reason, key).filter(Value::is_string).map(|v| texts.read(&v, 1024))
+        };
+        err.tool = own_string("tool");
+        err.code = own_string("code").filter(|_| err.tool.is_some());
+        // `sheet is not defined` for the namespace `sheets`.
+        if name == "ReferenceError" {
+            let registry =
+                self.exec.try_borrow().ok().and_then(|e| e.as_ref().map(|e| Arc::clone(e.bridge.registry())));
+            let meant = err
+                .message
+                .strip_suffix(" is not defined")
+                .zip(registry)
+                .and_then(|(undefined, registry)| crate::suggest::namespace_for(&registry, undefined));
+            if let Some(namespace) = meant {
+                err.message.push_str(&format!("; did you mean the tool namespace {namespace}?"));
+            }
+        }
         if let Some((stack, first)) = stack.map(|s| map_stack(&s, compiled)) {
             if let Some((line, column)) = first {
                 err = err.at(line, column);
@@ -641,6 +780,14 @@ fn load_prelude<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Functi
     Function::from_value(value)
 }
 
+/// What a program that finished returned.
+struct Returned {
+    json: serde_json::Value,
+    truncated: bool,
+    /// It returned `undefined`: no `return`, or a bare one.
+    nothing: bool,
+}
+
 /// Inputs of one run, as prepared by the engine.
 pub(crate) struct RunJob {
     pub(crate) code: Arc<str>,
@@ -663,6 +810,26 @@ fn tool_result<'js>(ctx: &Ctx<'js>, text: &str) -> Result<Value<'js>, ()> {
         }
         Err(json::Failed::Json) => ctx.json_parse(text.as_bytes()).catch(ctx).map_err(drop),
     }
+}
+
+/// `; still waiting on sheets.getRows (1204 ms), …`: what a stopped program was waiting for.
+fn pending_text(pending: &[crate::PendingCall]) -> String {
+    const SHOWN: usize = 5;
+    if pending.is_empty() {
+        return String::new();
+    }
+    let mut parts: Vec<String> = pending
+        .iter()
+        .take(SHOWN)
+        .map(|p| {
+            let queued = if p.queued { "queued, " } else { "" };
+            format!("{} ({queued}{} ms)", p.tool, p.waited_ms)
+        })
+        .collect();
+    if pending.len() > SHOWN {
+        parts.push(format!("and {} more", pending.len() - SHOWN));
+    }
+    format!("; still waiting on {}", parts.join(", "))
 }
 
 fn internal_js(e: rquickjs::Error) -> ExecError {
@@ -698,7 +865,11 @@ fn host_functions<'js>(
         let control = Rc::clone(control);
         let call = Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, target: Value<'js>, args: Value<'js>| -> rquickjs::Result<Promise<'js>> {
+            move |ctx: Ctx<'js>,
+                  target: Value<'js>,
+                  args: Value<'js>,
+                  site: Value<'js>|
+                  -> rquickjs::Result<Promise<'js>> {
                 let (promise, resolve, reject) = Promise::new(&ctx)?;
                 let mut guard = exec.borrow_mut();
                 let Some(exec) = guard.as_mut() else { return Ok(promise) };
@@ -712,15 +883,24 @@ fn host_functions<'js>(
                 let args = if args.is_undefined() {
                     Ok(serde_json::Value::Object(Default::default()))
                 } else {
-                    Walker::new(ctx.clone(), exec.limits.max_tool_argument_bytes, Overflow::Fail, None)
+                    Walker::new(
+                        ctx.clone(),
+                        exec.limits.max_tool_argument_bytes,
+                        Overflow::Fail,
+                        None,
+                        convert::Texts::default(),
+                    )
                         .convert(&args)
                         .map(|c| c.json)
                         .map_err(|why| format!("the arguments cannot be sent: {why}"))
                 };
                 match exec.bridge.call(target, args) {
                     Ok(id) => {
-                        let resolvers =
-                            Resolvers(Persistent::save(&ctx, resolve), Persistent::save(&ctx, reject));
+                        let resolvers = Resolvers(
+                            Persistent::save(&ctx, resolve),
+                            Persistent::save(&ctx, reject),
+                            Persistent::save(&ctx, site),
+                        );
                         exec.resolvers.insert(id, resolvers);
                     }
                     // The program is being stopped; its promise never settles.
@@ -747,7 +927,8 @@ fn host_functions<'js>(
                 let args = args.iter::<Value>().collect::<rquickjs::Result<Vec<_>>>()?;
                 // Formatted before the execution state is borrowed: a RegExp's replaced
                 // `source` getter may log in turn.
-                let message = inspect::format(&ctx, &args, &inspect::Builtins::new(&ctx, builtins))?;
+                let max = exec.borrow().as_ref().map_or(usize::MAX, Exec::line_budget);
+                let message = inspect::format(&ctx, &args, &inspect::Builtins::new(&ctx, builtins), max)?;
                 if let Some(exec) = exec.borrow_mut().as_mut() {
                     if let Err(kind) = exec.log(LogLevel::parse(&level), message) {
                         control.abort.set(Some(kind));
@@ -776,21 +957,37 @@ fn host_functions<'js>(
         })?;
         host.set("clearTimer", clear)?;
     }
+    {
+        let exec = Rc::clone(exec);
+        let unknown = Function::new(ctx.clone(), move |namespace: String, name: String| -> String {
+            match exec.borrow().as_ref() {
+                Some(e) => crate::suggest::unknown_tool(e.bridge.registry(), &namespace, &name),
+                None => format!("{namespace}.{name} is not a tool of {namespace}"),
+            }
+        })?;
+        host.set("unknownTool", unknown)?;
+    }
     host.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(host)
 }
 
-fn describe_reason<'js>(ctx: &Ctx<'js>, reason: &Value<'js>) -> String {
+/// A rejection's reason in at most about `max` bytes: an object's `message`, else the value as
+/// a console shows it.
+fn describe_reason<'js>(
+    ctx: &Ctx<'js>,
+    reason: &Value<'js>,
+    texts: &convert::Texts<'js>,
+    builtins: Option<&inspect::Builtins<'js>>,
+    max: usize,
+) -> String {
     if reason.is_object() {
-        let message = convert::own_data_property(ctx, reason, "message")
-            .filter(|m| m.is_string())
-            .map(|m| convert::js_string(&m));
-        return message.unwrap_or_else(|| "[object]".into());
+        let message = convert::own_data_property(ctx, reason, "message").filter(|m| m.is_string());
+        return message.map_or_else(|| "[object]".into(), |m| texts.read(&m, max));
     }
-    if reason.is_string() {
-        return convert::js_string(reason);
+    match builtins {
+        Some(builtins) => inspect::primitive(ctx, reason, builtins, max),
+        None => texts.read(reason, max),
     }
-    format!("{reason:?}")
 }
 
 /// Rewrites `agent.ts:L:C` positions in a stack to the agent's own columns (only the first line

@@ -374,3 +374,79 @@ async fn a_huge_tool_argument_is_refused_before_it_is_copied() {
     )
     .await;
 }
+
+/// Limits with room for 30–50 MB strings in the sandbox.
+fn roomy() -> Limits {
+    Limits { memory_bytes: 256 << 20, ..Limits::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_ten_thousand_references_to_a_30_mb_message_is_cut_not_built() {
+    // Formatting this whole would be a 3 GB string on the host (it aborted the process).
+    let code = "const e = new Error('x'.repeat(3e7)); const a = Array(100).fill(e);\n\
+                console.log(Array(100).fill(a)); return 1;";
+    let o = returns(code, roomy(), json!(1)).await;
+    assert_eq!(o.logs.len(), 1);
+    let line = &o.logs[0].message;
+    assert!(line.len() <= 64 << 10, "{}", line.len());
+    assert!(line.starts_with("[\n  [\n    Error: xxxx"), "{}", &line[..40]);
+    assert!(line.ends_with("… [line cut at the log's 65536-byte cap]"), "{}", &line[line.len() - 80..]);
+    assert!(o.stats.logs_truncated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_string_in_a_log_line_is_read_only_as_far_as_the_line_can_hold() {
+    let o = returns("const s = 'é'.repeat(2e7); console.log('[%s]', s); console.log({ s }); return 1", roomy(), json!(1)).await;
+    // The first line takes the log's room, cut; the second finds none left and is dropped.
+    assert_eq!(o.logs.len(), 2, "{:?}", o.logs.iter().map(|l| l.message.len()).collect::<Vec<_>>());
+    assert!(o.logs[0].message.starts_with("[éé"));
+    assert!(o.logs[0].message.ends_with("… [line cut at the log's 65536-byte cap]"));
+    assert_eq!(o.logs[1].message, "[codemode] 1 more log line(s) dropped: the log is capped at 1000 lines and 65536 bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhandled_rejections_with_huge_messages_obey_the_log_caps() {
+    let code = "const big = 'x'.repeat(3e7); for (let i = 0; i < 64; i++) Promise.reject({ message: big }); return 1;";
+    let o = returns(code, roomy(), json!(1)).await;
+    let bytes: usize = o.logs.iter().map(|l| l.message.len()).sum();
+    assert!(bytes <= (64 << 10) + 200, "{bytes} bytes of logs");
+    assert!(o.logs[0].message.starts_with("Unhandled promise rejection: xxxx"));
+    assert!(o.logs[0].message.ends_with(" more characters]"), "{}", &o.logs[0].message[o.logs[0].message.len() - 60..]);
+    assert_eq!(o.logs.last().unwrap().message, "[codemode] 63 more unhandled promise rejection(s) not shown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thrown_primitives_are_shown_as_a_console_shows_them_never_as_host_addresses() {
+    for (code, message) in [
+        ("throw Symbol('why')", "Uncaught Symbol(why)"),
+        ("throw Symbol()", "Uncaught Symbol()"),
+        ("throw 10n", "Uncaught 10n"),
+        ("throw 'plain'", "Uncaught plain"),
+        ("throw undefined", "Uncaught undefined"),
+        ("throw -0", "Uncaught -0"),
+    ] {
+        fails(code, Limits::default(), ErrorKind::Exception, message).await;
+    }
+    let o = returns("Promise.reject(Symbol('r')); Promise.reject(5n); return 1", Limits::default(), json!(1)).await;
+    assert_eq!(logs(&o), vec!["Unhandled promise rejection: Symbol(r)", "Unhandled promise rejection: 5n"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncaught_error_with_a_50_mb_message_comes_back_cut_like_a_result() {
+    let o = run_with("throw new Error('y'.repeat(5e7))", roomy()).await;
+    let e = o.error.unwrap();
+    let cap = Limits::default().max_result_bytes;
+    assert_eq!(e.message, format!("{}… [{} more characters]", "y".repeat(cap), 50_000_000 - cap));
+    probe().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_repeating_a_30_mb_string_is_cut_reading_only_what_fits() {
+    let o = run_with("const s = 'z'.repeat(3e7); return Array(10000).fill(s);", roomy()).await;
+    assert_eq!(o.error, None);
+    let items = o.value.as_array().unwrap();
+    let first = items[0].as_str().unwrap();
+    assert!(first.starts_with("zzzz") && first.ends_with(" more characters]"), "{}", &first[first.len() - 40..]);
+    assert!(o.value.to_string().len() <= Limits::default().max_result_bytes + 200);
+    assert!(o.stats.result_truncated);
+}

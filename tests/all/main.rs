@@ -9,6 +9,7 @@ mod config;
 mod console;
 mod daemon;
 mod discovery;
+mod errors;
 mod fuzzed;
 mod hostile;
 mod isolation;

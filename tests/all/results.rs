@@ -63,7 +63,7 @@ async fn long_string_result_is_cut_with_a_marker() {
     let limits = Limits { max_result_bytes: 100, ..Limits::default() };
     let o = run_with("return 'y'.repeat(1000)", limits).await;
     let s = o.value.as_str().unwrap();
-    assert_eq!(s, format!("{}… [902 more bytes]", "y".repeat(98)));
+    assert_eq!(s, format!("{}… [902 more characters]", "y".repeat(98)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

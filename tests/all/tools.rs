@@ -33,7 +33,9 @@ async fn every_tool_reaches_its_own_handler_across_namespaces_and_overlays() {
         base.register(ns, Tool::new(tool, "", json!({"type": "object"}), named(label))).unwrap();
     }
     let mut overlay = Registry::new();
-    overlay.register("mid", Tool::new("only", "", json!({"type": "object"}), named("mid.only (overlay)"))).unwrap();
+    overlay
+        .register("mid", Tool::new("only", "", json!({"type": "object"}), named("mid.only (overlay)")))
+        .unwrap();
     overlay.register("beta", Tool::new("new", "", json!({"type": "object"}), named("beta.new"))).unwrap();
     base.overlay(&overlay);
     let engine = codemode::Engine::builder().registry(base).workers(1).build().unwrap();
@@ -53,7 +55,16 @@ async fn no_argument_sends_an_empty_object_and_null_is_judged_by_the_schema() {
         "const e = await t.echo(null).catch((e) => e);\n         return [await t.echo(), await t.echo(undefined), e.name, e.path, e.message];",
     )
     .await;
-    assert_eq!(v, json!([{}, {}, "TypeError", "args", "t.echo: invalid arguments at args: null is not of type \"object\""]));
+    assert_eq!(
+        v,
+        json!([
+            {},
+            {},
+            "TypeError",
+            "args",
+            "t.echo: invalid arguments at args: null is not of type \"object\""
+        ])
+    );
 }
 
 #[test]
@@ -133,9 +144,11 @@ async fn uncaught_tool_error_fails_the_run() {
     assert_eq!(e.kind, ErrorKind::Exception);
     assert_eq!(e.name.as_deref(), Some("ToolError"));
     assert_eq!(e.message, "sheets.getRows: unknown sheet id \"nope\"; listSheets() returns the ids");
-    // The error is made by the runtime when the result arrives: no frame of the agent's is on
-    // the stack then, and the runtime's own frames are not shown.
-    assert_eq!(e.stack, None);
+    // The error is the one made at the call, so it carries the agent's position and stack (the
+    // runtime's own frames are not shown), and the tool and code the handler gave.
+    assert_eq!((e.line, e.column), (Some(1), Some(13)));
+    assert_eq!(e.stack.as_deref(), Some("    at <anonymous> (agent.ts:1:13)"));
+    assert_eq!((e.tool.as_deref(), e.code.as_deref()), (Some("sheets.getRows"), Some("not_found")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +233,14 @@ async fn tool_results_are_exactly_what_json_parse_makes() {
     // Short strings repeated under one key are shared: more distinct values than are kept,
     // lengths on both sides of the limit, and values that later stop repeating.
     let rows: Vec<String> = (0..120)
-        .map(|i| format!(r#"{{"k":"v{}","l":"{}","m":"{}"}}"#, i % 11, "x".repeat(31 + i % 3), if i < 40 { "same".to_string() } else { format!("u{i}") }))
+        .map(|i| {
+            format!(
+                r#"{{"k":"v{}","l":"{}","m":"{}"}}"#,
+                i % 11,
+                "x".repeat(31 + i % 3),
+                if i < 40 { "same".to_string() } else { format!("u{i}") }
+            )
+        })
         .collect();
     let rows = format!("[{}]", rows.join(","));
     for text in [
