@@ -22,6 +22,8 @@ const builtins = freeze({
   stackGetter: getOwnPropertyDescriptor(ErrorCtor.prototype, "stack")?.get,
   // Reads a bounded start of a long string, so the host never copies more than it keeps.
   stringSlice: String.prototype.slice,
+  // Measures a BigInt in linear time (radix 16) before it is printed in decimal (quadratic).
+  bigintToString: BigInt.prototype.toString,
 });
 
 // -- the bridge -----------------------------------------------------------------------------

@@ -338,10 +338,14 @@ impl Engine {
     /// the tool handlers; the program itself runs on a sandbox thread, never on the runtime's.
     /// Dropping the future cancels the execution.
     pub async fn execute(&self, code: &str, options: ExecuteOptions) -> Outcome {
+        let code = transpile::without_bom(code);
         let (mut run, cancel) = match self.prepare(code, options) {
             Ok(prepared) => prepared,
             Err(why) => return Outcome::failed(ExecError::new(ErrorKind::Internal, why)),
         };
+        if let Some(why) = refused(code, &run.limits) {
+            return Outcome::failed(ExecError::new(ErrorKind::Limit, why));
+        }
         let mut guard = CancelOnDrop(Some(cancel));
         let checked = match self.check_before_run(&mut run).await {
             Ok(checked) => checked,
@@ -360,6 +364,7 @@ impl Engine {
         };
         let span = tracing::info_span!("execute", code_bytes = code.len());
         let (reply, outcome) = tokio::sync::oneshot::channel();
+        run.queued = Some(Instant::now());
         let job = Job { run, reply, span: span.clone() };
         if self.inner.jobs.send(job).is_err() {
             guard.0 = None;
@@ -384,6 +389,10 @@ impl Engine {
     /// program that does not parse is a `syntax` error; an engine without a checker, or a
     /// checker that failed on this program, a `type_error` saying so.
     pub async fn check(&self, code: &str) -> Result<Vec<Diagnostic>, ExecError> {
+        let code = transpile::without_bom(code);
+        if let Some(why) = refused(code, &self.inner.limits) {
+            return Err(ExecError::new(ErrorKind::Limit, why));
+        }
         let compiled = transpile::transpile(code)?;
         let Some(checker) = &self.inner.checker else {
             return Err(ExecError::new(ErrorKind::TypeError, NO_CHECKER));
@@ -465,6 +474,7 @@ impl Engine {
             bridge,
             cache: Arc::clone(&self.inner.cache),
             started,
+            queued: None,
         };
         Ok((run, cancel))
     }
@@ -493,4 +503,16 @@ fn type_error(diagnostics: Vec<Diagnostic>) -> ExecError {
     let mut error = ExecError::new(ErrorKind::TypeError, message).at(first.line, first.column);
     error.diagnostics = diagnostics;
     error
+}
+
+/// Why a request cannot run at all under `limits`, before anything is parsed.
+fn refused(code: &str, limits: &Limits) -> Option<String> {
+    if code.len() > limits.max_program_bytes {
+        return Some(format!(
+            "the program is {} bytes, more than the {} bytes accepted (max_program_bytes)",
+            code.len(),
+            limits.max_program_bytes
+        ));
+    }
+    limits.impossible()
 }

@@ -28,6 +28,10 @@ pub enum ErrorKind {
     MemoryLimit,
     /// The program made more tool calls than allowed.
     ToolCallLimit,
+    /// The request was refused before anything ran: the program is larger than
+    /// `max_program_bytes`, or a limit cannot be met (a memory limit below what any program
+    /// needs).
+    Limit,
     /// The program produced more output (logs and result) than the hard output budget.
     OutputLimit,
     /// The program awaited something that can never settle: no tool call or timer was pending.
@@ -51,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::MemoryLimit => "memory_limit",
             ErrorKind::ToolCallLimit => "tool_call_limit",
+            ErrorKind::Limit => "limit",
             ErrorKind::OutputLimit => "output_limit",
             ErrorKind::Deadlock => "deadlock",
             ErrorKind::InvalidResult => "invalid_result",

@@ -117,7 +117,7 @@ pub use {
     discovery::{Detail, NamespaceInfo, SearchHit},
     engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, WeakEngine},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
-    limits::{Limits, LimitsPatch},
+    limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
     outcome::{count_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
     prompt::prompt,
     registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput},

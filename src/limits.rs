@@ -57,6 +57,26 @@ pub struct Limits {
     /// [`TypeChecker`](crate::TypeChecker); without one, programs run unchecked and
     /// `stats.typecheck` says so. A check costs a few milliseconds of the deadline.
     pub typecheck: TypeCheck,
+    /// Bytes of program text accepted (default 1 MiB). A larger program is refused with
+    /// `limit` before it is parsed: agent programs are a few kilobytes, and parsing costs host
+    /// memory that no sandbox limit counts.
+    pub max_program_bytes: usize,
+}
+
+/// The smallest memory limit accepted: below it no program can compile. A request asking for
+/// less is refused with `limit` instead of failing in the compiler as "out of memory".
+pub const MIN_MEMORY_BYTES: usize = 1 << 20;
+
+impl Limits {
+    /// Why these limits cannot run any program, if they cannot.
+    pub(crate) fn impossible(&self) -> Option<String> {
+        (self.memory_bytes < MIN_MEMORY_BYTES).then(|| {
+            format!(
+                "a memory limit of {} bytes is below the {MIN_MEMORY_BYTES} bytes any program needs (memory_mb must be at least 1)",
+                self.memory_bytes
+            )
+        })
+    }
 }
 
 impl Default for Limits {
@@ -73,6 +93,7 @@ impl Default for Limits {
             max_tool_argument_bytes: 8 << 20,
             max_output_bytes: 16 << 20,
             typecheck: TypeCheck::Strict,
+            max_program_bytes: 1 << 20,
         }
     }
 }

@@ -55,10 +55,14 @@ struct Scan<'a> {
     prev: Prev,
     /// Where the token being read starts: where a limit error points.
     start: usize,
+    /// The first closing bracket that closed nothing.
+    stray: Option<usize>,
 }
 
-/// Refuses a program nested deeper than [`MAX_NESTING`], naming where.
-pub(crate) fn check(ts: &str) -> Result<(), ExecError> {
+/// Refuses a program nested deeper than [`MAX_NESTING`], naming where. Otherwise returns the
+/// offset of the first closing bracket that closes nothing, if any: such a program would close
+/// the wrapper the runtime puts around it.
+pub(crate) fn check(ts: &str) -> Result<Option<usize>, ExecError> {
     let mut scan = Scan {
         src: ts.as_bytes(),
         at: 0,
@@ -66,9 +70,10 @@ pub(crate) fn check(ts: &str) -> Result<(), ExecError> {
         depth: 0,
         prev: Prev::Operator,
         start: 0,
+        stray: None,
     };
     match scan.run() {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(scan.stray),
         Err(at) => {
             let (line, column) = position(ts, at);
             let message = format!(
@@ -222,8 +227,9 @@ impl Scan<'_> {
     }
 
     fn pop(&mut self) -> Option<Open> {
-        // An unbalanced closer is the parser's to report; the outermost level stays.
+        // An unbalanced closer: the caller decides; the outermost level stays.
         if self.levels.len() == 1 {
+            self.stray.get_or_insert(self.start);
             self.reset();
             return None;
         }
@@ -433,6 +439,13 @@ mod tests {
 
     fn depth_error(src: &str) -> Option<(u32, u32)> {
         check(src).err().map(|e| (e.line.unwrap(), e.column.unwrap()))
+    }
+
+    #[test]
+    fn a_closer_of_nothing_is_found() {
+        assert_eq!(check("async () => 1); globalThis.x = 1; (0").unwrap(), Some(13));
+        assert_eq!(check("}); x(); ({").unwrap(), Some(0));
+        assert_eq!(check("const s = ')'; return [1, (2)];").unwrap(), None);
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct Stats {
     /// Wall-clock time from the request to the outcome.
     #[serde(with = "micros_as_ms", rename = "duration_ms")]
     pub duration: Duration,
+    /// Time the execution waited for a free sandbox thread; the deadline does not count it.
+    #[serde(with = "micros_as_ms", rename = "queued_ms")]
+    pub queued: Duration,
     /// Tool calls the program started.
     pub tool_calls: u32,
     /// Bytes of JSON that tools returned into the sandbox (they never reach the model).

@@ -59,6 +59,12 @@ fn unshift(line: u32, column: u32, shift: u32) -> (u32, u32) {
     }
 }
 
+/// The program without a leading byte-order mark, which JavaScript reads as white space but
+/// which would hide the function-expression form (`\u{feff}async () => 42`).
+pub(crate) fn without_bom(code: &str) -> &str {
+    code.strip_prefix('\u{feff}').unwrap_or(code)
+}
+
 /// Strips the types of an agent's program and wraps it for the sandbox.
 pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
     // The engine reads source as a C string; a raw NUL is never what an agent meant anyway.
@@ -68,7 +74,13 @@ pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
         return Err(ExecError::new(ErrorKind::Syntax, message).at(line, column));
     }
     // Before anything recursive reads it.
-    nesting::check(ts)?;
+    if let Some(at) = nesting::check(ts)? {
+        // It would close the wrapper and run the rest outside it (`async () => 1); x(); (0`).
+        let (line, column) = nesting::position(ts, at);
+        let closer = ts[at..].chars().next().unwrap_or(')');
+        let message = format!("unexpected `{closer}`: it closes a bracket that was never opened");
+        return Err(ExecError::new(ErrorKind::Syntax, message).at(line, column));
+    }
     if let Some(expr) = function_expression_candidate(ts) {
         if let Ok(js) = strip(EXPR_PREFIX, expr, EXPR_SUFFIX) {
             return Ok(Compiled {
@@ -88,8 +100,9 @@ pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
     })
 }
 
+/// Lines as the engine counts them: `\r`, `\r\n`, U+2028 and U+2029 end lines too.
 fn line_count(ts: &str) -> u32 {
-    ts.lines().count().max(1) as u32
+    nesting::lines(ts).len().max(1) as u32
 }
 
 /// A source that may be a single function expression: it starts with `async`, `(async`,
@@ -182,13 +195,15 @@ fn strip(prefix: &str, ts: &str, suffix: &str) -> Result<String, ExecError> {
                 if loc.file.src.get(at..).is_some_and(|rest| rest.starts_with('@')) {
                     error.message = DECORATORS.to_string();
                 }
-                let (line, column) = unshift(loc.line as u32, loc.col.0 as u32 + 1, prefix.len() as u32);
+                // Counted here, not by swc, which ends lines only at `\n` and `\r`.
+                let (line, column) = nesting::position(&loc.file.src, at);
+                let (line, column) = unshift(line, column, prefix.len() as u32);
                 error = error.at(line, column);
                 // An error inside the wrapper's closing lines points past the agent's source.
                 let last = line_count(ts);
                 if error.line > Some(last) {
                     error.line = Some(last);
-                    error.column = Some(ts.lines().last().map_or(1, |l| l.chars().count() as u32 + 1));
+                    error.column = Some(nesting::lines(ts).last().map_or(1, |l| l.chars().count() as u32 + 1));
                 }
             }
             Err(error)

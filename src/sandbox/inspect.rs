@@ -42,7 +42,7 @@ impl<'js> Builtins<'js> {
 
     /// Bounded string reads through the captured `String.prototype.slice`.
     pub(crate) fn texts(&self) -> Texts<'js> {
-        Texts::new(self.get("stringSlice"))
+        Texts::new(self.get("stringSlice"), self.get("bigintToString"))
     }
 }
 
@@ -143,7 +143,10 @@ impl<'js> Inspector<'_, 'js> {
                 }
                 's' | 'o' | 'O' => out.push_str(&self.inspect(arg, 1)?),
                 // As Node: a BigInt keeps its `n`.
-                'd' | 'i' if arg.type_of() == Type::BigInt => out.push_str(&format!("{}n", self.primitive_text(arg)?)),
+                'd' | 'i' if arg.type_of() == Type::BigInt => {
+                    let text = self.bigint(arg);
+                    out.push_str(&text);
+                }
                 'd' | 'i' | 'f' => {
                     let n = self.number(arg);
                     let n = if spec == 'i' && !n.is_nan() { n.trunc() } else { n };
@@ -165,18 +168,23 @@ impl<'js> Inspector<'_, 'js> {
         let coerce = |v: Value<'js>| Coerced::<f64>::from_js(self.ctx, v).map_or(f64::NAN, |c| c.0);
         match v.type_of() {
             Type::Int | Type::Float | Type::Bool | Type::Null | Type::Undefined | Type::String => coerce(v.clone()),
-            // As Number(10n): through its decimal text.
-            Type::BigInt => self
-                .primitive_text(v)
-                .ok()
-                .and_then(|t| rquickjs::String::from_str(self.ctx.clone(), &t).ok())
-                .map_or(f64::NAN, |s| coerce(s.into_value())),
+            // As Number(10n): through its decimal text; one too large for that is infinite.
+            Type::BigInt => match self.texts.bigint(v) {
+                Ok(t) => rquickjs::String::from_str(self.ctx.clone(), &t).map_or(f64::NAN, |s| coerce(s.into_value())),
+                Err(size) if size.negative => f64::NEG_INFINITY,
+                Err(_) => f64::INFINITY,
+            },
             _ => f64::NAN,
         }
     }
 
     fn number_text(&self, n: f64) -> rquickjs::Result<String> {
         self.primitive_text(&Value::new_float(self.ctx.clone(), n))
+    }
+
+    /// A BigInt as Node shows it (`10n`), or its size when it is too large to print.
+    fn bigint(&self, v: &Value<'js>) -> String {
+        self.texts.bigint(v).map_or_else(convert::big_bigint, |t| format!("{t}n"))
     }
 
     /// `String(v)` of a number or BigInt: the engine's own formatting, which runs no code.
@@ -222,7 +230,7 @@ impl<'js> Inspector<'_, 'js> {
                     self.primitive_text(v)?
                 }
             }
-            Type::BigInt => format!("{}n", self.primitive_text(v)?),
+            Type::BigInt => self.bigint(v),
             Type::Bool => v.as_bool().unwrap_or(false).to_string(),
             Type::Undefined | Type::Uninitialized => "undefined".into(),
             Type::Null => "null".into(),

@@ -119,29 +119,60 @@ type SandboxIntrinsics = (
 /// Compiled scripts, keyed by their exact source, shared by all sandboxes of an engine.
 #[derive(Default)]
 pub(crate) struct ScriptCache {
-    scripts: Mutex<HashMap<Arc<str>, Arc<Script>>>,
+    scripts: Mutex<Scripts>,
+}
+
+#[derive(Default)]
+struct Scripts {
+    map: HashMap<Arc<str>, Arc<Script>>,
+    bytes: usize,
 }
 
 /// Entries kept before the cache starts over; agent programs repeat in bursts, so a simple
 /// bound beats bookkeeping.
 const SCRIPT_CACHE_ENTRIES: usize = 512;
+/// Bytes of source, JavaScript and bytecode kept before the cache starts over: 512 entries of
+/// any size once let 110 distinct 15 MB programs abort the daemon. A script of more than a
+/// quarter of this is not kept at all.
+const SCRIPT_CACHE_BYTES: usize = 64 << 20;
 
 struct Script {
     bytecode: Vec<u8>,
     compiled: Compiled,
 }
 
+impl Script {
+    fn bytes(&self, source: &str) -> usize {
+        source.len() + self.bytecode.len() + self.compiled.js.len()
+    }
+}
+
 impl ScriptCache {
     fn get(&self, source: &str) -> Option<Arc<Script>> {
-        self.scripts.lock().expect("script cache lock").get(source).cloned()
+        self.scripts.lock().expect("script cache lock").map.get(source).cloned()
     }
 
     fn put(&self, source: Arc<str>, script: Arc<Script>) {
-        let mut map = self.scripts.lock().expect("script cache lock");
-        if map.len() >= SCRIPT_CACHE_ENTRIES {
-            map.clear();
+        let cost = script.bytes(&source);
+        if cost > SCRIPT_CACHE_BYTES / 4 {
+            return;
         }
-        map.insert(source, script);
+        let mut scripts = self.scripts.lock().expect("script cache lock");
+        if scripts.map.len() >= SCRIPT_CACHE_ENTRIES || scripts.bytes + cost > SCRIPT_CACHE_BYTES {
+            scripts.map.clear();
+            scripts.bytes = 0;
+        }
+        if let Some(old) = scripts.map.insert(Arc::clone(&source), script) {
+            scripts.bytes -= old.bytes(&source);
+        }
+        scripts.bytes += cost;
+    }
+
+    /// Entries and bytes held now.
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
+        let scripts = self.scripts.lock().expect("script cache lock");
+        (scripts.map.len(), scripts.bytes)
     }
 }
 
@@ -286,7 +317,6 @@ pub(crate) struct Sandbox {
     exports: Persistent<Object<'static>>,
     date_to_iso: Persistent<Function<'static>>,
     stack_getter: Option<Persistent<Function<'static>>>,
-    string_slice: Option<Persistent<Function<'static>>>,
     /// Bytes of an uncaught error's message or stack kept: the run's result limit.
     error_max: Cell<usize>,
     context: Context,
@@ -339,7 +369,7 @@ impl Sandbox {
             )));
         }
         let context = Context::builder().with::<SandboxIntrinsics>().build(&runtime).map_err(internal)?;
-        let (exports, date_to_iso, stack_getter, string_slice) = context
+        let (exports, date_to_iso, stack_getter) = context
             .with(|ctx| -> rquickjs::Result<_> {
                 let init = load_prelude(&ctx, prelude)?;
                 let host = host_functions(&ctx, &control, &exec)?;
@@ -349,12 +379,10 @@ impl Sandbox {
                 let builtins: Object = exports.get("builtins")?;
                 let date_to_iso: Function = builtins.get("dateToISOString")?;
                 let stack_getter: Option<Function> = builtins.get("stackGetter")?;
-                let string_slice: Option<Function> = builtins.get("stringSlice")?;
                 Ok((
                     Persistent::save(&ctx, exports),
                     Persistent::save(&ctx, date_to_iso),
                     stack_getter.map(|g| Persistent::save(&ctx, g)),
-                    string_slice.map(|f| Persistent::save(&ctx, f)),
                 ))
             })
             .map_err(internal)?;
@@ -362,7 +390,6 @@ impl Sandbox {
             exports,
             date_to_iso,
             stack_getter,
-            string_slice,
             error_max: Cell::new(0),
             context,
             runtime,
@@ -375,9 +402,13 @@ impl Sandbox {
     /// Runs one program to its outcome. The sandbox must not run another: drop it (after the
     /// outcome is on its way, since freeing a runtime costs a full GC).
     pub(crate) fn run(&mut self, job: RunJob) -> Outcome {
-        let RunJob { code, compiled, limits, bridge, cache, started } = job;
+        let RunJob { code, compiled, limits, bridge, cache, started, queued } = job;
+        // The deadline counts the time before the queue (the type check) and the run, not the
+        // wait for a free sandbox thread: a burst of executions must not time out in line.
+        let picked = Instant::now();
+        let waited = queued.map_or(Duration::ZERO, |q| picked.saturating_duration_since(q));
         let registry = Arc::clone(bridge.registry());
-        let deadline = started + limits.timeout;
+        let deadline = started + waited + limits.timeout;
         self.control.deadline.set(Some(deadline));
         *self.control.cancel.borrow_mut() = Some(bridge.cancel_flag());
         let budget = &self.control.budget;
@@ -442,6 +473,7 @@ impl Sandbox {
         let returned_bytes = value.to_string().len() + logs.iter().map(|l| l.message.len()).sum::<usize>();
         let stats = Stats {
             duration: started.elapsed(),
+            queued: waited,
             tool_calls: exec.bridge.calls().min(limits.max_tool_calls),
             tool_result_bytes: exec.bridge.tool_result_bytes,
             returned_bytes: returned_bytes as u64,
@@ -491,7 +523,7 @@ impl Sandbox {
 
     /// Bounded reads of program strings in this sandbox.
     fn texts<'js>(&self, ctx: &Ctx<'js>) -> convert::Texts<'js> {
-        convert::Texts::new(self.string_slice.clone().and_then(|f| f.restore(ctx).ok()))
+        self.builtins(ctx).map(|b| b.texts()).unwrap_or_default()
     }
 
     /// The built-ins the prelude captured, as console formatting takes them.
@@ -797,6 +829,8 @@ pub(crate) struct RunJob {
     pub(crate) bridge: Bridge,
     pub(crate) cache: Arc<ScriptCache>,
     pub(crate) started: Instant,
+    /// When the job was sent to the sandbox threads, so the wait for one is not charged.
+    pub(crate) queued: Option<Instant>,
 }
 
 /// A tool's JSON text as the value the program receives: built directly when serde_json
@@ -1025,6 +1059,27 @@ fn map_stack(stack: &str, compiled: &Compiled) -> (String, Option<(u32, u32)>) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_cache_is_bounded_in_bytes_not_only_entries() {
+        let cache = ScriptCache::default();
+        let script = |js_bytes: usize| {
+            let compiled = transpile::transpile("return 1").unwrap();
+            Arc::new(Script { bytecode: vec![0; js_bytes], compiled })
+        };
+        // 110 distinct 1 MB programs: never more than the byte bound held.
+        for i in 0..110 {
+            cache.put(Arc::from(format!("{i}")), script(1 << 20));
+            let (_, bytes) = cache.held();
+            assert!(bytes <= SCRIPT_CACHE_BYTES, "{bytes}");
+        }
+        assert!(cache.held().0 >= 32, "{:?}", cache.held());
+        // One larger than a quarter of the bound is not kept.
+        cache.put(Arc::from("huge"), script(SCRIPT_CACHE_BYTES / 4 + 1));
+        assert!(cache.get("huge").is_none());
+    }
+
     #[test]
     fn embedded_prelude_matches_the_engine() {
         let bytecode = super::embedded_prelude().expect("build.rs compiled the prelude for this QuickJS");

@@ -450,3 +450,29 @@ async fn a_result_repeating_a_30_mb_string_is_cut_reading_only_what_fits() {
     assert!(o.value.to_string().len() <= Limits::default().max_result_bytes + 200);
     assert!(o.stats.result_truncated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bigint_too_large_to_print_is_measured_not_printed() {
+    // Printing each of these in decimal took the host 1.2 s, past any deadline.
+    let code = "let b = 7n; try { for (;;) b *= b; } catch {}\n\
+                console.log(Array(100).fill(Array(100).fill(b)));\n\
+                console.log('%d %i', 10n, -3n);\n\
+                return [b, -b, 5n, Number.isFinite(Number('1'))];";
+    let limits = Limits { timeout: Duration::from_secs(5), ..Limits::default() };
+    let o = run_with(code, limits).await;
+    assert_eq!(o.error, None);
+    let bits = o.value[0].as_str().unwrap().split_whitespace().nth(3).unwrap().parse::<usize>().unwrap();
+    assert!(bits > 100_000, "{bits}");
+    assert_eq!(
+        o.value,
+        json!([
+            format!("[BigInt of about {bits} bits, too large to print]"),
+            format!("[negative BigInt of about {bits} bits, too large to print]"),
+            "5",
+            true
+        ])
+    );
+    assert!(o.logs[0].message.starts_with(&format!("[\n  [\n    [BigInt of about {bits} bits, too large to print],")));
+    assert_eq!(o.logs[1].message, "10n -3n");
+    probe().await;
+}

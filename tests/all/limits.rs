@@ -219,3 +219,29 @@ async fn sandbox_heaps_are_on_small_pages() {
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.value, json!([300000, 0]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_executions_is_not_charged_its_wait_for_a_sandbox_thread() {
+    // 60 executions of 50 ms each on 2 sandbox threads: the last waits about 1.5 s in line,
+    // far past its 400 ms deadline, which counts only its own run.
+    let engine = codemode::Engine::builder().registry(registry()).workers(2).build().unwrap();
+    let limits = Limits { timeout: Duration::from_millis(400), ..Limits::default() };
+    let runs = (0..60).map(|_| {
+        let engine = engine.clone();
+        let options = codemode::ExecuteOptions { limits: Some(limits.clone()), ..Default::default() };
+        tokio::spawn(async move { engine.execute("return await t.sleep({ ms: 50 })", options).await })
+    });
+    let outcomes: Vec<codemode::Outcome> = futures_join(runs).await;
+    let failed: Vec<_> = outcomes.iter().filter_map(|o| o.error.as_ref().map(|e| e.kind)).collect();
+    assert_eq!(failed, vec![], "none times out in line");
+    let waited = outcomes.iter().map(|o| o.stats.queued).max().unwrap();
+    assert!(waited > Duration::from_millis(500), "{waited:?}");
+}
+
+async fn futures_join(tasks: impl Iterator<Item = tokio::task::JoinHandle<codemode::Outcome>>) -> Vec<codemode::Outcome> {
+    let mut out = Vec::new();
+    for t in tasks.collect::<Vec<_>>() {
+        out.push(t.await.unwrap());
+    }
+    out
+}

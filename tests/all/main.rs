@@ -18,6 +18,7 @@ mod mcp;
 mod nesting;
 mod results;
 mod scripts;
+mod text;
 mod tools;
 mod typecheck;
 mod typegen;

@@ -3,7 +3,7 @@
 //! process then runs a normal program. Before the pre-scan, 20,000 `[` overflowed a sandbox
 //! thread's stack inside swc's parser and aborted the whole process.
 
-use codemode::ErrorKind;
+use codemode::{ErrorKind, Limits};
 use serde_json::json;
 
 use crate::harness::*;
@@ -40,7 +40,10 @@ const KINDS: &[Kind] = &[
 
 impl Kind {
     fn program(&self) -> String {
-        format!("{}{}{}", self.prefix, self.unit.repeat(LEVELS), self.suffix)
+        self.program_of(LEVELS)
+    }
+    fn program_of(&self, levels: usize) -> String {
+        format!("{}{}{}", self.prefix, self.unit.repeat(levels), self.suffix)
     }
     /// Each unit adds one level; the one that makes it `LIMIT + 1` is refused.
     fn column(&self) -> u32 {
@@ -50,8 +53,12 @@ impl Kind {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_deep_nesting_is_a_syntax_error_at_the_limit() {
+    // Room for 100,000 levels of the longest unit; the size limit has its own tests.
+    let limits = Limits { max_program_bytes: 4 << 20, ..Limits::default() };
     for kind in KINDS {
-        let e = failure(&kind.program(), ErrorKind::Syntax).await;
+        let o = run_with(&kind.program(), limits.clone()).await;
+        let e = o.error.unwrap_or_else(|| panic!("{}: ran", kind.name));
+        assert_eq!(e.kind, ErrorKind::Syntax, "{}", kind.name);
         assert_eq!(
             (e.message.as_str(), e.line, e.column),
             (MESSAGE, Some(1), Some(kind.column())),
@@ -83,8 +90,10 @@ async fn deep_nesting_through_the_daemon_leaves_it_serving() {
     let d = crate::daemon::daemon();
     let mut c = crate::daemon::connect(&d);
     for (i, kind) in KINDS.iter().enumerate() {
-        let r =
-            c.call(i as u64, "code/execute", json!({"code": kind.program()}), crate::daemon::no_answer).await;
+        // As deep as the daemon's default 1 MiB program limit allows (100,000 for most kinds).
+        let levels = LEVELS.min(1_000_000 / kind.unit.len());
+        let code = kind.program_of(levels);
+        let r = c.call(i as u64, "code/execute", json!({"code": code}), crate::daemon::no_answer).await;
         let e = &r["result"]["error"];
         assert_eq!(
             (&e["kind"], &e["message"], &e["line"], &e["column"]),
