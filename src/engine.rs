@@ -333,6 +333,16 @@ impl Engine {
         &self.inner.limits
     }
 
+    /// The prompt helper ([`crate::prompt`]) for this engine's tools and limits; it promises a
+    /// type check only when this engine has a checker.
+    pub fn prompt(&self) -> String {
+        let mut limits = self.inner.limits.clone();
+        if self.inner.checker.is_none() {
+            limits.typecheck = TypeCheck::Off;
+        }
+        crate::prompt::prompt(&self.registry(), &limits)
+    }
+
     /// Runs one TypeScript program and returns its outcome. Never panics on bad input: every
     /// failure is in [`Outcome::error`]. Must be awaited inside a tokio runtime, whose tasks run
     /// the tool handlers; the program itself runs on a sandbox thread, never on the runtime's.

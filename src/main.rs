@@ -456,7 +456,13 @@ fn tools(command: ToolsCommand) -> ExitCode {
             }
         }
         ToolsCommand::Prompt { json, .. } => {
-            let text = codemode::prompt(registry, &loaded.config.limits());
+            let mut limits = loaded.config.limits();
+            // Promise a type check only where one will happen.
+            let installed = typescript_dir().is_some_and(|d| TypeChecker::installed_binary(&d).is_file());
+            if !installed {
+                limits.typecheck = TypeCheck::Off;
+            }
+            let text = codemode::prompt(registry, &limits);
             if json {
                 return print_json(&serde_json::json!({ "prompt": text }));
             }

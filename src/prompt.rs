@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use crate::limits::Limits;
 use crate::registry::Registry;
+use crate::typecheck::TypeCheck;
 
 /// Renders the instructions and the namespace index for `registry` under `limits`.
 pub fn prompt(registry: &Registry, limits: &Limits) -> String {
@@ -26,6 +27,17 @@ pub fn prompt(registry: &Registry, limits: &Limits) -> String {
          - There is no network, filesystem, `require`, `process` or `import`; tools are the only way \
          out.\n",
     );
+    match limits.typecheck {
+        TypeCheck::Strict => out.push_str(
+            "- The program is type-checked against the tools' declarations before it runs: a type \
+             error comes back as `type_error` with each diagnostic's line, and nothing runs.\n",
+        ),
+        TypeCheck::Warn => out.push_str(
+            "- The program is type-checked before it runs; type errors come back as `diagnostics` \
+             beside the result.\n",
+        ),
+        TypeCheck::Off => {}
+    }
     let _ = writeln!(
         out,
         "- Limits per run: {} s, {} MiB of memory, {} tool calls ({} at once), {} KiB of logs, \

@@ -178,6 +178,11 @@ impl Daemon {
         let msg: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => {
+                // An answer to one of our `tools/call` requests that is not JSON still names
+                // its call, most likely: that call fails now instead of at its time-out.
+                if let Some(id) = rpc::id_in(line) {
+                    conn.fail_call(id, format!("the client's answer is not JSON: {e}"));
+                }
                 conn.send(rpc::response(
                     &Value::Null,
                     Err(RpcError::new(rpc::PARSE_ERROR, format!("parse error: {e}"))),
@@ -528,9 +533,28 @@ impl Connection {
     }
 
     /// Routes the client's response to the `tools/call` waiting for it.
+    /// Fails the pending `tools/call` with this id, if there is one.
+    fn fail_call(&self, id: u64, message: String) {
+        if let Some(waiter) = self.pending.lock().expect("pending lock").remove(&id) {
+            let _ = waiter.send(Err(ToolError::with_code("invalid_response", message)));
+        }
+    }
+
     fn answer(&self, m: &serde_json::Map<String, Value>) {
-        let Some(id) = m.get("id").and_then(Value::as_u64) else { return };
-        let Some(waiter) = self.pending.lock().expect("pending lock").remove(&id) else { return };
+        // Our ids are numbers; a client that echoes one as a string is understood too.
+        let id = match m.get("id") {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        let Some(id) = id else {
+            tracing::warn!(connection = self.id, "a response whose id names no tools/call request was ignored");
+            return;
+        };
+        let Some(waiter) = self.pending.lock().expect("pending lock").remove(&id) else {
+            tracing::warn!(connection = self.id, id, "a response to no pending tools/call (late, or answered twice) was ignored");
+            return;
+        };
         let result = match (m.get("result"), m.get("error")) {
             (_, Some(e)) => {
                 let message = e.get("message").and_then(Value::as_str).unwrap_or("the client's tool failed");

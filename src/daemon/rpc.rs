@@ -99,3 +99,29 @@ fn finish(mut line: Vec<u8>, skipped: usize) -> Line {
         Err(_) => Line::Invalid,
     }
 }
+
+/// The number after `"id":` in a line that is not valid JSON, if one is there: enough to tell
+/// which of our requests a broken answer was meant for.
+pub(crate) fn id_in(line: &str) -> Option<u64> {
+    let mut rest = line;
+    while let Some(at) = rest.find("\"id\"") {
+        rest = &rest[at + 4..];
+        let value = rest.trim_start().strip_prefix(':')?.trim_start();
+        let value = value.strip_prefix('"').unwrap_or(value);
+        let digits: String = value.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(id) = digits.parse() {
+            return Some(id);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod id_tests {
+    #[test]
+    fn the_id_of_a_broken_answer_is_found() {
+        assert_eq!(super::id_in(r#"{"jsonrpc":"2.0","id": 7, "result": {oops"#), Some(7));
+        assert_eq!(super::id_in(r#"{"id":"12","result":"#), Some(12));
+        assert_eq!(super::id_in("not json at all"), None);
+    }
+}

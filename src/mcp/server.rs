@@ -162,7 +162,7 @@ fn schema(v: Value) -> Arc<Map<String, Value>> {
 }
 
 fn tool_list(engine: &Engine) -> Vec<McpTool> {
-    let prompt = crate::prompt::prompt(&engine.registry(), engine.limits());
+    let prompt = engine.prompt();
     vec![
         McpTool::new(
             "search_tools",

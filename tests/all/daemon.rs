@@ -332,3 +332,38 @@ async fn shutdown_refuses_new_work_and_cancels_what_outlives_the_grace_period() 
     let r = c.call(3, "code/execute", json!({"code": "return 1"}), no_answer).await;
     assert_eq!(r["error"], json!({"code": -32004, "message": "the daemon is shutting down"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_or_stringly_answer_to_tools_call_settles_that_call_at_once() {
+    // Long time-outs: a call that waited for them would end the test with `timeout`.
+    let engine = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
+    let d = Daemon::new(engine, DaemonConfig { tool_call_timeout: Duration::from_secs(30), ..Default::default() });
+    let mut c = connect(&d);
+    c.call(1, "tools/register", json!({"namespace": "x", "tools": [{"name": "a", "inputSchema": {"type": "object"}}]}), no_answer).await;
+    c.send(request(
+        2,
+        "code/execute",
+        json!({"code": "const out = [];\ntry { await x.a({}); } catch (e) { out.push(`${e.code}: ${e.message}`); }\nout.push(await x.a({}));\nreturn out;"}),
+    ))
+    .await;
+    let mut calls = 0;
+    let result = loop {
+        let m = c.recv().await;
+        if m["method"] == "tools/call" {
+            calls += 1;
+            let id = m["id"].as_u64().unwrap();
+            if calls == 1 {
+                // Not JSON, but it names its call.
+                c.send_raw(&format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{oops")).await;
+            } else {
+                // The id echoed as a string.
+                c.send(json!({"jsonrpc": "2.0", "id": id.to_string(), "result": "second"})).await;
+            }
+        } else if m["id"] == json!(2) && m.get("method").is_none() {
+            break m;
+        }
+    };
+    let first = result["result"]["value"][0].as_str().unwrap_or_else(|| panic!("{result}"));
+    assert!(first.starts_with("invalid_response: x.a: the client's answer is not JSON: "), "{first}");
+    assert_eq!(result["result"]["value"][1], json!("second"), "{result}");
+}
