@@ -305,6 +305,16 @@ impl Registry {
                 name: tool.name.clone(),
             });
         }
+        let too_big = |which: &'static str, message: String| RegistryError::InvalidSchema {
+            namespace: namespace.into(),
+            name: tool.name.clone(),
+            which,
+            message,
+        };
+        schema_size(&tool.input_schema).map_err(|m| too_big("input", m))?;
+        if let Some(out) = &tool.output_schema {
+            schema_size(out).map_err(|m| too_big("output", m))?;
+        }
         let validator =
             jsonschema::validator_for(&tool.input_schema).map_err(|e| RegistryError::InvalidSchema {
                 namespace: namespace.into(),
@@ -450,6 +460,68 @@ impl Registry {
 }
 
 /// A meta-schema violation with where it is in the schema.
+/// Values one schema may hold (a 1,000,000-value `enum` is about that many). Every stage that
+/// reads a schema is linear in it, so this bounds what one registration can cost.
+pub const MAX_SCHEMA_VALUES: usize = 2_000_000;
+/// `$ref`s one schema may hold. The validator's compiler is quadratic in them (10,000 cost
+/// 0.14 s here, 100,000 took 15 s and stalled every other client of the daemon).
+pub const MAX_SCHEMA_REFS: usize = 10_000;
+
+/// Refuses a schema past [`MAX_SCHEMA_VALUES`] or [`MAX_SCHEMA_REFS`], naming where the limit
+/// was passed. Walks without recursion.
+fn schema_size(schema: &Value) -> Result<(), String> {
+    let mut values = 1usize;
+    let mut refs = 0usize;
+    let mut stack: Vec<(&Value, String)> = vec![(schema, String::new())];
+    let over = |path: &str| format!("the schema holds more than {MAX_SCHEMA_VALUES} values (passed at {})", or_root(path));
+    while let Some((v, path)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = (Key<'_>, &Value)>> = match v {
+            Value::Object(m) => {
+                if m.get("$ref").is_some_and(Value::is_string) {
+                    refs += 1;
+                    if refs > MAX_SCHEMA_REFS {
+                        return Err(format!(
+                            "the schema holds more than {MAX_SCHEMA_REFS} `$ref`s (passed at {})",
+                            or_root(&path)
+                        ));
+                    }
+                }
+                Box::new(m.iter().map(|(k, c)| (Key::Name(k), c)))
+            }
+            Value::Array(items) => Box::new(items.iter().enumerate().map(|(i, c)| (Key::Index(i), c))),
+            _ => continue,
+        };
+        for (key, child) in children {
+            values += 1;
+            if values > MAX_SCHEMA_VALUES {
+                return Err(over(&path));
+            }
+            if child.is_object() || child.is_array() {
+                let key = match key {
+                    Key::Name(k) => k.replace('~', "~0").replace('/', "~1"),
+                    Key::Index(i) => i.to_string(),
+                };
+                stack.push((child, format!("{path}/{key}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A child's place in its parent, made into a JSON-pointer step only when it is needed.
+enum Key<'a> {
+    Name(&'a str),
+    Index(usize),
+}
+
+fn or_root(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
 fn schema_error(e: &jsonschema::ValidationError<'_>) -> String {
     let at = e.instance_path().to_string();
     if at.is_empty() {

@@ -181,6 +181,66 @@ struct At<'p> {
     owner: usize,
 }
 
+/// The nodes of `next` that lie on a cycle: in a strongly connected component of more than one
+/// node, or with an edge to themselves.
+fn cyclic_nodes(next: &[Vec<usize>]) -> Vec<usize> {
+    const UNSEEN: usize = usize::MAX;
+    let n = next.len();
+    let mut index = vec![UNSEEN; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    let mut counter = 0;
+    for root in 0..n {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        // Each frame: a node and how many of its edges have been followed.
+        let mut frames = vec![(root, 0usize)];
+        index[root] = counter;
+        low[root] = counter;
+        counter += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut edge)) = frames.last_mut() {
+            if let Some(&w) = next[v].get(*edge) {
+                *edge += 1;
+                if index[w] == UNSEEN {
+                    index[w] = counter;
+                    low[w] = counter;
+                    counter += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    frames.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            frames.pop();
+            if let Some(&(parent, _)) = frames.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut component = Vec::new();
+                loop {
+                    let w = stack.pop().expect("v is on the stack");
+                    on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                if component.len() > 1 || next[v].contains(&v) {
+                    out.extend(component);
+                }
+            }
+        }
+    }
+    out
+}
+
 impl Gen {
     pub(crate) fn claim(&mut self, wanted: &str, prefix: &str) -> String {
         self.taken.claim(wanted, prefix)
@@ -203,30 +263,17 @@ impl Gen {
         index
     }
 
-    /// Replaces each named type that refers to itself immediately with `unknown`.
+    /// Replaces each named type that refers to itself immediately with `unknown`: the types
+    /// on a cycle of immediate references, found as strongly connected components (Tarjan's
+    /// algorithm, without recursion, so a chain of 100,000 `$ref`s is linear work and no stack).
     pub(crate) fn break_cycles(&mut self) {
         let n = self.named.len();
         let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
         for &(from, to) in &self.edges {
             next[from].push(to);
         }
-        for start in 0..n {
-            let mut seen = vec![false; n];
-            let mut stack = next[start].clone();
-            let mut cyclic = false;
-            while let Some(i) = stack.pop() {
-                if i == start {
-                    cyclic = true;
-                    break;
-                }
-                if !std::mem::replace(&mut seen[i], true) {
-                    stack.extend(&next[i]);
-                }
-            }
-            if cyclic {
-                self.named[start].ty =
-                    Ty::Unknown.note("refers to itself with no object or array in between");
-            }
+        for i in cyclic_nodes(&next) {
+            self.named[i].ty = Ty::Unknown.note("refers to itself with no object or array in between");
         }
     }
 
@@ -592,4 +639,19 @@ pub(crate) fn doc_lines(schema: &Value) -> Vec<String> {
     }
     lines.extend(tags);
     lines
+}
+
+#[cfg(test)]
+mod cycle_tests {
+    #[test]
+    fn cyclic_nodes_are_exactly_those_on_a_cycle() {
+        // 0 → 1 → 2 → 0 is a cycle; 3 → 3 is one; 4 → 0 and 5 are not.
+        let next = vec![vec![1], vec![2], vec![0], vec![3], vec![0], vec![]];
+        let mut got = super::cyclic_nodes(&next);
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2, 3]);
+        // A chain of 100,000 is linear and needs no stack.
+        let chain: Vec<Vec<usize>> = (0..100_000).map(|i| if i + 1 < 100_000 { vec![i + 1] } else { vec![] }).collect();
+        assert!(super::cyclic_nodes(&chain).is_empty());
+    }
 }

@@ -367,3 +367,20 @@ async fn a_broken_or_stringly_answer_to_tools_call_settles_that_call_at_once() {
     assert!(first.starts_with("invalid_response: x.a: the client's answer is not JSON: "), "{first}");
     assert_eq!(result["result"]["value"][1], json!("second"), "{result}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_bomb_is_refused_at_registration_and_others_are_served() {
+    let d = daemon();
+    let mut c = connect(&d);
+    let mut defs = serde_json::Map::new();
+    for i in 0..100_000 {
+        defs.insert(format!("d{i}"), json!({"$ref": format!("#/$defs/d{}", i + 1)}));
+    }
+    defs.insert("d100000".into(), json!({"type": "string"}));
+    let schema = json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs});
+    let r = c.call(1, "tools/register", json!({"namespace": "bomb", "tools": [{"name": "t", "inputSchema": schema}]}), no_answer).await;
+    let message = r["error"]["message"].as_str().unwrap_or_else(|| panic!("{r}"));
+    assert!(message.contains("the schema holds more than 10000 `$ref`s (passed at /"), "{message}");
+    let r = c.call(2, "code/execute", json!({"code": "return 6 * 7"}), no_answer).await;
+    assert_eq!(r["result"]["value"], json!(42));
+}
