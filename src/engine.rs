@@ -407,7 +407,7 @@ impl Engine {
         let Some(checker) = &self.inner.checker else {
             return Err(ExecError::new(ErrorKind::TypeError, NO_CHECKER));
         };
-        let declarations = self.registry().declarations();
+        let declarations = self.registry().declarations_text();
         checker
             .check(code, compiled.call_default, &declarations, MAX_CHECK_TIME)
             .await
@@ -430,7 +430,7 @@ impl Engine {
             });
         };
         let compiled = transpile::transpile(&run.code)?;
-        let declarations = run.bridge.registry().declarations();
+        let declarations = run.bridge.registry().declarations_text();
         let deadline = run.started + run.limits.timeout;
         let left = deadline.saturating_duration_since(Instant::now());
         let result =

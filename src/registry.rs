@@ -277,6 +277,7 @@ pub struct Registry {
 struct Derived {
     index: OnceLock<Arc<SearchIndex>>,
     entries: OnceLock<Arc<[Arc<Entry>]>>,
+    declarations: OnceLock<Arc<str>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -440,6 +441,11 @@ impl Registry {
     /// [`typegen::Problem`]), for every namespace.
     pub fn declaration_problems(&self) -> Vec<typegen::Problem> {
         self.namespaces().flat_map(|(js, ns)| ns.declarations(js).problems.clone()).collect()
+    }
+
+    /// [`Registry::declarations`], made once per registry version: every type check sends it.
+    pub(crate) fn declarations_text(&self) -> Arc<str> {
+        Arc::clone(self.derived.declarations.get_or_init(|| Arc::from(self.declarations())))
     }
 
     pub(crate) fn search_index(&self) -> Arc<SearchIndex> {

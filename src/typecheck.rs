@@ -76,6 +76,9 @@ const BODY_SUFFIX: &str = "\n}\n";
 const EXPR_PREFIX: &str = "export default (";
 const EXPR_SUFFIX: &str = "\n);\n";
 
+/// The least time a replacement server is given to start (a cold start takes about 150 ms).
+const COLD_START: Duration = Duration::from_secs(2);
+
 /// Largest message the server may send; a larger one is a broken server.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
@@ -189,7 +192,14 @@ impl TypeChecker {
                     while let Some(request) = rx.recv().await {
                         let result = match server.take() {
                             Some(s) => Ok(s),
-                            None => Server::start(&server_binary, &work_dir).await,
+                            // A fresh server gets the check's time, but at least what a cold
+                            // start needs, so short deadlines cannot keep it from ever warming.
+                            None => {
+                                let wait = request.timeout.max(COLD_START);
+                                tokio::time::timeout(wait, Server::start(&server_binary, &work_dir))
+                                    .await
+                                    .unwrap_or_else(|_| Err(CheckError::Start(format!("no answer within {} ms", wait.as_millis()))))
+                            }
                         };
                         let result = match result {
                             Ok(mut s) => {
