@@ -86,6 +86,11 @@ pub struct DaemonSection {
     /// How long running executions may go on after SIGTERM before they are cancelled
     /// (default 5,000).
     pub shutdown_grace_ms: Option<u64>,
+    /// Bytes of responses a client may leave unread before the daemon stops reading its
+    /// requests (default 32 MiB; twice this closes the connection).
+    pub max_unsent_bytes: Option<usize>,
+    /// Requests of one connection running at once (default 1,024).
+    pub max_in_flight: Option<usize>,
 }
 
 /// One `[[servers]]` entry: stdio (`command`, `args`, `env`) or streamable HTTP (`url`,
@@ -202,6 +207,12 @@ impl Config {
         }
         if let Some(ms) = d.shutdown_grace_ms {
             out.shutdown_grace = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = d.max_unsent_bytes {
+            out.max_unsent_bytes = bytes;
+        }
+        if let Some(n) = d.max_in_flight {
+            out.max_in_flight = n;
         }
         out
     }

@@ -58,6 +58,7 @@ fn shared() -> &'static Shared {
             max_line_bytes: 64 << 10,
             tool_call_timeout: Duration::from_millis(200),
             shutdown_grace: Duration::from_millis(200),
+            ..Default::default()
         };
         let daemon = crate::daemon::Daemon::new(engine.clone(), config);
         Shared { runtime, engine, daemon }

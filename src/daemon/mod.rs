@@ -47,6 +47,12 @@ pub struct DaemonConfig {
     /// On shutdown, how long running executions may continue before they are cancelled
     /// (default 5 s).
     pub shutdown_grace: Duration,
+    /// Bytes of responses a client may leave unread (default 32 MiB). Past it the daemon stops
+    /// reading that client's requests until it reads; past twice it, the connection is closed
+    /// (and logged): a client that sends and never reads cannot grow the daemon's memory.
+    pub max_unsent_bytes: usize,
+    /// Requests of one connection running at once (default 1,024); further ones wait unread.
+    pub max_in_flight: usize,
 }
 
 impl Default for DaemonConfig {
@@ -55,6 +61,8 @@ impl Default for DaemonConfig {
             max_line_bytes: 16 << 20,
             tool_call_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            max_unsent_bytes: 32 << 20,
+            max_in_flight: 1024,
         }
     }
 }
@@ -84,6 +92,8 @@ struct Counters {
     failures: BTreeMap<String, u64>,
     connections_total: u64,
     tool_callbacks: u64,
+    /// Connections closed because their client left too much unread.
+    closed_unread: u64,
 }
 
 impl Daemon {
@@ -121,10 +131,13 @@ impl Daemon {
         self.inner.stats.lock().expect("stats lock").connections_total += 1;
         let span = tracing::info_span!("connection", id);
         let (tx, rx) = mpsc::unbounded_channel::<String>();
-        let writer_task = tokio::spawn(write_lines(writer, rx));
+        let flow = Arc::new(Flow::default());
+        let writer_task = tokio::spawn(write_lines(writer, rx, Arc::clone(&flow)));
         let conn = Arc::new(Connection {
             id,
             out: tx,
+            flow,
+            max_unsent: self.inner.config.max_unsent_bytes,
             own: Mutex::new(Registry::new()),
             view: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
@@ -132,6 +145,22 @@ impl Daemon {
             closed: AtomicBool::new(false),
         });
         self.read_loop(&conn, reader).instrument(span.clone()).await;
+        if conn.flow.overflowed.load(Ordering::Relaxed) {
+            // Its results can no longer be delivered: its programs stop now, not at their
+            // deadlines, and free the sandbox threads for other clients.
+            for ((connection, _), token) in self.inner.running.lock().expect("running lock").iter() {
+                if *connection == id {
+                    token.cancel();
+                }
+            }
+            self.inner.stats.lock().expect("stats lock").closed_unread += 1;
+            span.in_scope(|| {
+                tracing::warn!(
+                    "connection closed: its client left more than {} bytes of responses unread",
+                    2 * self.inner.config.max_unsent_bytes
+                )
+            });
+        }
         // The client stopped sending. Its pending callbacks fail at once (it can no longer
         // answer) and its tools vanish with the connection; its running programs go on to
         // their end, within their deadline, and their results are written if the client is
@@ -148,7 +177,25 @@ impl Daemon {
     async fn read_loop<R: AsyncRead + Unpin>(&self, conn: &Arc<Connection>, reader: R) {
         let mut reader = BufReader::new(reader);
         loop {
-            let line = match rpc::read_line(&mut reader, self.inner.config.max_line_bytes).await {
+            // Backpressure: no new request while the client leaves too much unread or has too
+            // many running; a client past the hard bound is dropped.
+            loop {
+                if conn.flow.overflowed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let unsent = conn.flow.unsent.load(Ordering::Relaxed);
+                let in_flight = conn.flow.in_flight.load(Ordering::Relaxed);
+                if unsent <= self.inner.config.max_unsent_bytes && in_flight < self.inner.config.max_in_flight {
+                    break;
+                }
+                conn.flow.drained.notified().await;
+            }
+            let read = tokio::select! {
+                read = rpc::read_line(&mut reader, self.inner.config.max_line_bytes) => read,
+                // A client dropped for what it left unread is not waited on to send more.
+                _ = overflow(&conn.flow) => return,
+            };
+            let line = match read {
                 Ok(Line::Eof) | Err(_) => return,
                 Ok(Line::TooLong(n)) => {
                     let message = format!(
@@ -237,7 +284,9 @@ impl Daemon {
         let daemon = self.clone();
         let conn = Arc::clone(conn);
         let method = method.to_string();
+        conn.flow.in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            let _running = InFlight(Arc::clone(&conn.flow));
             let result = daemon.call(&conn, &method, id.as_ref(), params).await;
             // Notifications (no id) get no response, not even an error.
             if let Some(id) = id {
@@ -406,6 +455,7 @@ impl Daemon {
             "connections": self.inner.connections.load(Ordering::Relaxed),
             "connectionsTotal": s.connections_total,
             "toolCallbacks": s.tool_callbacks,
+            "closedUnread": s.closed_unread,
             "pool": { "workers": self.inner.engine.workers() },
             "tools": self.inner.engine.registry().tools().count(),
             "upstreams": statuses,
@@ -495,6 +545,8 @@ impl Drop for RemoveOnDrop {
 struct Connection {
     id: u64,
     out: mpsc::UnboundedSender<String>,
+    flow: Arc<Flow>,
+    max_unsent: usize,
     /// The tools this client registered.
     own: Mutex<Registry>,
     /// The engine's tools with `own` laid over them, and the engine registry it was made
@@ -509,6 +561,17 @@ struct Connection {
 
 impl Connection {
     fn send(&self, line: String) {
+        let flow = &self.flow;
+        if flow.overflowed.load(Ordering::Relaxed) {
+            return;
+        }
+        let unsent = flow.unsent.fetch_add(line.len() + 1, Ordering::Relaxed) + line.len() + 1;
+        if unsent > 2 * self.max_unsent {
+            flow.overflowed.store(true, Ordering::Relaxed);
+            flow.drained.notify_one();
+            flow.overflow_signal.notify_waiters();
+            return;
+        }
         // Fails only when the writer is gone, i.e. the client disconnected.
         let _ = self.out.send(line);
     }
@@ -630,7 +693,7 @@ impl Drop for PendingGuard {
     }
 }
 
-async fn write_lines<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::UnboundedReceiver<String>) {
+async fn write_lines<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::UnboundedReceiver<String>, flow: Arc<Flow>) {
     while let Some(line) = rx.recv().await {
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
@@ -639,9 +702,56 @@ async fn write_lines<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Unbound
             bytes.extend_from_slice(more.as_bytes());
             bytes.push(b'\n');
         }
-        if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
+        // A client past the hard bound is dropped: its writer closes, whatever is queued.
+        let written = async {
+            tokio::select! {
+                r = async { writer.write_all(&bytes).await?; writer.flush().await } => r.is_ok(),
+                _ = overflow(&flow) => false,
+            }
+        };
+        if !written.await {
             return;
         }
+        flow.unsent.fetch_sub(bytes.len(), Ordering::Relaxed);
+        flow.drained.notify_one();
+    }
+}
+
+/// Completes once the connection is past its hard bound of unread responses.
+async fn overflow(flow: &Flow) {
+    loop {
+        // Registered before the flag is read, so a signal in between is not missed.
+        let signal = flow.overflow_signal.notified();
+        tokio::pin!(signal);
+        signal.as_mut().enable();
+        if flow.overflowed.load(Ordering::Relaxed) {
+            return;
+        }
+        signal.await;
+    }
+}
+
+/// How much of one connection's output is waiting, and how many of its requests run.
+#[derive(Default)]
+struct Flow {
+    /// Bytes handed to the writer and not yet written.
+    unsent: AtomicUsize,
+    in_flight: AtomicUsize,
+    /// Set once `unsent` passed twice the bound: the connection is being closed.
+    overflowed: AtomicBool,
+    /// Woken when output was written or a request finished (the reader may go on).
+    drained: tokio::sync::Notify,
+    /// Woken when `overflowed` is set (the writer gives up a blocked write).
+    overflow_signal: tokio::sync::Notify,
+}
+
+/// Counts one running request of a connection for as long as it lives.
+struct InFlight(Arc<Flow>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.drained.notify_one();
     }
 }
 

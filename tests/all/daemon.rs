@@ -384,3 +384,67 @@ async fn a_schema_bomb_is_refused_at_registration_and_others_are_served() {
     let r = c.call(2, "code/execute", json!({"code": "return 6 * 7"}), no_answer).await;
     assert_eq!(r["result"]["value"], json!(42));
 }
+
+/// The reading half a never-reading client holds (and never reads).
+type Unread = tokio::io::ReadHalf<DuplexStream>;
+
+/// Starts a connection whose client sends `count` copies of `code` and never reads; returns the
+/// connection's task, the sender's (which ends once everything was sent) and the unread half.
+fn never_reading_client(
+    d: &Daemon,
+    count: u64,
+    code: &'static str,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>, Unread) {
+    let (ours, theirs) = tokio::io::duplex(64 << 10);
+    let (r, w) = tokio::io::split(theirs);
+    let served = {
+        let d = d.clone();
+        tokio::spawn(async move { d.serve_connection(r, w).await })
+    };
+    let (unread, mut writer) = tokio::io::split(ours);
+    let sender = tokio::spawn(async move {
+        for id in 0..count {
+            let line = format!("{}\n", request(id, "code/execute", json!({ "code": code })));
+            if writer.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        // Keep the sending half open: the client is still there, only not reading.
+        std::future::pending::<()>().await;
+    });
+    (served, sender, unread)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_not_read_from_until_it_reads() {
+    let engine = Engine::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
+    let config = DaemonConfig { max_unsent_bytes: 1 << 20, max_in_flight: 4, ..Default::default() };
+    let d = Daemon::new(engine, config);
+    // 2,000 requests for 100 KB results, at most 4 running: once 1 MiB is unread the daemon
+    // stops reading, the request pipe fills, and the connection holds at the bound.
+    let (served, sender, _unread) = never_reading_client(&d, 2000, "return 'x'.repeat(100000)");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!served.is_finished(), "the connection is held, not closed");
+    drop(sender);
+    let mut c = connect(&d);
+    let r = c.call(1, "code/execute", json!({"code": "return 6 * 7"}), no_answer).await;
+    assert_eq!(r["result"]["value"], json!(42));
+    let stats = c.call(2, "stats", json!({}), no_answer).await;
+    assert_eq!((&stats["result"]["running"], &stats["result"]["closedUnread"]), (&json!(0), &json!(0)), "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_left_with_twice_the_bound_unread_is_disconnected() {
+    let engine = Engine::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
+    let d = Daemon::new(engine, DaemonConfig { max_unsent_bytes: 1 << 20, ..Default::default() });
+    // Every request is read before any answer is ready, so their answers (20 MB) pass twice
+    // the bound: the daemon closes the connection by itself and logs why.
+    let code = "await new Promise((r) => setTimeout(r, 300)); return 'x'.repeat(100000)";
+    let (served, _sender, _unread) = never_reading_client(&d, 200, code);
+    tokio::time::timeout(Duration::from_secs(20), served).await.expect("the connection is closed").unwrap();
+    let mut c = connect(&d);
+    let stats = c.call(1, "stats", json!({}), no_answer).await;
+    assert_eq!(stats["result"]["closedUnread"], json!(1), "{stats}");
+    let r = c.call(2, "code/execute", json!({"code": "return 6 * 7"}), no_answer).await;
+    assert_eq!(r["result"]["value"], json!(42));
+}
