@@ -403,15 +403,12 @@ impl Engine {
         if let Some(why) = refused(code, &self.inner.limits) {
             return Err(ExecError::new(ErrorKind::Limit, why));
         }
-        let compiled = transpile::transpile(code)?;
         let Some(checker) = &self.inner.checker else {
+            transpile::transpile(code)?;
             return Err(ExecError::new(ErrorKind::TypeError, NO_CHECKER));
         };
-        let declarations = self.registry().declarations_text();
-        checker
-            .check(code, compiled.call_default, &declarations, MAX_CHECK_TIME)
-            .await
-            .map_err(|e| ExecError::new(ErrorKind::TypeError, e.to_string()))
+        let (_, checked) = check_with(checker, code, &self.registry(), MAX_CHECK_TIME).await?;
+        checked.map_err(|e| ExecError::new(ErrorKind::TypeError, e.to_string()))
     }
 
     /// The type check an execution's limits ask for. In `strict` mode a program with type
@@ -429,12 +426,10 @@ impl Engine {
                 ..Checked::default()
             });
         };
-        let compiled = transpile::transpile(&run.code)?;
-        let declarations = run.bridge.registry().declarations_text();
         let deadline = run.started + run.limits.timeout;
         let left = deadline.saturating_duration_since(Instant::now());
-        let result =
-            checker.check(&run.code, compiled.call_default, &declarations, left.min(MAX_CHECK_TIME)).await;
+        let (compiled, result) =
+            check_with(checker, &run.code, run.bridge.registry(), left.min(MAX_CHECK_TIME)).await?;
         run.compiled = Some(compiled);
         match result {
             Ok(diagnostics) if diagnostics.is_empty() => {
@@ -488,6 +483,19 @@ impl Engine {
         };
         Ok((run, cancel))
     }
+}
+
+/// Transpiles `code` (a syntax error comes first) and checks it against `registry`'s
+/// declarations within `timeout`: the transpiled program, and the check's answer.
+async fn check_with(
+    checker: &TypeChecker,
+    code: &str,
+    registry: &Registry,
+    timeout: Duration,
+) -> Result<(transpile::Compiled, Result<Vec<Diagnostic>, crate::CheckError>), ExecError> {
+    let compiled = transpile::transpile(code)?;
+    let checked = checker.check(code, compiled.call_default, registry.declarations_text(), timeout).await;
+    Ok((compiled, checked))
 }
 
 const NO_CHECKER: &str =

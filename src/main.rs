@@ -645,32 +645,8 @@ fn setup(dir: Option<PathBuf>) -> ExitCode {
     let Some(dir) = dir.or_else(typescript_dir) else {
         return usage_error("no cache directory: set XDG_CACHE_HOME or HOME, or pass --dir".into());
     };
-    let ours = [
-        ("package.json", codemode::INSTALL_PACKAGE_JSON),
-        ("package-lock.json", codemode::INSTALL_PACKAGE_LOCK),
-    ];
-    for (name, text) in ours {
-        let path = dir.join(name);
-        // Only files this command wrote before are replaced.
-        if let Ok(existing) = std::fs::read_to_string(&path) {
-            let is_ours = existing == text
-                || serde_json::from_str::<serde_json::Value>(&existing)
-                    .is_ok_and(|v| v["name"] == "codemode-type-checker");
-            if !is_ours {
-                return usage_error(format!(
-                    "{} exists and was not written by codemode; choose another --dir",
-                    path.display()
-                ));
-            }
-        }
-    }
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return usage_error(format!("cannot create {}: {e}", dir.display()));
-    }
-    for (name, text) in ours {
-        if let Err(e) = std::fs::write(dir.join(name), text) {
-            return usage_error(format!("cannot write {}: {e}", dir.join(name).display()));
-        }
+    if let Err(why) = TypeChecker::write_install_files(&dir) {
+        return usage_error(format!("{why}; choose another --dir"));
     }
     let status = std::process::Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])

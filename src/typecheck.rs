@@ -19,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -154,7 +155,7 @@ impl std::fmt::Debug for TypeChecker {
 struct Request {
     program: String,
     function: bool,
-    declarations: String,
+    declarations: Arc<str>,
     timeout: Duration,
     reply: oneshot::Sender<Result<Vec<Diagnostic>, CheckError>>,
 }
@@ -185,7 +186,7 @@ impl TypeChecker {
                     let mut server: Option<Server> = None;
                     // Warm: start the server and load its project before the first program.
                     if let Ok(mut s) = Server::start(&server_binary, &work_dir).await {
-                        if s.check("", false, "", Duration::from_secs(30)).await.is_ok() {
+                        if s.check("", false, &Arc::from(""), Duration::from_secs(30)).await.is_ok() {
                             server = Some(s);
                         }
                     }
@@ -248,6 +249,23 @@ impl TypeChecker {
             .join(exe)
     }
 
+    /// Writes [`INSTALL_PACKAGE_JSON`] and [`INSTALL_PACKAGE_LOCK`] into `install_dir` for
+    /// `npm ci` to install from, atomically. A `package.json` or lock there that an earlier
+    /// call did not write is never replaced: the error says which.
+    pub fn write_install_files(install_dir: &Path) -> Result<(), String> {
+        let files = [("package.json", INSTALL_PACKAGE_JSON), ("package-lock.json", INSTALL_PACKAGE_LOCK)];
+        for (name, text) in files {
+            let path = install_dir.join(name);
+            let Ok(existing) = std::fs::read_to_string(&path) else { continue };
+            let ours = existing == text
+                || serde_json::from_str::<Value>(&existing).is_ok_and(|v| v["name"] == "codemode-type-checker");
+            if !ours {
+                return Err(format!("{} exists and was not written by codemode", path.display()));
+            }
+        }
+        write_files(install_dir, &files).map_err(|e| format!("cannot write into {}: {e}", install_dir.display()))
+    }
+
     /// The compiler this checker runs.
     pub fn binary(&self) -> &Path {
         &self.binary
@@ -260,14 +278,14 @@ impl TypeChecker {
         &self,
         code: &str,
         function: bool,
-        declarations: &str,
+        declarations: Arc<str>,
         timeout: Duration,
     ) -> Result<Vec<Diagnostic>, CheckError> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             program: code.to_string(),
             function,
-            declarations: declarations.to_string(),
+            declarations,
             timeout,
             reply,
         };
@@ -277,18 +295,27 @@ impl TypeChecker {
 }
 
 fn write_project(dir: &Path) -> std::io::Result<()> {
+    write_files(
+        dir,
+        &[
+            ("tsconfig.json", TSCONFIG),
+            ("codemode.d.ts", crate::RUNTIME_DECLARATIONS),
+            ("tools.d.ts", "export {};\n"),
+            ("program.ts", "export {};\n"),
+        ],
+    )
+}
+
+/// Writes `files` into `dir` (created if needed), each atomically (a temporary file renamed over
+/// it), so a second process sharing the directory never reads half a file; a file already
+/// holding the text is left alone.
+fn write_files(dir: &Path, files: &[(&str, &str)]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    for (name, text) in [
-        ("tsconfig.json", TSCONFIG),
-        ("codemode.d.ts", crate::RUNTIME_DECLARATIONS),
-        ("tools.d.ts", "export {};\n"),
-        ("program.ts", "export {};\n"),
-    ] {
+    for (name, text) in files {
         let path = dir.join(name);
-        if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == *text) {
             continue;
         }
-        // Atomically, so a second process sharing the directory never reads half a file.
         let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         std::fs::write(&temp, text)?;
         std::fs::rename(&temp, &path)?;
@@ -313,7 +340,8 @@ struct Server {
     stdout: BufReader<ChildStdout>,
     next_id: i64,
     version: i64,
-    declarations: Option<String>,
+    /// The declarations the open `tools.d.ts` holds.
+    declarations: Option<Arc<str>>,
     root: String,
 }
 
@@ -365,7 +393,7 @@ impl Server {
         &mut self,
         code: &str,
         function: bool,
-        declarations: &str,
+        declarations: &Arc<str>,
         timeout: Duration,
     ) -> Result<Vec<Diagnostic>, CheckError> {
         let (text, shift) = wrap(code, function);
@@ -382,20 +410,22 @@ impl Server {
         }
     }
 
-    async fn diagnostics(&mut self, program: &str, declarations: &str) -> Result<Vec<Value>, String> {
+    async fn diagnostics(&mut self, program: &str, declarations: &Arc<str>) -> Result<Vec<Value>, String> {
         self.version += 1;
         let version = self.version;
-        if self.declarations.as_deref() != Some(declarations) {
+        // The same registry version shares one text: usually a pointer comparison.
+        let same = self.declarations.as_ref().is_some_and(|d| Arc::ptr_eq(d, declarations) || d == declarations);
+        if !same {
             let uri = self.uri("tools.d.ts");
             let method =
                 if self.declarations.is_none() { "textDocument/didOpen" } else { "textDocument/didChange" };
             let params = if self.declarations.is_none() {
-                json!({"textDocument": {"uri": uri, "languageId": "typescript", "version": version, "text": declarations}})
+                json!({"textDocument": {"uri": uri, "languageId": "typescript", "version": version, "text": &**declarations}})
             } else {
-                json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": declarations}]})
+                json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": &**declarations}]})
             };
             self.notify(method, params).await?;
-            self.declarations = Some(declarations.to_string());
+            self.declarations = Some(Arc::clone(declarations));
         }
         let uri = self.uri("program.ts");
         self.notify(

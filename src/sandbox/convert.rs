@@ -458,8 +458,9 @@ fn js_string_starts_with_minus(v: &Value<'_>) -> bool {
 /// runs no program code).
 fn string_units(v: &Value<'_>) -> usize {
     let ctx = v.ctx().as_raw().as_ptr();
-    // SAFETY: a live value of this context; the result is an integer or an exception.
-    let len = unsafe { qjs::JS_GetPropertyStr(ctx, v.as_raw(), c"length".as_ptr()) };
+    // SAFETY: a live value of this context; `length` is a predefined atom (no lookup by
+    // name), and the result is an integer or an exception.
+    let len = unsafe { qjs::JS_GetProperty(ctx, v.as_raw(), qjs::JS_ATOM_length as qjs::JSAtom) };
     let value = unsafe { Value::from_raw(v.ctx().clone(), len) };
     value.as_int().map_or(0, |n| n.max(0) as usize)
 }

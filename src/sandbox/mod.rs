@@ -139,9 +139,20 @@ const SCRIPT_CACHE_BYTES: usize = 64 << 20;
 struct Script {
     bytecode: Vec<u8>,
     compiled: Compiled,
+    /// The hint for a run of this program that returns nothing, made at most once per source
+    /// (it parses the program again).
+    hint: std::sync::OnceLock<Option<String>>,
 }
 
 impl Script {
+    fn new(bytecode: Vec<u8>, compiled: Compiled) -> Self {
+        Script { bytecode, compiled, hint: Default::default() }
+    }
+
+    fn hint(&self, source: &str) -> Option<String> {
+        self.hint.get_or_init(|| transpile::dropped_value_hint(source)).clone()
+    }
+
     fn bytes(&self, source: &str) -> usize {
         source.len() + self.bytecode.len() + self.compiled.js.len()
     }
@@ -442,7 +453,7 @@ impl Sandbox {
         let mut exec = self.exec.borrow_mut().take().expect("execution state present");
         let (value, truncated, error, hint) = match result {
             Ok(r) => {
-                let hint = if r.nothing { transpile::dropped_value_hint(&code) } else { None };
+                let hint = if r.nothing { r.script.hint(&code) } else { None };
                 (r.json, r.truncated, None, hint)
             }
             Err(mut e) => {
@@ -492,6 +503,10 @@ impl Sandbox {
         const PREFIX: &str = "Unhandled promise rejection: ";
         if self.control.abort.get().is_some() {
             return 0;
+        }
+        // The usual case: nothing to describe, so no engine work at the end of every run.
+        if exec.unhandled.is_empty() {
+            return exec.unhandled_more;
         }
         let mut room = limits.max_log_bytes.saturating_sub(exec.log_bytes);
         let mut lines = limits.max_log_lines.saturating_sub(logs.len());
@@ -558,7 +573,7 @@ impl Sandbox {
         let bytecode = module.write(WriteOptions::default()).map_err(|e| {
             ExecError::new(ErrorKind::Internal, format!("could not serialize the compiled program: {e}"))
         })?;
-        let script = Arc::new(Script { bytecode, compiled });
+        let script = Arc::new(Script::new(bytecode, compiled));
         cache.put(Arc::clone(code), Arc::clone(&script));
         Ok((module, script))
     }
@@ -629,7 +644,12 @@ impl Sandbox {
                         );
                         return walker
                             .convert(&value)
-                            .map(|c| Returned { json: c.json, truncated: c.truncated, nothing: value.is_undefined() })
+                            .map(|c| Returned {
+                                json: c.json,
+                                truncated: c.truncated,
+                                nothing: value.is_undefined(),
+                                script: Arc::clone(&script),
+                            })
                             .map_err(|m| ExecError::new(ErrorKind::InvalidResult, m));
                     }
                     PromiseState::Rejected => {
@@ -755,10 +775,10 @@ impl Sandbox {
             return e;
         }
         let getter = self.stack_getter.clone().and_then(|g| g.restore(ctx).ok());
-        let (name, message, stack) = convert::error_parts(ctx, &reason, getter.as_ref(), &self.texts(ctx), max);
+        let texts = self.texts(ctx);
+        let (name, message, stack) = convert::error_parts(ctx, &reason, getter.as_ref(), &texts, max);
         let mut err = ExecError::new(ErrorKind::Exception, message);
         // A tool call's error: which tool, and the handler's code.
-        let texts = self.texts(ctx);
         let own_string = |key: &str| {
             convert::own_data_property(ctx, &reason, key).filter(Value::is_string).map(|v| texts.read(&v, 1024))
         };
@@ -818,6 +838,8 @@ struct Returned {
     truncated: bool,
     /// It returned `undefined`: no `return`, or a bare one.
     nothing: bool,
+    /// The program it ran.
+    script: Arc<Script>,
 }
 
 /// Inputs of one run, as prepared by the engine.
@@ -1066,7 +1088,7 @@ mod tests {
         let cache = ScriptCache::default();
         let script = |js_bytes: usize| {
             let compiled = transpile::transpile("return 1").unwrap();
-            Arc::new(Script { bytecode: vec![0; js_bytes], compiled })
+            Arc::new(Script::new(vec![0; js_bytes], compiled))
         };
         // 110 distinct 1 MB programs: never more than the byte bound held.
         for i in 0..110 {
