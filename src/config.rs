@@ -11,6 +11,9 @@
 //! [daemon]
 //! tool_call_timeout_ms = 10000
 //!
+//! [mcp]
+//! max_sessions = 16
+//!
 //! [[servers]]
 //! namespace = "memory"
 //! command = "npx"
@@ -41,7 +44,7 @@ use toml::Spanned;
 
 use crate::daemon::DaemonConfig;
 use crate::limits::{Limits, LimitsPatch};
-use crate::mcp::{Transport, UpstreamConfig};
+use crate::mcp::{McpConfig, Transport, UpstreamConfig};
 
 /// A parsed configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -56,6 +59,9 @@ pub struct Config {
     /// The daemon (`codemode serve`).
     #[serde(default)]
     pub daemon: DaemonSection,
+    /// The MCP server (`codemode mcp`).
+    #[serde(default)]
+    pub mcp: McpSection,
     /// Upstream MCP servers, each a namespace.
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
@@ -91,6 +97,23 @@ pub struct DaemonSection {
     pub max_unsent_bytes: Option<usize>,
     /// Requests of one connection running at once (default 1,024).
     pub max_in_flight: Option<usize>,
+}
+
+/// `[mcp]`; unset keys keep [`McpConfig::default`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSection {
+    /// Longest accepted message line on stdio, in bytes (default 16 MiB).
+    pub max_line_bytes: Option<usize>,
+    /// Bytes of responses the stdio client may leave unread before its requests are no longer
+    /// read (default 32 MiB; twice this closes the connection).
+    pub max_unsent_bytes: Option<usize>,
+    /// Requests of the stdio client running at once (default 1,024).
+    pub max_in_flight: Option<usize>,
+    /// HTTP sessions open at once (default 64).
+    pub max_sessions: Option<usize>,
+    /// Milliseconds an HTTP session may stay idle before it is closed (default 600,000).
+    pub session_idle_ms: Option<u64>,
 }
 
 /// One `[[servers]]` entry: stdio (`command`, `args`, `env`) or streamable HTTP (`url`,
@@ -213,6 +236,28 @@ impl Config {
         }
         if let Some(n) = d.max_in_flight {
             out.max_in_flight = n;
+        }
+        out
+    }
+
+    /// The MCP server's settings: the defaults with this file's values over them.
+    pub fn mcp(&self) -> McpConfig {
+        let mut out = McpConfig::default();
+        let m = &self.mcp;
+        if let Some(bytes) = m.max_line_bytes {
+            out.max_line_bytes = bytes;
+        }
+        if let Some(bytes) = m.max_unsent_bytes {
+            out.max_unsent_bytes = bytes;
+        }
+        if let Some(n) = m.max_in_flight {
+            out.max_in_flight = n;
+        }
+        if let Some(n) = m.max_sessions {
+            out.max_sessions = n;
+        }
+        if let Some(ms) = m.session_idle_ms {
+            out.session_idle = Duration::from_millis(ms);
         }
         out
     }

@@ -85,6 +85,8 @@ mod engine;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
+mod flow;
+#[cfg(feature = "runtime")]
 mod limits;
 #[cfg(feature = "runtime")]
 pub mod mcp;
@@ -96,6 +98,8 @@ mod outcome;
 mod prompt;
 #[cfg(feature = "runtime")]
 mod registry;
+#[cfg(feature = "runtime")]
+mod rpc;
 #[cfg(feature = "runtime")]
 mod sandbox;
 #[cfg(feature = "runtime")]

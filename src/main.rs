@@ -340,7 +340,7 @@ fn mcp(http: Option<std::net::SocketAddr>, sources: Sources) -> ExitCode {
         Err(code) => return code,
     };
     let runtime = &loaded.runtime;
-    let server = codemode::mcp::McpServer::new(engine);
+    let server = codemode::mcp::McpServer::with_config(engine, loaded.config.mcp());
     let served = match http {
         Some(addr) => runtime.block_on(server.serve_http(addr, shutdown_signal())),
         None => runtime.block_on(server.serve_stdio()),

@@ -11,8 +11,6 @@
 //! run many programs at once and a slow client holds up nobody else. Executions may tighten the
 //! engine's limits, never loosen them.
 
-mod rpc;
-
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -21,19 +19,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::definitions;
 use crate::discovery::{names_arg, search_args};
 use crate::engine::{CancelToken, Engine, ExecuteOptions};
 use crate::error::ToolError;
+use crate::flow::Outbox;
 use crate::limits::{Limits, LimitsPatch};
 use crate::mcp::Upstream;
 use crate::outcome::LogLine;
 use crate::registry::{Registry, Tool};
-use rpc::{Line, RpcError};
+use crate::rpc::{self, Line, LineReader, RpcError};
 
 /// Settings of a [`Daemon`].
 #[derive(Debug, Clone)]
@@ -94,6 +93,8 @@ struct Counters {
     tool_callbacks: u64,
     /// Connections closed because their client left too much unread.
     closed_unread: u64,
+    /// Connections whose client hung up while its programs ran (they were cancelled).
+    cancelled_gone: u64,
 }
 
 impl Daemon {
@@ -126,18 +127,27 @@ impl Daemon {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        self.serve_connection_watching(reader, writer, std::future::pending()).await;
+    }
+
+    /// [`serve_connection`](Self::serve_connection), cancelling the connection's running
+    /// programs when `peer_gone` completes after the client stopped sending: a client that
+    /// hung up entirely cannot read their results, so they stop now instead of at their
+    /// deadlines (a client that only closed its sending side still gets them).
+    pub async fn serve_connection_watching<R, W>(&self, reader: R, writer: W, peer_gone: impl Future<Output = ()>)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
         self.inner.connections.fetch_add(1, Ordering::Relaxed);
         self.inner.stats.lock().expect("stats lock").connections_total += 1;
         let span = tracing::info_span!("connection", id);
-        let (tx, rx) = mpsc::unbounded_channel::<String>();
-        let flow = Arc::new(Flow::default());
-        let writer_task = tokio::spawn(write_lines(writer, rx, Arc::clone(&flow)));
+        let (out, writer_task) =
+            Outbox::new(writer, self.inner.config.max_unsent_bytes, self.inner.config.max_in_flight);
         let conn = Arc::new(Connection {
             id,
-            out: tx,
-            flow,
-            max_unsent: self.inner.config.max_unsent_bytes,
+            out,
             own: Mutex::new(Registry::new()),
             view: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
@@ -145,74 +155,72 @@ impl Daemon {
             closed: AtomicBool::new(false),
         });
         self.read_loop(&conn, reader).instrument(span.clone()).await;
-        if conn.flow.overflowed.load(Ordering::Relaxed) {
+        let overflowed = conn.out.is_overflowed();
+        if overflowed {
             // Its results can no longer be delivered: its programs stop now, not at their
             // deadlines, and free the sandbox threads for other clients.
-            for ((connection, _), token) in self.inner.running.lock().expect("running lock").iter() {
-                if *connection == id {
-                    token.cancel();
-                }
-            }
+            self.cancel_connection(id);
             self.inner.stats.lock().expect("stats lock").closed_unread += 1;
             span.in_scope(|| {
                 tracing::warn!(
                     "connection closed: its client left more than {} bytes of responses unread",
-                    2 * self.inner.config.max_unsent_bytes
+                    2 * conn.out.max_unsent()
                 )
             });
         }
         // The client stopped sending. Its pending callbacks fail at once (it can no longer
-        // answer) and its tools vanish with the connection; its running programs go on to
+        // answer) and its tools vanish with the connection. Its running programs go on to
         // their end, within their deadline, and their results are written if the client is
         // still reading (a client may close only its sending side, as `serve --stdio` with a
-        // piped stdin does).
+        // piped stdin does) — unless the client is gone entirely, which `peer_gone` tells.
         conn.closed.store(true, Ordering::Relaxed);
         conn.pending.lock().expect("pending lock").clear();
         drop(conn);
-        let _ = writer_task.await;
+        tokio::pin!(writer_task);
+        tokio::select! {
+            biased;
+            _ = &mut writer_task => {}
+            () = peer_gone, if !overflowed => {
+                if self.cancel_connection(id) > 0 {
+                    self.inner.stats.lock().expect("stats lock").cancelled_gone += 1;
+                    span.in_scope(|| tracing::info!("client gone: its running programs are cancelled"));
+                }
+                let _ = writer_task.await;
+            }
+        }
         self.inner.connections.fetch_sub(1, Ordering::Relaxed);
         span.in_scope(|| tracing::info!("connection closed"));
     }
 
+    /// Cancels the running executions of connection `id`; returns how many.
+    fn cancel_connection(&self, id: u64) -> usize {
+        let running = self.inner.running.lock().expect("running lock");
+        let mine = running.iter().filter(|((connection, _), _)| *connection == id);
+        mine.map(|(_, token)| token.cancel()).count()
+    }
+
     async fn read_loop<R: AsyncRead + Unpin>(&self, conn: &Arc<Connection>, reader: R) {
-        let mut reader = BufReader::new(reader);
+        let mut reader = LineReader::new(BufReader::new(reader), self.inner.config.max_line_bytes);
         loop {
             // Backpressure: no new request while the client leaves too much unread or has too
             // many running; a client past the hard bound is dropped.
-            loop {
-                if conn.flow.overflowed.load(Ordering::Relaxed) {
-                    return;
-                }
-                let unsent = conn.flow.unsent.load(Ordering::Relaxed);
-                let in_flight = conn.flow.in_flight.load(Ordering::Relaxed);
-                if unsent <= self.inner.config.max_unsent_bytes && in_flight < self.inner.config.max_in_flight {
-                    break;
-                }
-                conn.flow.drained.notified().await;
+            if !conn.out.room().await {
+                return;
             }
             let read = tokio::select! {
-                read = rpc::read_line(&mut reader, self.inner.config.max_line_bytes) => read,
+                read = reader.next() => read,
                 // A client dropped for what it left unread is not waited on to send more.
-                _ = overflow(&conn.flow) => return,
+                () = conn.out.overflowed() => return,
             };
             let line = match read {
                 Ok(Line::Eof) | Err(_) => return,
-                Ok(Line::TooLong(n)) => {
-                    let message = format!(
-                        "message of {n} bytes is longer than the limit of {} bytes",
-                        self.inner.config.max_line_bytes
-                    );
-                    conn.send(rpc::response(&Value::Null, Err(RpcError::new(rpc::INVALID_REQUEST, message))));
-                    continue;
-                }
-                Ok(Line::Invalid) => {
-                    conn.send(rpc::response(
-                        &Value::Null,
-                        Err(RpcError::new(rpc::PARSE_ERROR, "message is not UTF-8")),
-                    ));
-                    continue;
-                }
                 Ok(Line::Text(t)) => t,
+                Ok(other) => {
+                    if let Some(e) = other.framing_error(reader.max()) {
+                        conn.send(rpc::response(&Value::Null, Err(e)));
+                    }
+                    continue;
+                }
             };
             if line.trim().is_empty() {
                 continue;
@@ -284,9 +292,9 @@ impl Daemon {
         let daemon = self.clone();
         let conn = Arc::clone(conn);
         let method = method.to_string();
-        conn.flow.in_flight.fetch_add(1, Ordering::Relaxed);
+        let running = conn.out.begin();
         tokio::spawn(async move {
-            let _running = InFlight(Arc::clone(&conn.flow));
+            let _running = running;
             let result = daemon.call(&conn, &method, id.as_ref(), params).await;
             // Notifications (no id) get no response, not even an error.
             if let Some(id) = id {
@@ -456,6 +464,7 @@ impl Daemon {
             "connectionsTotal": s.connections_total,
             "toolCallbacks": s.tool_callbacks,
             "closedUnread": s.closed_unread,
+            "cancelledGone": s.cancelled_gone,
             "pool": { "workers": self.inner.engine.workers() },
             "tools": self.inner.engine.registry().tools().count(),
             "upstreams": statuses,
@@ -489,7 +498,7 @@ impl Daemon {
     /// Serves standard input and output until the peer closes them or `shutdown` completes.
     pub async fn serve_stdio(&self, shutdown: impl Future<Output = ()>) {
         tokio::select! {
-            () = self.serve_connection(tokio::io::stdin(), tokio::io::stdout()) => {}
+            () = self.serve_connection_watching(tokio::io::stdin(), tokio::io::stdout(), hung_up(1)) => {}
             () = shutdown => {}
         }
         self.shutdown().await;
@@ -497,10 +506,19 @@ impl Daemon {
 
     /// Listens on the Unix socket `path` (mode 0600) until `shutdown` completes, then stops
     /// accepting, lets running executions finish within the grace period, and removes the
-    /// socket. Refuses to start if another process is listening there; removes a stale socket.
+    /// socket. Refuses to start if another process is listening there or if `path` is anything
+    /// but a socket (a file, a directory, a link); replaces a stale socket.
     pub async fn serve_socket(&self, path: &Path, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        if path.exists() {
+        use std::os::unix::fs::FileTypeExt;
+        // Only a stale socket is replaced: anything else at `path` is someone's file.
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket; choose another path", path.display()),
+                ));
+            }
             if tokio::net::UnixStream::connect(path).await.is_ok() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
@@ -510,7 +528,7 @@ impl Daemon {
             std::fs::remove_file(path)?;
         }
         let listener = tokio::net::UnixListener::bind(path)?;
-        let _guard = RemoveOnDrop(path.to_path_buf());
+        let _guard = RemoveOnDrop::new(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         tracing::info!(socket = %path.display(), "listening");
         tokio::pin!(shutdown);
@@ -519,8 +537,11 @@ impl Daemon {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let daemon = self.clone();
+                        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
                         let (r, w) = stream.into_split();
-                        tokio::spawn(async move { daemon.serve_connection(r, w).await });
+                        // `fd` stays open while the writer half lives, and the watch is only
+                        // polled until the writer task ends.
+                        tokio::spawn(async move { daemon.serve_connection_watching(r, w, hung_up(fd)).await });
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 },
@@ -533,20 +554,52 @@ impl Daemon {
     }
 }
 
-struct RemoveOnDrop(PathBuf);
+/// Completes once the other end of `fd` is gone: a socket whose peer closed both directions
+/// (`POLLHUP`) or a pipe with no reader left (`POLLERR`). Checked every 100 ms: it runs only
+/// after a client stopped sending while its programs still run.
+async fn hung_up(fd: std::os::fd::RawFd) {
+    loop {
+        let mut p = libc::pollfd { fd, events: 0, revents: 0 };
+        // SAFETY: one valid `pollfd` and a zero timeout; `fd` is open while this is polled.
+        let ready = unsafe { libc::poll(&mut p, 1, 0) };
+        if ready > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Removes the daemon's socket when it stops, if what is at its path is still that socket
+/// (not a file someone put there since).
+struct RemoveOnDrop {
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl RemoveOnDrop {
+    fn new(path: &Path) -> std::io::Result<Self> {
+        Ok(RemoveOnDrop { path: path.to_path_buf(), identity: identity(path)? })
+    }
+}
+
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if identity(&self.path).is_ok_and(|now| now == self.identity) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
 /// One client connection.
 struct Connection {
     id: u64,
-    out: mpsc::UnboundedSender<String>,
-    flow: Arc<Flow>,
-    max_unsent: usize,
+    out: Outbox,
     /// The tools this client registered.
     own: Mutex<Registry>,
     /// The engine's tools with `own` laid over them, and the engine registry it was made
@@ -561,18 +614,7 @@ struct Connection {
 
 impl Connection {
     fn send(&self, line: String) {
-        let flow = &self.flow;
-        if flow.overflowed.load(Ordering::Relaxed) {
-            return;
-        }
-        let unsent = flow.unsent.fetch_add(line.len() + 1, Ordering::Relaxed) + line.len() + 1;
-        if unsent > 2 * self.max_unsent {
-            flow.overflowed.store(true, Ordering::Relaxed);
-            flow.drained.notify_one();
-            flow.overflow_signal.notify_waiters();
-            return;
-        }
-        // Fails only when the writer is gone, i.e. the client disconnected.
+        // False once the client is being dropped for what it left unread.
         let _ = self.out.send(line);
     }
 
@@ -690,68 +732,6 @@ struct PendingGuard(Arc<Connection>, u64);
 impl Drop for PendingGuard {
     fn drop(&mut self) {
         self.0.pending.lock().expect("pending lock").remove(&self.1);
-    }
-}
-
-async fn write_lines<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::UnboundedReceiver<String>, flow: Arc<Flow>) {
-    while let Some(line) = rx.recv().await {
-        let mut bytes = line.into_bytes();
-        bytes.push(b'\n');
-        // Batch whatever else is ready into one write.
-        while let Ok(more) = rx.try_recv() {
-            bytes.extend_from_slice(more.as_bytes());
-            bytes.push(b'\n');
-        }
-        // A client past the hard bound is dropped: its writer closes, whatever is queued.
-        let written = async {
-            tokio::select! {
-                r = async { writer.write_all(&bytes).await?; writer.flush().await } => r.is_ok(),
-                _ = overflow(&flow) => false,
-            }
-        };
-        if !written.await {
-            return;
-        }
-        flow.unsent.fetch_sub(bytes.len(), Ordering::Relaxed);
-        flow.drained.notify_one();
-    }
-}
-
-/// Completes once the connection is past its hard bound of unread responses.
-async fn overflow(flow: &Flow) {
-    loop {
-        // Registered before the flag is read, so a signal in between is not missed.
-        let signal = flow.overflow_signal.notified();
-        tokio::pin!(signal);
-        signal.as_mut().enable();
-        if flow.overflowed.load(Ordering::Relaxed) {
-            return;
-        }
-        signal.await;
-    }
-}
-
-/// How much of one connection's output is waiting, and how many of its requests run.
-#[derive(Default)]
-struct Flow {
-    /// Bytes handed to the writer and not yet written.
-    unsent: AtomicUsize,
-    in_flight: AtomicUsize,
-    /// Set once `unsent` passed twice the bound: the connection is being closed.
-    overflowed: AtomicBool,
-    /// Woken when output was written or a request finished (the reader may go on).
-    drained: tokio::sync::Notify,
-    /// Woken when `overflowed` is set (the writer gives up a blocked write).
-    overflow_signal: tokio::sync::Notify,
-}
-
-/// Counts one running request of a connection for as long as it lives.
-struct InFlight(Arc<Flow>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.drained.notify_one();
     }
 }
 

@@ -3,6 +3,9 @@
 
 mod client;
 mod server;
+mod sessions;
+mod stdio;
 
 pub use client::{Transport, Upstream, UpstreamConfig, UpstreamError, UpstreamStatus};
-pub use server::McpServer;
+pub use server::{McpConfig, McpServer};
+pub use sessions::SessionStats;

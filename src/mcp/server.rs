@@ -6,6 +6,7 @@
 //!   `structuredContent`, its value already cut structurally to the result cap.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Implementation,
@@ -18,28 +19,80 @@ use serde_json::{json, Map, Value};
 use crate::discovery::{names_arg, search_args};
 use crate::engine::{CancelToken, Engine, ExecuteOptions};
 
+use super::sessions::{Sessions, SessionsError};
+use super::stdio::BoundedLines;
+
+/// Bounds of the MCP server's connections and sessions.
+#[derive(Debug, Clone)]
+pub struct McpConfig {
+    /// Longest accepted message line on stdio (default 16 MiB); a longer one gets an error
+    /// response and the next line is read.
+    pub max_line_bytes: usize,
+    /// Bytes of responses the stdio client may leave unread (default 32 MiB). Past it no
+    /// request is read until it reads; past twice it the connection is closed and its
+    /// programs cancelled.
+    pub max_unsent_bytes: usize,
+    /// Requests of the stdio client running at once (default 1,024); further ones wait unread.
+    pub max_in_flight: usize,
+    /// HTTP sessions open at once (default 64); a new one past it is refused with 503.
+    pub max_sessions: usize,
+    /// How long an HTTP session with no request or stream open lives (default 10 minutes).
+    pub session_idle: Duration,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            max_line_bytes: 16 << 20,
+            max_unsent_bytes: 32 << 20,
+            max_in_flight: 1024,
+            max_sessions: 64,
+            session_idle: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Serves an [`Engine`]'s tools to MCP clients. Cheap to clone.
 #[derive(Clone)]
 pub struct McpServer {
     engine: Engine,
+    config: Arc<McpConfig>,
 }
 
 impl McpServer {
-    /// A server for `engine` (its registry and limits).
+    /// A server for `engine` (its registry and limits), with the default bounds.
     pub fn new(engine: Engine) -> Self {
-        McpServer { engine }
+        McpServer::with_config(engine, McpConfig::default())
+    }
+
+    /// A server for `engine` with these bounds.
+    pub fn with_config(engine: Engine, config: McpConfig) -> Self {
+        McpServer { engine, config: Arc::new(config) }
     }
 
     /// Serves one client over stdin and stdout until it disconnects.
     pub async fn serve_stdio(self) -> std::io::Result<()> {
+        self.serve_lines(tokio::io::stdin(), tokio::io::stdout()).await
+    }
+
+    /// Serves one client over a reader and a writer of newline-delimited JSON-RPC (what
+    /// [`serve_stdio`](Self::serve_stdio) does with stdin and stdout), until it disconnects.
+    pub async fn serve_lines<R, W>(self, reader: R, writer: W) -> std::io::Result<()>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         use rmcp::ServiceExt;
-        let running = self.serve(rmcp::transport::stdio()).await.map_err(std::io::Error::other)?;
+        let transport = BoundedLines::new(reader, writer, &self.config);
+        let running = self.serve(transport).await.map_err(std::io::Error::other)?;
         running.waiting().await.map_err(std::io::Error::other)?;
         Ok(())
     }
 
     /// Serves streamable HTTP at `http://ADDR/mcp` until `shutdown` completes. Sessions are
-    /// kept per client. Requests must name a loopback `Host`, and a browser `Origin` must be
+    /// kept per client, at most `max_sessions` at once, each closed after `session_idle`
+    /// without a request; `GET /` says what the server is and reports the sessions
+    /// ([`SessionStats`]). Requests must name a loopback `Host`, and a browser `Origin` must be
     /// this server's own (`http://127.0.0.1:PORT` or `http://localhost:PORT`): a web page
     /// cannot reach it through DNS rebinding. `addr` must be a loopback address.
     pub async fn serve_http(
@@ -47,25 +100,60 @@ impl McpServer {
         addr: std::net::SocketAddr,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-        use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
         if !addr.ip().is_loopback() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("{addr} is not a loopback address; the HTTP server only listens on loopback"),
             ));
         }
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let port = listener.local_addr()?.port();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        self.serve_http_on(listener, shutdown).await
+    }
+
+    /// [`serve_http`](Self::serve_http) on a listener already bound (to a loopback address).
+    pub async fn serve_http_on(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{addr} is not a loopback address; the HTTP server only listens on loopback"),
+            ));
+        }
+        let port = addr.port();
         let config = StreamableHttpServerConfig::default()
             .with_allowed_origins([format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")])
             .enforce_origin_validation();
+        let sessions = Arc::new(Sessions::new(self.config.max_sessions, self.config.session_idle));
+        let expiry = tokio::spawn(Arc::clone(&sessions).expire_idle());
         let server = self;
-        let service: StreamableHttpService<McpServer, LocalSessionManager> =
-            StreamableHttpService::new(move || Ok(server.clone()), Default::default(), config);
-        let router = axum::Router::new().nest_service("/mcp", service);
+        let service: StreamableHttpService<McpServer, Sessions> =
+            StreamableHttpService::new(move || Ok(server.clone()), Arc::clone(&sessions), config);
+        let full = Arc::clone(&sessions);
+        let status = Arc::clone(&sessions);
+        let router = axum::Router::new()
+            .nest_service("/mcp", service)
+            .layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let full = Arc::clone(&full);
+                async move { refuse_when_full(&full, request, next).await }
+            }))
+            .route(
+                "/",
+                axum::routing::get(move |headers: axum::http::HeaderMap| {
+                    let status = Arc::clone(&status);
+                    async move { describe_server(&status, &headers) }
+                }),
+            );
         tracing::info!(%addr, "serving MCP over streamable HTTP at /mcp");
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        expiry.abort();
+        served
     }
 
     async fn call(&self, name: &str, args: &Value, cancel: CancelToken) -> Result<CallToolResult, ErrorData> {
@@ -148,6 +236,52 @@ impl McpServer {
             other => Err(ErrorData::invalid_params(format!("unknown tool {other:?}"), None)),
         }
     }
+}
+
+/// A new session (a POST without `Mcp-Session-Id`) while the sessions are full gets 503 with a
+/// JSON-RPC error saying why, before rmcp would make one.
+async fn refuse_when_full(
+    sessions: &Sessions,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let opens_session =
+        request.method() == axum::http::Method::POST && !request.headers().contains_key("mcp-session-id");
+    if opens_session && sessions.refuses_new() {
+        let stats = sessions.stats();
+        let body = json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": { "code": -32000, "message": SessionsError::Full(stats.max).to_string() },
+        });
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// `GET /`: what this server is, where its endpoint is, and its sessions. Only for a loopback
+/// `Host`, as the endpoint itself.
+fn describe_server(sessions: &Sessions, headers: &axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let name = host.rsplit_once(':').map_or(host, |(name, port)| if port.contains(']') { host } else { name });
+    if !matches!(name, "localhost" | "127.0.0.1" | "[::1]") {
+        return (axum::http::StatusCode::FORBIDDEN, "Host must be a loopback address").into_response();
+    }
+    let body = json!({
+        "server": "codemode",
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoint": "/mcp",
+        "transport": "streamable HTTP (MCP)",
+        "sessions": sessions.stats(),
+    });
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 fn invalid(message: &str) -> ErrorData {

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod bounded;
 mod build;
 mod cli;
 mod config;

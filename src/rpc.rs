@@ -59,44 +59,78 @@ pub(crate) enum Line {
     Eof,
 }
 
-/// Reads one newline-terminated line of at most `max` bytes without ever buffering more than
-/// that: a longer line is consumed and reported, and the next line is read normally.
-pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Line> {
-    let mut line = Vec::new();
-    let mut skipped = 0usize;
-    loop {
-        let chunk = reader.fill_buf().await?;
-        if chunk.is_empty() {
-            return Ok(if line.is_empty() && skipped == 0 { Line::Eof } else { finish(line, skipped) });
-        }
-        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        let content = &chunk[..if done { take - 1 } else { take }];
-        if skipped > 0 || line.len() + content.len() > max {
-            skipped += line.len() + content.len();
-            line.clear();
-        } else {
-            line.extend_from_slice(content);
-        }
-        reader.consume(take);
-        if done {
-            return Ok(finish(line, skipped));
+impl Line {
+    /// The error to answer a line that cannot be a message with (too long, not UTF-8).
+    pub(crate) fn framing_error(&self, max: usize) -> Option<RpcError> {
+        match self {
+            Line::TooLong(n) => Some(RpcError::new(
+                INVALID_REQUEST,
+                format!("message of {n} bytes is longer than the limit of {max} bytes"),
+            )),
+            Line::Invalid => Some(RpcError::new(PARSE_ERROR, "message is not UTF-8")),
+            Line::Text(_) | Line::Eof => None,
         }
     }
 }
 
-fn finish(mut line: Vec<u8>, skipped: usize) -> Line {
-    if skipped > 0 {
-        return Line::TooLong(skipped);
+/// Reads newline-terminated lines of at most `max` bytes without ever buffering more than
+/// that: a longer line is consumed and reported, and the next line is read normally.
+/// Cancel-safe: a read dropped part-way (in a `select!`) keeps its partial line for the next.
+pub(crate) struct LineReader<R> {
+    reader: R,
+    max: usize,
+    line: Vec<u8>,
+    skipped: usize,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    pub(crate) fn new(reader: R, max: usize) -> Self {
+        LineReader { reader, max, line: Vec::new(), skipped: 0 }
     }
-    if line.last() == Some(&b'\r') {
-        line.pop();
+
+    /// The longest line accepted, in bytes.
+    pub(crate) fn max(&self) -> usize {
+        self.max
     }
-    match String::from_utf8(line) {
-        Ok(s) => Line::Text(s),
-        Err(_) => Line::Invalid,
+
+    pub(crate) async fn next(&mut self) -> std::io::Result<Line> {
+        loop {
+            // No await between taking bytes from the reader and recording them here.
+            let chunk = self.reader.fill_buf().await?;
+            if chunk.is_empty() {
+                return Ok(if self.line.is_empty() && self.skipped == 0 { Line::Eof } else { self.finish() });
+            }
+            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let content = &chunk[..if done { take - 1 } else { take }];
+            if self.skipped > 0 || self.line.len() + content.len() > self.max {
+                self.skipped += self.line.len() + content.len();
+                self.line.clear();
+            } else {
+                self.line.extend_from_slice(content);
+            }
+            self.reader.consume(take);
+            if done {
+                return Ok(self.finish());
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Line {
+        let mut line = std::mem::take(&mut self.line);
+        let skipped = std::mem::take(&mut self.skipped);
+        if skipped > 0 {
+            return Line::TooLong(skipped);
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        match String::from_utf8(line) {
+            Ok(s) => Line::Text(s),
+            Err(_) => Line::Invalid,
+        }
     }
 }
 
