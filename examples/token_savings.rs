@@ -17,7 +17,7 @@
 #![allow(clippy::print_stdout, reason = "an example prints its table")]
 
 use codemode::{
-    count_tokens, definitions, prompt, Engine, ExecuteOptions, Limits, Registry, Tool, ToolError,
+    count_tokens, definitions, estimate_tokens, prompt, Engine, ExecuteOptions, Limits, Registry, Tool, ToolError,
 };
 use serde_json::{json, Value};
 
@@ -102,6 +102,14 @@ struct Row {
     scenario: &'static str,
     direct: usize,
     code_mode: usize,
+    /// The transcripts, to compare `estimate_tokens` with the exact counts.
+    texts: [String; 2],
+}
+
+impl Row {
+    fn new(scenario: &'static str, direct: String, code_mode: String) -> Row {
+        Row { scenario, direct: count_tokens(&direct), code_mode: count_tokens(&code_mode), texts: [direct, code_mode] }
+    }
 }
 
 async fn scenarios() -> Vec<Row> {
@@ -128,11 +136,7 @@ async fn scenarios() -> Vec<Row> {
     let direct = call("sheets.listSheets", &json!({}), &sheets.to_string())
         + &call("sheets.getRows", &json!({ "sheetId": "sales" }), &rows.to_string())
         + &summary.to_string();
-    let mut out = vec![Row {
-        scenario: "1. spreadsheet: 10,000 rows summarised",
-        direct: count_tokens(&direct),
-        code_mode: count_tokens(&code_mode),
-    }];
+    let mut out = vec![Row::new("1. spreadsheet: 10,000 rows summarised", direct, code_mode)];
 
     // 2. A document moved between two tools.
     let direct = call("docs.read", &json!({ "id": "q3-report" }), &json!(text).to_string())
@@ -147,11 +151,7 @@ async fn scenarios() -> Vec<Row> {
     )
     .await;
     assert_eq!(moved["chars"], json!(text.chars().count()));
-    out.push(Row {
-        scenario: "2. document moved between two tools",
-        direct: count_tokens(&direct),
-        code_mode: count_tokens(&code_mode),
-    });
+    out.push(Row::new("2. document moved between two tools", direct, code_mode));
 
     // 3. Tool definitions: everything up front, against the index and two declarations.
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/typegen/real");
@@ -169,11 +169,7 @@ async fn scenarios() -> Vec<Row> {
     let direct = Value::Array(all_tools).to_string();
     let code_mode = prompt(&registry, &Limits::default())
         + &registry.describe(&["github.search_repositories", "github.create_issue"]).unwrap();
-    out.push(Row {
-        scenario: "3. tool definitions (4 real servers, task needs 2 tools)",
-        direct: count_tokens(&direct),
-        code_mode: count_tokens(&code_mode),
-    });
+    out.push(Row::new("3. tool definitions (4 real servers, task needs 2 tools)", direct, code_mode));
     out
 }
 
@@ -189,6 +185,19 @@ fn main() {
             r.code_mode,
             100.0 * (1.0 - r.code_mode as f64 / r.direct as f64)
         );
+    }
+    // The estimate the reports carry by default, against the exact count of the same text.
+    println!("\n| transcript | exact (o200k_base) | estimate | error |");
+    println!("|---|---:|---:|---:|");
+    for r in &rows {
+        for (side, text, exact) in [("direct", &r.texts[0], r.direct), ("code mode", &r.texts[1], r.code_mode)] {
+            let estimate = estimate_tokens(text);
+            println!(
+                "| {}, {side} | {exact} | {estimate} | {:+.1} % |",
+                r.scenario,
+                100.0 * (estimate as f64 - exact as f64) / exact as f64
+            );
+        }
     }
 }
 

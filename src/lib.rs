@@ -122,7 +122,7 @@ pub use {
     engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, WeakEngine},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
-    outcome::{count_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
+    outcome::{count_tokens, estimate_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
     prompt::prompt,
     registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput, MAX_SCHEMA_REFS, MAX_SCHEMA_VALUES},
     sandbox::SANDBOX_GLOBALS,

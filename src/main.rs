@@ -191,6 +191,10 @@ enum Command {
         /// Print exactly one JSON object: ok, value, logs, error, stats.
         #[arg(long)]
         json: bool,
+        /// Count tokens exactly (o200k_base) instead of estimating them; loading the
+        /// tokenizer costs about 70 ms.
+        #[arg(long)]
+        tokens: bool,
     },
 }
 
@@ -198,8 +202,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Run { file, sources, timeout_ms, memory_mb, json } => {
-            run(file, sources, timeout_ms, memory_mb, json)
+        Command::Run { file, sources, timeout_ms, memory_mb, json, tokens } => {
+            run(file, sources, timeout_ms, memory_mb, json, tokens)
         }
         Command::Types { sources, json } => types(sources, json),
         Command::Tools(command) => tools(command),
@@ -493,6 +497,7 @@ fn run(
     timeout_ms: Option<u64>,
     memory_mb: Option<usize>,
     json: bool,
+    exact_tokens: bool,
 ) -> ExitCode {
     let code = if file.as_os_str() == "-" {
         let mut s = String::new();
@@ -527,9 +532,9 @@ fn run(
     let runtime = &loaded.runtime;
     let outcome = runtime.block_on(engine.execute(&code, ExecuteOptions::default()));
     if json {
-        outln!("{}", outcome.to_report());
+        outln!("{}", if exact_tokens { outcome.to_report_exact() } else { outcome.to_report() });
     } else {
-        print_human(&outcome);
+        print_human(&outcome, exact_tokens);
     }
     if outcome.is_ok() {
         ExitCode::SUCCESS
@@ -538,7 +543,7 @@ fn run(
     }
 }
 
-fn print_human(outcome: &Outcome) {
+fn print_human(outcome: &Outcome, exact_tokens: bool) {
     for line in &outcome.logs {
         match line.level {
             LogLevel::Log | LogLevel::Info => outln!("{}", line.message),
@@ -582,16 +587,16 @@ fn print_human(outcome: &Outcome) {
         outln!("[hint] {hint}");
     }
     let s = &outcome.stats;
-    let t = outcome.tokens();
+    let t = if exact_tokens { outcome.tokens() } else { outcome.estimated_tokens() };
     let calls =
         if s.tool_calls == 1 { "1 tool call".to_string() } else { format!("{} tool calls", s.tool_calls) };
+    let about = if t.estimated { "~" } else { "" };
     outln!(
-        "— {} in {:.1} ms · {calls} · {} tokens of tool results kept out of context, {} returned{}",
+        "— {} in {:.1} ms · {calls} · {about}{} tokens of tool results kept out of context, {about}{} returned",
         if outcome.is_ok() { "ok" } else { "failed" },
         s.duration.as_secs_f64() * 1000.0,
         t.tool_results,
         t.returned,
-        if t.estimated { " (estimated)" } else { "" },
     );
 }
 

@@ -98,8 +98,9 @@ pub struct Tokens {
     pub tool_results: u64,
     /// Tokens of the result and logs: what code mode puts in context.
     pub returned: u64,
-    /// True when `tool_results` was extrapolated from a sample (more than
-    /// [`TOKEN_SAMPLE_BYTES`] of tool results).
+    /// True when the counts are not exact: estimated without the tokenizer
+    /// ([`Outcome::estimated_tokens`], what reports carry unless asked for exact counts), or
+    /// `tool_results` extrapolated from a sample (more than [`TOKEN_SAMPLE_BYTES`] of them).
     pub estimated: bool,
 }
 
@@ -162,28 +163,50 @@ impl Outcome {
     }
 
     /// Counts tokens with o200k_base. The first call in a process loads the tokenizer (about
-    /// 70 ms); executions never pay for it unless a caller asks.
+    /// 70 ms), and counting costs about 8 ms per 100 KB of tool results: executions never pay
+    /// for it unless a caller asks.
     pub fn tokens(&self) -> Tokens {
         let bpe = tokenizer();
+        self.count_with(|text| bpe.encode_ordinary(text).len(), false)
+    }
+
+    /// [`tokens`](Self::tokens) estimated by [`estimate_tokens`] in one pass over the text,
+    /// without the tokenizer; `estimated` is true.
+    pub fn estimated_tokens(&self) -> Tokens {
+        self.count_with(estimate_tokens, true)
+    }
+
+    fn count_with(&self, count: impl Fn(&str) -> usize, estimate: bool) -> Tokens {
         let sample = &self.stats.tool_result_texts;
-        let mut tool_results: u64 = sample.texts.iter().map(|t| bpe.encode_ordinary(t).len() as u64).sum();
-        let estimated = (sample.kept as u64) < self.stats.tool_result_bytes;
-        if estimated && sample.kept > 0 {
+        let mut tool_results: u64 = sample.texts.iter().map(|t| count(t) as u64).sum();
+        let sampled = (sample.kept as u64) < self.stats.tool_result_bytes;
+        if sampled && sample.kept > 0 {
             tool_results = (tool_results as f64 * self.stats.tool_result_bytes as f64 / sample.kept as f64)
                 .round() as u64;
         }
-        let mut returned = bpe.encode_ordinary(&self.value.to_string()).len() as u64;
+        let mut returned = count(&self.value.to_string()) as u64;
         for line in &self.logs {
-            returned += bpe.encode_ordinary(&line.message).len() as u64;
+            returned += count(&line.message) as u64;
         }
-        Tokens { tool_results, returned, estimated }
+        Tokens { tool_results, returned, estimated: estimate || sampled }
     }
 
-    /// The outcome as one JSON object: `ok`, `value`, `logs`, `error`, `stats` (with `tokens`).
-    /// This is the shape of `codemode run --json` and of the daemon's `code/execute` result.
+    /// The outcome as one JSON object: `ok`, `value`, `logs`, `error`, `stats` (with `tokens`
+    /// estimated, see [`estimated_tokens`](Self::estimated_tokens)). This is the shape of
+    /// `codemode run --json` and of the daemon's `code/execute` result.
     pub fn to_report(&self) -> Value {
+        self.report(self.estimated_tokens())
+    }
+
+    /// [`to_report`](Self::to_report) with the exact token counts (o200k_base), at the cost
+    /// [`tokens`](Self::tokens) says.
+    pub fn to_report_exact(&self) -> Value {
+        self.report(self.tokens())
+    }
+
+    fn report(&self, tokens: Tokens) -> Value {
         let mut stats = serde_json::to_value(&self.stats).expect("stats serialize");
-        stats["tokens"] = serde_json::to_value(self.tokens()).expect("tokens serialize");
+        stats["tokens"] = serde_json::to_value(tokens).expect("tokens serialize");
         let mut report = serde_json::json!({
             "ok": self.is_ok(),
             "value": self.value,
@@ -200,6 +223,72 @@ impl Outcome {
         report
     }
 }
+
+/// An estimate of [`count_tokens`] from one pass over the bytes, without the tokenizer: runs of
+/// letters, digits and punctuation are counted the way o200k_base's pre-tokenizer splits them
+/// (a word with its leading space, up to three digits, a run of punctuation), with long runs
+/// split at the lengths o200k's vocabulary typically covers. BENCHMARKS.md records its error
+/// against the exact count.
+pub fn estimate_tokens(text: &str) -> usize {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Run {
+        None,
+        Letters,
+        Digits,
+        Punct,
+        Space,
+    }
+    let mut tokens = 0usize;
+    let mut run = Run::None;
+    let mut len = 0usize;
+    let close = |run: Run, len: usize| match run {
+        Run::None => 0,
+        Run::Letters => len.div_ceil(LETTERS_PER_TOKEN),
+        Run::Digits => len.div_ceil(3),
+        Run::Punct => len.div_ceil(PUNCT_PER_TOKEN),
+        // Spaces attach to the next word; a run of them (indentation) is one token.
+        Run::Space => usize::from(len > 1),
+    };
+    for &b in text.as_bytes() {
+        let kind = match b {
+            b'a'..=b'z' | b'A'..=b'Z' => Run::Letters,
+            b'0'..=b'9' => Run::Digits,
+            b' ' | b'\t' => Run::Space,
+            b'\n' | b'\r' => {
+                tokens += close(run, len);
+                run = Run::None;
+                len = 0;
+                tokens += 1;
+                continue;
+            }
+            // Past ASCII: one token per character of a non-Latin script, roughly; a UTF-8
+            // continuation byte adds nothing.
+            0x80..=0xBF => continue,
+            0xC0.. => {
+                tokens += close(run, len);
+                run = Run::None;
+                len = 0;
+                tokens += 1;
+                continue;
+            }
+            _ => Run::Punct,
+        };
+        if kind == run {
+            len += 1;
+        } else {
+            // A single space before a word is part of that word.
+            if !(run == Run::Space && len == 1 && kind == Run::Letters) {
+                tokens += close(run, len);
+            }
+            run = kind;
+            len = 1;
+        }
+    }
+    tokens + close(run, len)
+}
+
+const LETTERS_PER_TOKEN: usize = 8;
+const PUNCT_PER_TOKEN: usize = 3;
 
 /// Tokens of `text` under o200k_base (the GPT-4o tokenizer). The first call in a process loads
 /// the tokenizer (about 70 ms).

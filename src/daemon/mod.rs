@@ -153,6 +153,7 @@ impl Daemon {
             pending: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            slots: tokio::sync::Semaphore::new(self.inner.engine.workers()),
         });
         self.read_loop(&conn, reader).instrument(span.clone()).await;
         let overflowed = conn.out.is_overflowed();
@@ -181,11 +182,20 @@ impl Daemon {
             biased;
             _ = &mut writer_task => {}
             () = peer_gone, if !overflowed => {
-                if self.cancel_connection(id) > 0 {
+                // Requests read just before the hang-up may not have registered their runs
+                // yet: cancel until every one has ended.
+                let mut cancelled = 0;
+                loop {
+                    cancelled += self.cancel_connection(id);
+                    tokio::select! {
+                        _ = &mut writer_task => break,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+                if cancelled > 0 {
                     self.inner.stats.lock().expect("stats lock").cancelled_gone += 1;
                     span.in_scope(|| tracing::info!("client gone: its running programs are cancelled"));
                 }
-                let _ = writer_task.await;
             }
         }
         self.inner.connections.fetch_sub(1, Ordering::Relaxed);
@@ -317,7 +327,14 @@ impl Daemon {
                 "capabilities": { "toolCallbacks": true, "logNotifications": true, "cancel": true },
                 "limits": LimitsPatch::from(self.inner.engine.limits()),
             })),
-            "tools/register" => self.register(conn, &params),
+            // A big schema takes a while to check and declare: off the async workers, so
+            // other clients' responses are not held up behind it.
+            "tools/register" => {
+                let (daemon, conn) = (self.clone(), Arc::clone(conn));
+                tokio::task::spawn_blocking(move || daemon.register(&conn, &params))
+                    .await
+                    .unwrap_or_else(|e| Err(RpcError::new(rpc::REGISTRATION_FAILED, format!("registration failed: {e}"))))
+            }
             "tools/list" => Ok(json!({ "namespaces": conn.registry(&self.inner.engine).list() })),
             "tools/search" => {
                 let (query, detail, limit) = search_args(&params).map_err(RpcError::params)?;
@@ -408,10 +425,14 @@ impl Daemon {
             None | Some(Value::Null) => self.inner.engine.limits().clone(),
             Some(l) => tighten(self.inner.engine.limits(), l)?,
         };
-        let key = (conn.id, id.map(Value::to_string).unwrap_or_default());
+        // A notification's run has no id to cancel it by, but is registered all the same, so
+        // a client that hangs up or overflows stops it too.
+        let key = match id {
+            Some(id) => (conn.id, id.to_string()),
+            None => (conn.id, format!("notification #{}", conn.next_call.fetch_add(1, Ordering::Relaxed))),
+        };
         let token = CancelToken::new();
-        let tracked = id.is_some();
-        if tracked {
+        {
             let mut running = self.inner.running.lock().expect("running lock");
             if running.contains_key(&key) {
                 return Err(RpcError::new(
@@ -435,16 +456,21 @@ impl Daemon {
                 ));
             })),
         };
-        let outcome = self.inner.engine.execute(code, options).await;
-        if tracked {
-            self.inner.running.lock().expect("running lock").remove(&key);
-        }
+        // One connection has at most as many programs in the engine as it has sandbox threads:
+        // the rest wait here, so one client's burst does not queue ahead of everyone else's.
+        let outcome = {
+            let _slot = conn.slots.acquire().await;
+            self.inner.engine.execute(code, options).await
+        };
+        self.inner.running.lock().expect("running lock").remove(&key);
         let mut stats = self.inner.stats.lock().expect("stats lock");
         stats.executions += 1;
         if let Some(e) = &outcome.error {
             *stats.failures.entry(e.kind.code().to_string()).or_default() += 1;
         }
-        Ok(outcome.to_report())
+        // The exact count costs about 8 ms per 100 KB of tool results; only on request.
+        let exact = params.get("tokens").and_then(Value::as_bool).unwrap_or(false);
+        Ok(if exact { outcome.to_report_exact() } else { outcome.to_report() })
     }
 
     /// Executions, failures by kind, connections, pool size, the engine's tools, and the
@@ -610,6 +636,8 @@ struct Connection {
     next_call: AtomicU64,
     /// Set when the client stopped sending: no new callback is sent to it.
     closed: AtomicBool,
+    /// Its programs in the engine at once: as many as the pool has threads.
+    slots: tokio::sync::Semaphore,
 }
 
 impl Connection {

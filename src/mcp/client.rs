@@ -288,10 +288,20 @@ impl Upstream {
             }
         };
         let namespace = &self.config.namespace;
-        let installed = engine.update_registry(|registry| {
-            registry.remove_namespace(namespace);
-            self.install(registry, &client, listed)
-        });
+        // A server's schemas may be big: they are checked and declared off the async workers.
+        let installed = {
+            let upstream = Arc::clone(self);
+            tokio::task::spawn_blocking(move || {
+                engine
+                    .update_registry(|registry| {
+                        registry.remove_namespace(&upstream.config.namespace);
+                        upstream.install(registry, &client, listed)
+                    })
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("registration failed: {e}")))
+        };
         let mut state = self.state.lock().await;
         match installed {
             Ok(n) => {
@@ -300,7 +310,7 @@ impl Upstream {
             }
             Err(e) => {
                 tracing::warn!(upstream = %namespace, error = %e, "upstream tools not re-registered");
-                state.last_error = Some(e.to_string());
+                state.last_error = Some(e);
             }
         }
     }

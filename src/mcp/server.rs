@@ -57,6 +57,9 @@ impl Default for McpConfig {
 pub struct McpServer {
     engine: Engine,
     config: Arc<McpConfig>,
+    /// Programs of this client (stdio) or session (HTTP) in the engine at once: as many as
+    /// the pool has threads, so one client's burst does not queue ahead of everyone else's.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl McpServer {
@@ -67,7 +70,13 @@ impl McpServer {
 
     /// A server for `engine` with these bounds.
     pub fn with_config(engine: Engine, config: McpConfig) -> Self {
-        McpServer { engine, config: Arc::new(config) }
+        let slots = Arc::new(tokio::sync::Semaphore::new(engine.workers()));
+        McpServer { engine, config: Arc::new(config), slots }
+    }
+
+    /// The same server for another client, with its own share of the pool.
+    fn for_another_client(&self) -> Self {
+        McpServer::with_config(self.engine.clone(), McpConfig::clone(&self.config))
     }
 
     /// Serves one client over stdin and stdout until it disconnects.
@@ -134,7 +143,7 @@ impl McpServer {
         let expiry = tokio::spawn(Arc::clone(&sessions).expire_idle());
         let server = self;
         let service: StreamableHttpService<McpServer, Sessions> =
-            StreamableHttpService::new(move || Ok(server.clone()), Arc::clone(&sessions), config);
+            StreamableHttpService::new(move || Ok(server.for_another_client()), Arc::clone(&sessions), config);
         let full = Arc::clone(&sessions);
         let status = Arc::clone(&sessions);
         let router = axum::Router::new()
@@ -198,10 +207,10 @@ impl McpServer {
                     .get("code")
                     .and_then(Value::as_str)
                     .ok_or_else(|| invalid("code must be a string"))?;
-                let outcome = self
-                    .engine
-                    .execute(code, ExecuteOptions { cancel: Some(cancel), ..Default::default() })
-                    .await;
+                let outcome = {
+                    let _slot = self.slots.acquire().await;
+                    self.engine.execute(code, ExecuteOptions { cancel: Some(cancel), ..Default::default() }).await
+                };
                 let report = outcome.to_report();
                 let mut text = String::new();
                 for line in &outcome.logs {

@@ -64,7 +64,7 @@ fn run_json_prints_one_object() {
     assert_eq!(v["error"], Value::Null);
     assert_eq!(v["stats"]["tool_calls"], json!(0));
     assert!(v["stats"]["duration_ms"].is_number());
-    assert_eq!(v["stats"]["tokens"]["returned"], json!(2));
+    assert_eq!(v["stats"]["tokens"], json!({"tool_results": 0, "returned": 2, "estimated": true}));
 }
 
 #[test]
@@ -81,6 +81,30 @@ fn run_demo_example_summarizes_the_sheet() {
     let tokens = &v["stats"]["tokens"];
     assert!(tokens["tool_results"].as_u64().unwrap() > 200_000, "{tokens}");
     assert!(tokens["returned"].as_u64().unwrap() < 200, "{tokens}");
+    assert_eq!(tokens["estimated"], json!(true));
+}
+
+#[test]
+fn run_counts_tokens_exactly_only_when_asked() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/spreadsheet.ts");
+    let tokens = |extra: &[&str]| {
+        let out = codemode().args(["run", "--demo", "--json", path]).args(extra).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["stats"]["tokens"].clone()
+    };
+    let (estimate, exact) = (tokens(&[]), tokens(&["--tokens"]));
+    assert_eq!((&estimate["estimated"], &exact["estimated"]), (&json!(true), &json!(false)));
+    // The value and logs are the same text both times, so the exact count is the tokenizer's.
+    let (e, x) = (estimate["tool_results"].as_f64().unwrap(), exact["tool_results"].as_f64().unwrap());
+    assert_ne!(e, x);
+    assert!((e - x).abs() / x < 0.2, "estimate {e} against exact {x}");
+    let (code, out) = run_stdin(&["run", "--tokens", "-"], "return 'hello world'");
+    assert_eq!(code, 0);
+    let summary = out.lines().last().unwrap();
+    assert!(summary.ends_with("· 0 tokens of tool results kept out of context, 4 returned"), "{summary}");
+    let (_, out) = run_stdin(&["run", "-"], "return 'hello world'");
+    let summary = out.lines().last().unwrap();
+    assert!(summary.ends_with("· ~0 tokens of tool results kept out of context, ~4 returned"), "{summary}");
 }
 
 #[test]

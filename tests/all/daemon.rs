@@ -448,3 +448,15 @@ async fn a_client_left_with_twice_the_bound_unread_is_disconnected() {
     let r = c.call(2, "code/execute", json!({"code": "return 6 * 7"}), no_answer).await;
     assert_eq!(r["result"]["value"], json!(42));
 }
+
+#[tokio::test]
+async fn execute_estimates_tokens_unless_asked_for_the_exact_count() {
+    let engine = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
+    let d = Daemon::new(engine, DaemonConfig::default());
+    let mut c = connect(&d);
+    let code = "return 'hello world'";
+    let r = c.call(1, "code/execute", json!({"code": code}), no_answer).await;
+    assert_eq!(r["result"]["stats"]["tokens"], json!({"tool_results": 0, "returned": 4, "estimated": true}));
+    let r = c.call(2, "code/execute", json!({"code": code, "tokens": true}), no_answer).await;
+    assert_eq!(r["result"]["stats"]["tokens"], json!({"tool_results": 0, "returned": 4, "estimated": false}));
+}
