@@ -168,8 +168,10 @@ impl TypeChecker {
         binary: impl Into<PathBuf>,
         work_dir: impl Into<PathBuf>,
     ) -> Result<TypeChecker, CheckError> {
-        let binary = binary.into();
-        let work_dir = work_dir.into();
+        // Absolute: the server runs in `work_dir`, where a relative path would mean another file.
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+        let binary = absolute(binary.into());
+        let work_dir = absolute(work_dir.into());
         if !binary.is_file() {
             return Err(CheckError::Start(format!("{} does not exist", binary.display())));
         }

@@ -419,3 +419,24 @@ fn setup_installs_the_pinned_compiler_and_refuses_a_foreign_directory() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(std::fs::read_to_string(foreign.join("package.json")).unwrap(), "{\"name\": \"mine\"}");
 }
+
+#[test]
+fn a_relative_typescript_directory_is_found_from_the_working_directory() {
+    let dir = crate::harness::typescript7().ancestors().nth(5).unwrap().to_path_buf();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let relative = dir.strip_prefix(root).expect("tests/npm is inside the package");
+    let out = codemode()
+        .args(["run", "-"])
+        .env("CODEMODE_TYPESCRIPT_DIR", relative)
+        .current_dir(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(b"const n: number = 'x';\nreturn n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(out.contains("1:7 TS2322: Type 'string' is not assignable to type 'number'."), "{out}");
+}
