@@ -49,8 +49,13 @@ fn prelude() {
     let bytecode = ctx.with(|ctx| unsafe {
         let raw = ctx.as_raw().as_ptr();
         let flags = qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_STRICT | qjs::JS_EVAL_FLAG_COMPILE_ONLY;
-        let function =
-            qjs::JS_Eval(raw, script.as_ptr(), script.as_bytes().len() as _, c"codemode:prelude".as_ptr(), flags as _);
+        let function = qjs::JS_Eval(
+            raw,
+            script.as_ptr(),
+            script.as_bytes().len() as _,
+            c"codemode:prelude".as_ptr(),
+            flags as _,
+        );
         if qjs::JS_IsException(function) {
             let error: rquickjs::Value = ctx.catch();
             panic!("js/prelude.js does not compile: {error:?}");
@@ -58,7 +63,8 @@ fn prelude() {
         // Its source and line tables are never needed: its frames are dropped from stacks, and
         // it is read once per sandbox, so a smaller image is faster.
         let mut size = 0;
-        let flags = qjs::JS_WRITE_OBJ_BYTECODE | qjs::JS_WRITE_OBJ_STRIP_SOURCE | qjs::JS_WRITE_OBJ_STRIP_DEBUG;
+        let flags =
+            qjs::JS_WRITE_OBJ_BYTECODE | qjs::JS_WRITE_OBJ_STRIP_SOURCE | qjs::JS_WRITE_OBJ_STRIP_DEBUG;
         let data = qjs::JS_WriteObject(raw, &mut size, function, flags as _);
         assert!(!data.is_null(), "prelude bytecode");
         let bytes = std::slice::from_raw_parts(data, size as usize).to_vec();

@@ -34,22 +34,32 @@ fn benches(c: &mut Criterion) {
 
 /// Hostile sizes: the generator must stay near-linear (issue #17).
 fn huge(c: &mut Criterion) {
-    let tool = |schema: Value| definitions::parse(&json!({"name": "t", "inputSchema": schema}).to_string()).unwrap();
-    let enum_1m = tool(json!({"type": "object", "properties": {"x": {"enum": (0..1_000_000).map(|i| format!("v{i}")).collect::<Vec<_>>()}}}));
+    let tool =
+        |schema: Value| definitions::parse(&json!({"name": "t", "inputSchema": schema}).to_string()).unwrap();
+    let enum_1m = tool(
+        json!({"type": "object", "properties": {"x": {"enum": (0..1_000_000).map(|i| format!("v{i}")).collect::<Vec<_>>()}}}),
+    );
     let mut defs = serde_json::Map::new();
     for i in 0..100_000 {
         defs.insert(format!("d{i}"), json!({"$ref": format!("#/$defs/d{}", i + 1)}));
     }
     defs.insert("d100000".into(), json!({"type": "string"}));
-    let chain_100k = tool(json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs}));
+    let chain_100k =
+        tool(json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs}));
     let all_of_100k = tool(json!({"type": "object", "properties": {"x": {"allOf": (0..100_000)
         .map(|i| json!({"type": "object", "properties": {format!("p{i}"): {"type": "string"}}}))
         .collect::<Vec<_>>()}}}));
     let mut group = c.benchmark_group("typegen_huge");
     group.sample_size(10);
-    group.bench_function("enum_1m_values", |b| b.iter(|| definitions::declarations("ns", "", &enum_1m).render()));
-    group.bench_function("ref_chain_100k", |b| b.iter(|| definitions::declarations("ns", "", &chain_100k).render()));
-    group.bench_function("all_of_100k", |b| b.iter(|| definitions::declarations("ns", "", &all_of_100k).render()));
+    group.bench_function("enum_1m_values", |b| {
+        b.iter(|| definitions::declarations("ns", "", &enum_1m).render())
+    });
+    group.bench_function("ref_chain_100k", |b| {
+        b.iter(|| definitions::declarations("ns", "", &chain_100k).render())
+    });
+    group.bench_function("all_of_100k", |b| {
+        b.iter(|| definitions::declarations("ns", "", &all_of_100k).render())
+    });
     group.finish();
 }
 

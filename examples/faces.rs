@@ -105,7 +105,10 @@ async fn measure(rounds: usize) -> Vec<(&'static str, Vec<Duration>)> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(McpServer::with_config(engine.clone(), McpConfig::default()).serve_http_on(listener, std::future::pending()));
+    tokio::spawn(
+        McpServer::with_config(engine.clone(), McpConfig::default())
+            .serve_http_on(listener, std::future::pending()),
+    );
     let session = tokio::task::spawn_blocking(move || {
         let (session, _) = http(port, None, INITIALIZE);
         let session = session.expect("a session");
@@ -130,7 +133,9 @@ async fn measure(rounds: usize) -> Vec<(&'static str, Vec<Duration>)> {
         check(&report["value"]);
 
         let started = Instant::now();
-        let m = daemon_client.call(json!({"jsonrpc": "2.0", "id": id, "method": "code/execute", "params": {"code": PROGRAM}})).await;
+        let m = daemon_client
+            .call(json!({"jsonrpc": "2.0", "id": id, "method": "code/execute", "params": {"code": PROGRAM}}))
+            .await;
         let via_daemon = started.elapsed();
         check(&m["result"]["value"]);
 
@@ -141,9 +146,10 @@ async fn measure(rounds: usize) -> Vec<(&'static str, Vec<Duration>)> {
 
         let started = Instant::now();
         let session = session.clone();
-        let body = tokio::task::spawn_blocking(move || http(port, Some(&session), &execute_code(id).to_string()).1)
-            .await
-            .unwrap();
+        let body =
+            tokio::task::spawn_blocking(move || http(port, Some(&session), &execute_code(id).to_string()).1)
+                .await
+                .unwrap();
         let via_http = started.elapsed();
         let data = body.lines().find_map(|l| l.strip_prefix("data: ").filter(|d| !d.is_empty())).unwrap();
         check(&serde_json::from_str::<Value>(data).unwrap()["result"]["structuredContent"]["value"]);

@@ -55,7 +55,8 @@ async fn daemon_client(path: PathBuf, stop: Arc<AtomicBool>) -> Result<Vec<u64>,
     let mut id = 0u64;
     while !stop.load(Ordering::Relaxed) {
         id += 1;
-        let req = json!({"jsonrpc": "2.0", "id": id, "method": "code/execute", "params": {"code": WELL_BEHAVED}});
+        let req =
+            json!({"jsonrpc": "2.0", "id": id, "method": "code/execute", "params": {"code": WELL_BEHAVED}});
         let started = Instant::now();
         w.write_all(format!("{req}\n").as_bytes()).await.map_err(|e| e.to_string())?;
         loop {
@@ -140,8 +141,8 @@ async fn never_reading(path: PathBuf, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Relaxed) {
             match tokio::time::timeout(Duration::from_millis(200), w.write_all(line.as_bytes())).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => break,     // dropped by the daemon: connect again
-                Err(_) => continue,      // held by backpressure
+                Ok(Err(_)) => break, // dropped by the daemon: connect again
+                Err(_) => continue,  // held by backpressure
             }
         }
     }
@@ -152,7 +153,10 @@ async fn schema_bomber(path: PathBuf, stop: Arc<AtomicBool>, refused: Arc<Atomic
     let enum_values: Vec<Value> = (0..200_000).map(|i| json!(format!("v{i}"))).collect();
     let mut defs = serde_json::Map::new();
     for i in 0..5_000 {
-        defs.insert(format!("d{i}"), json!({"type": "object", "properties": {"next": {"$ref": format!("#/$defs/d{}", i + 1)}}}));
+        defs.insert(
+            format!("d{i}"),
+            json!({"type": "object", "properties": {"next": {"$ref": format!("#/$defs/d{}", i + 1)}}}),
+        );
     }
     defs.insert("d5000".into(), json!({"type": "string"}));
     let mut over = serde_json::Map::new();
@@ -273,14 +277,17 @@ async fn soak(seconds: u64) -> Result<Vec<Phase>, String> {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    tokio::spawn(McpServer::with_config(engine, McpConfig::default()).serve_http_on(listener, std::future::pending()));
+    tokio::spawn(
+        McpServer::with_config(engine, McpConfig::default()).serve_http_on(listener, std::future::pending()),
+    );
 
     let mut phases = Vec::new();
     let (latencies, peak) = measure("quiet", seconds, &socket, None).await?;
     phases.push(Phase { name: "none (daemon client)", latencies, peak_rss_kib: peak, note: String::new() });
 
     let attack = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..8).map(|_| tokio::spawn(never_reading(socket.clone(), Arc::clone(&attack)))).collect();
+    let readers: Vec<_> =
+        (0..8).map(|_| tokio::spawn(never_reading(socket.clone(), Arc::clone(&attack)))).collect();
     let (latencies, peak) = measure("never-reading", seconds, &socket, None).await?;
     attack.store(true, Ordering::Relaxed);
     for r in readers {
@@ -326,7 +333,8 @@ async fn soak(seconds: u64) -> Result<Vec<Phase>, String> {
     });
 
     // The well-behaved MCP client's session is open before the flood takes every free slot.
-    let session = tokio::task::spawn_blocking(move || open_session(port)).await.map_err(|e| e.to_string())??;
+    let session =
+        tokio::task::spawn_blocking(move || open_session(port)).await.map_err(|e| e.to_string())??;
     let (latencies, peak) = measure("quiet MCP", seconds, &socket, Some((port, session.clone()))).await?;
     phases.push(Phase { name: "none (MCP HTTP client)", latencies, peak_rss_kib: peak, note: String::new() });
 
@@ -361,7 +369,9 @@ fn main() -> std::process::ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     match runtime.block_on(soak(seconds)) {
         Ok(phases) => {
-            println!("| attack | well-behaved executions | p50 | p99 | peak resident memory | server's counts |");
+            println!(
+                "| attack | well-behaved executions | p50 | p99 | peak resident memory | server's counts |"
+            );
             println!("|---|---:|---:|---:|---:|---|");
             for mut p in phases {
                 p.latencies.sort_unstable();

@@ -32,7 +32,8 @@ fn npm_ci(dir: &Path, marker: &str) -> PathBuf {
 /// Runs `command` to its end; wall time and the child's peak resident memory in KiB.
 fn measure(command: &mut Command) -> (Duration, u64) {
     let started = Instant::now();
-    let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let child =
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
@@ -77,7 +78,10 @@ fn main() {
             "codemode run (no checker installed)",
             Box::new(|| {
                 let mut c = Command::new(&codemode);
-                c.arg("run").arg(&program).env("XDG_CACHE_HOME", &no_cache).env_remove("CODEMODE_TYPESCRIPT_DIR");
+                c.arg("run")
+                    .arg(&program)
+                    .env("XDG_CACHE_HOME", &no_cache)
+                    .env_remove("CODEMODE_TYPESCRIPT_DIR");
                 c
             }),
         ),
@@ -85,7 +89,9 @@ fn main() {
             "codemode run --typecheck off",
             Box::new(|| {
                 let mut c = Command::new(&codemode);
-                c.args(["run", "--typecheck", "off"]).arg(&program).env("CODEMODE_TYPESCRIPT_DIR", &typescript);
+                c.args(["run", "--typecheck", "off"])
+                    .arg(&program)
+                    .env("CODEMODE_TYPESCRIPT_DIR", &typescript);
                 c
             }),
         ),
@@ -93,7 +99,10 @@ fn main() {
             "codemode run (TypeScript 7 checks it)",
             Box::new(|| {
                 let mut c = Command::new(&codemode);
-                c.arg("run").arg(&program).env("CODEMODE_TYPESCRIPT_DIR", &typescript).env("XDG_CACHE_HOME", &dir);
+                c.arg("run")
+                    .arg(&program)
+                    .env("CODEMODE_TYPESCRIPT_DIR", &typescript)
+                    .env("XDG_CACHE_HOME", &dir);
                 c
             }),
         ),

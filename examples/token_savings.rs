@@ -17,7 +17,8 @@
 #![allow(clippy::print_stdout, reason = "an example prints its table")]
 
 use codemode::{
-    count_tokens, definitions, estimate_tokens, prompt, Engine, ExecuteOptions, Limits, Registry, Tool, ToolError,
+    count_tokens, definitions, estimate_tokens, prompt, Engine, ExecuteOptions, Limits, Registry, Tool,
+    ToolError,
 };
 use serde_json::{json, Value};
 
@@ -108,7 +109,12 @@ struct Row {
 
 impl Row {
     fn new(scenario: &'static str, direct: String, code_mode: String) -> Row {
-        Row { scenario, direct: count_tokens(&direct), code_mode: count_tokens(&code_mode), texts: [direct, code_mode] }
+        Row {
+            scenario,
+            direct: count_tokens(&direct),
+            code_mode: count_tokens(&code_mode),
+            texts: [direct, code_mode],
+        }
     }
 }
 
@@ -190,7 +196,9 @@ fn main() {
     println!("\n| transcript | exact (o200k_base) | estimate | error |");
     println!("|---|---:|---:|---:|");
     for r in &rows {
-        for (side, text, exact) in [("direct", &r.texts[0], r.direct), ("code mode", &r.texts[1], r.code_mode)] {
+        for (side, text, exact) in
+            [("direct", &r.texts[0], r.direct), ("code mode", &r.texts[1], r.code_mode)]
+        {
             let estimate = estimate_tokens(text);
             println!(
                 "| {}, {side} | {exact} | {estimate} | {:+.1} % |",

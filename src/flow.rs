@@ -36,7 +36,11 @@ impl Outbox {
     /// An outbox whose lines a new task writes to `writer`, each followed by `\n`. The task
     /// ends when every clone of the sender is gone (the outbox dropped), the writer fails or
     /// the connection overflows.
-    pub(crate) fn new<W>(writer: W, max_unsent: usize, max_in_flight: usize) -> (Outbox, tokio::task::JoinHandle<()>)
+    pub(crate) fn new<W>(
+        writer: W,
+        max_unsent: usize,
+        max_in_flight: usize,
+    ) -> (Outbox, tokio::task::JoinHandle<()>)
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
@@ -116,7 +120,11 @@ impl Drop for InFlight {
     }
 }
 
-async fn write_lines<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::UnboundedReceiver<String>, flow: Arc<Flow>) {
+async fn write_lines<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    flow: Arc<Flow>,
+) {
     while let Some(line) = rx.recv().await {
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');

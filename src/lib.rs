@@ -122,9 +122,14 @@ pub use {
     engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, WeakEngine},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
-    outcome::{count_tokens, estimate_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
+    outcome::{
+        count_tokens, estimate_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens,
+        TOKEN_SAMPLE_BYTES,
+    },
     prompt::prompt,
-    registry::{js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput, MAX_SCHEMA_REFS, MAX_SCHEMA_VALUES},
+    registry::{
+        js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput, MAX_SCHEMA_REFS, MAX_SCHEMA_VALUES,
+    },
     sandbox::SANDBOX_GLOBALS,
     typecheck::{
         CheckError, Diagnostic, TypeCheck, TypeChecker, INSTALL_PACKAGE_JSON, INSTALL_PACKAGE_LOCK,

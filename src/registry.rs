@@ -479,7 +479,9 @@ fn schema_size(schema: &Value) -> Result<(), String> {
     let mut values = 1usize;
     let mut refs = 0usize;
     let mut stack: Vec<(&Value, String)> = vec![(schema, String::new())];
-    let over = |path: &str| format!("the schema holds more than {MAX_SCHEMA_VALUES} values (passed at {})", or_root(path));
+    let over = |path: &str| {
+        format!("the schema holds more than {MAX_SCHEMA_VALUES} values (passed at {})", or_root(path))
+    };
     while let Some((v, path)) = stack.pop() {
         let children: Box<dyn Iterator<Item = (Key<'_>, &Value)>> = match v {
             Value::Object(m) => {

@@ -203,7 +203,8 @@ fn strip(prefix: &str, ts: &str, suffix: &str) -> Result<String, ExecError> {
                 let last = line_count(ts);
                 if error.line > Some(last) {
                     error.line = Some(last);
-                    error.column = Some(nesting::lines(ts).last().map_or(1, |l| l.chars().count() as u32 + 1));
+                    error.column =
+                        Some(nesting::lines(ts).last().map_or(1, |l| l.chars().count() as u32 + 1));
                 }
             }
             Err(error)

@@ -201,7 +201,12 @@ impl TypeChecker {
                                 let wait = request.timeout.max(COLD_START);
                                 tokio::time::timeout(wait, Server::start(&server_binary, &work_dir))
                                     .await
-                                    .unwrap_or_else(|_| Err(CheckError::Start(format!("no answer within {} ms", wait.as_millis()))))
+                                    .unwrap_or_else(|_| {
+                                        Err(CheckError::Start(format!(
+                                            "no answer within {} ms",
+                                            wait.as_millis()
+                                        )))
+                                    })
                             }
                         };
                         let result = match result {
@@ -260,12 +265,14 @@ impl TypeChecker {
             let path = install_dir.join(name);
             let Ok(existing) = std::fs::read_to_string(&path) else { continue };
             let ours = existing == text
-                || serde_json::from_str::<Value>(&existing).is_ok_and(|v| v["name"] == "codemode-type-checker");
+                || serde_json::from_str::<Value>(&existing)
+                    .is_ok_and(|v| v["name"] == "codemode-type-checker");
             if !ours {
                 return Err(format!("{} exists and was not written by codemode", path.display()));
             }
         }
-        write_files(install_dir, &files).map_err(|e| format!("cannot write into {}: {e}", install_dir.display()))
+        write_files(install_dir, &files)
+            .map_err(|e| format!("cannot write into {}: {e}", install_dir.display()))
     }
 
     /// The compiler this checker runs.
@@ -284,13 +291,7 @@ impl TypeChecker {
         timeout: Duration,
     ) -> Result<Vec<Diagnostic>, CheckError> {
         let (reply, answer) = oneshot::channel();
-        let request = Request {
-            program: code.to_string(),
-            function,
-            declarations,
-            timeout,
-            reply,
-        };
+        let request = Request { program: code.to_string(), function, declarations, timeout, reply };
         self.requests.send(request).map_err(|_| CheckError::Stopped)?;
         answer.await.map_err(|_| CheckError::Stopped)?
     }
@@ -416,7 +417,8 @@ impl Server {
         self.version += 1;
         let version = self.version;
         // The same registry version shares one text: usually a pointer comparison.
-        let same = self.declarations.as_ref().is_some_and(|d| Arc::ptr_eq(d, declarations) || d == declarations);
+        let same =
+            self.declarations.as_ref().is_some_and(|d| Arc::ptr_eq(d, declarations) || d == declarations);
         if !same {
             let uri = self.uri("tools.d.ts");
             let method =

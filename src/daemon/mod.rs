@@ -134,8 +134,12 @@ impl Daemon {
     /// programs when `peer_gone` completes after the client stopped sending: a client that
     /// hung up entirely cannot read their results, so they stop now instead of at their
     /// deadlines (a client that only closed its sending side still gets them).
-    pub async fn serve_connection_watching<R, W>(&self, reader: R, writer: W, peer_gone: impl Future<Output = ()>)
-    where
+    pub async fn serve_connection_watching<R, W>(
+        &self,
+        reader: R,
+        writer: W,
+        peer_gone: impl Future<Output = ()>,
+    ) where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
@@ -331,9 +335,9 @@ impl Daemon {
             // other clients' responses are not held up behind it.
             "tools/register" => {
                 let (daemon, conn) = (self.clone(), Arc::clone(conn));
-                tokio::task::spawn_blocking(move || daemon.register(&conn, &params))
-                    .await
-                    .unwrap_or_else(|e| Err(RpcError::new(rpc::REGISTRATION_FAILED, format!("registration failed: {e}"))))
+                tokio::task::spawn_blocking(move || daemon.register(&conn, &params)).await.unwrap_or_else(
+                    |e| Err(RpcError::new(rpc::REGISTRATION_FAILED, format!("registration failed: {e}"))),
+                )
             }
             "tools/list" => Ok(json!({ "namespaces": conn.registry(&self.inner.engine).list() })),
             "tools/search" => {
@@ -535,8 +539,8 @@ impl Daemon {
     /// socket. Refuses to start if another process is listening there or if `path` is anything
     /// but a socket (a file, a directory, a link); replaces a stale socket.
     pub async fn serve_socket(&self, path: &Path, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
         use std::os::unix::fs::FileTypeExt;
+        use std::os::unix::fs::PermissionsExt;
         // Only a stale socket is replaced: anything else at `path` is someone's file.
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
@@ -681,11 +685,18 @@ impl Connection {
             _ => None,
         };
         let Some(id) = id else {
-            tracing::warn!(connection = self.id, "a response whose id names no tools/call request was ignored");
+            tracing::warn!(
+                connection = self.id,
+                "a response whose id names no tools/call request was ignored"
+            );
             return;
         };
         let Some(waiter) = self.pending.lock().expect("pending lock").remove(&id) else {
-            tracing::warn!(connection = self.id, id, "a response to no pending tools/call (late, or answered twice) was ignored");
+            tracing::warn!(
+                connection = self.id,
+                id,
+                "a response to no pending tools/call (late, or answered twice) was ignored"
+            );
             return;
         };
         let result = match (m.get("result"), m.get("error")) {

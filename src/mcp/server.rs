@@ -142,16 +142,21 @@ impl McpServer {
         let sessions = Arc::new(Sessions::new(self.config.max_sessions, self.config.session_idle));
         let expiry = tokio::spawn(Arc::clone(&sessions).expire_idle());
         let server = self;
-        let service: StreamableHttpService<McpServer, Sessions> =
-            StreamableHttpService::new(move || Ok(server.for_another_client()), Arc::clone(&sessions), config);
+        let service: StreamableHttpService<McpServer, Sessions> = StreamableHttpService::new(
+            move || Ok(server.for_another_client()),
+            Arc::clone(&sessions),
+            config,
+        );
         let full = Arc::clone(&sessions);
         let status = Arc::clone(&sessions);
         let router = axum::Router::new()
             .nest_service("/mcp", service)
-            .layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let full = Arc::clone(&full);
-                async move { refuse_when_full(&full, request, next).await }
-            }))
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let full = Arc::clone(&full);
+                    async move { refuse_when_full(&full, request, next).await }
+                },
+            ))
             .route(
                 "/",
                 axum::routing::get(move |headers: axum::http::HeaderMap| {
@@ -209,7 +214,9 @@ impl McpServer {
                     .ok_or_else(|| invalid("code must be a string"))?;
                 let outcome = {
                     let _slot = self.slots.acquire().await;
-                    self.engine.execute(code, ExecuteOptions { cancel: Some(cancel), ..Default::default() }).await
+                    self.engine
+                        .execute(code, ExecuteOptions { cancel: Some(cancel), ..Default::default() })
+                        .await
                 };
                 let report = outcome.to_report();
                 let mut text = String::new();
@@ -279,7 +286,8 @@ async fn refuse_when_full(
 fn describe_server(sessions: &Sessions, headers: &axum::http::HeaderMap) -> axum::response::Response {
     use axum::response::IntoResponse;
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let name = host.rsplit_once(':').map_or(host, |(name, port)| if port.contains(']') { host } else { name });
+    let name =
+        host.rsplit_once(':').map_or(host, |(name, port)| if port.contains(']') { host } else { name });
     if !matches!(name, "localhost" | "127.0.0.1" | "[::1]") {
         return (axum::http::StatusCode::FORBIDDEN, "Host must be a loopback address").into_response();
     }

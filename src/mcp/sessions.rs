@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::Stream;
 use rmcp::model::{
-    CancelledNotification, CancelledNotificationParam, ClientJsonRpcMessage, ClientNotification, JsonRpcMessage,
-    RequestId, ServerJsonRpcMessage,
+    CancelledNotification, CancelledNotificationParam, ClientJsonRpcMessage, ClientNotification,
+    JsonRpcMessage, RequestId, ServerJsonRpcMessage,
 };
-use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, LocalSessionManagerError};
+use rmcp::transport::streamable_http_server::session::local::{
+    LocalSessionManager, LocalSessionManagerError,
+};
 use rmcp::transport::streamable_http_server::session::{ServerSseMessage, SessionId, SessionManager};
 
 /// What `GET /` reports about the sessions.
@@ -140,7 +142,12 @@ impl Sessions {
             a.open += 1;
             a.last = Instant::now();
         }
-        Busy { state: Arc::clone(&self.state), inner: Arc::clone(&self.inner), id: id.clone(), unanswered: request }
+        Busy {
+            state: Arc::clone(&self.state),
+            inner: Arc::clone(&self.inner),
+            id: id.clone(),
+            unanswered: request,
+        }
     }
 }
 
@@ -162,7 +169,8 @@ impl Drop for Busy {
         }
         // The response stream was dropped before its response: the client is gone, so its
         // request (a running program) is cancelled as if it had sent notifications/cancelled.
-        let (Some(request), Ok(runtime)) = (self.unanswered.take(), tokio::runtime::Handle::try_current()) else {
+        let (Some(request), Ok(runtime)) = (self.unanswered.take(), tokio::runtime::Handle::try_current())
+        else {
             return;
         };
         state.stats.abandoned += 1;
@@ -170,7 +178,10 @@ impl Drop for Busy {
         let inner = Arc::clone(&self.inner);
         let id = self.id.clone();
         let cancel = ClientNotification::CancelledNotification(CancelledNotification::new(
-            CancelledNotificationParam::new(Some(request), Some("the client closed the response stream".into())),
+            CancelledNotificationParam::new(
+                Some(request),
+                Some("the client closed the response stream".into()),
+            ),
         ));
         runtime.spawn(async move {
             let _ = inner.accept_message(&id, JsonRpcMessage::notification(cancel)).await;
@@ -262,7 +273,11 @@ impl SessionManager for Sessions {
         Ok(Tracked { stream: Box::pin(stream), busy })
     }
 
-    async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), SessionsError> {
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), SessionsError> {
         let _busy = self.enter(id, None);
         Ok(self.inner.accept_message(id, message).await?)
     }

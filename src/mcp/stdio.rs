@@ -60,7 +60,10 @@ pub(super) enum Overflowed {
 impl<R: AsyncRead + Unpin + Send> rmcp::transport::Transport<RoleServer> for BoundedLines<R> {
     type Error = Overflowed;
 
-    fn send(&mut self, item: TxJsonRpcMessage<RoleServer>) -> impl Future<Output = Result<(), Overflowed>> + Send + 'static {
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleServer>,
+    ) -> impl Future<Output = Result<(), Overflowed>> + Send + 'static {
         let answered = match &item {
             JsonRpcMessage::Response(r) => Some(&r.id),
             JsonRpcMessage::Error(e) => e.id.as_ref(),

@@ -46,7 +46,10 @@ enum Seg {
 pub(crate) enum Prop<'js> {
     Data(Value<'js>),
     /// A getter and/or a setter (a Proxy's answer counts as both: its traps are not run).
-    Accessor { get: bool, set: bool },
+    Accessor {
+        get: bool,
+        set: bool,
+    },
     Missing,
 }
 
@@ -256,7 +259,10 @@ impl<'js> OwnKeys<'js> {
         let only = if enumerable_only { qjs::JS_GPN_ENUM_ONLY } else { 0 };
         let flags = (qjs::JS_GPN_STRING_MASK | only) as i32;
         // SAFETY: a live value of this context; the table is freed on drop.
-        if unsafe { qjs::JS_GetOwnPropertyNames(ctx.as_raw().as_ptr(), &mut tab, &mut len, v.as_raw(), flags) } < 0 {
+        if unsafe {
+            qjs::JS_GetOwnPropertyNames(ctx.as_raw().as_ptr(), &mut tab, &mut len, v.as_raw(), flags)
+        } < 0
+        {
             let _ = ctx.catch();
             return None;
         }
@@ -279,7 +285,8 @@ impl<'js> OwnKeys<'js> {
         // SAFETY: in bounds; the atom is owned by the table.
         let atom = unsafe { (*self.tab.add(i)).atom };
         let raw_ctx = self.ctx.as_raw().as_ptr();
-        let key = unsafe { js_string(&Value::from_raw(self.ctx.clone(), qjs::JS_AtomToValue(raw_ctx, atom))) };
+        let key =
+            unsafe { js_string(&Value::from_raw(self.ctx.clone(), qjs::JS_AtomToValue(raw_ctx, atom))) };
         (key, atom)
     }
 }
@@ -421,7 +428,9 @@ impl<'js> Texts<'js> {
         }
         // UTF-16 units: `max` of them hold at least `max` bytes of text.
         let head = self.slice.as_ref().and_then(|slice| {
-            slice.call::<_, Value>((rquickjs::function::This(v.clone()), 0, max.min(i32::MAX as usize) as i32)).ok()
+            slice
+                .call::<_, Value>((rquickjs::function::This(v.clone()), 0, max.min(i32::MAX as usize) as i32))
+                .ok()
         });
         let mut text = match head {
             Some(head) if head.is_string() => js_string(&head),

@@ -15,7 +15,7 @@ use std::ffi::c_void;
 use rquickjs::function::This;
 use rquickjs::{qjs, Coerced, Ctx, FromJs, Function, Object, Type, Value};
 
-use super::convert::{self, OwnKeys, Overflow, Prop, Texts, Walker};
+use super::convert::{self, Overflow, OwnKeys, Prop, Texts, Walker};
 use crate::typegen::is_identifier;
 
 const MAX_DEPTH: usize = 2;
@@ -62,7 +62,8 @@ pub(crate) fn format<'js>(
 ) -> rquickjs::Result<String> {
     let Some((first, mut rest)) = args.split_first() else { return Ok(String::new()) };
     let texts = builtins.texts();
-    let mut inspector = Inspector { ctx, builtins, seen: Vec::new(), object_prototype: None, texts, left: max };
+    let mut inspector =
+        Inspector { ctx, builtins, seen: Vec::new(), object_prototype: None, texts, left: max };
     let mut out = if first.is_string() && !rest.is_empty() {
         let template = inspector.read(first, usize::MAX);
         if template.contains('%') {
@@ -167,10 +168,13 @@ impl<'js> Inspector<'_, 'js> {
     fn number(&self, v: &Value<'js>) -> f64 {
         let coerce = |v: Value<'js>| Coerced::<f64>::from_js(self.ctx, v).map_or(f64::NAN, |c| c.0);
         match v.type_of() {
-            Type::Int | Type::Float | Type::Bool | Type::Null | Type::Undefined | Type::String => coerce(v.clone()),
+            Type::Int | Type::Float | Type::Bool | Type::Null | Type::Undefined | Type::String => {
+                coerce(v.clone())
+            }
             // As Number(10n): through its decimal text; one too large for that is infinite.
             Type::BigInt => match self.texts.bigint(v) {
-                Ok(t) => rquickjs::String::from_str(self.ctx.clone(), &t).map_or(f64::NAN, |s| coerce(s.into_value())),
+                Ok(t) => rquickjs::String::from_str(self.ctx.clone(), &t)
+                    .map_or(f64::NAN, |s| coerce(s.into_value())),
                 Err(size) if size.negative => f64::NEG_INFINITY,
                 Err(_) => f64::INFINITY,
             },
@@ -197,8 +201,13 @@ impl<'js> Inspector<'_, 'js> {
             return "undefined".into();
         }
         let budget = MAX_JSON.min(self.left);
-        let walker =
-            Walker::new(self.ctx.clone(), budget, Overflow::Cut, self.builtins.get("dateToISOString"), self.texts.clone());
+        let walker = Walker::new(
+            self.ctx.clone(),
+            budget,
+            Overflow::Cut,
+            self.builtins.get("dateToISOString"),
+            self.texts.clone(),
+        );
         walker.convert(v).map_or_else(|_| "[Circular]".into(), |c| c.json.to_string())
     }
 
@@ -311,7 +320,12 @@ impl<'js> Inspector<'_, 'js> {
 
     /// The formatted entries, and how many more were left out. Once the line's budget is spent,
     /// one `…` stands for the rest.
-    fn entries(&mut self, v: &Value<'js>, array: bool, depth: usize) -> rquickjs::Result<(Vec<String>, usize)> {
+    fn entries(
+        &mut self,
+        v: &Value<'js>,
+        array: bool,
+        depth: usize,
+    ) -> rquickjs::Result<(Vec<String>, usize)> {
         let mut parts = Vec::new();
         // An array's index keys come first, in ascending order (as the spec orders own keys).
         // Walking them, not 0..length, keeps a sparse array (`a[4294967294] = 1`) from costing
@@ -351,7 +365,11 @@ impl<'js> Inspector<'_, 'js> {
             }
             let remaining = len.saturating_sub(next);
             if remaining > 0 {
-                parts.push(if parts.len() < MAX_ITEMS { empty_items(remaining) } else { more_items(remaining) });
+                parts.push(if parts.len() < MAX_ITEMS {
+                    empty_items(remaining)
+                } else {
+                    more_items(remaining)
+                });
             }
         }
         let (mut shown, mut more) = (0, 0);
@@ -377,7 +395,12 @@ impl<'js> Inspector<'_, 'js> {
     }
 
     /// An own property's value as text, without running a getter; `None` if it is gone.
-    fn property(&mut self, v: &Value<'js>, atom: qjs::JSAtom, depth: usize) -> rquickjs::Result<Option<String>> {
+    fn property(
+        &mut self,
+        v: &Value<'js>,
+        atom: qjs::JSAtom,
+        depth: usize,
+    ) -> rquickjs::Result<Option<String>> {
         Ok(Some(match convert::own_property(self.ctx, v, atom) {
             Prop::Data(value) => self.inspect(&value, depth + 1)?,
             Prop::Accessor { get: true, set: true } => "[Getter/Setter]".into(),
@@ -417,7 +440,8 @@ impl<'js> Inspector<'_, 'js> {
     /// `Name: message`, then the stack, as `Error.prototype.toString` and Node show it.
     fn error(&self, v: &Value<'js>) -> String {
         let getter = self.builtins.get("stackGetter");
-        let (name, message, stack) = convert::error_parts(self.ctx, v, getter.as_ref(), &self.texts, self.left);
+        let (name, message, stack) =
+            convert::error_parts(self.ctx, v, getter.as_ref(), &self.texts, self.left);
         let head = match (name.is_empty(), message.is_empty()) {
             (true, _) => message,
             (false, true) => name,
@@ -514,7 +538,8 @@ fn key_text(k: &str) -> String {
 }
 
 fn function_text<'js>(ctx: &Ctx<'js>, f: &Value<'js>) -> String {
-    let name = convert::own_data_property(ctx, f, "name").filter(Value::is_string).map(|n| convert::js_string(&n));
+    let name =
+        convert::own_data_property(ctx, f, "name").filter(Value::is_string).map(|n| convert::js_string(&n));
     // SAFETY: reads the function's kind; runs nothing.
     let kind = if unsafe { qjs::JS_IsAsyncFunction(f.as_raw()) } { "AsyncFunction" } else { "Function" };
     match name.filter(|n| !n.is_empty()) {

@@ -256,7 +256,14 @@ impl Builder {
                 return None;
             }
             for &key in keys {
-                if qjs::JS_DefinePropertyValue(self.ctx, holder, key, qjs::JS_UNDEFINED, qjs::JS_PROP_C_W_E as _) < 0 {
+                if qjs::JS_DefinePropertyValue(
+                    self.ctx,
+                    holder,
+                    key,
+                    qjs::JS_UNDEFINED,
+                    qjs::JS_PROP_C_W_E as _,
+                ) < 0
+                {
                     clear();
                     qjs::JS_FreeValue(self.ctx, holder);
                     return None;
@@ -366,7 +373,13 @@ impl<'de> Visitor<'de> for &mut Builder {
             // SAFETY: live object and atom; the engine takes the value's reference. Defined,
             // not set: duplicate keys keep the last value, as in JSON.parse.
             let done = unsafe {
-                qjs::JS_DefinePropertyValue(self.ctx, object.value, atom, value.into_raw(), qjs::JS_PROP_C_W_E as _)
+                qjs::JS_DefinePropertyValue(
+                    self.ctx,
+                    object.value,
+                    atom,
+                    value.into_raw(),
+                    qjs::JS_PROP_C_W_E as _,
+                )
             };
             if free_atom {
                 // SAFETY: as above.

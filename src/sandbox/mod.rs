@@ -526,7 +526,8 @@ impl Sandbox {
                     continue;
                 }
                 let Ok(reason) = reason.clone().restore(&ctx) else { continue };
-                let message = format!("{PREFIX}{}", describe_reason(&ctx, &reason, &texts, builtins.as_ref(), max));
+                let message =
+                    format!("{PREFIX}{}", describe_reason(&ctx, &reason, &texts, builtins.as_ref(), max));
                 room = room.saturating_sub(message.len());
                 lines -= 1;
                 shown += 1;
@@ -780,7 +781,9 @@ impl Sandbox {
         let mut err = ExecError::new(ErrorKind::Exception, message);
         // A tool call's error: which tool, and the handler's code.
         let own_string = |key: &str| {
-            convert::own_data_property(ctx, &reason, key).filter(Value::is_string).map(|v| texts.read(&v, 1024))
+            convert::own_data_property(ctx, &reason, key)
+                .filter(Value::is_string)
+                .map(|v| texts.read(&v, 1024))
         };
         err.tool = own_string("tool");
         err.code = own_string("code").filter(|_| err.tool.is_some());
@@ -946,9 +949,9 @@ fn host_functions<'js>(
                         None,
                         convert::Texts::default(),
                     )
-                        .convert(&args)
-                        .map(|c| c.json)
-                        .map_err(|why| format!("the arguments cannot be sent: {why}"))
+                    .convert(&args)
+                    .map(|c| c.json)
+                    .map_err(|why| format!("the arguments cannot be sent: {why}"))
                 };
                 match exec.bridge.call(target, args) {
                     Ok(id) => {

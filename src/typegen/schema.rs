@@ -651,7 +651,8 @@ mod cycle_tests {
         got.sort();
         assert_eq!(got, vec![0, 1, 2, 3]);
         // A chain of 100,000 is linear and needs no stack.
-        let chain: Vec<Vec<usize>> = (0..100_000).map(|i| if i + 1 < 100_000 { vec![i + 1] } else { vec![] }).collect();
+        let chain: Vec<Vec<usize>> =
+            (0..100_000).map(|i| if i + 1 < 100_000 { vec![i + 1] } else { vec![] }).collect();
         assert!(super::cyclic_nodes(&chain).is_empty());
     }
 }

@@ -76,7 +76,8 @@ async fn an_mcp_stdio_client_that_never_reads_is_held_then_gets_every_answer() {
     let mut lines = BufReader::new(unread).lines();
     let mut answered = std::collections::BTreeSet::new();
     while answered.len() < REQUESTS as usize {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
+        let line =
+            tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
         let m: Value = serde_json::from_str(&line).unwrap();
         if let Some(id) = m["id"].as_u64() {
             let value = &m["result"]["structuredContent"]["value"];
@@ -86,7 +87,11 @@ async fn an_mcp_stdio_client_that_never_reads_is_held_then_gets_every_answer() {
     }
     // Both halves gone: the client hung up.
     drop((sender.await.unwrap(), lines));
-    tokio::time::timeout(Duration::from_secs(20), served).await.expect("ends when the client hangs up").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), served)
+        .await
+        .expect("ends when the client hangs up")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +115,11 @@ async fn an_mcp_stdio_client_left_with_twice_the_bound_unread_is_disconnected() 
         }
         std::future::pending::<()>().await;
     });
-    tokio::time::timeout(Duration::from_secs(30), served).await.expect("the server closes the connection").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), served)
+        .await
+        .expect("the server closes the connection")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +141,11 @@ async fn mcp_stdio_answers_malformed_lines_and_keeps_serving() {
     let mut got = Vec::new();
     for _ in 0..4 {
         let m: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-        got.push((m["id"].clone(), m["error"]["code"].clone(), m["result"]["structuredContent"]["value"].clone()));
+        got.push((
+            m["id"].clone(),
+            m["error"]["code"].clone(),
+            m["result"]["structuredContent"]["value"].clone(),
+        ));
     }
     assert_eq!(
         got,
@@ -147,7 +160,13 @@ async fn mcp_stdio_answers_malformed_lines_and_keeps_serving() {
 
 /// One HTTP/1.0 exchange with the server at `port` (the connection closes after the response);
 /// returns the status, the headers (lower-case names) and the body.
-fn http(port: u16, method: &str, path: &str, session: Option<&str>, body: &str) -> (u16, Vec<(String, String)>, String) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    session: Option<&str>,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let session = session.map(|id| format!("Mcp-Session-Id: {id}\r\n")).unwrap_or_default();
@@ -205,7 +224,8 @@ async fn http_server(engine: Engine, config: McpConfig) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_http_sessions_are_capped_and_expire_when_idle() {
-    let config = McpConfig { max_sessions: 2, session_idle: Duration::from_millis(400), ..Default::default() };
+    let config =
+        McpConfig { max_sessions: 2, session_idle: Duration::from_millis(400), ..Default::default() };
     let port = http_server(engine(1, Duration::from_secs(10)), config).await;
     let (first, second, refused) = tokio::task::spawn_blocking(move || {
         let first = open_session(port);
@@ -293,7 +313,10 @@ async fn an_abandoned_mcp_http_request_is_cancelled() {
     })
     .await
     .unwrap();
-    let data = answer.lines().find_map(|l| l.strip_prefix("data: ").filter(|d| !d.is_empty())).unwrap_or_else(|| panic!("{answer}"));
+    let data = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("data: ").filter(|d| !d.is_empty()))
+        .unwrap_or_else(|| panic!("{answer}"));
     let m: Value = serde_json::from_str(data).unwrap();
     assert_eq!(m["result"]["structuredContent"]["value"], json!(42), "{m}");
 }
@@ -307,8 +330,10 @@ async fn serve_socket(d: &Daemon, path: &std::path::Path) {
     let _ = std::fs::remove_file(path);
     let (d, p) = (d.clone(), path.to_path_buf());
     tokio::spawn(async move { d.serve_socket(&p, std::future::pending()).await.unwrap() });
-    eventually(Duration::from_secs(10), "the socket listens", || std::os::unix::net::UnixStream::connect(path).is_ok())
-        .await;
+    eventually(Duration::from_secs(10), "the socket listens", || {
+        std::os::unix::net::UnixStream::connect(path).is_ok()
+    })
+    .await;
 }
 
 async fn daemon_stats(path: &std::path::Path) -> Value {
@@ -342,7 +367,8 @@ async fn a_daemon_client_that_hangs_up_has_its_programs_cancelled() {
     } // the client hangs up: both directions closed
     let mut stats = Value::Null;
     eventually(Duration::from_secs(20), "the loops are cancelled", || {
-        stats = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(daemon_stats(&path)));
+        stats =
+            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(daemon_stats(&path)));
         stats["running"] == json!(0)
     })
     .await;

@@ -123,7 +123,10 @@ console.log(long);
             "[ 0, 1, shown: 3 ]",
             // Node groups long numeric arrays in columns; the order of the tail is the same:
             // the items left out, then the array's other keys.
-            &format!("[\n{}\n  ... 50 more items,\n  tag: 't'\n]", (0..100).map(|i| format!("  {i},")).collect::<Vec<_>>().join("\n")),
+            &format!(
+                "[\n{}\n  ... 50 more items,\n  tag: 't'\n]",
+                (0..100).map(|i| format!("  {i},")).collect::<Vec<_>>().join("\n")
+            ),
         ]
     );
 }

@@ -337,9 +337,18 @@ async fn shutdown_refuses_new_work_and_cancels_what_outlives_the_grace_period() 
 async fn a_broken_or_stringly_answer_to_tools_call_settles_that_call_at_once() {
     // Long time-outs: a call that waited for them would end the test with `timeout`.
     let engine = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
-    let d = Daemon::new(engine, DaemonConfig { tool_call_timeout: Duration::from_secs(30), ..Default::default() });
+    let d = Daemon::new(
+        engine,
+        DaemonConfig { tool_call_timeout: Duration::from_secs(30), ..Default::default() },
+    );
     let mut c = connect(&d);
-    c.call(1, "tools/register", json!({"namespace": "x", "tools": [{"name": "a", "inputSchema": {"type": "object"}}]}), no_answer).await;
+    c.call(
+        1,
+        "tools/register",
+        json!({"namespace": "x", "tools": [{"name": "a", "inputSchema": {"type": "object"}}]}),
+        no_answer,
+    )
+    .await;
     c.send(request(
         2,
         "code/execute",
@@ -378,7 +387,14 @@ async fn a_schema_bomb_is_refused_at_registration_and_others_are_served() {
     }
     defs.insert("d100000".into(), json!({"type": "string"}));
     let schema = json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs});
-    let r = c.call(1, "tools/register", json!({"namespace": "bomb", "tools": [{"name": "t", "inputSchema": schema}]}), no_answer).await;
+    let r = c
+        .call(
+            1,
+            "tools/register",
+            json!({"namespace": "bomb", "tools": [{"name": "t", "inputSchema": schema}]}),
+            no_answer,
+        )
+        .await;
     let message = r["error"]["message"].as_str().unwrap_or_else(|| panic!("{r}"));
     assert!(message.contains("the schema holds more than 10000 `$ref`s (passed at /"), "{message}");
     let r = c.call(2, "code/execute", json!({"code": "return 6 * 7"}), no_answer).await;
@@ -430,7 +446,11 @@ async fn a_client_that_never_reads_is_not_read_from_until_it_reads() {
     let r = c.call(1, "code/execute", json!({"code": "return 6 * 7"}), no_answer).await;
     assert_eq!(r["result"]["value"], json!(42));
     let stats = c.call(2, "stats", json!({}), no_answer).await;
-    assert_eq!((&stats["result"]["running"], &stats["result"]["closedUnread"]), (&json!(0), &json!(0)), "{stats}");
+    assert_eq!(
+        (&stats["result"]["running"], &stats["result"]["closedUnread"]),
+        (&json!(0), &json!(0)),
+        "{stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -396,12 +396,20 @@ async fn logging_ten_thousand_references_to_a_30_mb_message_is_cut_not_built() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_string_in_a_log_line_is_read_only_as_far_as_the_line_can_hold() {
-    let o = returns("const s = 'é'.repeat(2e7); console.log('[%s]', s); console.log({ s }); return 1", roomy(), json!(1)).await;
+    let o = returns(
+        "const s = 'é'.repeat(2e7); console.log('[%s]', s); console.log({ s }); return 1",
+        roomy(),
+        json!(1),
+    )
+    .await;
     // The first line takes the log's room, cut; the second finds none left and is dropped.
     assert_eq!(o.logs.len(), 2, "{:?}", o.logs.iter().map(|l| l.message.len()).collect::<Vec<_>>());
     assert!(o.logs[0].message.starts_with("[éé"));
     assert!(o.logs[0].message.ends_with("… [line cut at the log's 65536-byte cap]"));
-    assert_eq!(o.logs[1].message, "[codemode] 1 more log line(s) dropped: the log is capped at 1000 lines and 65536 bytes");
+    assert_eq!(
+        o.logs[1].message,
+        "[codemode] 1 more log line(s) dropped: the log is capped at 1000 lines and 65536 bytes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,7 +419,11 @@ async fn unhandled_rejections_with_huge_messages_obey_the_log_caps() {
     let bytes: usize = o.logs.iter().map(|l| l.message.len()).sum();
     assert!(bytes <= (64 << 10) + 200, "{bytes} bytes of logs");
     assert!(o.logs[0].message.starts_with("Unhandled promise rejection: xxxx"));
-    assert!(o.logs[0].message.ends_with(" more characters]"), "{}", &o.logs[0].message[o.logs[0].message.len() - 60..]);
+    assert!(
+        o.logs[0].message.ends_with(" more characters]"),
+        "{}",
+        &o.logs[0].message[o.logs[0].message.len() - 60..]
+    );
     assert_eq!(o.logs.last().unwrap().message, "[codemode] 63 more unhandled promise rejection(s) not shown");
 }
 
@@ -427,7 +439,8 @@ async fn thrown_primitives_are_shown_as_a_console_shows_them_never_as_host_addre
     ] {
         fails(code, Limits::default(), ErrorKind::Exception, message).await;
     }
-    let o = returns("Promise.reject(Symbol('r')); Promise.reject(5n); return 1", Limits::default(), json!(1)).await;
+    let o = returns("Promise.reject(Symbol('r')); Promise.reject(5n); return 1", Limits::default(), json!(1))
+        .await;
     assert_eq!(logs(&o), vec!["Unhandled promise rejection: Symbol(r)", "Unhandled promise rejection: 5n"]);
 }
 
@@ -446,7 +459,11 @@ async fn a_result_repeating_a_30_mb_string_is_cut_reading_only_what_fits() {
     assert_eq!(o.error, None);
     let items = o.value.as_array().unwrap();
     let first = items[0].as_str().unwrap();
-    assert!(first.starts_with("zzzz") && first.ends_with(" more characters]"), "{}", &first[first.len() - 40..]);
+    assert!(
+        first.starts_with("zzzz") && first.ends_with(" more characters]"),
+        "{}",
+        &first[first.len() - 40..]
+    );
     assert!(o.value.to_string().len() <= Limits::default().max_result_bytes + 200);
     assert!(o.stats.result_truncated);
 }
@@ -472,7 +489,9 @@ async fn a_bigint_too_large_to_print_is_measured_not_printed() {
             true
         ])
     );
-    assert!(o.logs[0].message.starts_with(&format!("[\n  [\n    [BigInt of about {bits} bits, too large to print],")));
+    assert!(o.logs[0]
+        .message
+        .starts_with(&format!("[\n  [\n    [BigInt of about {bits} bits, too large to print],")));
     assert_eq!(o.logs[1].message, "10n -3n");
     probe().await;
 }

@@ -238,7 +238,9 @@ async fn a_burst_of_executions_is_not_charged_its_wait_for_a_sandbox_thread() {
     assert!(waited > Duration::from_millis(500), "{waited:?}");
 }
 
-async fn futures_join(tasks: impl Iterator<Item = tokio::task::JoinHandle<codemode::Outcome>>) -> Vec<codemode::Outcome> {
+async fn futures_join(
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<codemode::Outcome>>,
+) -> Vec<codemode::Outcome> {
     let mut out = Vec::new();
     for t in tasks.collect::<Vec<_>>() {
         out.push(t.await.unwrap());

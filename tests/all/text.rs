@@ -39,7 +39,11 @@ async fn the_wrapper_cannot_be_closed_from_inside() {
         let e = failure(code, ErrorKind::Syntax).await;
         assert_eq!(
             (e.message.clone(), e.line, e.column),
-            (format!("unexpected `{closer}`: it closes a bracket that was never opened"), Some(1), Some(column)),
+            (
+                format!("unexpected `{closer}`: it closes a bracket that was never opened"),
+                Some(1),
+                Some(column)
+            ),
             "{code}"
         );
     }
@@ -54,7 +58,10 @@ async fn an_oversized_program_and_an_impossible_limit_are_refused_clearly() {
     let e = o.error.unwrap();
     assert_eq!(
         (e.kind, e.message.as_str()),
-        (ErrorKind::Limit, "the program is 5200008 bytes, more than the 1048576 bytes accepted (max_program_bytes)")
+        (
+            ErrorKind::Limit,
+            "the program is 5200008 bytes, more than the 1048576 bytes accepted (max_program_bytes)"
+        )
     );
     let limits = Limits { max_program_bytes: 10, ..Limits::default() };
     assert_eq!(run_with("return 12345678", limits).await.error.unwrap().kind, ErrorKind::Limit);
@@ -73,8 +80,16 @@ async fn an_oversized_program_and_an_impossible_limit_are_refused_clearly() {
 async fn the_daemon_reports_the_same_limit_errors_and_keeps_serving() {
     let d = crate::daemon::daemon();
     let mut c = crate::daemon::connect(&d);
-    let r = c.call(1, "code/execute", json!({"code": "return 1", "limits": {"memory_mb": 0}}), crate::daemon::no_answer).await;
+    let r = c
+        .call(
+            1,
+            "code/execute",
+            json!({"code": "return 1", "limits": {"memory_mb": 0}}),
+            crate::daemon::no_answer,
+        )
+        .await;
     assert_eq!(r["result"]["error"]["kind"], json!("limit"), "{r}");
-    let r = c.call(2, "code/execute", json!({"code": "\u{feff}async () => 42"}), crate::daemon::no_answer).await;
+    let r =
+        c.call(2, "code/execute", json!({"code": "\u{feff}async () => 42"}), crate::daemon::no_answer).await;
     assert_eq!(r["result"]["value"], json!(42), "{r}");
 }

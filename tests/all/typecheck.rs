@@ -270,16 +270,36 @@ async fn every_global_of_the_sandbox_is_declared_for_the_checker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_checks_too_and_a_client_may_ask_for_warn() {
-    let engine = Engine::builder().registry(codemode::demo::registry()).type_checker(type_checker("daemon")).workers(1).build().unwrap();
+    let engine = Engine::builder()
+        .registry(codemode::demo::registry())
+        .type_checker(type_checker("daemon"))
+        .workers(1)
+        .build()
+        .unwrap();
     let d = codemode::daemon::Daemon::new(engine, Default::default());
     let mut c = crate::daemon::connect(&d);
     let code = "const rows = await sheets.listSheets();\nreturn rows.map((r) => r.titel);";
     let r = c.call(1, "code/execute", json!({"code": code}), crate::daemon::no_answer).await;
     let e = &r["result"]["error"];
-    assert_eq!((&e["kind"], &e["diagnostics"][0]["line"], &e["diagnostics"][0]["code"]), (&json!("type_error"), &json!(2), &json!(2551)), "{r}");
+    assert_eq!(
+        (&e["kind"], &e["diagnostics"][0]["line"], &e["diagnostics"][0]["code"]),
+        (&json!("type_error"), &json!(2), &json!(2551)),
+        "{r}"
+    );
     assert_eq!(r["result"]["stats"]["tool_calls"], json!(0));
-    let r = c.call(2, "code/execute", json!({"code": code, "limits": {"typecheck": "warn"}}), crate::daemon::no_answer).await;
-    assert_eq!((&r["result"]["ok"], &r["result"]["diagnostics"][0]["code"]), (&json!(true), &json!(2551)), "{r}");
+    let r = c
+        .call(
+            2,
+            "code/execute",
+            json!({"code": code, "limits": {"typecheck": "warn"}}),
+            crate::daemon::no_answer,
+        )
+        .await;
+    assert_eq!(
+        (&r["result"]["ok"], &r["result"]["diagnostics"][0]["code"]),
+        (&json!(true), &json!(2551)),
+        "{r}"
+    );
     assert_eq!(r["result"]["stats"]["typecheck"], json!("failed"));
 }
 

@@ -351,12 +351,20 @@ fn ref_chain(n: usize) -> Value {
 #[test]
 fn huge_enums_ref_chains_and_all_ofs_generate_in_linear_time() {
     // Each of these took from 16 s to over 120 s before (timings in BENCHMARKS.md).
-    let text = definitions::declarations("ns", "", &one_tool(json!({"type": "object", "properties": {
-        "x": {"enum": (0..1_000_000).map(|i| format!("v{i}")).collect::<Vec<_>>()}}})))
+    let text = definitions::declarations(
+        "ns",
+        "",
+        &one_tool(json!({"type": "object", "properties": {
+        "x": {"enum": (0..1_000_000).map(|i| format!("v{i}")).collect::<Vec<_>>()}}})),
+    )
     .render();
     assert!(text.contains("x?: \"v0\" | \"v1\" |") && text.contains("| \"v999999\";"), "{}", &text[..200]);
     let text = definitions::declarations("ns", "", &one_tool(ref_chain(100_000))).render();
-    assert!(text.contains("type D99999 = D100000;") || text.contains("D100000"), "{}", &text[text.len() - 300..]);
+    assert!(
+        text.contains("type D99999 = D100000;") || text.contains("D100000"),
+        "{}",
+        &text[text.len() - 300..]
+    );
     let all_of = json!({"type": "object", "properties": {"x": {"allOf": (0..100_000)
         .map(|i| json!({"type": "object", "properties": {format!("p{i}"): {"type": "string"}}}))
         .collect::<Vec<_>>()}}});
@@ -368,12 +376,16 @@ fn huge_enums_ref_chains_and_all_ofs_generate_in_linear_time() {
 fn a_schema_past_the_caps_is_refused_at_registration_naming_where() {
     let mut registry = codemode::Registry::new();
     let tool = |schema| {
-        codemode::Tool::from_definition(one_tool(schema).remove(0), |_: Value| async { Ok::<_, codemode::ToolError>(Value::Null) })
+        codemode::Tool::from_definition(one_tool(schema).remove(0), |_: Value| async {
+            Ok::<_, codemode::ToolError>(Value::Null)
+        })
     };
     let e = registry.register("ns", tool(ref_chain(20_000))).unwrap_err();
     let message = e.to_string();
     assert!(
-        message.starts_with("invalid input schema for tool ns.t: the schema holds more than 10000 `$ref`s (passed at /"),
+        message.starts_with(
+            "invalid input schema for tool ns.t: the schema holds more than 10000 `$ref`s (passed at /"
+        ),
         "{message}"
     );
     // A 1,000,000-value enum is within the caps and registers.
