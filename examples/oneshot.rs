@@ -73,7 +73,8 @@ fn main() {
     // An empty cache: no checker unless pointed at one.
     let no_cache = dir.join("empty-cache");
 
-    let cases: Vec<(&str, Box<dyn Fn() -> Command>)> = vec![
+    type Make<'a> = Box<dyn Fn() -> Command + 'a>;
+    let cases: Vec<(&str, Make)> = vec![
         (
             "codemode run (no checker installed)",
             Box::new(|| {

@@ -101,7 +101,7 @@ impl McpServer {
     /// Serves streamable HTTP at `http://ADDR/mcp` until `shutdown` completes. Sessions are
     /// kept per client, at most `max_sessions` at once, each closed after `session_idle`
     /// without a request; `GET /` says what the server is and reports the sessions
-    /// ([`SessionStats`]). Requests must name a loopback `Host`, and a browser `Origin` must be
+    /// ([`SessionStats`](super::SessionStats)). Requests must name a loopback `Host`, and a browser `Origin` must be
     /// this server's own (`http://127.0.0.1:PORT` or `http://localhost:PORT`): a web page
     /// cannot reach it through DNS rebinding. `addr` must be a loopback address.
     pub async fn serve_http(
