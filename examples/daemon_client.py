@@ -10,13 +10,28 @@ the daemon's tools/call requests while the program runs, and prints the result.
 import json
 import socket
 import sys
+import time
 
 INVENTORY = {"apples": 12, "pears": 0, "plums": 31}
 
 
+def connect(path, wait=30.0):
+    """Connects, waiting for a daemon that is still starting to create its socket."""
+    deadline = time.monotonic() + wait
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def main(path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(path)
+    sock = connect(path)
     # Separate reader and writer: a text file opened "rw" drops what it has read ahead
     # whenever it is written to.
     reader = sock.makefile("r", encoding="utf-8", newline="\n")

@@ -254,9 +254,14 @@ impl Bridge {
     /// they could not be taken. Errs only when the call limit is passed, which ends the run.
     pub(crate) fn call(&mut self, target: Target<'_>, args: Result<Value, String>) -> Result<u64, ErrorKind> {
         let id = self.fresh_id();
-        self.calls += 1;
-        if self.calls > self.max_calls {
-            return Err(ErrorKind::ToolCallLimit);
+        // Discovery (`codemode.list/search/describe`) is answered here and is not a tool call:
+        // it neither counts in `stats.tool_calls` nor uses up `max_tool_calls` (the deadline
+        // bounds a program that loops on it).
+        if !matches!(target, Target::Builtin(_)) {
+            self.calls += 1;
+            if self.calls > self.max_calls {
+                return Err(ErrorKind::ToolCallLimit);
+            }
         }
         let entry = match target {
             Target::Builtin(name) => {

@@ -151,16 +151,17 @@ enum Command {
     /// Serve MCP (search_tools, describe_tools, execute_code) on stdin/stdout, or on
     /// streamable HTTP at http://ADDR/mcp.
     Mcp {
-        /// Serve streamable HTTP on this loopback address (such as 127.0.0.1:8080).
+        /// Serve streamable HTTP on this loopback address (such as 127.0.0.1:8080 or
+        /// localhost:8080; port 0 picks a free one).
         #[arg(long, value_name = "ADDR")]
-        http: Option<std::net::SocketAddr>,
+        http: Option<String>,
         #[command(flatten)]
         sources: Sources,
     },
     /// Serve newline-delimited JSON-RPC 2.0 on a Unix socket or on stdin/stdout.
     Serve {
         /// Listen on this Unix socket (created with mode 0600, removed on exit).
-        #[arg(long, conflicts_with = "stdio", required_unless_present = "stdio")]
+        #[arg(long, conflicts_with = "stdio")]
         socket: Option<PathBuf>,
         /// Serve one client on standard input and output.
         #[arg(long)]
@@ -207,7 +208,7 @@ fn main() -> ExitCode {
         }
         Command::Types { sources, json } => types(sources, json),
         Command::Tools(command) => tools(command),
-        Command::Serve { socket, stdio: _, sources } => serve(socket, sources),
+        Command::Serve { socket, stdio, sources } => serve(socket, stdio, sources),
         Command::Mcp { http, sources } => mcp(http, sources),
         Command::Setup { dir } => setup(dir),
     }
@@ -313,24 +314,40 @@ fn start(
     Ok(engine)
 }
 
-fn serve(socket: Option<PathBuf>, sources: Sources) -> ExitCode {
+fn serve(socket: Option<PathBuf>, stdio: bool, sources: Sources) -> ExitCode {
+    if socket.is_none() && !stdio {
+        return usage_error(
+            "serve needs a transport: --socket PATH (a Unix socket, for many clients) or --stdio \
+             (one client on standard input and output)"
+                .into(),
+        );
+    }
     let (loaded, engine) = match load(&sources).and_then(|l| start(&l, |b| b).map(|e| (l, e))) {
         Ok(started) => started,
         Err(code) => return code,
     };
     let runtime = &loaded.runtime;
+    let tools = engine.registry().tools().count();
     let daemon = codemode::daemon::Daemon::new(engine, loaded.config.daemon());
     daemon.watch_upstreams(loaded.upstreams.iter().cloned());
     runtime.block_on(async {
         match socket {
-            Some(path) => match daemon.serve_socket(&path, shutdown_signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
+            Some(path) => match codemode::daemon::SocketListener::bind(&path).await {
+                Ok(socket) => {
+                    eprintln!(
+                        "codemode: daemon listening on {} ({tools} tools); Ctrl-C stops it",
+                        path.display()
+                    );
+                    daemon.serve_listener(socket, shutdown_signal()).await;
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("codemode: cannot serve on {}: {e}", path.display());
                     ExitCode::FAILURE
                 }
             },
             None => {
+                eprintln!("codemode: daemon serving JSON-RPC on standard input and output ({tools} tools)");
                 daemon.serve_stdio(shutdown_signal()).await;
                 ExitCode::SUCCESS
             }
@@ -338,16 +355,48 @@ fn serve(socket: Option<PathBuf>, sources: Sources) -> ExitCode {
     })
 }
 
-fn mcp(http: Option<std::net::SocketAddr>, sources: Sources) -> ExitCode {
+/// `--http`'s address: `IP:PORT` or `HOST:PORT` whose host resolves to a loopback address.
+fn loopback_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("--http {text}: not an address of the form HOST:PORT ({e})"))?
+        .collect();
+    // Prefer IPv4, which every client reaches as 127.0.0.1.
+    let mut loopback: Vec<_> = addrs.iter().filter(|a| a.ip().is_loopback()).copied().collect();
+    loopback.sort_by_key(|a| !a.is_ipv4());
+    loopback.first().copied().ok_or_else(|| {
+        format!(
+            "--http {text}: the HTTP server only listens on loopback addresses (127.0.0.1, ::1, localhost)"
+        )
+    })
+}
+
+fn mcp(http: Option<String>, sources: Sources) -> ExitCode {
+    let http = match http.as_deref().map(loopback_address).transpose() {
+        Ok(addr) => addr,
+        Err(e) => return usage_error(e),
+    };
     let (loaded, engine) = match load(&sources).and_then(|l| start(&l, |b| b).map(|e| (l, e))) {
         Ok(started) => started,
         Err(code) => return code,
     };
     let runtime = &loaded.runtime;
+    let tools = engine.registry().tools().count();
     let server = codemode::mcp::McpServer::with_config(engine, loaded.config.mcp());
     let served = match http {
-        Some(addr) => runtime.block_on(server.serve_http(addr, shutdown_signal())),
-        None => runtime.block_on(server.serve_stdio()),
+        Some(addr) => runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            let addr = listener.local_addr()?;
+            eprintln!("codemode: MCP server at http://{addr}/mcp ({tools} tools; GET / reports its sessions); Ctrl-C stops it");
+            server.serve_http_on(listener, shutdown_signal()).await
+        }),
+        None => {
+            eprintln!("codemode: MCP server on standard input and output ({tools} tools)");
+            runtime.block_on(server.serve_stdio())
+        }
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -383,6 +432,9 @@ fn types(sources: Sources, json: bool) -> ExitCode {
         Ok(loaded) => loaded.registry,
         Err(code) => return code,
     };
+    if registry.is_empty() {
+        eprintln!("codemode: {NO_TOOLS}");
+    }
     let problems: Vec<String> = registry.declaration_problems().iter().map(ToString::to_string).collect();
     if json {
         return print_json(
@@ -396,6 +448,10 @@ fn types(sources: Sources, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Said on stderr when a command that shows tools finds none.
+const NO_TOOLS: &str = "no tools: add --demo for the built-in sheets namespace, --schema [NS=]FILE for a \
+                        tool definitions file, or --config FILE (or ./codemode.toml) for upstream MCP servers";
+
 fn tools(command: ToolsCommand) -> ExitCode {
     let (ToolsCommand::List { sources, .. }
     | ToolsCommand::Search { sources, .. }
@@ -407,6 +463,9 @@ fn tools(command: ToolsCommand) -> ExitCode {
         Err(code) => return code,
     };
     let registry = &loaded.registry;
+    if registry.is_empty() && !matches!(command, ToolsCommand::Prompt { .. }) {
+        eprintln!("codemode: {NO_TOOLS}");
+    }
     match command {
         ToolsCommand::List { json, .. } => {
             let list = registry.list();
@@ -479,7 +538,11 @@ fn tools(command: ToolsCommand) -> ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -591,12 +654,13 @@ fn print_human(outcome: &Outcome, exact_tokens: bool) {
     let calls =
         if s.tool_calls == 1 { "1 tool call".to_string() } else { format!("{} tool calls", s.tool_calls) };
     let about = if t.estimated { "~" } else { "" };
+    // A failed program returned nothing: only what stayed out of context is worth saying.
+    let returned = if outcome.is_ok() { format!(", {about}{} returned", t.returned) } else { String::new() };
     outln!(
-        "— {} in {:.1} ms · {calls} · {about}{} tokens of tool results kept out of context, {about}{} returned",
+        "— {} in {:.1} ms · {calls} · {about}{} tokens of tool results kept out of context{returned}",
         if outcome.is_ok() { "ok" } else { "failed" },
         s.duration.as_secs_f64() * 1000.0,
         t.tool_results,
-        t.returned,
     );
 }
 

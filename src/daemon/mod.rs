@@ -539,6 +539,47 @@ impl Daemon {
     /// socket. Refuses to start if another process is listening there or if `path` is anything
     /// but a socket (a file, a directory, a link); replaces a stale socket.
     pub async fn serve_socket(&self, path: &Path, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let socket = SocketListener::bind(path).await?;
+        self.serve_listener(socket, shutdown).await;
+        Ok(())
+    }
+
+    /// [`serve_socket`](Self::serve_socket) on a socket already bound, so the caller knows it
+    /// listens (and may say so) before serving.
+    pub async fn serve_listener(&self, socket: SocketListener, shutdown: impl Future<Output = ()>) {
+        tracing::info!(socket = %socket.guard.path.display(), "listening");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = socket.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let daemon = self.clone();
+                        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+                        let (r, w) = stream.into_split();
+                        // `fd` stays open while the writer half lives, and the watch is only
+                        // polled until the writer task ends.
+                        tokio::spawn(async move { daemon.serve_connection_watching(r, w, hung_up(fd)).await });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(socket);
+        self.shutdown().await;
+    }
+}
+
+/// A Unix socket bound for the daemon; removed when dropped, if it is still the daemon's.
+pub struct SocketListener {
+    listener: tokio::net::UnixListener,
+    guard: RemoveOnDrop,
+}
+
+impl SocketListener {
+    /// Binds `path` (mode 0600). Refuses if another process is listening there or if `path`
+    /// is anything but a socket (a file, a directory, a link); replaces a stale socket.
+    pub async fn bind(path: &Path) -> std::io::Result<SocketListener> {
         use std::os::unix::fs::FileTypeExt;
         use std::os::unix::fs::PermissionsExt;
         // Only a stale socket is replaced: anything else at `path` is someone's file.
@@ -558,29 +599,14 @@ impl Daemon {
             std::fs::remove_file(path)?;
         }
         let listener = tokio::net::UnixListener::bind(path)?;
-        let _guard = RemoveOnDrop::new(path)?;
+        let guard = RemoveOnDrop::new(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        tracing::info!(socket = %path.display(), "listening");
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let daemon = self.clone();
-                        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-                        let (r, w) = stream.into_split();
-                        // `fd` stays open while the writer half lives, and the watch is only
-                        // polled until the writer task ends.
-                        tokio::spawn(async move { daemon.serve_connection_watching(r, w, hung_up(fd)).await });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "accept failed"),
-                },
-                () = &mut shutdown => break,
-            }
-        }
-        drop(listener);
-        self.shutdown().await;
-        Ok(())
+        Ok(SocketListener { listener, guard })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.guard.path
     }
 }
 

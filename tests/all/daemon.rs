@@ -50,6 +50,19 @@ impl Client {
     }
 }
 
+/// Waits until the daemon counts `n` running executions (their requests were read and their
+/// runs registered), instead of sleeping and hoping.
+async fn running(c: &mut Client, n: u64) {
+    for attempt in 0u64.. {
+        let s = c.call(1_000_000 + attempt, "stats", json!({}), no_answer).await;
+        if s["result"]["running"] == json!(n) {
+            return;
+        }
+        assert!(attempt < 1000, "never {n} running: {s}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub(crate) fn connect(daemon: &Daemon) -> Client {
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (r, w) = tokio::io::split(theirs);
@@ -249,7 +262,7 @@ async fn tool_errors_timeouts_and_cancellation() {
 
     // code/cancel ends a running program; client limits can only tighten.
     c.send(request(3, "code/execute", json!({"code": "while (true) {}"}))).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    running(&mut c, 1).await;
     let r = c.call(4, "code/cancel", json!({"id": 3}), no_answer).await;
     assert_eq!(r["result"], json!({"cancelled": true}));
     let r = c.recv().await;
@@ -311,20 +324,21 @@ async fn shutdown_refuses_new_work_and_cancels_what_outlives_the_grace_period() 
     let engine = Engine::builder().workers(2).build().unwrap();
     let d = Daemon::new(
         engine,
-        DaemonConfig { shutdown_grace: Duration::from_millis(200), ..Default::default() },
+        // The second program's 500 ms fit in the grace period; the loop never ends.
+        DaemonConfig { shutdown_grace: Duration::from_secs(2), ..Default::default() },
     );
     let mut c = connect(&d);
     c.send(request(1, "code/execute", json!({"code": "while (true) {}"}))).await;
     c.send(request(
         2,
         "code/execute",
-        json!({"code": "await new Promise(r => setTimeout(r, 50)); return 'done'"}),
+        json!({"code": "await new Promise(r => setTimeout(r, 500)); return 'done'"}),
     ))
     .await;
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    running(&mut c, 2).await;
     let started = std::time::Instant::now();
     d.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown waits for the grace period only");
     let mut results = [c.recv().await, c.recv().await];
     results.sort_by_key(|r| r["id"].as_u64());
     assert_eq!(results[0]["result"]["error"]["kind"], "cancelled");

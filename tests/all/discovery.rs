@@ -183,7 +183,8 @@ async fn programs_discover_tools_themselves() {
             "spaces": ["everything", "filesystem", "github", "memory", "sheets"],
         })
     );
-    assert_eq!(o.stats.tool_calls, 3);
+    // Discovery is answered by the host and is not a tool call.
+    assert_eq!(o.stats.tool_calls, 0);
 }
 
 #[tokio::test]
@@ -213,4 +214,18 @@ async fn discovery_misuse_rejects_with_a_type_error() {
         ])
     );
     assert_eq!(o.error.map(|e| e.kind), None::<ErrorKind>);
+}
+
+#[tokio::test]
+async fn discovery_from_a_program_is_not_a_tool_call() {
+    let limits = codemode::Limits { max_tool_calls: 1, ..codemode::Limits::default() };
+    let code = "const names = await codemode.list();\n\
+                for (let i = 0; i < 5; i++) await codemode.search('rows');\n\
+                await codemode.describe(['sheets.getRows']);\n\
+                const rows = await sheets.getRows({ sheetId: 'sales', limit: 2 });\n\
+                return [names.length, rows.length]";
+    let outcome = crate::harness::run_with(code, limits).await;
+    assert_eq!(outcome.error, None);
+    assert_eq!(outcome.value, json!([2, 2]));
+    assert_eq!(outcome.stats.tool_calls, 1);
 }

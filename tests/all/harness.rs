@@ -154,20 +154,20 @@ pub fn expect_file(path: &std::path::Path, actual: &str) {
 /// A command running `bin` from the npm packages in tests/npm, which the first caller installs
 /// with `npm ci` (so the README's test command does its own set-up). `None` when node or npm
 /// is not on this machine.
-pub fn node_tool(bin: &str) -> Option<std::process::Command> {
-    let dir = npm_packages()?;
+pub fn node_tool(bin: &str) -> std::process::Command {
+    let dir = npm_packages();
     let script = match bin {
         "tsc" => "node_modules/typescript/bin/tsc",
         other => panic!("no npm tool {other:?} in tests/npm"),
     };
     let mut cmd = std::process::Command::new("node");
     cmd.arg(dir.join(script));
-    Some(cmd)
+    cmd
 }
 
 /// The entry script of an npm package in tests/npm (installed on first use), to run with node.
-pub fn npm_script(package: &str) -> Option<std::path::PathBuf> {
-    let dir = npm_packages()?.join("node_modules").join(package);
+pub fn npm_script(package: &str) -> std::path::PathBuf {
+    let dir = npm_packages().join("node_modules").join(package);
     let meta: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
     let bin = match &meta["bin"] {
@@ -175,15 +175,13 @@ pub fn npm_script(package: &str) -> Option<std::path::PathBuf> {
         Value::Object(m) => m.values().next().and_then(Value::as_str).unwrap().to_string(),
         other => panic!("{package}: no bin in package.json ({other})"),
     };
-    Some(dir.join(bin))
+    dir.join(bin)
 }
 
 /// TypeScript 7's native compiler, installed in tests/npm as `typescript7`. The type-checker
 /// tests need it: without node and npm they fail, they never pass silently.
 pub fn typescript7() -> std::path::PathBuf {
-    let dir =
-        npm_packages().expect("node and npm are needed to install TypeScript 7 for the type-checker tests");
-    let binary = codemode::TypeChecker::installed_binary(dir);
+    let binary = codemode::TypeChecker::installed_binary(npm_packages());
     assert!(binary.is_file(), "{} is missing after npm ci", binary.display());
     binary
 }
@@ -195,12 +193,13 @@ pub fn type_checker(name: &str) -> codemode::TypeChecker {
     codemode::TypeChecker::start(typescript7(), work).unwrap()
 }
 
-/// tests/npm with its packages installed by `npm ci`, or `None` without node and npm.
-pub fn npm_dir() -> Option<std::path::PathBuf> {
-    npm_packages().cloned()
+/// tests/npm with its packages installed by `npm ci`. The tests that need node and npm fail
+/// without them, saying so; they never pass silently (CI has both).
+pub fn npm_dir() -> std::path::PathBuf {
+    npm_packages().clone()
 }
 
-fn npm_packages() -> Option<&'static std::path::PathBuf> {
+fn npm_packages() -> &'static std::path::PathBuf {
     static INSTALLED: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
     let dir = INSTALLED.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
@@ -223,7 +222,10 @@ fn npm_packages() -> Option<&'static std::path::PathBuf> {
         }
         Some(dir)
     });
-    dir.as_ref()
+    dir.as_ref().expect(
+        "this test needs node (20 or newer) and npm on PATH, to install tests/npm's packages; \
+         install Node.js, then run the tests again",
+    )
 }
 
 /// Whether node_modules/.package-lock.json holds the lock file's packages at its versions:
@@ -264,7 +266,9 @@ pub fn real_registry() -> Registry {
 /// A `python3` command whose PYTHONPATH holds the packages of tests/python/requirements.txt,
 /// which the first caller installs with pip into target/python (so the README's test command
 /// does its own set-up). `None` when python3 or pip is not on this machine.
-pub fn python() -> Option<std::process::Command> {
+/// python3 with tests/python's requirements installed by pip. The tests that need it fail
+/// without it, saying so; they never pass silently (CI has it).
+pub fn python() -> std::process::Command {
     static INSTALLED: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
     let dir = INSTALLED.get_or_init(|| {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -290,8 +294,11 @@ pub fn python() -> Option<std::process::Command> {
         std::fs::write(&stamp, requirements).unwrap();
         Some(target)
     });
-    let dir = dir.as_ref()?;
+    let dir = dir.as_ref().expect(
+        "this test needs python3 with pip on PATH, to install tests/python/requirements.txt; \
+         install them, then run the tests again",
+    );
     let mut cmd = std::process::Command::new("python3");
     cmd.env("PYTHONPATH", dir);
-    Some(cmd)
+    cmd
 }
