@@ -33,6 +33,7 @@ pub struct McpConfig {
     /// programs cancelled.
     pub max_unsent_bytes: usize,
     /// Requests of the stdio client running at once (default 1,024); further ones wait unread.
+    /// Over HTTP, requests and streams one session may have open at once; one more is refused.
     pub max_in_flight: usize,
     /// HTTP sessions open at once (default 64); a new one past it is refused with 503.
     pub max_sessions: usize,
@@ -139,7 +140,11 @@ impl McpServer {
         let config = StreamableHttpServerConfig::default()
             .with_allowed_origins([format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")])
             .enforce_origin_validation();
-        let sessions = Arc::new(Sessions::new(self.config.max_sessions, self.config.session_idle));
+        let sessions = Arc::new(Sessions::new(
+            self.config.max_sessions,
+            self.config.session_idle,
+            self.config.max_in_flight,
+        ));
         let expiry = tokio::spawn(Arc::clone(&sessions).expire_idle());
         let server = self;
         let service: StreamableHttpService<McpServer, Sessions> = StreamableHttpService::new(

@@ -26,6 +26,8 @@ use rmcp::transport::streamable_http_server::session::{ServerSseMessage, Session
 pub struct SessionStats {
     /// Sessions open now.
     pub live: usize,
+    /// Requests and streams open now, over all sessions.
+    pub open_requests: usize,
     /// The most that may be open at once.
     pub max: usize,
     /// How long a session may stay idle before it is closed, in milliseconds.
@@ -48,6 +50,8 @@ pub(super) struct Sessions {
     state: Arc<Mutex<State>>,
     max: usize,
     idle: Duration,
+    /// Requests one session may have open at once.
+    max_in_flight: usize,
 }
 
 struct State {
@@ -67,18 +71,21 @@ struct Activity {
 pub(super) enum SessionsError {
     #[error("{0} MCP sessions are open, the most this server allows ([mcp] max_sessions); close one (DELETE /mcp) or wait for an idle one to expire")]
     Full(usize),
+    #[error("this MCP session has {0} requests open, the most it may ([mcp] max_in_flight); wait for one to finish")]
+    Busy(usize),
     #[error(transparent)]
     Inner(#[from] LocalSessionManagerError),
 }
 
 impl Sessions {
-    pub(super) fn new(max: usize, idle: Duration) -> Self {
+    pub(super) fn new(max: usize, idle: Duration, max_in_flight: usize) -> Self {
         let mut inner = LocalSessionManager::default();
         // Expiry is ours: rmcp's keep-alive would also close a session whose one request is
         // a long, silent program.
         inner.session_config.keep_alive = None;
         let stats = SessionStats {
             live: 0,
+            open_requests: 0,
             max,
             idle_timeout_ms: u64::try_from(idle.as_millis()).unwrap_or(u64::MAX),
             created: 0,
@@ -92,12 +99,14 @@ impl Sessions {
             state: Arc::new(Mutex::new(State { live: HashMap::new(), opening: 0, stats })),
             max,
             idle,
+            max_in_flight,
         }
     }
 
     pub(super) fn stats(&self) -> SessionStats {
         let state = self.state.lock().expect("sessions lock");
-        SessionStats { live: state.live.len(), ..state.stats }
+        let open_requests = state.live.values().map(|a| a.open).sum();
+        SessionStats { live: state.live.len(), open_requests, ..state.stats }
     }
 
     /// Whether a new session is refused now (and if so, counts the refusal).
@@ -268,6 +277,10 @@ impl SessionManager for Sessions {
             JsonRpcMessage::Request(r) => Some(r.id.clone()),
             _ => None,
         };
+        let open = self.state.lock().expect("sessions lock").live.get(id).map_or(0, |a| a.open);
+        if open >= self.max_in_flight {
+            return Err(SessionsError::Busy(self.max_in_flight));
+        }
         let busy = self.enter(id, request);
         let stream = self.inner.create_stream(id, message).await?;
         Ok(Tracked { stream: Box::pin(stream), busy })

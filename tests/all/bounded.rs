@@ -431,3 +431,52 @@ async fn serve_socket_refuses_anything_but_a_stale_socket_and_deletes_nothing() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_http_session_has_at_most_max_in_flight_requests_open() {
+    let config = McpConfig { max_in_flight: 2, ..Default::default() };
+    let port = http_server(engine(2, Duration::from_secs(30)), config).await;
+    let session = tokio::task::spawn_blocking(move || open_session(port)).await.unwrap();
+    let slow = (0..2)
+        .map(|i| {
+            let session = session.clone();
+            tokio::task::spawn_blocking(move || {
+                http(
+                    port,
+                    "POST",
+                    "/mcp",
+                    Some(&session),
+                    &mcp_call(10 + i, "await new Promise((r) => setTimeout(r, 1500)); return 1"),
+                )
+            })
+        })
+        .collect::<Vec<_>>();
+    eventually(Duration::from_secs(10), "both requests are open", || {
+        sessions_now(port)["openRequests"] == json!(2)
+    })
+    .await;
+    let (status, _, body) = {
+        let session = session.clone();
+        tokio::task::spawn_blocking(move || {
+            http(port, "POST", "/mcp", Some(&session), &mcp_call(12, "return 1"))
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("this MCP session has 2 requests open, the most it may ([mcp] max_in_flight); wait for one to finish"),
+        "{body}"
+    );
+    for request in slow {
+        let (status, _, body) = request.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    // Once they are answered, the session takes requests again.
+    let (status, _, body) = tokio::task::spawn_blocking(move || {
+        http(port, "POST", "/mcp", Some(&session), &mcp_call(13, "return 1"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
