@@ -99,6 +99,12 @@ pub struct DaemonSection {
     pub max_in_flight: Option<usize>,
 }
 
+/// The variables of this process a stdio upstream server gets without being told: what a
+/// program needs to start and find its files and locale. Anything else must be named in the
+/// server's `env` (as `NAME = "env:NAME"` to pass one through).
+pub const PASSED_ENV: &[&str] =
+    &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"];
+
 /// `[mcp]`; unset keys keep [`McpConfig::default`].
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,11 +292,14 @@ impl Config {
                 Ok::<_, ConfigError>(resolved)
             };
             let transport = match (&s.command, &s.url) {
-                (Some(command), _) => Transport::Stdio {
-                    command: command.clone(),
-                    args: s.args.clone(),
-                    env: resolve_all("env", &s.env)?,
-                },
+                (Some(command), _) => {
+                    // The server gets these few of ours, so it can run at all, and what `env`
+                    // names; nothing else of this process's environment reaches it.
+                    let mut env: BTreeMap<String, String> =
+                        PASSED_ENV.iter().filter_map(|name| Some((name.to_string(), env(name)?))).collect();
+                    env.extend(resolve_all("env", &s.env)?);
+                    Transport::Stdio { command: command.clone(), args: s.args.clone(), env }
+                }
                 (None, url) => Transport::Http {
                     url: url.clone().unwrap_or_default(),
                     headers: resolve_all("headers", &s.headers)?,

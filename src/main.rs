@@ -473,8 +473,9 @@ fn tools(command: ToolsCommand) -> ExitCode {
                 return print_json(&list);
             }
             for ns in list {
-                let description =
-                    if ns.description.is_empty() { String::new() } else { format!(": {}", ns.description) };
+                // The first line is the summary; `tools show NS` prints the rest.
+                let summary = ns.description.lines().next().unwrap_or("");
+                let description = if summary.is_empty() { String::new() } else { format!(": {summary}") };
                 outln!("{} ({} tools){description}", ns.namespace, ns.tools);
             }
         }

@@ -342,7 +342,8 @@ impl Registry {
         Ok(self)
     }
 
-    /// Sets the one-line description of a namespace (shown by discovery).
+    /// Sets the description of a namespace: its first line is the summary the prompt's index
+    /// and `tools list` show; all of it heads the namespace's declarations.
     pub fn describe_namespace(
         &mut self,
         namespace: &str,

@@ -56,7 +56,8 @@ pub enum Transport {
         command: String,
         /// Its arguments.
         args: Vec<String>,
-        /// Extra environment variables.
+        /// The server's whole environment: it inherits nothing from this process
+        /// (`Config::upstreams` puts the few variables of `config::PASSED_ENV` here).
         env: BTreeMap<String, String>,
     },
     /// A server speaking streamable HTTP at `url`.
@@ -330,13 +331,9 @@ impl Upstream {
         let n = tools.len();
         let info = client.peer_info();
         if let Some((info, server)) = info.as_ref().and_then(|i| Some((i, i.server_info.as_ref()?))) {
-            let mut description = format!("{} (MCP server)", server.title.as_deref().unwrap_or(&server.name));
-            let first =
-                info.instructions.as_deref().and_then(|i| i.lines().map(str::trim).find(|l| !l.is_empty()));
-            if let Some(line) = first.filter(|l| l.chars().count() <= 200) {
-                description = format!("{description}: {line}");
-            }
-            registry.describe_namespace(&self.config.namespace, description)?;
+            let name = server.title.as_deref().unwrap_or(&server.name);
+            let instructions = info.instructions.as_deref().map(str::trim).unwrap_or("");
+            registry.describe_namespace(&self.config.namespace, namespace_description(name, instructions))?;
         }
         for t in tools {
             let object_output =
@@ -458,6 +455,7 @@ async fn connect(
         Transport::Stdio { command, args, env } => {
             let command = tokio::process::Command::new(command).configure(|c| {
                 c.args(args);
+                c.env_clear();
                 c.envs(env);
                 c.kill_on_drop(true);
             });
@@ -494,6 +492,39 @@ async fn connect(
                 .map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
             Ok((client, None))
         }
+    }
+}
+
+/// A namespace's description from its server: the name and a summary line on the first line
+/// (what the prompt's index shows), then the whole instructions when there is more to them
+/// (what `describe` of the namespace shows). The summary is the instructions' first line of
+/// prose: a markdown heading is a title, not a summary.
+fn namespace_description(name: &str, instructions: &str) -> String {
+    let mut description = format!("{name} (MCP server)");
+    let prose = instructions.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+    if let Some(line) = prose.filter(|l| l.chars().count() <= 200) {
+        description = format!("{description}: {line}");
+        if instructions == line {
+            return description;
+        }
+    }
+    if !instructions.is_empty() {
+        description = format!("{description}\n\n{instructions}");
+    }
+    description
+}
+
+#[cfg(test)]
+mod description_tests {
+    #[test]
+    fn the_whole_instructions_follow_a_summary_line() {
+        use super::namespace_description as d;
+        assert_eq!(d("memory", ""), "memory (MCP server)");
+        assert_eq!(d("dynamic", "Tools that appear."), "dynamic (MCP server): Tools that appear.");
+        assert_eq!(
+            d("everything", "# Everything\n\nTests every feature.\n\n## Tools\n- echo"),
+            "everything (MCP server): Tests every feature.\n\n# Everything\n\nTests every feature.\n\n## Tools\n- echo"
+        );
     }
 }
 

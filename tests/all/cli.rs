@@ -498,3 +498,44 @@ fn a_relative_typescript_directory_is_found_from_the_working_directory() {
     let out = String::from_utf8(out.stdout).unwrap();
     assert!(out.contains("1:7 TS2322: Type 'string' is not assignable to type 'number'."), "{out}");
 }
+
+#[test]
+fn a_stdio_upstream_server_gets_only_the_environment_its_configuration_gives() {
+    let everything = crate::harness::npm_script("@modelcontextprotocol/server-everything");
+    let dir = std::env::temp_dir().join(format!("codemode-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("codemode.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[servers]]\nnamespace = \"everything\"\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n\
+             env = {{ GIVEN = \"yes\", PASSED = \"env:CODEMODE_TEST_PASSED\" }}\n",
+            everything.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = codemode()
+        .args(["run", "--json", "--config", config.to_str().unwrap(), "-"])
+        .env("CODEMODE_TEST_UNRELATED_SECRET", "do not leak")
+        .env("CODEMODE_TEST_PASSED", "through")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(b"return await everything.getEnv({})")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = v["value"].as_str().map(String::from).unwrap_or_else(|| v["value"].to_string());
+    let env: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{v}"));
+    let mut names: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
+    names.sort_unstable();
+    // What the configuration names, and no more than the few that codemode passes on.
+    assert_eq!((env["GIVEN"].as_str(), env["PASSED"].as_str()), (Some("yes"), Some("through")), "{names:?}");
+    assert!(env.get("CODEMODE_TEST_UNRELATED_SECRET").is_none(), "{names:?}");
+    let allowed = codemode::config::PASSED_ENV;
+    let extra: Vec<&str> =
+        names.iter().copied().filter(|n| !allowed.contains(n) && !["GIVEN", "PASSED"].contains(n)).collect();
+    assert_eq!(extra, Vec::<&str>::new(), "{names:?}");
+}

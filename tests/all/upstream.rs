@@ -12,7 +12,17 @@ fn config(namespace: &str, package: &str, args: &[&str]) -> UpstreamConfig {
     let script = npm_script(package);
     let mut all = vec![script.to_string_lossy().into_owned()];
     all.extend(args.iter().map(|a| a.to_string()));
-    UpstreamConfig::new(namespace, "node", all)
+    node(namespace, all)
+}
+
+/// A stdio server run by node. It inherits nothing of this process's environment, so it gets
+/// PATH to find node by.
+fn node(namespace: &str, args: Vec<String>) -> UpstreamConfig {
+    let mut config = UpstreamConfig::new(namespace, "node", args);
+    if let Transport::Stdio { env, .. } = &mut config.transport {
+        env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+    }
+    config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,6 +71,16 @@ async fn everything_server_errors_crash_and_recovery() {
     cfg.tool_timeouts.insert("trigger-long-running-operation".into(), Duration::from_millis(200));
     let mut registry = Registry::new();
     let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    // The server's whole instructions reach the agent through `describe`; the prompt's index
+    // shows their first line of prose, not the markdown title.
+    let declared = registry.describe(&["everything"]).unwrap();
+    assert!(declared.contains(" * ## Operational Patterns\n"), "{declared}");
+    let summary = registry.list()[0].description.lines().next().unwrap().to_string();
+    assert_eq!(
+        summary,
+        "Everything Reference Server (MCP server): Audience: These instructions are written for an LLM or \
+         autonomous agent integrating with the Everything MCP Server."
+    );
     let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
     let run = |code: &'static str| {
         let engine = engine.clone();
@@ -110,9 +130,7 @@ async fn a_tools_list_changed_notification_updates_the_namespace() {
     let dir = crate::harness::npm_dir();
     let script = dir.join("dynamic-server.mjs").to_string_lossy().into_owned();
     let mut registry = Registry::new();
-    let upstream = Upstream::register(UpstreamConfig::new("dynamic", "node", vec![script]), &mut registry)
-        .await
-        .unwrap();
+    let upstream = Upstream::register(node("dynamic", vec![script]), &mut registry).await.unwrap();
     assert_eq!(registry.list()[0].description, "dynamic (MCP server): Tools that appear while it runs.");
     let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
     upstream.follow(&engine);
