@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -173,7 +173,70 @@ impl ClientHandler for Listener {
     }
 }
 
-type Client = RunningService<RoleClient, Listener>;
+/// A connection to the server, and whether its transport has ended.
+struct Client {
+    service: RunningService<RoleClient, Listener>,
+    /// Set as soon as the transport reports its end (the server exited or the stream closed).
+    /// rmcp's own `is_closed` turns true only after its service loop has spent up to 5 s
+    /// draining, and a call sent in that window waits unsent and then fails.
+    ended: Arc<AtomicBool>,
+}
+
+impl Client {
+    fn is_closed(&self) -> bool {
+        self.ended.load(Ordering::Relaxed) || self.service.is_closed()
+    }
+}
+
+impl std::ops::Deref for Client {
+    type Target = RunningService<RoleClient, Listener>;
+    fn deref(&self) -> &Self::Target {
+        &self.service
+    }
+}
+
+/// A transport that records when it ends.
+struct Watched<T> {
+    inner: T,
+    ended: Arc<AtomicBool>,
+}
+
+impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleClient> for Watched<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await;
+        if message.is_none() {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        message
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.ended.store(true, Ordering::Relaxed);
+        self.inner.close().await
+    }
+}
+
+/// Serves `transport` as a client, watching for its end.
+async fn serve_watched<T>(
+    listener: Listener,
+    transport: T,
+) -> Result<Client, rmcp::service::ClientInitializeError>
+where
+    T: rmcp::transport::Transport<RoleClient> + Send + 'static,
+{
+    let ended = Arc::new(AtomicBool::new(false));
+    let service = listener.serve(Watched { inner: transport, ended: Arc::clone(&ended) }).await?;
+    Ok(Client { service, ended })
+}
 
 /// A connected upstream server.
 pub struct Upstream {
@@ -465,8 +528,7 @@ async fn connect(
                 .map(|(t, _)| t)
                 .map_err(|e| connect_error(config, format!("cannot start it: {e}")))?;
             let pid = transport.id();
-            let client = listener
-                .serve(transport)
+            let client = serve_watched(listener, transport)
                 .await
                 .map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
             Ok((client, pid))
@@ -486,8 +548,7 @@ async fn connect(
             let transport = StreamableHttpClientTransport::from_config(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
             );
-            let client = listener
-                .serve(transport)
+            let client = serve_watched(listener, transport)
                 .await
                 .map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
             Ok((client, None))

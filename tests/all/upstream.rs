@@ -68,7 +68,7 @@ async fn memory_server_tools_become_a_typed_namespace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_server_errors_crash_and_recovery() {
     let mut cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
-    cfg.tool_timeouts.insert("trigger-long-running-operation".into(), Duration::from_millis(200));
+    cfg.tool_timeouts.insert("trigger-long-running-operation".into(), Duration::from_millis(1000));
     let mut registry = Registry::new();
     let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
     // The server's whole instructions reach the agent through `describe`; the prompt's index
@@ -99,16 +99,29 @@ async fn everything_server_errors_crash_and_recovery() {
     );
 
     // A per-tool timeout ends a slow call; the server keeps serving.
-    let o = run(r#"try { await everything.triggerLongRunningOperation({ duration: 2, steps: 2 }); } catch (e) { return `${e.code}: ${e.message}` }"#).await;
-    assert_eq!(o.value, json!("timeout: everything.triggerLongRunningOperation: the upstream server did not answer within 200 ms"));
+    let o = run(r#"try { await everything.triggerLongRunningOperation({ duration: 3, steps: 3 }); } catch (e) { return `${e.code}: ${e.message}` }"#).await;
+    assert_eq!(o.value, json!("timeout: everything.triggerLongRunningOperation: the upstream server did not answer within 1000 ms"));
 
-    // Kill the server: the program sees the failure, and the next execution works again.
+    // Kill the server during a call: that call fails (it may have been acted on), and the next
+    // execution works again.
+    let calls = upstream.status().await.calls;
+    let slow = tokio::spawn(run(
+        r#"try { await everything.triggerLongRunningOperation({ duration: 0.9, steps: 3 }); return "no error" } catch (e) { return `${e.code}: ${e.message}` }"#,
+    ));
+    let mut started = false;
+    for _ in 0..500 {
+        if upstream.status().await.calls > calls {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(started, "the slow call never started");
     let pid = upstream.pid().await.expect("running");
     assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let o = run(r#"try { await everything.echo({ message: "x" }); return "no error" } catch (e) { return `${e.code}: ${e.message}` }"#).await;
+    let o = slow.await.unwrap();
     let seen = o.value.as_str().unwrap().to_string();
-    assert!(seen.starts_with("upstream_disconnected: everything.echo: "), "{seen}");
+    assert!(seen.starts_with("upstream_disconnected: everything.triggerLongRunningOperation: "), "{seen}");
     let o = run(r#"return await everything.echo({ message: "back" })"#).await;
     assert_eq!(o.value, json!("Echo: back"), "{:?}", o.error);
     assert_ne!(upstream.pid().await, Some(pid));
@@ -212,4 +225,24 @@ async fn everything_over_streamable_http_with_headers_and_a_server_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(last, json!("Echo: back"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_after_an_idle_server_died_reconnects_and_goes_through() {
+    let mut registry = Registry::new();
+    let file = std::env::temp_dir().join(format!("codemode-idle-{}.jsonl", std::process::id()));
+    let mut cfg = config("memory", "@modelcontextprotocol/server-memory", &[]);
+    let Transport::Stdio { env, .. } = &mut cfg.transport else { unreachable!() };
+    env.insert("MEMORY_FILE_PATH".into(), file.display().to_string());
+    let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let pid = upstream.pid().await.expect("a running server");
+    // The server dies while nothing is being asked of it.
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = engine.execute("return (await memory.read_graph({})).entities", ExecuteOptions::default()).await;
+    assert_eq!((o.error.as_ref().map(|e| e.message.clone()), o.value), (None, json!([])));
+    let status = upstream.status().await;
+    assert_eq!((status.reconnects, status.failed_calls), (1, 0), "{status:?}");
+    let _ = std::fs::remove_file(&file);
 }
