@@ -223,7 +223,11 @@ impl McpServer {
                         .execute(code, ExecuteOptions { cancel: Some(cancel), ..Default::default() })
                         .await
                 };
-                let report = outcome.to_report();
+                let mut report = outcome.to_report();
+                // Images and audio in the result go to the client as content blocks of their
+                // own, not as base64 inside the text the model reads.
+                let media = take_media(&mut report["value"]);
+                let value = report["value"].clone();
                 let mut text = String::new();
                 for line in &outcome.logs {
                     text.push_str(&format!(
@@ -236,7 +240,7 @@ impl McpServer {
                     ));
                 }
                 match &outcome.error {
-                    None => text.push_str(&format!("result: {}", outcome.value)),
+                    None => text.push_str(&format!("result: {value}")),
                     Some(e) => {
                         let at = match (e.line, e.column) {
                             (Some(l), Some(c)) => format!(" at line {l}, column {c}"),
@@ -252,11 +256,48 @@ impl McpServer {
                     CallToolResult::structured_error(report)
                 };
                 result.content = vec![ContentBlock::text(text)];
+                result.content.extend(media);
                 Ok(result)
             }
             other => Err(ErrorData::invalid_params(format!("unknown tool {other:?}"), None)),
         }
     }
+}
+
+/// Replaces each MCP image or audio content object in `value` (`{type: "image" | "audio", data,
+/// mimeType}`, as an upstream tool returns them) by a short note, and returns them as content
+/// blocks, in the order met.
+fn take_media(value: &mut Value) -> Vec<ContentBlock> {
+    fn walk(value: &mut Value, out: &mut Vec<ContentBlock>) {
+        match value {
+            Value::Object(m) => {
+                let kind = m.get("type").and_then(Value::as_str);
+                let data = m.get("data").and_then(Value::as_str);
+                let mime = m.get("mimeType").and_then(Value::as_str);
+                if let (Some(kind @ ("image" | "audio")), Some(data), Some(mime)) = (kind, data, mime) {
+                    let block = if kind == "image" {
+                        ContentBlock::image(data, mime)
+                    } else {
+                        ContentBlock::audio(data, mime)
+                    };
+                    let note = format!(
+                        "[{kind} {} ({mime}, {} bytes of base64): sent as its own content block]",
+                        out.len() + 1,
+                        data.len()
+                    );
+                    out.push(block);
+                    *value = Value::String(note);
+                    return;
+                }
+                m.values_mut().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut out);
+    out
 }
 
 /// A new session (a POST without `Mcp-Session-Id`) while the sessions are full gets 503 with a

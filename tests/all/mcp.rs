@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::harness::python;
 
@@ -169,3 +169,50 @@ const EXPECTED: &str = "tools: describe_tools, execute_code, search_tools\n\
          execute: False {\"churned\": 3333, \"revenue\": 1664973}\n\
          text: [log] rows 10000\n\
          failure: True exception error (exception) at line 2, column 30: TypeError: bad 1\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_in_a_result_reach_the_client_as_content_blocks() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    const DOT: &str =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let mut registry = codemode::Registry::new();
+    registry
+        .register(
+            "pics",
+            codemode::Tool::new("dot", "A one-pixel image.", json!({"type": "object"}), |_: Value| async {
+                Ok::<_, codemode::ToolError>(json!({"type": "image", "data": DOT, "mimeType": "image/png"}))
+            }),
+        )
+        .unwrap();
+    let engine = codemode::Engine::builder().registry(registry).workers(1).build().unwrap();
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (r, w) = tokio::io::split(theirs);
+    tokio::spawn(codemode::mcp::McpServer::new(engine).serve_lines(r, w));
+    let (r, mut w) = tokio::io::split(ours);
+    let mut lines = tokio::io::BufReader::new(r).lines();
+    let hello = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execute_code",
+        "arguments": {"code": "const img = await pics.dot({}); return { caption: 'a dot', img }"}}});
+    w.write_all(
+        format!("{hello}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}\n{call}\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = loop {
+        let m: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        if m["id"] == json!(1) {
+            break m;
+        }
+    };
+    let note = "[image 1 (image/png, 96 bytes of base64): sent as its own content block]";
+    let result = &answer["result"];
+    assert_eq!(result["structuredContent"]["value"], json!({"caption": "a dot", "img": note}));
+    let content = result["content"].as_array().unwrap();
+    assert_eq!(content.len(), 2, "{answer}");
+    assert!(content[0]["text"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("result: {{\"caption\":\"a dot\",\"img\":\"{note}\"}}")));
+    assert_eq!(content[1], json!({"type": "image", "data": DOT, "mimeType": "image/png"}));
+}
