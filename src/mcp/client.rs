@@ -575,20 +575,6 @@ fn namespace_description(name: &str, instructions: &str) -> String {
     description
 }
 
-#[cfg(test)]
-mod description_tests {
-    #[test]
-    fn the_whole_instructions_follow_a_summary_line() {
-        use super::namespace_description as d;
-        assert_eq!(d("memory", ""), "memory (MCP server)");
-        assert_eq!(d("dynamic", "Tools that appear."), "dynamic (MCP server): Tools that appear.");
-        assert_eq!(
-            d("everything", "# Everything\n\nTests every feature.\n\n## Tools\n- echo"),
-            "everything (MCP server): Tests every feature.\n\n# Everything\n\nTests every feature.\n\n## Tools\n- echo"
-        );
-    }
-}
-
 fn connect_error(config: &UpstreamConfig, message: String) -> UpstreamError {
     UpstreamError::Connect { namespace: config.namespace.clone(), target: config.target(), message }
 }
@@ -621,4 +607,18 @@ fn to_value(result: CallToolResult, object_output: bool) -> Result<Value, ToolEr
         });
     }
     serde_json::to_value(&result.content).map_err(|e| ToolError::with_code("invalid_output", e.to_string()))
+}
+
+#[cfg(test)]
+mod description_tests {
+    #[test]
+    fn the_whole_instructions_follow_a_summary_line() {
+        use super::namespace_description as d;
+        assert_eq!(d("memory", ""), "memory (MCP server)");
+        assert_eq!(d("dynamic", "Tools that appear."), "dynamic (MCP server): Tools that appear.");
+        assert_eq!(
+            d("everything", "# Everything\n\nTests every feature.\n\n## Tools\n- echo"),
+            "everything (MCP server): Tests every feature.\n\n# Everything\n\nTests every feature.\n\n## Tools\n- echo"
+        );
+    }
 }

@@ -110,12 +110,7 @@ impl McpServer {
         addr: std::net::SocketAddr,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        if !addr.ip().is_loopback() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{addr} is not a loopback address; the HTTP server only listens on loopback"),
-            ));
-        }
+        require_loopback(addr)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
@@ -130,12 +125,7 @@ impl McpServer {
     ) -> std::io::Result<()> {
         use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{addr} is not a loopback address; the HTTP server only listens on loopback"),
-            ));
-        }
+        require_loopback(addr)?;
         let port = addr.port();
         let config = StreamableHttpServerConfig::default()
             .with_allowed_origins([format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")])
@@ -262,6 +252,16 @@ impl McpServer {
             other => Err(ErrorData::invalid_params(format!("unknown tool {other:?}"), None)),
         }
     }
+}
+
+fn require_loopback(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("{addr} is not a loopback address; the HTTP server only listens on loopback"),
+    ))
 }
 
 /// Replaces each MCP image or audio content object in `value` (`{type: "image" | "audio", data,
