@@ -298,16 +298,37 @@ impl TypeChecker {
 }
 
 fn write_project(dir: &Path) -> std::io::Result<()> {
-    write_files(
-        dir,
-        &[
-            ("tsconfig.json", TSCONFIG),
-            ("codemode.d.ts", crate::RUNTIME_DECLARATIONS),
-            ("tools.d.ts", "export {};\n"),
-            ("program.ts", "export {};\n"),
-        ],
-    )
+    let files = [
+        ("tsconfig.json", TSCONFIG),
+        ("codemode.d.ts", crate::RUNTIME_DECLARATIONS),
+        ("tools.d.ts", "export {};\n"),
+        ("program.ts", "export {};\n"),
+        (PROJECT_MARKER, "A type-check project of codemode's; it rewrites the files here.\n"),
+    ];
+    // Never someone else's project: a directory with files of its own and no marker of ours
+    // is refused before anything in it is overwritten.
+    if !dir.join(PROJECT_MARKER).exists() {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let ours = files.iter().any(|(f, _)| *f == name)
+                    || (name.starts_with('.') && name.ends_with(".tmp"));
+                if !ours {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        format!(
+                            "holds {name}, which codemode did not write; the type check needs a directory of its own"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    write_files(dir, &files)
 }
+
+/// The file that marks a directory as a type-check project codemode made.
+const PROJECT_MARKER: &str = ".codemode-typecheck";
 
 /// Writes `files` into `dir` (created if needed), each atomically (a temporary file renamed over
 /// it), so a second process sharing the directory never reads half a file; a file already

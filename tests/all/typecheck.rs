@@ -310,3 +310,20 @@ async fn the_prompt_says_whether_programs_are_checked() {
     let unchecked = crate::harness::engine().prompt();
     assert!(!unchecked.contains("type-checked"), "{unchecked}");
 }
+
+#[test]
+fn the_checker_never_writes_into_someone_elses_project() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("their-project-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("package.json"), "{}\n").unwrap();
+    std::fs::write(dir.join("tsconfig.json"), "{ \"theirs\": true }\n").unwrap();
+    let e = codemode::TypeChecker::start(crate::harness::typescript7(), &dir).err().expect("refused");
+    let message = e.to_string();
+    assert!(
+        message.contains("which codemode did not write; the type check needs a directory of its own"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("tsconfig.json")).unwrap(), "{ \"theirs\": true }\n");
+    assert!(!dir.join(".codemode-typecheck").exists());
+}
