@@ -281,9 +281,9 @@ impl SessionManager for Sessions {
         if open >= self.max_in_flight {
             return Err(SessionsError::Busy(self.max_in_flight));
         }
-        let busy = self.enter(id, request);
+        // Counted once the stream exists: a request refused here was never running.
         let stream = self.inner.create_stream(id, message).await?;
-        Ok(Tracked { stream: Box::pin(stream), busy })
+        Ok(Tracked { stream: Box::pin(stream), busy: self.enter(id, request) })
     }
 
     async fn accept_message(
@@ -299,9 +299,8 @@ impl SessionManager for Sessions {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, SessionsError> {
-        let busy = self.enter(id, None);
         let stream = self.inner.create_standalone_stream(id).await?;
-        Ok(Tracked { stream: Box::pin(stream), busy })
+        Ok(Tracked { stream: Box::pin(stream), busy: self.enter(id, None) })
     }
 
     async fn resume(
@@ -309,8 +308,7 @@ impl SessionManager for Sessions {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, SessionsError> {
-        let busy = self.enter(id, None);
         let stream = self.inner.resume(id, last_event_id).await?;
-        Ok(Tracked { stream: Box::pin(stream), busy })
+        Ok(Tracked { stream: Box::pin(stream), busy: self.enter(id, None) })
     }
 }
