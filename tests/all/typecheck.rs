@@ -318,7 +318,9 @@ fn the_checker_never_writes_into_someone_elses_project() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("package.json"), "{}\n").unwrap();
     std::fs::write(dir.join("tsconfig.json"), "{ \"theirs\": true }\n").unwrap();
-    let e = codemode::TypeChecker::start(crate::harness::typescript7(), &dir).err().expect("refused");
+    let Err(e) = codemode::TypeChecker::start(crate::harness::typescript7(), &dir) else {
+        panic!("not refused")
+    };
     let message = e.to_string();
     assert!(
         message.contains("which codemode did not write; the type check needs a directory of its own"),
