@@ -71,6 +71,21 @@ pub struct SearchHit {
     pub declarations: Option<String>,
 }
 
+impl SearchHit {
+    /// The hit as text, as the CLI and the MCP server show it: its declarations (full), else
+    /// `ns.signature — summary`, else the path.
+    pub fn to_text(&self) -> String {
+        match (&self.declarations, &self.signature) {
+            (Some(d), _) => d.clone(),
+            (None, Some(sig)) => {
+                let ns = self.path.split('.').next().unwrap_or("");
+                format!("{ns}.{sig} — {}", self.summary.as_deref().unwrap_or(""))
+            }
+            (None, None) => self.path.clone(),
+        }
+    }
+}
+
 /// The BM25F index over every tool (BM25 with fields: a word in a short name outweighs the same
 /// word in a long description), built on first search and kept per registry version.
 pub(crate) struct SearchIndex {

@@ -108,6 +108,22 @@ pub struct ExecError {
 }
 
 impl ExecError {
+    /// The error on one line, as the CLI and the MCP server show it:
+    /// `error[exception] at line 2, column 14: ToolError: no such sheet (tool sheets.getRows, code not_found)`.
+    pub fn headline(&self) -> String {
+        let at = match (self.line, self.column) {
+            (Some(l), Some(c)) => format!(" at line {l}, column {c}"),
+            _ => String::new(),
+        };
+        let name = self.name.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
+        let tool = match (&self.tool, &self.code) {
+            (Some(tool), Some(code)) => format!(" (tool {tool}, code {code})"),
+            (Some(tool), None) => format!(" (tool {tool})"),
+            _ => String::new(),
+        };
+        format!("error[{}]{at}: {name}{}{tool}", self.kind.code(), self.message)
+    }
+
     /// An error with only a kind and a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ExecError {

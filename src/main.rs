@@ -490,14 +490,7 @@ fn tools(command: ToolsCommand) -> ExitCode {
                 return print_json(&hits);
             }
             for hit in hits {
-                match (&hit.declarations, &hit.signature) {
-                    (Some(d), _) => outln!("{d}"),
-                    (None, Some(sig)) => {
-                        let ns = hit.path.split('.').next().unwrap_or("");
-                        outln!("{ns}.{sig}\n    {}", hit.summary.as_deref().unwrap_or(""));
-                    }
-                    (None, None) => outln!("{}", hit.path),
-                }
+                outln!("{}", hit.to_text());
             }
         }
         ToolsCommand::Show { names, json, .. } => {
@@ -619,18 +612,8 @@ fn print_human(outcome: &Outcome, exact_tokens: bool) {
     match &outcome.error {
         None => outln!("{}", serde_json::to_string_pretty(&outcome.value).unwrap_or_default()),
         Some(e) => {
-            let at = match (e.line, e.column) {
-                (Some(l), Some(c)) => format!(" at {l}:{c}"),
-                _ => String::new(),
-            };
-            let name = e.name.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
-            let tool = match (&e.tool, &e.code) {
-                (Some(tool), Some(code)) => format!(" (tool {tool}, code {code})"),
-                (Some(tool), None) => format!(" (tool {tool})"),
-                _ => String::new(),
-            };
             match e.diagnostics.len() {
-                0 => outln!("error[{}]{at}: {name}{}{tool}", e.kind, e.message),
+                0 => outln!("{}", e.headline()),
                 1 => outln!("error[{}]: 1 type error; nothing ran", e.kind),
                 n => outln!("error[{}]: {n} type errors; nothing ran", e.kind),
             }

@@ -16,7 +16,7 @@ use rmcp::service::{RequestContext, RoleServer};
 use rmcp::ServerHandler;
 use serde_json::{json, Map, Value};
 
-use crate::discovery::{names_arg, search_args};
+use crate::discovery::{names_arg, search_args, SearchHit};
 use crate::engine::{CancelToken, Engine, ExecuteOptions};
 
 use super::sessions::{Sessions, SessionsError};
@@ -171,18 +171,7 @@ impl McpServer {
             "search_tools" => {
                 let (query, detail, limit) = search_args(args).map_err(|e| invalid(&e))?;
                 let hits = registry.search(query, detail, limit);
-                let text = hits
-                    .iter()
-                    .map(|h| match (&h.declarations, &h.signature) {
-                        (Some(d), _) => d.clone(),
-                        (None, Some(sig)) => {
-                            let ns = h.path.split('.').next().unwrap_or("");
-                            format!("{ns}.{sig} — {}", h.summary.as_deref().unwrap_or(""))
-                        }
-                        (None, None) => h.path.clone(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let text = hits.iter().map(SearchHit::to_text).collect::<Vec<_>>().join("\n");
                 let mut result = CallToolResult::structured(json!({ "hits": hits }));
                 result.content = vec![ContentBlock::text(if text.is_empty() {
                     "no tool matches".to_string()
@@ -231,14 +220,7 @@ impl McpServer {
                 }
                 match &outcome.error {
                     None => text.push_str(&format!("result: {value}")),
-                    Some(e) => {
-                        let at = match (e.line, e.column) {
-                            (Some(l), Some(c)) => format!(" at line {l}, column {c}"),
-                            _ => String::new(),
-                        };
-                        let name = e.name.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
-                        text.push_str(&format!("error ({}){at}: {name}{}", e.kind.code(), e.message));
-                    }
+                    Some(e) => text.push_str(&e.headline()),
                 }
                 let mut result = if outcome.is_ok() {
                     CallToolResult::structured(report)

@@ -111,7 +111,7 @@ fn run_counts_tokens_exactly_only_when_asked() {
 fn failing_script_exits_1_with_human_error() {
     let (code, out) = run_stdin(&["run", "-"], "const a = 1;\nthrow new TypeError('bad input');");
     assert_eq!(code, 1);
-    assert!(out.contains("error[exception] at 2:11: TypeError: bad input"), "{out}");
+    assert!(out.contains("error[exception] at line 2, column 11: TypeError: bad input"), "{out}");
 }
 
 #[test]

@@ -168,7 +168,7 @@ const EXPECTED: &str = "tools: describe_tools, execute_code, search_tools\n\
          describe: True\n\
          execute: False {\"churned\": 3333, \"revenue\": 1664973}\n\
          text: [log] rows 10000\n\
-         failure: True exception error (exception) at line 2, column 30: TypeError: bad 1\n";
+         failure: True exception error[exception] at line 2, column 30: TypeError: bad 1\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_in_a_result_reach_the_client_as_content_blocks() {
