@@ -8,12 +8,15 @@
 
 #![allow(clippy::print_stdout, reason = "an example prints its table")]
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
+
+#[path = "common/mod.rs"]
+mod common;
 
 use codemode::daemon::{Daemon, DaemonConfig};
 use codemode::mcp::{McpConfig, McpServer};
 use codemode::{Engine, ExecuteOptions, Limits};
+use common::{mcp_post, open_session, percentile, sse_data, INITIALIZE, INITIALIZED};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 
@@ -41,34 +44,6 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> LineClie
         }
     }
 }
-
-fn http(port: u16, session: Option<&str>, body: &str) -> (Option<String>, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let session_line = session.map(|id| format!("Mcp-Session-Id: {id}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "POST /mcp HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n{session_line}\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let session = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("mcp-session-id")))
-        .map(|(_, v)| v.trim().to_string());
-    (session, body.to_string())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"faces","version":"0"}}}"#;
-const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
 fn execute_code(id: u64) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -109,14 +84,7 @@ async fn measure(rounds: usize) -> Vec<(&'static str, Vec<Duration>)> {
         McpServer::with_config(engine.clone(), McpConfig::default())
             .serve_http_on(listener, std::future::pending()),
     );
-    let session = tokio::task::spawn_blocking(move || {
-        let (session, _) = http(port, None, INITIALIZE);
-        let session = session.expect("a session");
-        http(port, Some(&session), INITIALIZED);
-        session
-    })
-    .await
-    .unwrap();
+    let session = tokio::task::spawn_blocking(move || open_session(port).unwrap()).await.unwrap();
 
     let mut times: Vec<(&'static str, Vec<Duration>)> =
         ["library", "daemon", "MCP stdio", "MCP HTTP"].iter().map(|n| (*n, Vec::new())).collect();
@@ -146,13 +114,15 @@ async fn measure(rounds: usize) -> Vec<(&'static str, Vec<Duration>)> {
 
         let started = Instant::now();
         let session = session.clone();
-        let body =
-            tokio::task::spawn_blocking(move || http(port, Some(&session), &execute_code(id).to_string()).1)
-                .await
-                .unwrap();
+        let body = tokio::task::spawn_blocking(move || {
+            mcp_post(port, Some(&session), &execute_code(id).to_string())
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .2;
         let via_http = started.elapsed();
-        let data = body.lines().find_map(|l| l.strip_prefix("data: ").filter(|d| !d.is_empty())).unwrap();
-        check(&serde_json::from_str::<Value>(data).unwrap()["result"]["structuredContent"]["value"]);
+        check(&sse_data(&body).unwrap()["result"]["structuredContent"]["value"]);
 
         if counted {
             for (i, t) in [library, via_daemon, via_stdio, via_http].into_iter().enumerate() {

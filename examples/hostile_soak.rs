@@ -17,33 +17,23 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints its report")]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/mod.rs"]
+mod common;
+
 use codemode::daemon::{Daemon, DaemonConfig};
 use codemode::mcp::{McpConfig, McpServer};
 use codemode::{Engine, Limits};
+use common::{mcp_post, open_session, percentile, rss_kib, sse_data, INITIALIZE};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 const WELL_BEHAVED: &str = "const r = await sheets.getRows({ sheetId: 'sales', limit: 50 }); return r.length";
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0)
-}
 
 /// A daemon client that runs the well-behaved program one at a time until `stop`, returning
 /// each latency in µs; an error if an answer is wrong.
@@ -78,39 +68,6 @@ async fn daemon_client(path: PathBuf, stop: Arc<AtomicBool>) -> Result<Vec<u64>,
     Ok(latencies)
 }
 
-/// One HTTP/1.0 exchange; returns status, the session header and the body.
-fn http(port: u16, session: Option<&str>, body: &str) -> std::io::Result<(u16, Option<String>, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let session_line = session.map(|id| format!("Mcp-Session-Id: {id}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "POST /mcp HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n{session_line}\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    s.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let session = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("mcp-session-id")))
-        .map(|(_, v)| v.trim().to_string());
-    Ok((status, session, body.to_string()))
-}
-
-const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"soak","version":"0"}}}"#;
-
-fn open_session(port: u16) -> Result<String, String> {
-    let (status, session, body) = http(port, None, INITIALIZE).map_err(|e| e.to_string())?;
-    let session = session.filter(|_| status == 200).ok_or(format!("initialize: {status} {body}"))?;
-    http(port, Some(&session), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .map_err(|e| e.to_string())?;
-    Ok(session)
-}
-
 /// The well-behaved MCP client: one execute_code at a time in `session` until `stop`.
 fn mcp_client(port: u16, session: String, stop: Arc<AtomicBool>) -> Result<Vec<u64>, String> {
     let mut latencies = Vec::new();
@@ -120,9 +77,9 @@ fn mcp_client(port: u16, session: String, stop: Arc<AtomicBool>) -> Result<Vec<u
         let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                           "params": {"name": "execute_code", "arguments": {"code": WELL_BEHAVED}}});
         let started = Instant::now();
-        let (status, _, text) = http(port, Some(&session), &body.to_string()).map_err(|e| e.to_string())?;
-        let data = text.lines().find_map(|l| l.strip_prefix("data: ").filter(|d| !d.is_empty()));
-        let m: Value = data.and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null);
+        let (status, _, text) =
+            mcp_post(port, Some(&session), &body.to_string()).map_err(|e| e.to_string())?;
+        let m = sse_data(&text).unwrap_or(Value::Null);
         if status != 200 || m["result"]["structuredContent"]["value"] != json!(50) {
             return Err(format!("wrong MCP answer: {status} {text}"));
         }
@@ -207,7 +164,7 @@ async fn abandon_loops(path: &Path) {
 /// Opens MCP sessions as fast as it can, never closing one; counts the 503s.
 fn session_flooder(port: u16, stop: Arc<AtomicBool>, refused: Arc<AtomicU64>, opened: Arc<AtomicU64>) {
     while !stop.load(Ordering::Relaxed) {
-        match http(port, None, INITIALIZE) {
+        match mcp_post(port, None, INITIALIZE) {
             Ok((503, _, _)) => refused.fetch_add(1, Ordering::Relaxed),
             Ok((200, _, _)) => opened.fetch_add(1, Ordering::Relaxed),
             _ => 0,

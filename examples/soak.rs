@@ -14,8 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "common/mod.rs"]
+mod common;
+
 use codemode::daemon::{Daemon, DaemonConfig};
 use codemode::{Engine, Limits};
+use common::{percentile, rss_kib};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -40,15 +44,6 @@ fn programs() -> Vec<(&'static str, Result<Value, &'static str>)> {
         ("await new Promise(() => {})", Err("deadlock")),
         ("const line = 'x'.repeat(1 << 20); for (;;) console.log(line)", Err("output_limit")),
     ]
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[derive(Default)]
@@ -136,10 +131,6 @@ async fn client(
             }
         }
     }
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0)
 }
 
 async fn soak(executions: usize, clients: usize) -> Result<String, String> {

@@ -58,7 +58,18 @@ struct State {
     live: HashMap<SessionId, Activity>,
     /// Openings under way, counted against the cap before their id exists.
     opening: usize,
-    stats: SessionStats,
+    counts: Counts,
+}
+
+/// What happened to sessions since the server started (the rest of [`SessionStats`] is read
+/// from the live sessions and the settings).
+#[derive(Default)]
+struct Counts {
+    created: u64,
+    refused: u64,
+    expired: u64,
+    closed: u64,
+    abandoned: u64,
 }
 
 struct Activity {
@@ -83,20 +94,13 @@ impl Sessions {
         // Expiry is ours: rmcp's keep-alive would also close a session whose one request is
         // a long, silent program.
         inner.session_config.keep_alive = None;
-        let stats = SessionStats {
-            live: 0,
-            open_requests: 0,
-            max,
-            idle_timeout_ms: u64::try_from(idle.as_millis()).unwrap_or(u64::MAX),
-            created: 0,
-            refused: 0,
-            expired: 0,
-            closed: 0,
-            abandoned: 0,
-        };
         Sessions {
             inner: Arc::new(inner),
-            state: Arc::new(Mutex::new(State { live: HashMap::new(), opening: 0, stats })),
+            state: Arc::new(Mutex::new(State {
+                live: HashMap::new(),
+                opening: 0,
+                counts: Counts::default(),
+            })),
             max,
             idle,
             max_in_flight,
@@ -105,8 +109,18 @@ impl Sessions {
 
     pub(super) fn stats(&self) -> SessionStats {
         let state = self.state.lock().expect("sessions lock");
-        let open_requests = state.live.values().map(|a| a.open).sum();
-        SessionStats { live: state.live.len(), open_requests, ..state.stats }
+        let c = &state.counts;
+        SessionStats {
+            live: state.live.len(),
+            open_requests: state.live.values().map(|a| a.open).sum(),
+            max: self.max,
+            idle_timeout_ms: u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX),
+            created: c.created,
+            refused: c.refused,
+            expired: c.expired,
+            closed: c.closed,
+            abandoned: c.abandoned,
+        }
     }
 
     /// Whether a new session is refused now (and if so, counts the refusal).
@@ -114,7 +128,7 @@ impl Sessions {
         let mut state = self.state.lock().expect("sessions lock");
         let full = state.live.len() + state.opening >= self.max;
         if full {
-            state.stats.refused += 1;
+            state.counts.refused += 1;
         }
         full
     }
@@ -135,7 +149,7 @@ impl Sessions {
                 for id in &expired {
                     state.live.remove(id);
                 }
-                state.stats.expired += expired.len() as u64;
+                state.counts.expired += expired.len() as u64;
                 expired
             };
             for id in idle {
@@ -182,7 +196,7 @@ impl Drop for Busy {
         else {
             return;
         };
-        state.stats.abandoned += 1;
+        state.counts.abandoned += 1;
         drop(state);
         let inner = Arc::clone(&self.inner);
         let id = self.id.clone();
@@ -231,7 +245,7 @@ impl SessionManager for Sessions {
         {
             let mut state = self.state.lock().expect("sessions lock");
             if state.live.len() + state.opening >= self.max {
-                state.stats.refused += 1;
+                state.counts.refused += 1;
                 return Err(SessionsError::Full(self.max));
             }
             state.opening += 1;
@@ -241,7 +255,7 @@ impl SessionManager for Sessions {
         state.opening -= 1;
         let (id, transport) = created?;
         state.live.insert(id.clone(), Activity { open: 0, last: Instant::now() });
-        state.stats.created += 1;
+        state.counts.created += 1;
         Ok((id, transport))
     }
 
@@ -262,7 +276,7 @@ impl SessionManager for Sessions {
         {
             let mut state = self.state.lock().expect("sessions lock");
             if state.live.remove(id).is_some() {
-                state.stats.closed += 1;
+                state.counts.closed += 1;
             }
         }
         Ok(self.inner.close_session(id).await?)

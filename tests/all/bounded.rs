@@ -15,19 +15,11 @@ use codemode::{Engine, Limits};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use crate::harness::eventually;
+
 fn engine(workers: usize, timeout: Duration) -> Engine {
     let limits = Limits { timeout, ..Limits::default() };
     Engine::builder().registry(codemode::demo::registry()).limits(limits).workers(workers).build().unwrap()
-}
-
-/// Polls `check` every 20 ms until it is true; fails after `within`. The bound only tells a
-/// state that came from the behaviour under test from one that would come much later.
-async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !check() {
-        assert!(start.elapsed() < within, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn mcp_lines(id: u64, code: &str) -> String {

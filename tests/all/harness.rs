@@ -302,3 +302,13 @@ pub fn python() -> std::process::Command {
     cmd.env("PYTHONPATH", dir);
     cmd
 }
+
+/// Polls `check` every 20 ms until it holds; fails after `within`. The bound only tells a state
+/// that came from the behaviour under test from one that would come much later.
+pub async fn eventually(within: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(start.elapsed() < within, "never happened: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

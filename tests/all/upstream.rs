@@ -6,7 +6,7 @@ use codemode::mcp::{Transport, Upstream, UpstreamConfig};
 use codemode::{Engine, ExecuteOptions, Registry};
 use serde_json::json;
 
-use crate::harness::npm_script;
+use crate::harness::{eventually, npm_script};
 
 fn config(namespace: &str, package: &str, args: &[&str]) -> UpstreamConfig {
     let script = npm_script(package);
@@ -127,17 +127,6 @@ async fn everything_server_errors_crash_and_recovery() {
     assert_ne!(upstream.pid().await, Some(pid));
 }
 
-/// Waits until `check` holds, for at most 10 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tools_list_changed_notification_updates_the_namespace() {
     let dir = crate::harness::npm_dir();
@@ -152,7 +141,10 @@ async fn a_tools_list_changed_notification_updates_the_namespace() {
         .await;
     assert_eq!(o.value, json!("added late-comer"), "{:?}", o.error);
     // The program that caused the change keeps the tools it started with; the next ones see it.
-    eventually("lateComer registered", || engine.registry().get("dynamic", "lateComer").is_some()).await;
+    eventually(Duration::from_secs(10), "lateComer registered", || {
+        engine.registry().get("dynamic", "lateComer").is_some()
+    })
+    .await;
     let decls = engine.registry().describe(&["dynamic"]).unwrap();
     assert!(
         decls.contains("function lateComer(args?: LateComerInput): Promise<LateComerOutput>;"),
@@ -179,7 +171,7 @@ async fn everything_over_streamable_http_with_headers_and_a_server_restart() {
             .spawn()
             .unwrap();
         async move {
-            eventually("the HTTP server listens", || {
+            eventually(Duration::from_secs(10), "the HTTP server listens", || {
                 std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             })
             .await;
