@@ -206,7 +206,6 @@ impl McpServer {
                 // Images and audio in the result go to the client as content blocks of their
                 // own, not as base64 inside the text the model reads.
                 let media = take_media(&mut report["value"]);
-                let value = report["value"].clone();
                 let mut text = String::new();
                 for line in &outcome.logs {
                     text.push_str(&format!(
@@ -219,7 +218,7 @@ impl McpServer {
                     ));
                 }
                 match &outcome.error {
-                    None => text.push_str(&format!("result: {value}")),
+                    None => text.push_str(&format!("result: {}", report["value"])),
                     Some(e) => text.push_str(&e.headline()),
                 }
                 let mut result = if outcome.is_ok() {
