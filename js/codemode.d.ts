@@ -72,4 +72,61 @@ declare namespace codemode {
 
   /** TypeScript declarations of the named tools (`"ns.tool"`) or whole namespaces (`"ns"`). */
   function describe(names: string | string[]): Promise<string>;
+
+  /**
+   * What a tool of an MCP server returns when the server declares no output schema (until
+   * results have taught codemode its type): the one text block as a `string`, several text
+   * blocks as `string[]`, content with anything besides text (images, audio, resources) as the
+   * blocks themselves, and no content as `null`.
+   */
+  type ToolResult = string | string[] | ContentBlock[] | null;
+
+  /** One block of MCP tool content, as the server sent it. */
+  type ContentBlock = TextContent | ImageContent | AudioContent | ResourceLink | EmbeddedResource;
+
+  interface TextContent {
+    type: "text";
+    text: string;
+    annotations?: Annotations;
+  }
+  interface ImageContent {
+    type: "image";
+    /** Base64. */
+    data: string;
+    mimeType: string;
+    annotations?: Annotations;
+  }
+  interface AudioContent {
+    type: "audio";
+    /** Base64. */
+    data: string;
+    mimeType: string;
+    annotations?: Annotations;
+  }
+  /** A resource the server offers to read. */
+  interface ResourceLink {
+    type: "resource_link";
+    uri: string;
+    name: string;
+    title?: string;
+    description?: string;
+    mimeType?: string;
+    size?: number;
+    annotations?: Annotations;
+  }
+  /** A resource's contents, sent inline. */
+  interface EmbeddedResource {
+    type: "resource";
+    resource: ResourceContents;
+    annotations?: Annotations;
+  }
+  /** A resource's contents: `text`, or `blob` (base64) for binary data. */
+  type ResourceContents =
+    | { uri: string; mimeType?: string; text: string }
+    | { uri: string; mimeType?: string; blob: string };
+  interface Annotations {
+    audience?: ("user" | "assistant")[];
+    priority?: number;
+    lastModified?: string;
+  }
 }

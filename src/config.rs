@@ -62,6 +62,9 @@ pub struct Config {
     /// The MCP server (`codemode mcp`).
     #[serde(default)]
     pub mcp: McpSection,
+    /// What codemode keeps between runs.
+    #[serde(default)]
+    pub state: StateSection,
     /// Upstream MCP servers, each a namespace.
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
@@ -79,6 +82,15 @@ pub struct PoolConfig {
     pub workers: Option<usize>,
     /// Warm sandboxes kept per thread (default 4).
     pub warm: Option<usize>,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// Where learned result types are kept (a relative path is taken from the configuration
+    /// file's folder); default `$XDG_DATA_HOME/codemode`, else `~/.local/share/codemode`.
+    pub dir: Option<PathBuf>,
 }
 
 /// `[daemon]`; unset keys keep [`DaemonConfig::default`].
@@ -268,6 +280,19 @@ impl Config {
         out
     }
 
+    /// The state directory: `[state] dir`, else the user's data directory by `env` (the
+    /// caller's environment lookup); `None` when neither is known.
+    pub fn state_dir(&self, env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+        if let Some(dir) = &self.state.dir {
+            return Some(self.file.parent().unwrap_or(Path::new("")).join(dir));
+        }
+        let base = env("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+        Some(base.join("codemode"))
+    }
+
     /// The upstream servers, with secret references resolved through `env` (the caller's
     /// environment lookup) and the file system.
     pub fn upstreams(
@@ -275,6 +300,7 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<UpstreamConfig>, ConfigError> {
         let mut out = Vec::with_capacity(self.servers.len());
+        let state_dir = self.state_dir(&env);
         for s in &self.servers {
             let name = s.namespace.get_ref();
             let fail = |message: String| ConfigError {
@@ -314,6 +340,7 @@ impl Config {
                 .iter()
                 .map(|(tool, ms)| (tool.clone(), Duration::from_millis(*ms)))
                 .collect();
+            cfg.state_dir = state_dir.clone();
             out.push(cfg);
         }
         Ok(out)

@@ -105,6 +105,7 @@ pub fn declarations(
             description: &d.description,
             input: &d.input_schema,
             output: d.output_schema.as_ref(),
+            untyped: None,
         })
         .collect();
     crate::typegen::declarations(namespace, description, &schemas)

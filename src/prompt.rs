@@ -27,6 +27,14 @@ pub fn prompt(registry: &Registry, limits: &Limits) -> String {
          - There is no network, filesystem, `require`, `process` or `import`; tools are the only way \
          out.\n",
     );
+    if registry.tools().any(|(_, t)| t.has_result_type()) {
+        out.push_str(
+            "- A tool whose server declares no output schema returns `codemode.ToolResult`: its one \
+             text block as a string (`JSON.parse` it when it holds JSON), several as `string[]`, \
+             other content as the MCP blocks. After it has returned results, `describe` shows the \
+             type learned from them (`@observed N results`).\n",
+        );
+    }
     match limits.typecheck {
         TypeCheck::Strict => out.push_str(
             "- The program is type-checked against the tools' declarations before it runs: a type \

@@ -84,7 +84,19 @@ pub struct Tool {
     description: String,
     input_schema: Value,
     output_schema: Option<Value>,
+    /// What declarations give as the result when there is no output schema.
+    result_type: Option<Arc<ResultType>>,
     handler: Arc<dyn ToolHandler>,
+}
+
+/// A result type that codemode wrote for a tool without an output schema (what the MCP result
+/// mapping gives, or a type learned from results), never text from a tool source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResultType {
+    /// The TypeScript type, indented for a namespace block.
+    pub(crate) typescript: String,
+    /// Its JSDoc lines.
+    pub(crate) doc: Vec<String>,
 }
 
 impl std::fmt::Debug for Tool {
@@ -113,6 +125,7 @@ impl Tool {
             description: description.into(),
             input_schema,
             output_schema: None,
+            result_type: None,
             handler: Arc::new(handler),
         }
     }
@@ -179,6 +192,12 @@ impl Tool {
         self
     }
 
+    /// Declares the result as `result` when there is no output schema.
+    pub(crate) fn with_result_type(mut self, result: ResultType) -> Self {
+        self.result_type = Some(Arc::new(result));
+        self
+    }
+
     /// Gives the tool a human title (MCP tools may have one); declarations show it.
     pub fn with_title(mut self, title: impl Into<String>) -> Self {
         self.title = Some(title.into());
@@ -209,6 +228,10 @@ impl Tool {
     /// The output JSON Schema, if declared.
     pub fn output_schema(&self) -> Option<&Value> {
         self.output_schema.as_ref()
+    }
+    /// Whether declarations give the result a type codemode wrote (see [`ResultType`]).
+    pub(crate) fn has_result_type(&self) -> bool {
+        self.result_type.is_some()
     }
     pub(crate) fn handler(&self) -> &Arc<dyn ToolHandler> {
         &self.handler
@@ -256,6 +279,7 @@ impl Namespace {
                     description: &e.tool.description,
                     input: &e.tool.input_schema,
                     output: e.tool.output_schema.as_ref(),
+                    untyped: e.tool.result_type.as_deref().map(|r| (r.typescript.as_str(), r.doc.as_slice())),
                 })
                 .collect();
             Arc::new(typegen::declarations(js_name, &self.description, &schemas))

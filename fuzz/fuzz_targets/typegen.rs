@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
             description: "",
             input: &schema,
             output: Some(&schema),
+            untyped: None,
         };
         let _ = typegen::declarations("fuzz", "", &[tool]).render();
     }

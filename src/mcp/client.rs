@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -28,10 +29,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 
+use super::shapes::ShapeStore;
 use crate::definitions::ToolDefinition;
 use crate::engine::{Engine, WeakEngine};
 use crate::error::{RegistryError, ToolError};
-use crate::registry::{Registry, Tool};
+use crate::registry::{Registry, ResultType, Tool};
 
 /// How to reach one upstream server, and the namespace its tools get.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +46,9 @@ pub struct UpstreamConfig {
     pub call_timeout: Duration,
     /// Per-tool overrides of `call_timeout`, by the server's tool name.
     pub tool_timeouts: BTreeMap<String, Duration>,
+    /// Where learned result types are kept (`shapes/<namespace>.json` inside it); `None`
+    /// keeps them in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// How an upstream server is reached. Values of `env` and `headers` are already resolved:
@@ -90,7 +95,18 @@ impl UpstreamConfig {
             transport,
             call_timeout: Duration::from_secs(30),
             tool_timeouts: BTreeMap::new(),
+            state_dir: None,
         }
+    }
+
+    /// The file of this server's learned result types, in the state directory.
+    fn shapes_file(&self) -> Option<PathBuf> {
+        let safe: String = self
+            .namespace
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+            .collect();
+        Some(self.state_dir.as_ref()?.join("shapes").join(format!("{safe}.json")))
     }
 
     /// Where the server is, for messages: the command, or the URL without credentials or query.
@@ -155,6 +171,8 @@ pub struct UpstreamStatus {
     pub failed_calls: u64,
     /// The last connection or listing failure, if the last attempt failed.
     pub last_error: Option<String>,
+    /// Why the file of learned result types is not used, if it is not.
+    pub shapes_problem: Option<String>,
 }
 
 /// Tells the upstream that the server's tool list changed.
@@ -246,6 +264,8 @@ pub struct Upstream {
     engine: std::sync::Mutex<Option<WeakEngine>>,
     calls: AtomicU64,
     failed_calls: AtomicU64,
+    /// The result types learned for its tools that declare no output schema.
+    shapes: Arc<ShapeStore>,
 }
 
 struct State {
@@ -270,6 +290,13 @@ impl Upstream {
     ) -> Result<Arc<Upstream>, UpstreamError> {
         let changed = Arc::new(Notify::new());
         let (client, pid) = connect(&config, &changed).await?;
+        let shapes = match config.shapes_file() {
+            Some(path) => ShapeStore::open(path),
+            None => ShapeStore::in_memory(),
+        };
+        if let Some(problem) = shapes.problem() {
+            tracing::warn!(upstream = %config.namespace, %problem, "learned result types not read");
+        }
         let upstream = Arc::new(Upstream {
             config,
             state: Mutex::new(State {
@@ -285,6 +312,7 @@ impl Upstream {
             engine: std::sync::Mutex::new(None),
             calls: AtomicU64::new(0),
             failed_calls: AtomicU64::new(0),
+            shapes: Arc::new(shapes),
         });
         let client = Arc::new(client);
         upstream.state.lock().await.client = Some(Arc::clone(&client));
@@ -334,6 +362,7 @@ impl Upstream {
             calls: self.calls.load(Ordering::Relaxed),
             failed_calls: self.failed_calls.load(Ordering::Relaxed),
             last_error: state.last_error.clone(),
+            shapes_problem: self.shapes.problem(),
         }
     }
 
@@ -411,16 +440,21 @@ impl Upstream {
             // Weak: the registry (inside the engine) must not keep the connection alive.
             let weak: Weak<Upstream> = Arc::downgrade(self);
             let name = t.name.to_string();
-            let tool = Tool::from_definition(definition, move |args: Value| {
+            let learn = definition.output_schema.is_none();
+            let result_type = learn.then(|| self.shapes.declaration(&name).unwrap_or_else(mcp_result_type));
+            let mut tool = Tool::from_definition(definition, move |args: Value| {
                 let upstream = weak.upgrade();
                 let name = name.clone();
                 async move {
                     let upstream = upstream.ok_or_else(|| {
                         ToolError::with_code("upstream_gone", "the upstream server was shut down")
                     })?;
-                    upstream.call(&name, args, object_output).await
+                    upstream.call(&name, args, object_output, learn).await
                 }
             });
+            if let Some(result_type) = result_type {
+                tool = tool.with_result_type(result_type);
+            }
             registry.register(&self.config.namespace, tool)?;
         }
         Ok(n)
@@ -467,11 +501,23 @@ impl Upstream {
         }
     }
 
-    async fn call(&self, name: &str, args: Value, object_output: bool) -> Result<Value, ToolError> {
+    /// Calls `name`; with `learn` (it declares no output schema), its result's shape is
+    /// learned, and a change of the learned type declares the namespace again.
+    async fn call(
+        &self,
+        name: &str,
+        args: Value,
+        object_output: bool,
+        learn: bool,
+    ) -> Result<Value, ToolError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.call_inner(name, args, object_output).await;
-        if result.is_err() {
-            self.failed_calls.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Err(_) => {
+                self.failed_calls.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(value) if learn && self.shapes.observe(name, value) => self.changed.notify_one(),
+            Ok(_) => {}
         }
         result
     }
@@ -573,6 +619,21 @@ fn namespace_description(name: &str, instructions: &str) -> String {
         description = format!("{description}\n\n{instructions}");
     }
     description
+}
+
+/// The result type of a tool that has returned nothing yet and declares no output schema:
+/// whatever [`to_value`] may make of MCP content.
+fn mcp_result_type() -> ResultType {
+    ResultType {
+        typescript: "codemode.ToolResult".into(),
+        doc: [
+            "The server declares no output schema: one text block is a `string`, several are",
+            "`string[]`, other content is `codemode.ContentBlock[]`, no content is `null`. Once",
+            "the tool has returned results, their learned type stands here.",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
 }
 
 fn connect_error(config: &UpstreamConfig, message: String) -> UpstreamError {

@@ -4,6 +4,7 @@
 mod client;
 mod server;
 mod sessions;
+mod shapes;
 mod stdio;
 
 pub use client::{Transport, Upstream, UpstreamConfig, UpstreamError, UpstreamStatus};

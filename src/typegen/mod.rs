@@ -36,8 +36,11 @@ pub struct ToolSchema<'a> {
     pub description: &'a str,
     /// The input JSON Schema.
     pub input: &'a Value,
-    /// The output JSON Schema; `None` gives an `unknown` result.
+    /// The output JSON Schema; `None` gives an `unknown` result, or `untyped`.
     pub output: Option<&'a Value>,
+    /// The result type when there is no `output` schema: TypeScript that the caller wrote
+    /// (never a tool source's text), with its JSDoc lines.
+    pub untyped: Option<(&'a str, &'a [String])>,
 }
 
 /// Something in a schema that the generator could not express and widened to `unknown`: a
@@ -114,6 +117,11 @@ pub fn declarations(namespace: &str, description: &str, tools: &[ToolSchema<'_>]
     for (i, (input, output)) in roots.into_iter().enumerate() {
         let a = gen.root(&docs, 2 * i, input, i);
         let b = gen.root(&docs, 2 * i + 1, output, i);
+        if let (None, Some((ts, doc))) = (tools[i].output, tools[i].untyped) {
+            // `Literal` prints its text as written.
+            gen.named[b].ty = Ty::Literal(ts.to_string());
+            gen.named[b].doc = doc.to_vec();
+        }
         root_index.push((a, b));
     }
     gen.break_cycles();

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 /// developer installed with `codemode setup` does not change what the tests see.
 fn codemode() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_codemode"));
-    cmd.env("XDG_CACHE_HOME", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"))
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    cmd.env("XDG_CACHE_HOME", tmp.join("cli-cache"))
+        .env("XDG_DATA_HOME", tmp.join("cli-data"))
         .env_remove("CODEMODE_TYPESCRIPT_DIR");
     cmd
 }
@@ -538,4 +540,39 @@ fn a_stdio_upstream_server_gets_only_the_environment_its_configuration_gives() {
     let extra: Vec<&str> =
         names.iter().copied().filter(|n| !allowed.contains(n) && !["GIVEN", "PASSED"].contains(n)).collect();
     assert_eq!(extra, Vec::<&str>::new(), "{names:?}");
+}
+
+#[test]
+fn types_show_what_an_earlier_run_learned_about_untyped_results() {
+    let everything = crate::harness::npm_script("@modelcontextprotocol/server-everything");
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-learned-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("codemode.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\ndir = \"state\"\n\n[[servers]]\nnamespace = \"everything\"\ncommand = \"node\"\n\
+             args = [{:?}, \"stdio\"]\n",
+            everything.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let (code, before, _) = output(&["types", "--config", config]);
+    assert_eq!(code, 0);
+    assert!(before.contains("  type GetSumOutput = codemode.ToolResult;\n"), "{before}");
+    let (code, out) = run_stdin(
+        &["run", "--json", "--config", config, "-"],
+        "return await everything.getSum({ a: 2, b: 3 })",
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["value"], json!("The sum of 2 and 3 is 5."));
+    let (code, after, _) = output(&["types", "--config", config]);
+    assert_eq!(code, 0);
+    assert!(after.contains("   * @observed 1 result\n   */\n  type GetSumOutput = string;\n"), "{after}");
+    assert!(dir.join("state/shapes/everything.json").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -163,7 +163,7 @@ fn hostile_depth_and_width_never_overflow() {
 }
 
 fn schema<'a>(name: &'a str, input: &'a Value) -> ToolSchema<'a> {
-    ToolSchema { name, js_name: name, title: None, description: "", input, output: None }
+    ToolSchema { name, js_name: name, title: None, description: "", input, output: None, untyped: None }
 }
 
 #[test]
@@ -315,6 +315,7 @@ fn random_tools<'a>(input: &'a Value, output: &'a Value) -> [ToolSchema<'a>; 2] 
             description: "d",
             input,
             output: Some(output),
+            untyped: None,
         },
         schema("t2", output),
     ]

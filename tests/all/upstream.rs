@@ -6,7 +6,7 @@ use codemode::mcp::{Transport, Upstream, UpstreamConfig};
 use codemode::{Engine, ExecuteOptions, Registry};
 use serde_json::json;
 
-use crate::harness::{eventually, npm_script};
+use crate::harness::{eventually, npm_script, type_checker};
 
 fn config(namespace: &str, package: &str, args: &[&str]) -> UpstreamConfig {
     let script = npm_script(package);
@@ -237,4 +237,87 @@ async fn a_call_after_an_idle_server_died_reconnects_and_goes_through() {
     let status = upstream.status().await;
     assert_eq!((status.reconnects, status.failed_calls), (1, 0), "{status:?}");
     let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untyped_tools_are_declared_as_the_mcp_mapping_until_their_results_teach_a_type() {
+    let state =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("learned-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
+    cfg.state_dir = Some(state.clone());
+    let mut registry = Registry::new();
+    let upstream = Upstream::register(cfg.clone(), &mut registry).await.unwrap();
+    let declared = registry.describe(&["everything.echo"]).unwrap();
+    assert!(
+        declared.contains(
+            "   * The server declares no output schema: one text block is a `string`, several are\n"
+        ) && declared.contains("  type EchoOutput = codemode.ToolResult;\n"),
+        "{declared}"
+    );
+    let engine = Engine::builder()
+        .registry(registry)
+        .type_checker(type_checker("learned"))
+        .workers(1)
+        .build()
+        .unwrap();
+    upstream.follow(&engine);
+    assert!(engine
+        .prompt()
+        .contains("- A tool whose server declares no output schema returns `codemode.ToolResult`"));
+    let shout = r#"return (await everything.echo({ message: "hi" })).toUpperCase()"#;
+    let o = engine.execute(shout, ExecuteOptions::default()).await;
+    let e = o.error.expect("a type error");
+    assert_eq!((e.kind, o.stats.tool_calls), (codemode::ErrorKind::TypeError, 0));
+    assert!(
+        e.diagnostics[0].message.contains("Property 'toUpperCase' does not exist on type 'ToolResult'"),
+        "{e:?}"
+    );
+
+    let o =
+        engine.execute(r#"return await everything.echo({ message: "hi" })"#, ExecuteOptions::default()).await;
+    assert_eq!(o.value, json!("Echo: hi"));
+    let learned = |engine: &Engine| engine.registry().describe(&["everything.echo"]).unwrap();
+    eventually(Duration::from_secs(10), "the learned type is declared", || {
+        learned(&engine).contains("  type EchoOutput = string;\n")
+    })
+    .await;
+    assert!(learned(&engine).contains("   * @observed 1 result\n"), "{}", learned(&engine));
+    let o = engine.execute(shout, ExecuteOptions::default()).await;
+    assert_eq!((o.error.map(|e| e.message), o.value), (None, json!("ECHO: HI")));
+
+    // A JSON text is said to be one, with what parsing it gives.
+    let o = engine.execute("return await everything.getEnv({})", ExecuteOptions::default()).await;
+    assert!(o.value.as_str().is_some_and(|t| t.starts_with('{')), "{:?}", o.value);
+    eventually(Duration::from_secs(10), "getEnv is learned", || {
+        engine.registry().describe(&["everything.getEnv"]).unwrap().contains("`JSON.parse` of it gives `{ ")
+    })
+    .await;
+
+    // The shapes are kept in the state directory, and the next run starts from them.
+    let file = state.join("shapes/everything.json");
+    eventually(Duration::from_secs(10), "the shapes file is written", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\"get-env\""))
+    })
+    .await;
+    drop(engine);
+    drop(upstream);
+    let mut registry = Registry::new();
+    let _again = Upstream::register(cfg.clone(), &mut registry).await.unwrap();
+    let declared = registry.describe(&["everything.echo"]).unwrap();
+    assert!(declared.contains("  type EchoOutput = string;\n"), "{declared}");
+
+    // A file that is not ours to read is reported, left as it was, and learning goes on.
+    std::fs::write(&file, "[1, 2").unwrap();
+    let mut registry = Registry::new();
+    let broken = Upstream::register(cfg, &mut registry).await.unwrap();
+    let problem = broken.status().await.shapes_problem.expect("the bad file is reported");
+    assert!(problem.starts_with(&format!("{}: not a learned-shapes file", file.display())), "{problem}");
+    assert!(registry
+        .describe(&["everything.echo"])
+        .unwrap()
+        .contains("type EchoOutput = codemode.ToolResult;"));
+    drop(broken);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "[1, 2");
+    let _ = std::fs::remove_dir_all(&state);
 }
