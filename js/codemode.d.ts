@@ -26,7 +26,7 @@ declare const performance: {
 /** QuickJS's error for engine limits, such as a regular expression too large to compile. */
 declare var InternalError: ErrorConstructor;
 
-/** The runtime: its version and tool discovery. Each call counts as one tool call. */
+/** The runtime: its version, tool discovery (not counted as tool calls) and MCP resources. */
 declare namespace codemode {
   /** The codemode version. */
   const version: string;
@@ -72,6 +72,13 @@ declare namespace codemode {
 
   /** TypeScript declarations of the named tools (`"ns.tool"`) or whole namespaces (`"ns"`). */
   function describe(names: string | string[]): Promise<string>;
+
+  /**
+   * Reads a resource of an MCP server (its namespace) by URI: how a `ResourceLink` in a result
+   * is followed. Counts as a tool call; fails with code `unknown_server` for a namespace that
+   * is not an MCP server.
+   */
+  function readResource(server: string, uri: string): Promise<ResourceContents[]>;
 
   /**
    * What a tool of an MCP server returns when the server declares no output schema (until

@@ -98,6 +98,9 @@ function init(host) {
     describe(names) {
       return call("describe", { names }, new ErrorCtor());
     },
+    readResource(server, uri) {
+      return call("readResource", { server, uri }, new ErrorCtor());
+    },
   });
 
   const global = (name, value) => defineProperty(globalThis, name, { value, writable: true, configurable: true });

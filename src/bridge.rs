@@ -23,8 +23,8 @@ use crate::discovery::{names_arg, search_args};
 use crate::engine::LogSink;
 use crate::error::{ErrorKind, ToolError};
 use crate::limits::Limits;
-use crate::outcome::LogLine;
 use crate::outcome::TextSample;
+use crate::outcome::{LogLevel, LogLine};
 use crate::registry::{Entry, Registry};
 
 /// The namespace of the runtime's own functions (`codemode.search`, ...); reserved, so no
@@ -53,7 +53,53 @@ fn builtin(registry: &Registry, name: &str, args: &Value) -> Result<Value, Strin
 /// Wakes the sandbox thread: a finished tool call, or a cancellation.
 pub(crate) enum Wake {
     Done(u64, CallResult),
+    /// A line a running tool added to the program's logs ([`tool_log`]).
+    Log(LogLine),
     Cancel,
+}
+
+tokio::task_local! {
+    /// The execution a tool handler runs for, while it runs.
+    static CALLER: Caller;
+}
+
+#[derive(Clone)]
+struct Caller {
+    tx: Sender<Wake>,
+    tool: Arc<str>,
+}
+
+/// A handle on the execution whose tool call is running: what [`tool_log`] writes to. Taken
+/// with [`ToolLog::current`] inside a handler, it can be moved to other tasks (an upstream
+/// server's notifications arrive on its connection's task, not the call's).
+#[derive(Clone)]
+pub struct ToolLog(Caller);
+
+impl std::fmt::Debug for ToolLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ToolLog").field(&self.0.tool).finish()
+    }
+}
+
+impl ToolLog {
+    /// The calling execution's log, inside a tool handler; `None` elsewhere.
+    pub fn current() -> Option<ToolLog> {
+        CALLER.try_with(|c| ToolLog(c.clone())).ok()
+    }
+
+    /// Adds `message` to the execution's logs as `<namespace.tool>: <message>`, within the
+    /// execution's log limits, and hands it to its log sink (the daemon's `code/log`). False
+    /// when the execution has ended.
+    pub fn log(&self, level: LogLevel, message: &str) -> bool {
+        let line = LogLine { level, message: format!("{}: {message}", self.0.tool) };
+        self.0.tx.send(Wake::Log(line)).is_ok()
+    }
+}
+
+/// [`ToolLog::log`] on the calling execution's log: a tool handler reports progress or a
+/// warning to the program's logs. False outside a tool call or once the execution has ended.
+pub fn tool_log(level: LogLevel, message: &str) -> bool {
+    ToolLog::current().is_some_and(|log| log.log(level, message))
 }
 
 /// A finished call: the JSON text and the tool's label, or the failure.
@@ -104,6 +150,8 @@ pub struct PendingCall {
 /// What the sandbox thread should do next.
 pub(crate) enum Next {
     Settle(u64, Settlement),
+    /// A tool's line for the logs.
+    Log(LogLine),
     /// Nothing is pending: an unsettled program can never finish.
     Idle,
     TimedOut,
@@ -148,6 +196,8 @@ struct InFlight {
 pub(crate) enum Target<'a> {
     Tool(usize),
     Builtin(&'a str),
+    /// A tool the runtime provides (`codemode.readResource`).
+    Entry(&'a Arc<Entry>),
 }
 
 pub(crate) struct Bridge {
@@ -254,6 +304,15 @@ impl Bridge {
     /// they could not be taken. Errs only when the call limit is passed, which ends the run.
     pub(crate) fn call(&mut self, target: Target<'_>, args: Result<Value, String>) -> Result<u64, ErrorKind> {
         let id = self.fresh_id();
+        // Reading a resource reaches a server: it is a tool call in all but name.
+        let read_resource;
+        let target = match target {
+            Target::Builtin("readResource") => {
+                read_resource = self.registry.read_resource_entry();
+                Target::Entry(&read_resource)
+            }
+            other => other,
+        };
         // Discovery (`codemode.list/search/describe`) is answered here and is not a tool call:
         // it neither counts in `stats.tool_calls` nor uses up `max_tool_calls` (the deadline
         // bounds a program that loops on it).
@@ -276,6 +335,7 @@ impl Bridge {
                 self.ready.push_back((id, settlement));
                 return Ok(id);
             }
+            Target::Entry(entry) => Arc::clone(entry),
             Target::Tool(index) => match self.tools.get(index) {
                 Some(entry) => Arc::clone(entry),
                 None => {
@@ -329,10 +389,11 @@ impl Bridge {
         let handler = Arc::clone(entry.tool.handler());
         let label = Arc::clone(&entry.label);
         let span = tracing::info_span!("tool_call", tool = %label, id);
+        let caller = Caller { tx: self.tx.clone(), tool: Arc::clone(&label) };
         let mut call = Box::pin(
             async move {
                 let started = Instant::now();
-                let result = AssertUnwindSafe(handler.call(args)).catch_unwind().await;
+                let result = AssertUnwindSafe(CALLER.scope(caller, handler.call(args))).catch_unwind().await;
                 let result = match result {
                     Ok(Ok(output)) => Ok((Arc::<str>::from(output.into_text()), label)),
                     Ok(Err(ToolError { code, message })) => Err(ToolFailure {
@@ -446,6 +507,7 @@ impl Bridge {
                     }
                     return Next::Settle(id, settlement);
                 }
+                Ok(Wake::Log(line)) => return Next::Log(line),
                 Ok(Wake::Cancel) => return Next::Cancelled,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return Next::Idle,

@@ -34,6 +34,17 @@ impl LogLevel {
             _ => LogLevel::Log,
         }
     }
+
+    /// Its name, as serialized: `log`, `info`, `warn`, `error`, `debug`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Log => "log",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Debug => "debug",
+        }
+    }
 }
 
 /// One captured console line, formatted like Node's `console.log`.

@@ -287,11 +287,21 @@ impl Namespace {
     }
 }
 
+/// Reads a resource of a tool source by URI (an upstream MCP server's `resources/read`).
+pub(crate) trait ResourceReader: Send + Sync + 'static {
+    fn read(&self, uri: String) -> BoxFuture<Result<Value, ToolError>>;
+}
+
+/// `codemode.readResource`'s label, as errors and pending calls name it.
+pub(crate) const READ_RESOURCE: &str = "codemode.readResource";
+
 /// Tools grouped in namespaces. Build it with [`Registry::register`], then hand it to an
 /// [`EngineBuilder`](crate::EngineBuilder); cloning shares the same tools.
 #[derive(Clone, Default)]
 pub struct Registry {
     namespaces: BTreeMap<String, Arc<Namespace>>,
+    /// What reads the resources of a namespace's server (`codemode.readResource`), by JS name.
+    resources: BTreeMap<String, Arc<dyn ResourceReader>>,
     /// What is derived from this version of the registry; a change starts a new one, and
     /// clones of one version (the engine's, the caller's) share it.
     derived: Arc<Derived>,
@@ -299,6 +309,7 @@ pub struct Registry {
 
 #[derive(Default)]
 struct Derived {
+    read_resource: OnceLock<Arc<Entry>>,
     index: OnceLock<Arc<SearchIndex>>,
     entries: OnceLock<Arc<[Arc<Entry>]>>,
     declarations: OnceLock<Arc<str>>,
@@ -394,10 +405,56 @@ impl Registry {
         })
     }
 
+    /// Lets programs read `namespace`'s resources with `codemode.readResource(namespace, uri)`.
+    pub(crate) fn set_resource_reader(&mut self, namespace: &str, reader: Arc<dyn ResourceReader>) {
+        if let Ok(js) = namespace_js_name(namespace) {
+            self.resources.insert(js, reader);
+            self.derived = Arc::default();
+        }
+    }
+
+    /// `codemode.readResource` as a tool: its arguments are checked like a tool's, and it is
+    /// dispatched, counted and timed like one (it reaches a server); made once per version.
+    pub(crate) fn read_resource_entry(&self) -> Arc<Entry> {
+        let make = || {
+            let readers = self.resources.clone();
+            let names: BTreeMap<String, String> =
+                self.namespaces.iter().map(|(js, ns)| (ns.name.clone(), js.clone())).collect();
+            let schema = serde_json::json!({
+                "type": "object",
+                "properties": { "server": { "type": "string" }, "uri": { "type": "string" } },
+                "required": ["server", "uri"],
+            });
+            let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+            let tool = Tool::new("readResource", "", schema, move |args: Value| {
+                let server = args["server"].as_str().unwrap_or_default();
+                let js = names.get(server).map_or(server, String::as_str);
+                let reader = readers.get(js).cloned();
+                let uri = args["uri"].as_str().unwrap_or_default().to_string();
+                let message = format!(
+                    "{server:?} is not a server with resources (servers: {})",
+                    readers.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+                async move {
+                    match reader {
+                        Some(reader) => reader.read(uri).await.map(ToolOutput::from),
+                        None => Err(ToolError::with_code("unknown_server", message)),
+                    }
+                }
+            });
+            Arc::new(Entry { tool, validator, label: READ_RESOURCE.into() })
+        };
+        Arc::clone(self.derived.read_resource.get_or_init(make))
+    }
+
     /// Removes a namespace and its tools; false when there was none. An upstream server whose
     /// tool list changed is re-registered this way.
     pub fn remove_namespace(&mut self, namespace: &str) -> bool {
-        let removed = namespace_js_name(namespace).ok().and_then(|js| self.namespaces.remove(&js)).is_some();
+        let js = namespace_js_name(namespace).ok();
+        if let Some(js) = &js {
+            self.resources.remove(js);
+        }
+        let removed = js.and_then(|js| self.namespaces.remove(&js)).is_some();
         if removed {
             self.derived = Arc::default();
         }
@@ -422,6 +479,9 @@ impl Registry {
                     }
                 }
             }
+        }
+        for (js, reader) in &other.resources {
+            self.resources.insert(js.clone(), Arc::clone(reader));
         }
         self.derived = Arc::default();
     }

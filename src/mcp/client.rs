@@ -20,7 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
+// Servers of protocol 2025-11-25, which is what upstream servers speak today, still send
+// `notifications/message`; SEP-2577 deprecates it for later versions.
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ContentBlock, NumberOrString, ProgressNotificationParam,
+    ProgressToken, ReadResourceRequestParams, RequestParamsMeta, ServerNotification,
+};
+#[allow(deprecated)]
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::service::{NotificationContext, RoleClient, RunningService, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
@@ -30,10 +37,12 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 
 use super::shapes::ShapeStore;
+use crate::bridge::ToolLog;
 use crate::definitions::ToolDefinition;
 use crate::engine::{Engine, WeakEngine};
 use crate::error::{RegistryError, ToolError};
-use crate::registry::{Registry, ResultType, Tool};
+use crate::outcome::LogLevel;
+use crate::registry::{BoxFuture, Registry, ResourceReader, ResultType, Tool};
 
 /// How to reach one upstream server, and the namespace its tools get.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,10 +184,33 @@ pub struct UpstreamStatus {
     pub shapes_problem: Option<String>,
 }
 
-/// Tells the upstream that the server's tool list changed.
-#[derive(Clone)]
+/// What the server tells the client: a changed tool list (the upstream lists its tools
+/// again), and progress and log messages, which go to the logs of the executions whose calls
+/// are in flight.
+#[derive(Clone, Default)]
 struct Listener {
     changed: Arc<Notify>,
+    /// The calls in flight whose executions take log lines, by progress token.
+    calls: Arc<std::sync::Mutex<HashMap<i64, ToolLog>>>,
+}
+
+impl Listener {
+    /// Registers a call in flight; the guard removes it.
+    fn track(&self, token: i64, log: ToolLog) -> Tracked<'_> {
+        self.calls.lock().expect("call logs lock").insert(token, log);
+        Tracked { listener: self, token }
+    }
+}
+
+struct Tracked<'a> {
+    listener: &'a Listener,
+    token: i64,
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.listener.calls.lock().expect("call logs lock").remove(&self.token);
+    }
 }
 
 impl ClientHandler for Listener {
@@ -189,6 +221,67 @@ impl ClientHandler for Listener {
         self.changed.notify_one();
         std::future::ready(())
     }
+}
+
+impl Listener {
+    /// Sees every message from the server in order, before rmcp does: progress and log
+    /// notifications reach the execution's logs before the call's response can (rmcp hands
+    /// notifications to handlers on tasks of their own, which may run after the response).
+    #[allow(deprecated)] // notifications/message, as above
+    fn observe(&self, message: &rmcp::service::RxJsonRpcMessage<RoleClient>) {
+        let rmcp::model::JsonRpcMessage::Notification(n) = message else { return };
+        match &n.notification {
+            ServerNotification::ProgressNotification(p) => {
+                if let NumberOrString::Number(token) = p.params.progress_token.0 {
+                    if let Some(log) = self.calls.lock().expect("call logs lock").get(&token) {
+                        log.log(LogLevel::Info, &progress_line(&p.params));
+                    }
+                }
+            }
+            ServerNotification::LoggingMessageNotification(m) => self.log_message(&m.params),
+            _ => {}
+        }
+    }
+
+    /// A log message names no request: every call in flight on this connection may be its
+    /// cause, so each of their executions sees it.
+    #[allow(deprecated)] // notifications/message, as above
+    fn log_message(&self, params: &LoggingMessageNotificationParam) {
+        let level = match params.level {
+            LoggingLevel::Debug => LogLevel::Debug,
+            LoggingLevel::Info | LoggingLevel::Notice => LogLevel::Info,
+            LoggingLevel::Warning => LogLevel::Warn,
+            _ => LogLevel::Error,
+        };
+        let data = match &params.data {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let message = match &params.logger {
+            Some(logger) => format!("[{logger}] {data}"),
+            None => data,
+        };
+        let calls = self.calls.lock().expect("call logs lock");
+        if calls.is_empty() {
+            tracing::debug!(%message, "upstream log message with no call in flight");
+        }
+        for log in calls.values() {
+            log.log(level, &message);
+        }
+    }
+}
+
+/// `progress 1/3: message`, numbers without a needless `.0`.
+fn progress_line(p: &ProgressNotificationParam) -> String {
+    let mut line = format!("progress {}", p.progress);
+    if let Some(total) = p.total {
+        line.push_str(&format!("/{total}"));
+    }
+    if let Some(message) = &p.message {
+        line.push_str(": ");
+        line.push_str(message);
+    }
+    line
 }
 
 /// A connection to the server, and whether its transport has ended.
@@ -217,6 +310,7 @@ impl std::ops::Deref for Client {
 struct Watched<T> {
     inner: T,
     ended: Arc<AtomicBool>,
+    listener: Listener,
 }
 
 impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleClient> for Watched<T> {
@@ -231,8 +325,9 @@ impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleC
 
     async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
         let message = self.inner.receive().await;
-        if message.is_none() {
-            self.ended.store(true, Ordering::Relaxed);
+        match &message {
+            Some(m) => self.listener.observe(m),
+            None => self.ended.store(true, Ordering::Relaxed),
         }
         message
     }
@@ -252,7 +347,8 @@ where
     T: rmcp::transport::Transport<RoleClient> + Send + 'static,
 {
     let ended = Arc::new(AtomicBool::new(false));
-    let service = listener.serve(Watched { inner: transport, ended: Arc::clone(&ended) }).await?;
+    let watched = Watched { inner: transport, ended: Arc::clone(&ended), listener: listener.clone() };
+    let service = listener.serve(watched).await?;
     Ok(Client { service, ended })
 }
 
@@ -260,7 +356,9 @@ where
 pub struct Upstream {
     config: UpstreamConfig,
     state: Mutex<State>,
-    changed: Arc<Notify>,
+    listener: Listener,
+    /// Progress tokens of calls, unique on this upstream.
+    next_token: AtomicU64,
     engine: std::sync::Mutex<Option<WeakEngine>>,
     calls: AtomicU64,
     failed_calls: AtomicU64,
@@ -288,8 +386,8 @@ impl Upstream {
         config: UpstreamConfig,
         registry: &mut Registry,
     ) -> Result<Arc<Upstream>, UpstreamError> {
-        let changed = Arc::new(Notify::new());
-        let (client, pid) = connect(&config, &changed).await?;
+        let listener = Listener::default();
+        let (client, pid) = connect(&config, &listener).await?;
         let shapes = match config.shapes_file() {
             Some(path) => ShapeStore::open(path),
             None => ShapeStore::in_memory(),
@@ -308,7 +406,8 @@ impl Upstream {
                 reconnects: 0,
                 last_error: None,
             }),
-            changed,
+            listener,
+            next_token: AtomicU64::new(1),
             engine: std::sync::Mutex::new(None),
             calls: AtomicU64::new(0),
             failed_calls: AtomicU64::new(0),
@@ -330,7 +429,7 @@ impl Upstream {
     pub fn follow(self: &Arc<Self>, engine: &Engine) {
         *self.engine.lock().expect("engine lock") = Some(engine.downgrade());
         let weak = Arc::downgrade(self);
-        let changed = Arc::clone(&self.changed);
+        let changed = Arc::clone(&self.listener.changed);
         tokio::spawn(async move {
             loop {
                 changed.notified().await;
@@ -427,6 +526,9 @@ impl Upstream {
             let instructions = info.instructions.as_deref().map(str::trim).unwrap_or("");
             registry.describe_namespace(&self.config.namespace, namespace_description(name, instructions))?;
         }
+        if info.as_ref().is_some_and(|i| i.capabilities.resources.is_some()) {
+            registry.set_resource_reader(&self.config.namespace, Arc::new(Resources(Arc::downgrade(self))));
+        }
         for t in tools {
             let object_output =
                 t.output_schema.as_ref().is_some_and(|s| s.get("type") == Some(&Value::from("object")));
@@ -477,7 +579,7 @@ impl Upstream {
                 ),
             ));
         }
-        match connect(&self.config, &self.changed).await {
+        match connect(&self.config, &self.listener).await {
             Ok((client, pid)) => {
                 tracing::info!(upstream = %self.config.namespace, "upstream server reconnected");
                 let client = Arc::new(client);
@@ -487,7 +589,7 @@ impl Upstream {
                 state.reconnects += 1;
                 state.last_error = None;
                 // The server may have changed while it was away.
-                self.changed.notify_one();
+                self.listener.changed.notify_one();
                 Ok(client)
             }
             Err(e) => {
@@ -498,6 +600,25 @@ impl Upstream {
                 state.last_error = Some(e.to_string());
                 Err(ToolError::with_code("upstream_disconnected", e.to_string()))
             }
+        }
+    }
+
+    /// `resources/read` of `uri`: the contents, as MCP sends them.
+    async fn read_resource(&self, uri: String) -> Result<Value, ToolError> {
+        let client = self.client().await?;
+        let timeout = self.config.call_timeout;
+        let request = ReadResourceRequestParams::new(uri);
+        match tokio::time::timeout(timeout, client.read_resource(request)).await {
+            Err(_) => Err(ToolError::with_code(
+                "timeout",
+                format!("the upstream server did not answer within {} ms", timeout.as_millis()),
+            )),
+            Ok(Err(ServiceError::McpError(e))) => {
+                Err(ToolError::with_code("upstream_error", e.message.to_string()))
+            }
+            Ok(Err(e)) => Err(ToolError::with_code("upstream_error", e.to_string())),
+            Ok(Ok(result)) => serde_json::to_value(result.contents)
+                .map_err(|e| ToolError::with_code("invalid_output", e.to_string())),
         }
     }
 
@@ -516,7 +637,7 @@ impl Upstream {
             Err(_) => {
                 self.failed_calls.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(value) if learn && self.shapes.observe(name, value) => self.changed.notify_one(),
+            Ok(value) if learn && self.shapes.observe(name, value) => self.listener.changed.notify_one(),
             Ok(_) => {}
         }
         result
@@ -528,7 +649,13 @@ impl Upstream {
             return Err(ToolError::with_code("invalid_argument", "MCP tool arguments must be an object"));
         };
         let started = Instant::now();
-        let request = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
+        let mut request = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
+        // The token ties the server's progress notifications to this call's execution.
+        let _tracked = ToolLog::current().map(|log| {
+            let token = self.next_token.fetch_add(1, Ordering::Relaxed) as i64;
+            request.set_progress_token(ProgressToken(NumberOrString::Number(token)));
+            self.listener.track(token, log)
+        });
         let timeout = self.config.tool_timeouts.get(name).copied().unwrap_or(self.config.call_timeout);
         let result = tokio::time::timeout(timeout, client.call_tool(request)).await;
         tracing::debug!(upstream = %self.config.namespace, tool = name, elapsed_us = started.elapsed().as_micros() as u64, "upstream call");
@@ -557,9 +684,9 @@ impl Upstream {
 
 async fn connect(
     config: &UpstreamConfig,
-    changed: &Arc<Notify>,
+    listener: &Listener,
 ) -> Result<(Client, Option<u32>), UpstreamError> {
-    let listener = Listener { changed: Arc::clone(changed) };
+    let listener = listener.clone();
     match &config.transport {
         Transport::Stdio { command, args, env } => {
             let command = tokio::process::Command::new(command).configure(|c| {
@@ -619,6 +746,20 @@ fn namespace_description(name: &str, instructions: &str) -> String {
         description = format!("{description}\n\n{instructions}");
     }
     description
+}
+
+/// `codemode.readResource` for one server.
+struct Resources(Weak<Upstream>);
+
+impl ResourceReader for Resources {
+    fn read(&self, uri: String) -> BoxFuture<Result<Value, ToolError>> {
+        let upstream = self.0.upgrade();
+        Box::pin(async move {
+            let upstream = upstream
+                .ok_or_else(|| ToolError::with_code("upstream_gone", "the upstream server was shut down"))?;
+            upstream.read_resource(uri).await
+        })
+    }
 }
 
 /// The result type of a tool that has returned nothing yet and declares no output schema:

@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool as McpTool,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, RequestParamsMeta,
+    ServerCapabilities, ServerConfig, Tool as McpTool,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::ServerHandler;
 use serde_json::{json, Map, Value};
 
 use crate::discovery::{names_arg, search_args, SearchHit};
-use crate::engine::{CancelToken, Engine, ExecuteOptions};
+use crate::engine::{CancelToken, Engine, ExecuteOptions, LogSink};
+use crate::outcome::LogLine;
 
 use super::sessions::{Sessions, SessionsError};
 use super::stdio::BoundedLines;
@@ -165,7 +167,13 @@ impl McpServer {
         served
     }
 
-    async fn call(&self, name: &str, args: &Value, cancel: CancelToken) -> Result<CallToolResult, ErrorData> {
+    async fn call(
+        &self,
+        name: &str,
+        args: &Value,
+        cancel: CancelToken,
+        on_log: Option<LogSink>,
+    ) -> Result<CallToolResult, ErrorData> {
         let registry = self.engine.registry();
         match name {
             "search_tools" => {
@@ -199,7 +207,7 @@ impl McpServer {
                 let outcome = {
                     let _slot = self.slots.acquire().await;
                     self.engine
-                        .execute(code, ExecuteOptions { cancel: Some(cancel), ..Default::default() })
+                        .execute(code, ExecuteOptions { cancel: Some(cancel), on_log, ..Default::default() })
                         .await
                 };
                 let mut report = outcome.to_report();
@@ -208,14 +216,7 @@ impl McpServer {
                 let media = take_media(&mut report["value"]);
                 let mut text = String::new();
                 for line in &outcome.logs {
-                    text.push_str(&format!(
-                        "[{}] {}\n",
-                        serde_json::to_value(line.level)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default(),
-                        line.message
-                    ));
+                    text.push_str(&format!("[{}] {}\n", line.level.as_str(), line.message));
                 }
                 match &outcome.error {
                     None => text.push_str(&format!("result: {}", report["value"])),
@@ -415,6 +416,7 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let token = request.progress_token().or_else(|| context.meta.get_progress_token());
         let args = Value::Object(request.arguments.unwrap_or_default());
         let cancel = CancelToken::new();
         // The client's cancellation (notifications/cancelled) cancels the execution.
@@ -426,8 +428,39 @@ impl ServerHandler for McpServer {
                 cancel.cancel();
             })
         };
-        let result = self.call(&request.name, &args, cancel).await;
+        // A client that asks for progress sees each log line as it is written, tool progress
+        // from upstream servers included, as a progress notification.
+        let (on_log, forwarder) = match token {
+            Some(token) => {
+                // `None` ends the stream: every line the execution wrote comes before it.
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
+                let peer = context.peer.clone();
+                let forwarder = tokio::spawn(async move {
+                    let mut n = 0.0;
+                    while let Some(Some(message)) = rx.recv().await {
+                        n += 1.0;
+                        let params = ProgressNotificationParam::new(token.clone(), n).with_message(message);
+                        if peer.notify_progress(params).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let sender = tx.clone();
+                // Bounded by the execution's log limits: only kept lines are sent.
+                let sink: LogSink = Arc::new(move |line: &LogLine| {
+                    let _ = sender.send(Some(format!("[{}] {}", line.level.as_str(), line.message)));
+                });
+                (Some(sink), Some((tx, forwarder)))
+            }
+            None => (None, None),
+        };
+        let result = self.call(&request.name, &args, cancel, on_log).await;
         watcher.abort();
+        if let Some((tx, forwarder)) = forwarder {
+            // The progress notifications go out before the result.
+            let _ = tx.send(None);
+            let _ = forwarder.await;
+        }
         result.map(Into::into)
     }
 }

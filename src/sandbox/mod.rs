@@ -711,6 +711,12 @@ impl Sandbox {
                             return Err(self.abort_or(&ctx, e, &script.compiled, limits));
                         }
                     }
+                    Next::Log(line) => {
+                        let logged = exec.borrow_mut().as_mut().expect("execution state").log(line.level, line.message);
+                        if let Err(kind) = logged {
+                            return Err(abort_error(kind, limits));
+                        }
+                    }
                     Next::Idle => {
                         return Err(ExecError::new(
                             ErrorKind::Deadlock,

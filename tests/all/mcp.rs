@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::process::Command;
 
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::harness::python;
 
@@ -170,9 +171,30 @@ const EXPECTED: &str = "tools: describe_tools, execute_code, search_tools\n\
          text: [log] rows 10000\n\
          failure: True exception error[exception] at line 2, column 30: TypeError: bad 1\n";
 
+type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>>;
+
+/// `codemode mcp` over an in-memory pipe, initialized: its output lines and its input.
+async fn in_memory_session(
+    engine: codemode::Engine,
+) -> (Lines, tokio::io::WriteHalf<tokio::io::DuplexStream>) {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (r, w) = tokio::io::split(theirs);
+    tokio::spawn(codemode::mcp::McpServer::new(engine).serve_lines(r, w));
+    let (r, mut w) = tokio::io::split(ours);
+    let hello = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    w.write_all(
+        format!("{hello}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut lines = tokio::io::BufReader::new(r).lines();
+    let hello: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(hello["id"], json!(0), "{hello}");
+    (lines, w)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_in_a_result_reach_the_client_as_content_blocks() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     const DOT: &str =
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
     let mut registry = codemode::Registry::new();
@@ -185,20 +207,10 @@ async fn images_in_a_result_reach_the_client_as_content_blocks() {
         )
         .unwrap();
     let engine = codemode::Engine::builder().registry(registry).workers(1).build().unwrap();
-    let (ours, theirs) = tokio::io::duplex(1 << 20);
-    let (r, w) = tokio::io::split(theirs);
-    tokio::spawn(codemode::mcp::McpServer::new(engine).serve_lines(r, w));
-    let (r, mut w) = tokio::io::split(ours);
-    let mut lines = tokio::io::BufReader::new(r).lines();
-    let hello = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execute_code",
         "arguments": {"code": "const img = await pics.dot({}); return { caption: 'a dot', img }"}}});
-    w.write_all(
-        format!("{hello}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}\n{call}\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let (mut lines, mut w) = in_memory_session(engine).await;
+    w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
     let answer = loop {
         let m: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
         if m["id"] == json!(1) {
@@ -215,4 +227,50 @@ async fn images_in_a_result_reach_the_client_as_content_blocks() {
         .unwrap()
         .ends_with(&format!("result: {{\"caption\":\"a dot\",\"img\":\"{note}\"}}")));
     assert_eq!(content[1], json!({"type": "image", "data": DOT, "mimeType": "image/png"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_asks_for_progress_sees_each_log_line_before_the_result() {
+    let mut registry = codemode::Registry::new();
+    let slow = codemode::Tool::new("step", "Works in steps.", json!({"type": "object"}), |_: Value| async {
+        // What an upstream server's progress becomes: a line in the calling execution's logs.
+        assert!(codemode::tool_log(codemode::LogLevel::Info, "halfway"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok::<_, codemode::ToolError>(json!("done"))
+    });
+    registry.register("slow", slow).unwrap();
+    assert!(!codemode::tool_log(codemode::LogLevel::Info, "outside any call"));
+    let engine = codemode::Engine::builder().registry(registry).workers(1).build().unwrap();
+    let (mut lines, mut w) = in_memory_session(engine).await;
+    let code = "console.log('start'); const r = await slow.step({}); console.warn('end'); return r";
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execute_code",
+        "arguments": {"code": code}, "_meta": {"progressToken": "p1"}}});
+    let quiet = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "execute_code",
+        "arguments": {"code": code}}});
+    w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
+    let mut progress = Vec::new();
+    loop {
+        let m: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        if m["id"] == json!(1) {
+            assert_eq!(m["result"]["structuredContent"]["value"], json!("done"));
+            break;
+        }
+        assert_eq!(m["method"], "notifications/progress", "{m}");
+        progress.push(m["params"].clone());
+    }
+    assert_eq!(
+        progress,
+        [
+            json!({"progressToken": "p1", "progress": 1.0, "message": "[log] start"}),
+            json!({"progressToken": "p1", "progress": 2.0, "message": "[info] slow.step: halfway"}),
+            json!({"progressToken": "p1", "progress": 3.0, "message": "[warn] end"}),
+        ]
+    );
+    // Without a progress token, only the result comes.
+    w.write_all(format!("{quiet}\n").as_bytes()).await.unwrap();
+    let m: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (m["id"].clone(), m["result"]["content"][0]["text"].clone()),
+        (json!(2), json!("[log] start\n[info] slow.step: halfway\n[warn] end\nresult: \"done\""))
+    );
 }

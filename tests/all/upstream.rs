@@ -321,3 +321,95 @@ async fn untyped_tools_are_declared_as_the_mcp_mapping_until_their_results_teach
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "[1, 2");
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_and_log_messages_of_a_call_reach_its_execution_logs() {
+    let cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
+    let mut registry = Registry::new();
+    let _upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    let options = ExecuteOptions {
+        on_log: Some(std::sync::Arc::new(move |line: &codemode::LogLine| {
+            sink.lock().unwrap().push(line.message.clone());
+        })),
+        ..Default::default()
+    };
+    let o = engine
+        .execute(
+            r#"console.log("before");
+            const done = await everything.triggerLongRunningOperation({ duration: 0.3, steps: 3 });
+            console.log("after");
+            return done"#,
+            options,
+        )
+        .await;
+    assert_eq!(o.error, None);
+    let progress = [
+        "before",
+        "everything.triggerLongRunningOperation: progress 1/3",
+        "everything.triggerLongRunningOperation: progress 2/3",
+        "everything.triggerLongRunningOperation: progress 3/3",
+        "after",
+    ];
+    assert_eq!(crate::harness::logs(&o), progress);
+    assert_eq!(o.logs[1].level, codemode::LogLevel::Info);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        progress,
+        "the log sink (the daemon's code/log) sees them as they come"
+    );
+
+    // The server's first simulated log message goes out while the call that turned it on runs.
+    let o = engine.execute("await everything.toggleSimulatedLogging({})", ExecuteOptions::default()).await;
+    assert_eq!(o.error, None);
+    let lines = crate::harness::logs(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let message = lines[0].strip_prefix("everything.toggleSimulatedLogging: ").unwrap();
+    assert!(message.ends_with("message") || message.ends_with("level-message"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_follows_a_resource_link_with_read_resource() {
+    let cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
+    let mut registry = Registry::new();
+    let _upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let o = engine
+        .execute(
+            r#"
+            const blocks = await everything.getResourceLinks({ count: 2 });
+            const link = blocks.find((b) => b.type === "resource_link" && b.name === "Text Resource 2");
+            const [contents] = await codemode.readResource("everything", link.uri);
+            return { uri: contents.uri, mimeType: contents.mimeType, text: contents.text.split(" created at ")[0] };
+            "#,
+            ExecuteOptions::default(),
+        )
+        .await;
+    assert_eq!(o.error, None);
+    assert_eq!(
+        o.value,
+        json!({ "uri": "demo://resource/dynamic/text/2", "mimeType": "text/plain",
+                "text": "Resource 2: This is a plaintext resource" })
+    );
+    assert_eq!(o.stats.tool_calls, 2, "reading a resource is a call to the server");
+    let o = engine
+        .execute(
+            r#"const e = await codemode.readResource("nowhere", "x://y").catch((e) => e);
+               const m = await codemode.readResource("everything", "demo://nothing/here").catch((e) => e);
+               return [e.code, e.message, m.code, m.tool]"#,
+            ExecuteOptions::default(),
+        )
+        .await;
+    assert_eq!(o.error, None);
+    assert_eq!(
+        o.value,
+        json!([
+            "unknown_server",
+            "codemode.readResource: \"nowhere\" is not a server with resources (servers: everything)",
+            "upstream_error",
+            "codemode.readResource"
+        ])
+    );
+}
