@@ -32,6 +32,26 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// Learning the shape of an untyped upstream tool's result, as each of its calls does.
+fn learned(c: &mut Criterion) {
+    let rows: Vec<Value> = (0..100)
+        .map(|i| {
+            json!({"id": i, "name": format!("row {i}"), "email": format!("u{i}@example.com"),
+                        "active": i % 2 == 0, "tags": ["a", "b"], "score": i as f64 / 3.0})
+        })
+        .collect();
+    let sheet = json!({ "rows": rows, "next": null });
+    let text = json!("Echo: hello there");
+    let json_text = json!(sheet.to_string());
+    let mut group = c.benchmark_group("learned_shape");
+    for (name, value) in [("text", &text), ("sheet_100_rows", &sheet), ("json_text_100_rows", &json_text)] {
+        let learner = codemode::__bench::Learner::new();
+        learner.observe(value);
+        group.bench_function(name, |b| b.iter(|| learner.observe(value)));
+    }
+    group.finish();
+}
+
 /// Hostile sizes: the generator must stay near-linear (issue #17).
 fn huge(c: &mut Criterion) {
     let tool =
@@ -66,6 +86,6 @@ fn huge(c: &mut Criterion) {
 criterion_group! {
     name = typegen;
     config = Criterion::default().sample_size(50);
-    targets = benches, huge
+    targets = benches, learned, huge
 }
 criterion_main!(typegen);

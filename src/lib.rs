@@ -178,6 +178,28 @@ pub mod __bench {
     /// A sandbox held only to be dropped; dropping it frees its runtime.
     pub struct Used(#[allow(dead_code, reason = "held only to be dropped later")] crate::sandbox::Sandbox);
 
+    /// Learns result shapes in memory, as an upstream tool without an output schema does after
+    /// each call.
+    pub struct Learner(std::sync::Arc<crate::mcp::shapes::ShapeStore>);
+
+    impl Learner {
+        /// A learner with nothing learned.
+        pub fn new() -> Self {
+            Learner(std::sync::Arc::new(crate::mcp::shapes::ShapeStore::in_memory()))
+        }
+
+        /// Folds one result in; true when the learned type changed.
+        pub fn observe(&self, value: &serde_json::Value) -> bool {
+            self.0.observe("t", value)
+        }
+    }
+
+    impl Default for Learner {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
     /// Strips the types of a program, as every uncached execution does.
     pub fn transpile(ts: &str) -> usize {
         crate::transpile::transpile(ts).map(|c| c.js.len()).unwrap_or(0)

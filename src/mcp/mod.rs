@@ -4,7 +4,7 @@
 mod client;
 mod server;
 mod sessions;
-mod shapes;
+pub(crate) mod shapes;
 mod stdio;
 
 pub use client::{Transport, Upstream, UpstreamConfig, UpstreamError, UpstreamStatus};

@@ -365,6 +365,9 @@ struct Learned {
     #[serde(default, skip_serializing_if = "is_zero")]
     skipped: u64,
     shape: Shape,
+    /// The shape's TypeScript, as last rendered, to tell whether a result changed it.
+    #[serde(skip)]
+    rendered: Option<String>,
 }
 
 impl Learned {
@@ -471,7 +474,10 @@ impl ShapeStore {
                 return false;
             }
             let learned = state.tools.entry(tool.to_string()).or_default();
-            let before = (learned.observations > 0).then(|| learned.shape.typescript(1));
+            if learned.rendered.is_none() && learned.observations > 0 {
+                learned.rendered = Some(learned.shape.typescript(1));
+            }
+            let before = learned.rendered.take();
             match seen {
                 Some(seen) => {
                     let mut merged = learned.shape.clone();
@@ -486,8 +492,10 @@ impl ShapeStore {
                 None => learned.skipped += 1,
             }
             let after = (learned.observations > 0).then(|| learned.shape.typescript(1));
+            let changed = before != after;
+            learned.rendered = after;
             state.dirty = true;
-            before != after
+            changed
         };
         self.schedule_flush();
         changed
