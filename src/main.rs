@@ -472,11 +472,16 @@ fn tools(command: ToolsCommand) -> ExitCode {
             if json {
                 return print_json(&list);
             }
+            let statuses: Vec<_> =
+                loaded.upstreams.iter().map(|u| loaded.runtime.block_on(u.status())).collect();
             for ns in list {
                 // The first line is the summary; `tools show NS` prints the rest.
                 let summary = ns.description.lines().next().unwrap_or("");
                 let description = if summary.is_empty() { String::new() } else { format!(": {summary}") };
                 outln!("{} ({} tools){description}", ns.namespace, ns.tools);
+                for why in statuses.iter().filter(|s| s.namespace == ns.name).flat_map(|s| &s.withheld) {
+                    outln!("  left out: {why}");
+                }
             }
         }
         ToolsCommand::Search { query, detail, limit, json, .. } => {

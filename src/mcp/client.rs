@@ -30,12 +30,13 @@ use rmcp::model::{
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::service::{NotificationContext, RoleClient, RunningService, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 
+use super::listing::{Listing, Tee};
 use super::shapes::ShapeStore;
 use crate::bridge::ToolLog;
 use crate::definitions::ToolDefinition;
@@ -182,6 +183,8 @@ pub struct UpstreamStatus {
     pub last_error: Option<String>,
     /// Why the file of learned result types is not used, if it is not.
     pub shapes_problem: Option<String>,
+    /// Tools the server lists that are left out of the namespace, each with why.
+    pub withheld: Vec<String>,
 }
 
 /// What the server tells the client: a changed tool list (the upstream lists its tools
@@ -192,6 +195,8 @@ struct Listener {
     changed: Arc<Notify>,
     /// The calls in flight whose executions take log lines, by progress token.
     calls: Arc<std::sync::Mutex<HashMap<i64, ToolLog>>>,
+    /// What the stdio reader finds in `tools/list` responses.
+    listing: Arc<Listing>,
 }
 
 impl Listener {
@@ -291,6 +296,8 @@ struct Client {
     /// rmcp's own `is_closed` turns true only after its service loop has spent up to 5 s
     /// draining, and a call sent in that window waits unsent and then fails.
     ended: Arc<AtomicBool>,
+    /// A stdio server's process, killed when the client is dropped.
+    _child: Option<tokio::process::Child>,
 }
 
 impl Client {
@@ -342,6 +349,7 @@ impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleC
 async fn serve_watched<T>(
     listener: Listener,
     transport: T,
+    child: Option<tokio::process::Child>,
 ) -> Result<Client, rmcp::service::ClientInitializeError>
 where
     T: rmcp::transport::Transport<RoleClient> + Send + 'static,
@@ -349,7 +357,7 @@ where
     let ended = Arc::new(AtomicBool::new(false));
     let watched = Watched { inner: transport, ended: Arc::clone(&ended), listener: listener.clone() };
     let service = listener.serve(watched).await?;
-    Ok(Client { service, ended })
+    Ok(Client { service, ended, _child: child })
 }
 
 /// A connected upstream server.
@@ -364,6 +372,15 @@ pub struct Upstream {
     failed_calls: AtomicU64,
     /// The result types learned for its tools that declare no output schema.
     shapes: Arc<ShapeStore>,
+    /// Tools of the last listing left out of the namespace, each with why.
+    withheld: std::sync::Mutex<Vec<String>>,
+}
+
+/// One `tools/list`: the tools, and what rmcp's types leave out of them.
+struct Listed {
+    tools: Vec<rmcp::model::Tool>,
+    /// `execution.taskSupport` by tool name (stdio servers only; see `listing.rs`).
+    task_support: HashMap<String, String>,
 }
 
 struct State {
@@ -412,11 +429,12 @@ impl Upstream {
             calls: AtomicU64::new(0),
             failed_calls: AtomicU64::new(0),
             shapes: Arc::new(shapes),
+            withheld: std::sync::Mutex::new(Vec::new()),
         });
         let client = Arc::new(client);
         upstream.state.lock().await.client = Some(Arc::clone(&client));
-        let tools = upstream.list(&client).await.map_err(|e| connect_error(&upstream.config, e))?;
-        let n = upstream.install(registry, &client, tools)?;
+        let listed = upstream.list(&client).await.map_err(|e| connect_error(&upstream.config, e))?;
+        let n = upstream.install(registry, &client, listed)?;
         upstream.state.lock().await.tools = n;
         Ok(upstream)
     }
@@ -462,6 +480,7 @@ impl Upstream {
             failed_calls: self.failed_calls.load(Ordering::Relaxed),
             last_error: state.last_error.clone(),
             shapes_problem: self.shapes.problem(),
+            withheld: self.withheld.lock().expect("withheld lock").clone(),
         }
     }
 
@@ -507,8 +526,12 @@ impl Upstream {
         }
     }
 
-    async fn list(&self, client: &Client) -> Result<Vec<rmcp::model::Tool>, String> {
-        client.list_all_tools().await.map_err(|e| format!("tools/list failed: {e}"))
+    async fn list(&self, client: &Client) -> Result<Listed, String> {
+        let listing = &self.listener.listing;
+        listing.begin();
+        let tools = client.list_all_tools().await;
+        let task_support = listing.end();
+        Ok(Listed { tools: tools.map_err(|e| format!("tools/list failed: {e}"))?, task_support })
     }
 
     /// Adds `tools` to `registry` under the namespace, described by the server's own name and
@@ -517,8 +540,28 @@ impl Upstream {
         self: &Arc<Self>,
         registry: &mut Registry,
         client: &Client,
-        tools: Vec<rmcp::model::Tool>,
+        listed: Listed,
     ) -> Result<usize, UpstreamError> {
+        let Listed { tools, task_support } = listed;
+        let mut withheld = Vec::new();
+        let tools: Vec<rmcp::model::Tool> = tools
+            .into_iter()
+            .filter(|t| {
+                let required = task_support.get(t.name.as_ref()).is_some_and(|s| s == "required");
+                if required {
+                    withheld.push(format!(
+                        "{}: callable only as an MCP task (execution.taskSupport is \"required\"), which \
+                         codemode does not speak yet",
+                        t.name
+                    ));
+                }
+                !required
+            })
+            .collect();
+        if !withheld.is_empty() {
+            tracing::info!(upstream = %self.config.namespace, ?withheld, "tools left out of the namespace");
+        }
+        *self.withheld.lock().expect("withheld lock") = withheld;
         let n = tools.len();
         let info = client.peer_info();
         if let Some((info, server)) = info.as_ref().and_then(|i| Some((i, i.server_info.as_ref()?))) {
@@ -689,19 +732,23 @@ async fn connect(
     let listener = listener.clone();
     match &config.transport {
         Transport::Stdio { command, args, env } => {
-            let command = tokio::process::Command::new(command).configure(|c| {
-                c.args(args);
-                c.env_clear();
-                c.envs(env);
-                c.kill_on_drop(true);
-            });
-            let transport = TokioChildProcess::builder(command)
+            let mut child = tokio::process::Command::new(command)
+                .args(args)
+                .env_clear()
+                .envs(env)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
                 .spawn()
-                .map(|(t, _)| t)
                 .map_err(|e| connect_error(config, format!("cannot start it: {e}")))?;
-            let pid = transport.id();
-            let client = serve_watched(listener, transport)
+            let pid = child.id();
+            let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+                return Err(connect_error(config, "its stdin or stdout could not be opened".into()));
+            };
+            let reader = Tee::new(stdout, Arc::clone(&listener.listing));
+            let transport = rmcp::transport::async_rw::AsyncRwTransport::new_client(reader, stdin);
+            let client = serve_watched(listener, transport, Some(child))
                 .await
                 .map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
             Ok((client, pid))
@@ -721,7 +768,7 @@ async fn connect(
             let transport = StreamableHttpClientTransport::from_config(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
             );
-            let client = serve_watched(listener, transport)
+            let client = serve_watched(listener, transport, None)
                 .await
                 .map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
             Ok((client, None))

@@ -2,6 +2,7 @@
 //! their declarations, execute code), and upstream MCP servers as tool sources.
 
 mod client;
+mod listing;
 mod server;
 mod sessions;
 pub(crate) mod shapes;

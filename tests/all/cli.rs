@@ -560,6 +560,15 @@ fn types_show_what_an_earlier_run_learned_about_untyped_results() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
+    let (code, list, _) = output(&["tools", "list", "--config", config]);
+    assert_eq!(code, 0);
+    assert!(
+        list.contains(
+            "  left out: simulate-research-query: callable only as an MCP task (execution.taskSupport is \"required\"), \
+             which codemode does not speak yet\n"
+        ),
+        "{list}"
+    );
     let (code, before, _) = output(&["types", "--config", config]);
     assert_eq!(code, 0);
     assert!(before.contains("  type GetSumOutput = codemode.ToolResult;\n"), "{before}");

@@ -413,3 +413,26 @@ async fn a_program_follows_a_resource_link_with_read_resource() {
         ])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_callable_only_as_a_task_is_left_out_and_reported() {
+    let cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
+    let mut registry = Registry::new();
+    let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    assert!(registry.get("everything", "simulate-research-query").is_none());
+    assert!(registry.get("everything", "echo").is_some());
+    assert_eq!(
+        upstream.status().await.withheld,
+        ["simulate-research-query: callable only as an MCP task (execution.taskSupport is \"required\"), \
+          which codemode does not speak yet"]
+    );
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let o = engine
+        .execute("return await everything.simulateResearchQuery({ topic: 'x' })", ExecuteOptions::default())
+        .await;
+    assert!(o
+        .error
+        .unwrap()
+        .message
+        .starts_with("everything.simulateResearchQuery is not a tool of everything"));
+}
