@@ -53,8 +53,9 @@ fn builtin(registry: &Registry, name: &str, args: &Value) -> Result<Value, Strin
 /// Wakes the sandbox thread: a finished tool call, or a cancellation.
 pub(crate) enum Wake {
     Done(u64, CallResult),
-    /// A line a running tool added to the program's logs ([`tool_log`]).
-    Log(LogLine),
+    /// A running tool added a line to the program's logs ([`tool_log`]): it waits in the log
+    /// channel, which is read before anything else.
+    Logged,
     Cancel,
 }
 
@@ -66,6 +67,7 @@ tokio::task_local! {
 #[derive(Clone)]
 struct Caller {
     tx: Sender<Wake>,
+    logs: Sender<LogLine>,
     tool: Arc<str>,
 }
 
@@ -92,7 +94,8 @@ impl ToolLog {
     /// when the execution has ended.
     pub fn log(&self, level: LogLevel, message: &str) -> bool {
         let line = LogLine { level, message: format!("{}: {message}", self.0.tool) };
-        self.0.tx.send(Wake::Log(line)).is_ok()
+        // The line goes first, the wake-up after: a result sent after it is never seen before it.
+        self.0.logs.send(line).is_ok() && self.0.tx.send(Wake::Logged).is_ok()
     }
 }
 
@@ -210,6 +213,10 @@ pub(crate) struct Bridge {
     max_concurrent: usize,
     tx: Sender<Wake>,
     rx: Receiver<Wake>,
+    /// Lines tools add to the logs; read before any settlement, so a tool's lines come before
+    /// its result even when it answers inline.
+    log_tx: Sender<LogLine>,
+    log_rx: Receiver<LogLine>,
     cancelled: Arc<AtomicBool>,
     next_id: u64,
     calls: u32,
@@ -225,6 +232,7 @@ pub(crate) struct Bridge {
 impl Bridge {
     pub(crate) fn new(registry: Arc<Registry>, handle: tokio::runtime::Handle, limits: &Limits) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
+        let (log_tx, log_rx) = std::sync::mpsc::channel();
         Bridge {
             tools: registry.entries(),
             registry,
@@ -234,6 +242,8 @@ impl Bridge {
             max_concurrent: limits.max_concurrent_tool_calls.max(1),
             tx,
             rx,
+            log_tx,
+            log_rx,
             cancelled: Arc::new(AtomicBool::new(false)),
             next_id: 1,
             calls: 0,
@@ -389,7 +399,7 @@ impl Bridge {
         let handler = Arc::clone(entry.tool.handler());
         let label = Arc::clone(&entry.label);
         let span = tracing::info_span!("tool_call", tool = %label, id);
-        let caller = Caller { tx: self.tx.clone(), tool: Arc::clone(&label) };
+        let caller = Caller { tx: self.tx.clone(), logs: self.log_tx.clone(), tool: Arc::clone(&label) };
         let mut call = Box::pin(
             async move {
                 let started = Instant::now();
@@ -470,10 +480,13 @@ impl Bridge {
     /// Blocks the sandbox thread until something settles, the deadline passes, or the run is
     /// cancelled.
     pub(crate) fn next(&mut self, deadline: Instant) -> Next {
-        if let Some((id, s)) = self.ready.pop_front() {
-            return Next::Settle(id, s);
-        }
         loop {
+            if let Ok(line) = self.log_rx.try_recv() {
+                return Next::Log(line);
+            }
+            if let Some((id, s)) = self.ready.pop_front() {
+                return Next::Settle(id, s);
+            }
             if self.cancelled.load(Ordering::SeqCst) {
                 return Next::Cancelled;
             }
@@ -499,17 +512,13 @@ impl Bridge {
                         let Some(q) = self.queued.pop_front() else { break };
                         self.dispatch(q);
                     }
+                    // Behind any queued call that completed inline, and after the lines the
+                    // tool wrote, which the next turn reads first.
                     let settlement = self.settlement(result);
-                    if let Some((ready_id, ready)) = self.ready.pop_front() {
-                        // A queued call that completed inline goes first; this one waits its turn.
-                        self.ready.push_back((id, settlement));
-                        return Next::Settle(ready_id, ready);
-                    }
-                    return Next::Settle(id, settlement);
+                    self.ready.push_back((id, settlement));
                 }
-                Ok(Wake::Log(line)) => return Next::Log(line),
+                Ok(Wake::Logged) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(Wake::Cancel) => return Next::Cancelled,
-                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return Next::Idle,
             }
         }

@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-// Servers of protocol 2025-11-25, which is what upstream servers speak today, still send
-// `notifications/message`; SEP-2577 deprecates it for later versions.
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ContentBlock, NumberOrString, ProgressNotificationParam,
     ProgressToken, ReadResourceRequestParams, RequestParamsMeta, ServerNotification,
 };
+// Servers of protocol 2025-11-25, which is what upstream servers speak today, still send
+// `notifications/message`; SEP-2577 deprecates it for later versions.
 #[allow(deprecated)]
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::service::{NotificationContext, RoleClient, RunningService, ServiceError};

@@ -280,6 +280,14 @@ impl Exec {
         if self.output_attempted > self.limits.max_output_bytes {
             return Err(ErrorKind::OutputLimit);
         }
+        self.keep(level, message);
+        Ok(())
+    }
+
+    /// Keeps a line while the log has room, cutting one that is too long; counts it dropped
+    /// otherwise. A tool's lines come here directly: a server flooding progress fills the log
+    /// and is dropped, it does not end the program the way the program's own output would.
+    fn keep(&mut self, level: LogLevel, message: String) {
         let room = self.limits.max_log_bytes.saturating_sub(self.log_bytes);
         let message = if self.logs_dropped > 0 || self.logs.len() >= self.limits.max_log_lines {
             None
@@ -301,7 +309,6 @@ impl Exec {
             }
             None => self.logs_dropped += 1,
         }
-        Ok(())
     }
 }
 
@@ -712,10 +719,7 @@ impl Sandbox {
                         }
                     }
                     Next::Log(line) => {
-                        let logged = exec.borrow_mut().as_mut().expect("execution state").log(line.level, line.message);
-                        if let Err(kind) = logged {
-                            return Err(abort_error(kind, limits));
-                        }
+                        exec.borrow_mut().as_mut().expect("execution state").keep(line.level, line.message);
                     }
                     Next::Idle => {
                         return Err(ExecError::new(

@@ -472,3 +472,23 @@ async fn an_mcp_http_session_has_at_most_max_in_flight_requests_open() {
     .unwrap();
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_flooding_the_log_fills_it_and_the_program_goes_on() {
+    let mut registry = codemode::Registry::new();
+    let flood = codemode::Tool::new("flood", "Logs a lot.", json!({"type": "object"}), |_: Value| async {
+        for i in 0..20_000 {
+            codemode::tool_log(codemode::LogLevel::Info, &format!("progress {i}"));
+        }
+        Ok::<_, codemode::ToolError>(json!("done"))
+    });
+    registry.register("noisy", flood).unwrap();
+    let limits = Limits { max_log_lines: 100, ..Limits::default() };
+    let engine = Engine::builder().registry(registry).limits(limits).workers(1).build().unwrap();
+    let o = engine.execute("return await noisy.flood({})", Default::default()).await;
+    assert_eq!((o.error, o.value), (None, json!("done")));
+    assert_eq!(o.logs.len(), 101);
+    assert_eq!(o.logs[99].message, "noisy.flood: progress 99");
+    let dropped = &o.logs[100].message;
+    assert!(dropped.starts_with("[codemode] 19900 more log line(s) dropped"), "{dropped}");
+}
