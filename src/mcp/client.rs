@@ -199,14 +199,6 @@ struct Listener {
     listing: Arc<Listing>,
 }
 
-impl Listener {
-    /// Registers a call in flight; the guard removes it.
-    fn track(&self, token: i64, log: ToolLog) -> Tracked<'_> {
-        self.calls.lock().expect("call logs lock").insert(token, log);
-        Tracked { listener: self, token }
-    }
-}
-
 struct Tracked<'a> {
     listener: &'a Listener,
     token: i64,
@@ -229,6 +221,12 @@ impl ClientHandler for Listener {
 }
 
 impl Listener {
+    /// Registers a call in flight; the guard removes it.
+    fn track(&self, token: i64, log: ToolLog) -> Tracked<'_> {
+        self.calls.lock().expect("call logs lock").insert(token, log);
+        Tracked { listener: self, token }
+    }
+
     /// Sees every message from the server in order, before rmcp does: progress and log
     /// notifications reach the execution's logs before the call's response can (rmcp hands
     /// notifications to handlers on tasks of their own, which may run after the response).

@@ -479,6 +479,12 @@ impl ShapeStore {
             }
             let before = learned.rendered.take();
             match seen {
+                // Merging adds at most the new shape's nodes: most results merge in place,
+                // and only one that might pass the budget is tried on a copy first.
+                Some(seen) if learned.shape.nodes() + seen.nodes() <= MAX_NODES => {
+                    learned.shape.merge(seen);
+                    learned.observations += 1;
+                }
                 Some(seen) => {
                     let mut merged = learned.shape.clone();
                     merged.merge(seen);

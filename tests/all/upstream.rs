@@ -322,12 +322,17 @@ async fn untyped_tools_are_declared_as_the_mcp_mapping_until_their_results_teach
     let _ = std::fs::remove_dir_all(&state);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn progress_and_log_messages_of_a_call_reach_its_execution_logs() {
+/// server-everything over stdio, and an engine with its namespace.
+async fn everything() -> (std::sync::Arc<Upstream>, Engine) {
     let cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
     let mut registry = Registry::new();
-    let _upstream = Upstream::register(cfg, &mut registry).await.unwrap();
-    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    (upstream, Engine::builder().registry(registry).workers(1).build().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_and_log_messages_of_a_call_reach_its_execution_logs() {
+    let (_upstream, engine) = everything().await;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = std::sync::Arc::clone(&seen);
     let options = ExecuteOptions {
@@ -372,10 +377,7 @@ async fn progress_and_log_messages_of_a_call_reach_its_execution_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_follows_a_resource_link_with_read_resource() {
-    let cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
-    let mut registry = Registry::new();
-    let _upstream = Upstream::register(cfg, &mut registry).await.unwrap();
-    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let (_upstream, engine) = everything().await;
     let o = engine
         .execute(
             r#"
