@@ -69,24 +69,42 @@ struct Caller {
     tx: Sender<Wake>,
     logs: Sender<LogLine>,
     tool: Arc<str>,
+    client: Option<Arc<dyn ClientRequests>>,
 }
 
-/// A handle on the execution whose tool call is running: what [`tool_log`] writes to. Taken
-/// with [`ToolLog::current`] inside a handler, it can be moved to other tasks (an upstream
-/// server's notifications arrive on its connection's task, not the call's).
-#[derive(Clone)]
-pub struct ToolLog(Caller);
+/// The client an execution runs for, as its tools may need it: an MCP client that takes
+/// sampling (`sampling/createMessage`), elicitation (`elicitation/create`) and roots
+/// (`roots/list`) requests, which an upstream server sends while one of its tools runs.
+/// `codemode mcp` gives each execution its client's; see [`ExecuteOptions::client`](crate::ExecuteOptions::client).
+pub trait ClientRequests: Send + Sync {
+    /// Whether the client takes requests of `method`.
+    fn supports(&self, method: &str) -> bool;
+    /// Sends the request and returns the client's result, or why there is none.
+    fn request(&self, method: &str, params: Value) -> crate::registry::BoxFuture<Result<Value, String>>;
+}
 
-impl std::fmt::Debug for ToolLog {
+/// A handle on the execution whose tool call is running: its logs (what [`tool_log`] writes
+/// to) and its client. Taken with [`CallContext::current`] inside a handler, it can be moved
+/// to other tasks (an upstream server's notifications and requests arrive on its
+/// connection's task, not the call's).
+#[derive(Clone)]
+pub struct CallContext(Caller);
+
+impl std::fmt::Debug for CallContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ToolLog").field(&self.0.tool).finish()
+        f.debug_tuple("CallContext").field(&self.0.tool).finish()
     }
 }
 
-impl ToolLog {
-    /// The calling execution's log, inside a tool handler; `None` elsewhere.
-    pub fn current() -> Option<ToolLog> {
-        CALLER.try_with(|c| ToolLog(c.clone())).ok()
+impl CallContext {
+    /// The calling execution, inside a tool handler; `None` elsewhere.
+    pub fn current() -> Option<CallContext> {
+        CALLER.try_with(|c| CallContext(c.clone())).ok()
+    }
+
+    /// The client the execution runs for, when it takes requests of `method`.
+    pub fn client_for(&self, method: &str) -> Option<&Arc<dyn ClientRequests>> {
+        self.0.client.as_ref().filter(|c| c.supports(method))
     }
 
     /// Adds `message` to the execution's logs as `<namespace.tool>: <message>`, within the
@@ -99,10 +117,10 @@ impl ToolLog {
     }
 }
 
-/// [`ToolLog::log`] on the calling execution's log: a tool handler reports progress or a
+/// [`CallContext::log`] on the calling execution's log: a tool handler reports progress or a
 /// warning to the program's logs. False outside a tool call or once the execution has ended.
 pub fn tool_log(level: LogLevel, message: &str) -> bool {
-    ToolLog::current().is_some_and(|log| log.log(level, message))
+    CallContext::current().is_some_and(|log| log.log(level, message))
 }
 
 /// A finished call: the JSON text and the tool's label, or the failure.
@@ -208,6 +226,7 @@ pub(crate) struct Bridge {
     /// The registry's entries, which a sandbox names by position.
     tools: Arc<[Arc<Entry>]>,
     log_sink: Option<LogSink>,
+    client: Option<Arc<dyn ClientRequests>>,
     handle: tokio::runtime::Handle,
     max_calls: u32,
     max_concurrent: usize,
@@ -237,6 +256,7 @@ impl Bridge {
             tools: registry.entries(),
             registry,
             log_sink: None,
+            client: None,
             handle,
             max_calls: limits.max_tool_calls,
             max_concurrent: limits.max_concurrent_tool_calls.max(1),
@@ -263,6 +283,10 @@ impl Bridge {
 
     pub(crate) fn set_log_sink(&mut self, sink: Option<LogSink>) {
         self.log_sink = sink;
+    }
+
+    pub(crate) fn set_client(&mut self, client: Option<Arc<dyn ClientRequests>>) {
+        self.client = client;
     }
 
     /// Hands a kept console line to the caller's sink, if any.
@@ -399,7 +423,12 @@ impl Bridge {
         let handler = Arc::clone(entry.tool.handler());
         let label = Arc::clone(&entry.label);
         let span = tracing::info_span!("tool_call", tool = %label, id);
-        let caller = Caller { tx: self.tx.clone(), logs: self.log_tx.clone(), tool: Arc::clone(&label) };
+        let caller = Caller {
+            tx: self.tx.clone(),
+            logs: self.log_tx.clone(),
+            tool: Arc::clone(&label),
+            client: self.client.clone(),
+        };
         let mut call = Box::pin(
             async move {
                 let started = Instant::now();

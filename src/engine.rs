@@ -225,6 +225,10 @@ pub struct ExecuteOptions {
     /// Called with each console line the execution keeps, as it is written (the daemon streams
     /// them). Runs on the sandbox thread: it must be quick and must not block.
     pub on_log: Option<LogSink>,
+    /// The client the execution runs for, which upstream servers' sampling, elicitation and
+    /// roots requests are forwarded to while one of their tools runs for it. Without one
+    /// they are refused.
+    pub client: Option<Arc<dyn crate::bridge::ClientRequests>>,
 }
 
 /// A receiver of console lines while a program runs; see [`ExecuteOptions::on_log`].
@@ -237,6 +241,7 @@ impl std::fmt::Debug for ExecuteOptions {
             .field("cancel", &self.cancel)
             .field("registry", &self.registry)
             .field("on_log", &self.on_log.as_ref().map(|_| "Fn(&LogLine)"))
+            .field("client", &self.client.as_ref().map(|_| "dyn ClientRequests"))
             .finish()
     }
 }
@@ -468,6 +473,7 @@ impl Engine {
         let registry = options.registry.map(Arc::new).unwrap_or_else(|| self.registry());
         let mut bridge = Bridge::new(registry, handle, &limits);
         bridge.set_log_sink(options.on_log);
+        bridge.set_client(options.client);
         let cancel = bridge.cancel_handle();
         if let Some(token) = &options.cancel {
             token.attach(cancel.clone());

@@ -117,7 +117,7 @@ pub struct ReadmeDoctests;
 
 #[cfg(feature = "runtime")]
 pub use {
-    bridge::{tool_log, PendingCall, ToolLog},
+    bridge::{tool_log, CallContext, ClientRequests, PendingCall},
     discovery::{Detail, NamespaceInfo, SearchHit},
     engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, WeakEngine},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},

@@ -228,7 +228,10 @@ struct Loaded {
 /// Loads `sources` and the configuration, and connects the configured upstream servers; or
 /// says what is wrong and returns the exit code. Tools read from schema files have no handler;
 /// they are there to be declared and searched.
-fn load(sources: &Sources) -> Result<Loaded, ExitCode> {
+///
+/// With `forward_client_requests`, upstream servers are told that sampling, elicitation and
+/// roots requests are taken (`codemode mcp` forwards them to its client).
+fn load(sources: &Sources, forward_client_requests: bool) -> Result<Loaded, ExitCode> {
     let config = match &sources.config {
         Some(path) => Config::load(path),
         None if std::path::Path::new("codemode.toml").exists() => {
@@ -270,7 +273,8 @@ fn load(sources: &Sources) -> Result<Loaded, ExitCode> {
     let upstreams =
         config.upstreams(|name| std::env::var(name).ok()).map_err(|e| usage_error(e.to_string()))?;
     let mut connected = Vec::with_capacity(upstreams.len());
-    for upstream in upstreams {
+    for mut upstream in upstreams {
+        upstream.forward_client_requests = forward_client_requests;
         let up =
             runtime.block_on(codemode::mcp::Upstream::register(upstream, &mut registry)).map_err(|e| {
                 eprintln!("codemode: {e}");
@@ -322,7 +326,7 @@ fn serve(socket: Option<PathBuf>, stdio: bool, sources: Sources) -> ExitCode {
                 .into(),
         );
     }
-    let (loaded, engine) = match load(&sources).and_then(|l| start(&l, |b| b).map(|e| (l, e))) {
+    let (loaded, engine) = match load(&sources, false).and_then(|l| start(&l, |b| b).map(|e| (l, e))) {
         Ok(started) => started,
         Err(code) => return code,
     };
@@ -377,7 +381,7 @@ fn mcp(http: Option<String>, sources: Sources) -> ExitCode {
         Ok(addr) => addr,
         Err(e) => return usage_error(e),
     };
-    let (loaded, engine) = match load(&sources).and_then(|l| start(&l, |b| b).map(|e| (l, e))) {
+    let (loaded, engine) = match load(&sources, true).and_then(|l| start(&l, |b| b).map(|e| (l, e))) {
         Ok(started) => started,
         Err(code) => return code,
     };
@@ -428,7 +432,7 @@ fn print_json(value: &impl serde::Serialize) -> ExitCode {
 }
 
 fn types(sources: Sources, json: bool) -> ExitCode {
-    let registry = match load(&sources) {
+    let registry = match load(&sources, false) {
         Ok(loaded) => loaded.registry,
         Err(code) => return code,
     };
@@ -458,7 +462,7 @@ fn tools(command: ToolsCommand) -> ExitCode {
     | ToolsCommand::Show { sources, .. }
     | ToolsCommand::Files { sources, .. }
     | ToolsCommand::Prompt { sources, .. }) = &command;
-    let loaded = match load(sources) {
+    let loaded = match load(sources, false) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
@@ -481,6 +485,17 @@ fn tools(command: ToolsCommand) -> ExitCode {
                 outln!("{} ({} tools){description}", ns.namespace, ns.tools);
                 for why in statuses.iter().filter(|s| s.namespace == ns.name).flat_map(|s| &s.withheld) {
                     outln!("  left out: {why}");
+                }
+                // Asked of the server over a second connection that says it takes them.
+                let upstream = loaded.upstreams.iter().find(|u| u.namespace() == ns.name);
+                match upstream.map(|u| loaded.runtime.block_on(u.capability_gated_tools())) {
+                    Some(Ok(gated)) if !gated.is_empty() => outln!(
+                        "  left out: {}: shown only to clients that take sampling, elicitation or roots \
+                         requests (codemode mcp forwards them to its client)",
+                        gated.join(", ")
+                    ),
+                    Some(Err(e)) => outln!("  (could not ask what it shows other clients: {e})"),
+                    _ => {}
                 }
             }
         }
@@ -573,7 +588,7 @@ fn run(
             Err(e) => return usage_error(format!("cannot read {}: {e}", file.display())),
         }
     };
-    let loaded = match load(&sources) {
+    let loaded = match load(&sources, false) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };

@@ -459,6 +459,7 @@ impl Daemon {
                     json!({ "id": log_id, "level": line.level, "message": line.message }),
                 ));
             })),
+            client: None,
         };
         // One connection has at most as many programs in the engine as it has sandbox threads:
         // the rest wait here, so one client's burst does not queue ahead of everyone else's.

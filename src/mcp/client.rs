@@ -21,14 +21,19 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ContentBlock, NumberOrString, ProgressNotificationParam,
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ContentBlock,
+    ElicitRequestParams, ElicitResult, ErrorData as McpError, NumberOrString, ProgressNotificationParam,
     ProgressToken, ReadResourceRequestParams, RequestParamsMeta, ServerNotification,
 };
 // Servers of protocol 2025-11-25, which is what upstream servers speak today, still send
-// `notifications/message`; SEP-2577 deprecates it for later versions.
+// `notifications/message` and ask for sampling and roots; SEP-2577 deprecates them for later
+// versions.
 #[allow(deprecated)]
-use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
-use rmcp::service::{NotificationContext, RoleClient, RunningService, ServiceError};
+use rmcp::model::{
+    CreateMessageRequestParams, CreateMessageResult, ListRootsResult, LoggingLevel,
+    LoggingMessageNotificationParam,
+};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient, RunningService, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
@@ -38,7 +43,7 @@ use tokio::sync::{Mutex, Notify};
 
 use super::listing::{Listing, Tee};
 use super::shapes::ShapeStore;
-use crate::bridge::ToolLog;
+use crate::bridge::CallContext;
 use crate::definitions::ToolDefinition;
 use crate::engine::{Engine, WeakEngine};
 use crate::error::{RegistryError, ToolError};
@@ -59,6 +64,11 @@ pub struct UpstreamConfig {
     /// Where learned result types are kept (`shapes/<namespace>.json` inside it); `None`
     /// keeps them in memory only.
     pub state_dir: Option<PathBuf>,
+    /// Whether to tell the server that sampling, elicitation and roots requests are taken
+    /// (default false). Set it when executions carry a client to forward them to
+    /// ([`ExecuteOptions::client`](crate::ExecuteOptions::client)), as `codemode mcp` does:
+    /// a server hides the tools that need them from a client that does not take them.
+    pub forward_client_requests: bool,
 }
 
 /// How an upstream server is reached. Values of `env` and `headers` are already resolved:
@@ -106,6 +116,7 @@ impl UpstreamConfig {
             call_timeout: Duration::from_secs(30),
             tool_timeouts: BTreeMap::new(),
             state_dir: None,
+            forward_client_requests: false,
         }
     }
 
@@ -189,12 +200,15 @@ pub struct UpstreamStatus {
 
 /// What the server tells the client: a changed tool list (the upstream lists its tools
 /// again), and progress and log messages, which go to the logs of the executions whose calls
-/// are in flight.
+/// are in flight; and what it asks of the client (sampling, elicitation, roots), which goes to
+/// the client of such an execution.
 #[derive(Clone, Default)]
 struct Listener {
+    /// Whether sampling, elicitation and roots are advertised and forwarded.
+    forward: bool,
     changed: Arc<Notify>,
     /// The calls in flight whose executions take log lines, by progress token.
-    calls: Arc<std::sync::Mutex<HashMap<i64, ToolLog>>>,
+    calls: Arc<std::sync::Mutex<HashMap<i64, CallContext>>>,
     /// What the stdio reader finds in `tools/list` responses.
     listing: Arc<Listing>,
 }
@@ -210,7 +224,17 @@ impl Drop for Tracked<'_> {
     }
 }
 
+#[allow(deprecated)] // sampling and roots, as above
 impl ClientHandler for Listener {
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        if self.forward {
+            info.capabilities =
+                ClientCapabilities::builder().enable_roots().enable_sampling().enable_elicitation().build();
+        }
+        info
+    }
+
     fn on_tool_list_changed(
         &self,
         _context: NotificationContext<RoleClient>,
@@ -218,11 +242,69 @@ impl ClientHandler for Listener {
         self.changed.notify_one();
         std::future::ready(())
     }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, McpError> {
+        self.forward_request("sampling/createMessage", &params).await
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        self.forward_request("elicitation/create", &params).await
+    }
+
+    async fn list_roots(&self, _context: RequestContext<RoleClient>) -> Result<ListRootsResult, McpError> {
+        self.forward_request("roots/list", &serde_json::Map::new()).await
+    }
 }
 
 impl Listener {
+    /// Sends a request of the server to the client of the execution whose call on this
+    /// connection started last among those whose client takes `method`. A request names no
+    /// call (on stdio nothing ties it to one), and the latest call is the likeliest cause.
+    async fn forward_request<P: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, McpError> {
+        let client = self
+            .calls
+            .lock()
+            .expect("call logs lock")
+            .iter()
+            .filter_map(|(token, call)| Some((*token, Arc::clone(call.client_for(method)?))))
+            .max_by_key(|(token, _)| *token)
+            .map(|(_, client)| client);
+        let Some(client) = client else {
+            return Err(McpError::invalid_request(
+                format!(
+                    "codemode cannot forward {method}: no call to this server is running for a \
+                     client that takes it"
+                ),
+                None,
+            ));
+        };
+        let params =
+            serde_json::to_value(params).map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        let result = client.request(method, params).await.map_err(|e| {
+            McpError::internal_error(format!("codemode's client refused {method}: {e}"), None)
+        })?;
+        serde_json::from_value(result).map_err(|e| {
+            McpError::internal_error(
+                format!("codemode's client answered {method} with an invalid result: {e}"),
+                None,
+            )
+        })
+    }
+
     /// Registers a call in flight; the guard removes it.
-    fn track(&self, token: i64, log: ToolLog) -> Tracked<'_> {
+    fn track(&self, token: i64, log: CallContext) -> Tracked<'_> {
         self.calls.lock().expect("call logs lock").insert(token, log);
         Tracked { listener: self, token }
     }
@@ -401,7 +483,7 @@ impl Upstream {
         config: UpstreamConfig,
         registry: &mut Registry,
     ) -> Result<Arc<Upstream>, UpstreamError> {
-        let listener = Listener::default();
+        let listener = Listener { forward: config.forward_client_requests, ..Listener::default() };
         let (client, pid) = connect(&config, &listener).await?;
         let shapes = match config.shapes_file() {
             Some(path) => ShapeStore::open(path),
@@ -453,6 +535,34 @@ impl Upstream {
                 upstream.refresh().await;
             }
         });
+    }
+
+    /// The namespace of its tools.
+    pub fn namespace(&self) -> &str {
+        &self.config.namespace
+    }
+
+    /// The tools the server shows only to a client that takes sampling, elicitation and roots
+    /// requests, when this connection does not say it takes them: asked over a second
+    /// connection that does say so (a second process, for a stdio server), closed at once.
+    /// Empty when this connection says so already.
+    pub async fn capability_gated_tools(&self) -> Result<Vec<String>, UpstreamError> {
+        if self.config.forward_client_requests {
+            return Ok(Vec::new());
+        }
+        let failed = |e: String| connect_error(&self.config, e);
+        let client = self.client().await.map_err(|e| failed(e.message))?;
+        let ours = client.list_all_tools().await.map_err(|e| failed(format!("tools/list failed: {e}")))?;
+        let probe = Listener { forward: true, ..Listener::default() };
+        let (other, _) = connect(&self.config, &probe).await?;
+        let theirs = other.list_all_tools().await.map_err(|e| failed(format!("tools/list failed: {e}")))?;
+        let _ = other.service.cancel().await;
+        let known: std::collections::HashSet<&str> = ours.iter().map(|t| t.name.as_ref()).collect();
+        Ok(theirs
+            .into_iter()
+            .filter(|t| !known.contains(t.name.as_ref()))
+            .map(|t| t.name.to_string())
+            .collect())
     }
 
     /// The process id of the running server, for stdio servers that are running.
@@ -692,7 +802,7 @@ impl Upstream {
         let started = Instant::now();
         let mut request = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
         // The token ties the server's progress notifications to this call's execution.
-        let _tracked = ToolLog::current().map(|log| {
+        let _tracked = CallContext::current().map(|log| {
             let token = self.next_token.fetch_add(1, Ordering::Relaxed) as i64;
             request.set_progress_token(ProgressToken(NumberOrString::Number(token)));
             self.listener.track(token, log)

@@ -13,10 +13,11 @@ use rmcp::model::{
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, RequestParamsMeta,
     ServerCapabilities, ServerConfig, Tool as McpTool,
 };
-use rmcp::service::{RequestContext, RoleServer};
+use rmcp::service::{Peer, RequestContext, RoleServer};
 use rmcp::ServerHandler;
 use serde_json::{json, Map, Value};
 
+use crate::bridge::ClientRequests;
 use crate::discovery::{names_arg, search_args, SearchHit};
 use crate::engine::{CancelToken, Engine, ExecuteOptions, LogSink};
 use crate::outcome::LogLine;
@@ -173,6 +174,7 @@ impl McpServer {
         args: &Value,
         cancel: CancelToken,
         on_log: Option<LogSink>,
+        client: Arc<dyn ClientRequests>,
     ) -> Result<CallToolResult, ErrorData> {
         let registry = self.engine.registry();
         match name {
@@ -207,7 +209,15 @@ impl McpServer {
                 let outcome = {
                     let _slot = self.slots.acquire().await;
                     self.engine
-                        .execute(code, ExecuteOptions { cancel: Some(cancel), on_log, ..Default::default() })
+                        .execute(
+                            code,
+                            ExecuteOptions {
+                                cancel: Some(cancel),
+                                on_log,
+                                client: Some(client),
+                                ..Default::default()
+                            },
+                        )
                         .await
                 };
                 let mut report = outcome.to_report();
@@ -454,7 +464,8 @@ impl ServerHandler for McpServer {
             }
             None => (None, None),
         };
-        let result = self.call(&request.name, &args, cancel, on_log).await;
+        let client = Arc::new(PeerClient(context.peer.clone()));
+        let result = self.call(&request.name, &args, cancel, on_log, client).await;
         watcher.abort();
         if let Some((tx, forwarder)) = forwarder {
             // The progress notifications go out before the result.
@@ -462,5 +473,37 @@ impl ServerHandler for McpServer {
             let _ = forwarder.await;
         }
         result.map(Into::into)
+    }
+}
+
+/// The MCP client of an `execute_code` call, which upstream servers' sampling, elicitation and
+/// roots requests are forwarded to when it declared that it takes them.
+struct PeerClient(Peer<RoleServer>);
+
+impl ClientRequests for PeerClient {
+    fn supports(&self, method: &str) -> bool {
+        let Some(info) = self.0.peer_info() else { return false };
+        let capabilities = &info.capabilities;
+        #[allow(deprecated)] // sampling and roots: upstream servers of 2025-11-25 still ask
+        match method {
+            "sampling/createMessage" => capabilities.sampling.is_some(),
+            "elicitation/create" => capabilities.elicitation.is_some(),
+            "roots/list" => capabilities.roots.is_some(),
+            _ => false,
+        }
+    }
+
+    fn request(&self, method: &str, params: Value) -> crate::registry::BoxFuture<Result<Value, String>> {
+        let mut request = json!({ "method": method });
+        if params.as_object().is_some_and(|p| !p.is_empty()) {
+            request["params"] = params;
+        }
+        let request = serde_json::from_value::<rmcp::model::ServerRequest>(request);
+        let peer = self.0.clone();
+        Box::pin(async move {
+            let request = request.map_err(|e| format!("not a request codemode can send: {e}"))?;
+            let result = peer.send_request(request).await.map_err(|e| e.to_string())?;
+            serde_json::to_value(result).map_err(|e| e.to_string())
+        })
     }
 }

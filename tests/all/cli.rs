@@ -569,6 +569,14 @@ fn types_show_what_an_earlier_run_learned_about_untyped_results() {
         ),
         "{list}"
     );
+    // Asked over a second connection that says it takes sampling, elicitation and roots.
+    assert!(
+        list.contains(
+            "  left out: get-roots-list, trigger-elicitation-request, trigger-sampling-request: shown only to \
+             clients that take sampling, elicitation or roots requests (codemode mcp forwards them to its client)\n"
+        ),
+        "{list}"
+    );
     let (code, before, _) = output(&["types", "--config", config]);
     assert_eq!(code, 0);
     assert!(before.contains("  type GetSumOutput = codemode.ToolResult;\n"), "{before}");

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use codemode::{Engine, ExecuteOptions, Limits, Outcome, Registry, Tool, ToolError, ToolOutput};
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Tools for tests: `t.echo`, `t.sleep`, `t.fail`, `t.panic`, `t.big`, and names that need mapping.
 pub fn registry() -> Registry {
@@ -311,4 +312,28 @@ pub async fn eventually(within: std::time::Duration, what: &str, mut check: impl
         assert!(start.elapsed() < within, "never happened: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+pub type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>>;
+
+/// `codemode mcp` over an in-memory pipe, initialized by a client declaring `capabilities`: its output lines and its input.
+pub async fn in_memory_session(
+    engine: codemode::Engine,
+    capabilities: Value,
+) -> (Lines, tokio::io::WriteHalf<tokio::io::DuplexStream>) {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (r, w) = tokio::io::split(theirs);
+    tokio::spawn(codemode::mcp::McpServer::new(engine).serve_lines(r, w));
+    let (r, mut w) = tokio::io::split(ours);
+    let hello = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
+        "capabilities": capabilities, "clientInfo": {"name": "t", "version": "0"}}});
+    w.write_all(
+        format!("{hello}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut lines = tokio::io::BufReader::new(r).lines();
+    let hello: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(hello["id"], json!(0), "{hello}");
+    (lines, w)
 }

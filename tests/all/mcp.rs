@@ -4,8 +4,9 @@
 use std::io::{Read, Write};
 use std::process::Command;
 
+use crate::harness::in_memory_session;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::harness::python;
 
@@ -171,28 +172,6 @@ const EXPECTED: &str = "tools: describe_tools, execute_code, search_tools\n\
          text: [log] rows 10000\n\
          failure: True exception error[exception] at line 2, column 30: TypeError: bad 1\n";
 
-type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>>;
-
-/// `codemode mcp` over an in-memory pipe, initialized: its output lines and its input.
-async fn in_memory_session(
-    engine: codemode::Engine,
-) -> (Lines, tokio::io::WriteHalf<tokio::io::DuplexStream>) {
-    let (ours, theirs) = tokio::io::duplex(1 << 20);
-    let (r, w) = tokio::io::split(theirs);
-    tokio::spawn(codemode::mcp::McpServer::new(engine).serve_lines(r, w));
-    let (r, mut w) = tokio::io::split(ours);
-    let hello = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
-    w.write_all(
-        format!("{hello}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut lines = tokio::io::BufReader::new(r).lines();
-    let hello: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-    assert_eq!(hello["id"], json!(0), "{hello}");
-    (lines, w)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_in_a_result_reach_the_client_as_content_blocks() {
     const DOT: &str =
@@ -209,7 +188,7 @@ async fn images_in_a_result_reach_the_client_as_content_blocks() {
     let engine = codemode::Engine::builder().registry(registry).workers(1).build().unwrap();
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execute_code",
         "arguments": {"code": "const img = await pics.dot({}); return { caption: 'a dot', img }"}}});
-    let (mut lines, mut w) = in_memory_session(engine).await;
+    let (mut lines, mut w) = in_memory_session(engine, json!({})).await;
     w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
     let answer = loop {
         let m: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
@@ -241,7 +220,7 @@ async fn a_client_that_asks_for_progress_sees_each_log_line_before_the_result() 
     registry.register("slow", slow).unwrap();
     assert!(!codemode::tool_log(codemode::LogLevel::Info, "outside any call"));
     let engine = codemode::Engine::builder().registry(registry).workers(1).build().unwrap();
-    let (mut lines, mut w) = in_memory_session(engine).await;
+    let (mut lines, mut w) = in_memory_session(engine, json!({})).await;
     let code = "console.log('start'); const r = await slow.step({}); console.warn('end'); return r";
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execute_code",
         "arguments": {"code": code}, "_meta": {"progressToken": "p1"}}});

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use codemode::mcp::{Transport, Upstream, UpstreamConfig};
 use codemode::{Engine, ExecuteOptions, Registry};
-use serde_json::json;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
 
-use crate::harness::{eventually, npm_script, type_checker};
+use crate::harness::{eventually, in_memory_session, npm_script, type_checker};
 
 fn config(namespace: &str, package: &str, args: &[&str]) -> UpstreamConfig {
     let script = npm_script(package);
@@ -437,4 +438,85 @@ async fn a_tool_callable_only_as_a_task_is_left_out_and_reported() {
         .unwrap()
         .message
         .starts_with("everything.simulateResearchQuery is not a tool of everything"));
+}
+
+/// Sampling, elicitation and roots requests an upstream server sends while its tool runs reach
+/// the `codemode mcp` client whose program called the tool, and the client's answers reach the
+/// server. A client that does not take them is never asked: the server gets an error saying
+/// why, and the program sees it as the tool's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_elicitation_and_roots_requests_reach_the_mcp_client() {
+    let mut cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
+    cfg.forward_client_requests = true;
+    let mut registry = Registry::new();
+    let _upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    for tool in ["triggerSamplingRequest", "triggerElicitationRequest", "getRootsList"] {
+        assert!(registry.get("everything", tool).is_some(), "{tool} is listed once the server is told");
+    }
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let code = r#"const sampled = await everything.triggerSamplingRequest({ prompt: "a haiku", maxTokens: 20 });
+        const elicited = await everything.triggerElicitationRequest({});
+        const roots = await everything.getRootsList({});
+        return [JSON.parse(sampled.slice(sampled.indexOf("{"))).content.text, elicited[1], roots.split("\n")[2]]"#;
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "execute_code", "arguments": {"code": code}}});
+    let capable = json!({"sampling": {}, "elicitation": {}, "roots": {}});
+    let (mut lines, mut w) = in_memory_session(engine.clone(), capable).await;
+    w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
+    let mut asked = Vec::new();
+    let answer = loop {
+        let m: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        if m.get("method").is_none() && m["id"] == json!(1) {
+            break m;
+        }
+        let (Some(method), Some(id)) = (m["method"].as_str(), m.get("id")) else { continue };
+        // The progress token is this connection's own (the request's id), not the upstream's.
+        assert_eq!(m["params"]["_meta"]["progressToken"], *id, "{m}");
+        let result = match method {
+            "sampling/createMessage" => {
+                assert_eq!(
+                    m["params"]["messages"][0]["content"]["text"],
+                    "Resource trigger-sampling-request context: a haiku"
+                );
+                assert_eq!(m["params"]["maxTokens"], 20);
+                json!({"role": "assistant", "content": {"type": "text", "text": "an old silent pond"},
+                    "model": "test-model", "stopReason": "endTurn"})
+            }
+            "elicitation/create" => json!({"action": "accept", "content": {"name": "Ada"}}),
+            "roots/list" => json!({"roots": [{"uri": "file:///work/project", "name": "project"}]}),
+            other => panic!("unexpected request {other}: {m}"),
+        };
+        asked.push(method.to_string());
+        w.write_all(format!("{}\n", json!({"jsonrpc": "2.0", "id": id, "result": result})).as_bytes())
+            .await
+            .unwrap();
+    };
+    assert_eq!(asked, ["sampling/createMessage", "elicitation/create", "roots/list"], "{answer}");
+    assert_eq!(
+        answer["result"]["structuredContent"]["value"],
+        json!(["an old silent pond", "User inputs:\n- Name: Ada", "1. project"]),
+        "{answer}"
+    );
+
+    let (mut lines, mut w) = in_memory_session(engine, json!({})).await;
+    let code =
+        r#"try { await everything.triggerSamplingRequest({ prompt: "x" }) } catch (e) { return e.message }"#;
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "execute_code", "arguments": {"code": code}}});
+    w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
+    let answer = loop {
+        let m: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert!(
+            m.get("method").is_none() || m.get("id").is_none(),
+            "a client without sampling was asked: {m}"
+        );
+        if m["id"] == json!(2) {
+            break m;
+        }
+    };
+    let message = answer["result"]["structuredContent"]["value"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("codemode cannot forward sampling/createMessage: no call to this server is running for a client that takes it"),
+        "{message}"
+    );
 }
