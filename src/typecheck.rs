@@ -47,8 +47,9 @@ pub const INSTALL_PACKAGE_LOCK: &str = include_str!("../js/checker/package-lock.
 /// * `strict` with `noImplicitAny`, `strictNullChecks` and `useUnknownInCatchVariables` off:
 ///   an untyped parameter is `any` as in JavaScript; `rows.find(…).id` is not an error (it
 ///   is a runtime `TypeError` the program sees with its line); `catch (e) { e.message }` works.
-/// * `lib: ["esnext"]` and no `@types`: the ECMAScript library only, no DOM and no Node, as
-///   the sandbox has; `codemode.d.ts` adds `console`, timers and `codemode`.
+/// * `noLib` and no `@types`, with copies of the compiler's own ECMAScript library files
+///   (`esnext`) instead, no DOM and no Node, cut to what the sandbox has ([`sandbox_lib`]);
+///   `codemode.d.ts` adds `console`, timers and `codemode`.
 /// * `skipLibCheck`: declarations are ours to get right, not the program's to fail on.
 const TSCONFIG: &str = r#"{
   "compilerOptions": {
@@ -58,7 +59,7 @@ const TSCONFIG: &str = r#"{
     "useUnknownInCatchVariables": false,
     "noEmit": true,
     "target": "esnext",
-    "lib": ["esnext"],
+    "noLib": true,
     "types": [],
     "module": "esnext",
     "moduleDetection": "force",
@@ -175,7 +176,10 @@ impl TypeChecker {
         if !binary.is_file() {
             return Err(CheckError::Start(format!("{} does not exist", binary.display())));
         }
-        write_project(&work_dir).map_err(|e| CheckError::Start(format!("{}: {e}", work_dir.display())))?;
+        let lib_dir = binary.parent().unwrap_or(Path::new("."));
+        let lib = sandbox_lib(lib_dir).map_err(CheckError::Start)?;
+        write_project(&work_dir, &lib)
+            .map_err(|e| CheckError::Start(format!("{}: {e}", work_dir.display())))?;
         let (requests, mut rx) = mpsc::unbounded_channel::<Request>();
         let server_binary = binary.clone();
         std::thread::Builder::new()
@@ -297,14 +301,93 @@ impl TypeChecker {
     }
 }
 
-fn write_project(dir: &Path) -> std::io::Result<()> {
-    let files = [
-        ("tsconfig.json", TSCONFIG),
+/// Globals of the ECMAScript library that the sandbox leaves out (see `SANDBOX_GLOBALS`):
+/// binary buffers and shared memory. Their types stay (other declarations name them); the
+/// values go, so a program that uses one fails the check instead of at run time.
+const ABSENT_GLOBALS: &[&str] = &[
+    "ArrayBuffer",
+    "SharedArrayBuffer",
+    "Atomics",
+    "DataView",
+    "Int8Array",
+    "Uint8Array",
+    "Uint8ClampedArray",
+    "Int16Array",
+    "Uint16Array",
+    "Int32Array",
+    "Uint32Array",
+    "Float16Array",
+    "Float32Array",
+    "Float64Array",
+    "BigInt64Array",
+    "BigUint64Array",
+];
+
+/// Namespaces of the library that QuickJS-ng does not have at all: `Intl` (`toLocaleString`
+/// and friends exist, without options) and `Temporal`. They are renamed out of reach, and
+/// the files that only add to them (`*.intl`, `esnext.temporal`, and `esnext.date`, which
+/// is `Date.prototype.toTemporalInstant`) are left out.
+const ABSENT_NAMESPACES: &[&str] = &["Intl", "Temporal"];
+
+/// The compiler's `esnext` library from `lib_dir` (where the native compiler keeps its
+/// `lib.*.d.ts` files): every file it references, by name, cut to what the sandbox has, so a
+/// program the check passes does not stop at a missing global. The files' own
+/// `/// <reference>` lines go (`noLib` reads only the files the project lists); they stay
+/// files of their own, as some are modules with a `declare global`.
+fn sandbox_lib(lib_dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pending = vec!["esnext".to_string()];
+    let mut files = Vec::new();
+    while let Some(name) = pending.pop() {
+        let skipped = name.ends_with(".intl") || name == "esnext.temporal" || name == "esnext.date";
+        if skipped || !seen.insert(name.clone()) {
+            continue;
+        }
+        let path = lib_dir.join(format!("lib.{name}.d.ts"));
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!("{}: {e} (the compiler's ECMAScript library should be beside it)", path.display())
+        })?;
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("/// <reference lib=\"") {
+                pending.push(rest.split('"').next().unwrap_or_default().to_string());
+                continue;
+            }
+            if line.starts_with("/// <reference") {
+                continue;
+            }
+            let declared = |prefix: &str| {
+                line.strip_prefix(prefix)
+                    .map(|rest| rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or(""))
+            };
+            if declared("declare var ").is_some_and(|n| ABSENT_GLOBALS.contains(&n)) {
+                continue;
+            }
+            match declared("declare namespace ").filter(|n| ABSENT_NAMESPACES.contains(n)) {
+                Some(n) => out.push_str(&line.replacen(n, &format!("__NotInTheSandbox_{n}"), 1)),
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        files.push((format!("lib.{name}.d.ts"), out));
+    }
+    Ok(files)
+}
+
+fn write_project(dir: &Path, lib: &[(String, String)]) -> std::io::Result<()> {
+    // The project lists the library files before its own.
+    let mut tsconfig: Value = serde_json::from_str(TSCONFIG).expect("TSCONFIG is JSON");
+    let own = tsconfig["files"].as_array().cloned().unwrap_or_default();
+    tsconfig["files"] = lib.iter().map(|(name, _)| json!(name)).chain(own).collect();
+    let tsconfig = serde_json::to_string_pretty(&tsconfig).expect("serializable");
+    let mut files = vec![
+        ("tsconfig.json", tsconfig.as_str()),
         ("codemode.d.ts", crate::RUNTIME_DECLARATIONS),
         ("tools.d.ts", "export {};\n"),
         ("program.ts", "export {};\n"),
         (PROJECT_MARKER, "A type-check project of codemode's; it rewrites the files here.\n"),
     ];
+    files.extend(lib.iter().map(|(name, text)| (name.as_str(), text.as_str())));
     // Never someone else's project: a directory with files of its own and no marker of ours
     // is refused before anything in it is overwritten.
     if !dir.join(PROJECT_MARKER).exists() {

@@ -245,6 +245,15 @@ async fn a_checker_that_dies_fails_one_check_and_is_replaced() {
     std::fs::write(&fake, "#!/bin/sh\nexit 3\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Without the compiler's ECMAScript library beside it, it is refused, naming the file.
+    let bare = codemode::TypeChecker::start(&fake, dir.join("work")).unwrap_err().to_string();
+    assert!(bare.contains("lib.esnext.d.ts: No such file"), "{bare}");
+    for entry in std::fs::read_dir(typescript7().parent().unwrap()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "ts") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
     let checker = codemode::TypeChecker::start(&fake, dir.join("work")).unwrap();
     let engine = Engine::builder().registry(registry()).type_checker(checker).workers(1).build().unwrap();
     let o = engine.execute("return 1;", ExecuteOptions::default()).await;
@@ -266,6 +275,52 @@ async fn every_global_of_the_sandbox_is_declared_for_the_checker() {
     let code =
         format!("const all: unknown[] = [{}, codemode.version];\nreturn all.length;", names.join(", "));
     assert_eq!(engine().check(&code).await.unwrap(), vec![], "{code}");
+}
+
+/// The checker's library is no wider than the sandbox: what the sandbox leaves out (binary
+/// buffers, shared memory, `Intl`, `Temporal`) fails the check, and the newest library
+/// features the sandbox has pass it and run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkers_library_is_no_wider_than_the_sandbox() {
+    let absent = [
+        ("ArrayBuffer", 2693),
+        ("SharedArrayBuffer", 2693),
+        ("Atomics", 2693),
+        ("DataView", 2693),
+        ("Uint8Array", 2693),
+        ("Float16Array", 2693),
+        ("Float64Array", 2693),
+        ("BigInt64Array", 2693),
+        ("Intl", 2304),
+        ("Temporal", 2304),
+    ];
+    for (name, code) in absent {
+        let o = run_mode(&format!("return typeof globalThis.{name}"), TypeCheck::Off).await;
+        assert_eq!(o.value, json!("undefined"), "{name} is in the sandbox");
+        let found = engine().check(&format!("return {name};")).await.unwrap();
+        assert_eq!(
+            found.iter().map(|d| (d.line, d.code)).collect::<Vec<_>>(),
+            [(1, code)],
+            "{name}: {found:?}"
+        );
+    }
+    let found = engine().check("return new Date().toTemporalInstant();").await.unwrap();
+    assert_eq!(found.iter().map(|d| d.code).collect::<Vec<_>>(), [2550], "{found:?}");
+    let modern = r#"const byParity = Object.groupBy([1, 2, 3], (x) => (x % 2 ? "odd" : "even"));
+        const { promise, resolve } = Promise.withResolvers<number>();
+        resolve(7);
+        const doubled = Iterator.from([1, 2]).map((x) => x * 2).toArray();
+        using stack = new DisposableStack();
+        const all = await Array.fromAsync([Promise.resolve(1), 2]);
+        return [byParity.odd, await promise, doubled, [...new Set([1]).union(new Set([2]))],
+            Error.isError(new Error("x")), RegExp.escape("a.b"), Math.f16round(1.5), [3, 1].toSorted(),
+            [1, 2, 3].findLast((x) => x < 3), all, "x".isWellFormed(), stack.disposed];"#;
+    let o = run_mode(modern, TypeCheck::Strict).await;
+    assert_eq!(o.stats.typecheck, CheckStatus::Passed, "{:?}", o.error);
+    assert_eq!(
+        o.value,
+        json!([[1, 3], 7, [2, 4], [1, 2], true, "\\x61\\.b", 1.5, [1, 3], 2, [1, 2], true, false])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
