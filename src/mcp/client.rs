@@ -41,7 +41,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 
-use super::listing::{Listing, Tee};
+use super::listing::{Listing, TappedHttp, Tee};
 use super::shapes::ShapeStore;
 use crate::bridge::CallContext;
 use crate::definitions::ToolDefinition;
@@ -459,7 +459,7 @@ pub struct Upstream {
 /// One `tools/list`: the tools, and what rmcp's types leave out of them.
 struct Listed {
     tools: Vec<rmcp::model::Tool>,
-    /// `execution.taskSupport` by tool name (stdio servers only; see `listing.rs`).
+    /// `execution.taskSupport` by tool name (see `listing.rs`).
     task_support: HashMap<String, String>,
 }
 
@@ -873,7 +873,8 @@ async fn connect(
                 })?;
                 custom.insert(name, value);
             }
-            let transport = StreamableHttpClientTransport::from_config(
+            let transport = StreamableHttpClientTransport::with_client(
+                TappedHttp::new(Arc::clone(&listener.listing)),
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
             );
             let client = serve_watched(listener, transport, None)

@@ -2,7 +2,9 @@
 //! support is `"required"` can only be called as an MCP task, which codemode does not speak
 //! yet, so it is left out of the namespace and reported. rmcp parses `tools/list` into types
 //! without that field, so for stdio servers the bytes are read on their way to rmcp ([`Tee`]),
-//! and the lines that arrive while a listing is in flight are looked at.
+//! and the lines that arrive while a listing is in flight are looked at; over streamable HTTP,
+//! rmcp's client is wrapped ([`TappedHttp`]) and the events of a `tools/list` response stream
+//! are looked at (a server that answers with one JSON body instead is asked once more, raw).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -10,6 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use axum::http::{HeaderName, HeaderValue};
+use futures_util::StreamExt;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
+use rmcp::transport::common::client_side_sse::BoxedSseResponse;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+};
 use serde_json::Value;
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -130,6 +139,192 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<R> {
             this.lines.see(&buf.filled()[before..]);
         }
         polled
+    }
+}
+
+/// rmcp's streamable HTTP client, with the answers to `tools/list` looked at on their way.
+#[derive(Clone)]
+pub(crate) struct TappedHttp {
+    inner: reqwest::Client,
+    listing: Arc<Listing>,
+}
+
+impl TappedHttp {
+    pub(crate) fn new(listing: Arc<Listing>) -> Self {
+        TappedHttp { inner: reqwest::Client::default(), listing }
+    }
+
+    /// Taps `response` when it answers a `tools/list`. An event stream is looked at as it
+    /// passes; a JSON body rmcp has already parsed (losing the field), so the same listing is
+    /// asked for once more and its raw body looked at: listing changes nothing on a server.
+    async fn tap(
+        &self,
+        response: Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
+        again: Option<RawPost>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+        let Some(again) = again else { return response };
+        match response? {
+            StreamableHttpPostResponse::Sse(events, session) => {
+                let listing = Arc::clone(&self.listing);
+                let events = events.inspect(move |event| {
+                    if let Some(data) = event.as_ref().ok().and_then(|e| e.data.as_deref()) {
+                        listing.look_at(data.as_bytes());
+                    }
+                });
+                Ok(StreamableHttpPostResponse::Sse(events.boxed(), session))
+            }
+            json @ StreamableHttpPostResponse::Json(..) => {
+                if let Err(e) = again.send(&self.inner, &self.listing).await {
+                    tracing::debug!(error = %e, "tools/list asked again for its task support, in vain");
+                }
+                Ok(json)
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// A `tools/list` request as rmcp posted it, to post once more.
+struct RawPost {
+    uri: Arc<str>,
+    body: Vec<u8>,
+    session_id: Option<Arc<str>>,
+    auth_header: Option<String>,
+    headers: HashMap<HeaderName, HeaderValue>,
+}
+
+impl RawPost {
+    fn of(
+        uri: &Arc<str>,
+        message: &ClientJsonRpcMessage,
+        session_id: &Option<Arc<str>>,
+        auth_header: &Option<String>,
+        headers: &HashMap<HeaderName, HeaderValue>,
+    ) -> Option<RawPost> {
+        let JsonRpcMessage::Request(request) = message else { return None };
+        if !matches!(request.request, ClientRequest::ListToolsRequest(_)) {
+            return None;
+        }
+        Some(RawPost {
+            uri: Arc::clone(uri),
+            body: serde_json::to_vec(message).ok()?,
+            session_id: session_id.clone(),
+            auth_header: auth_header.clone(),
+            headers: headers.clone(),
+        })
+    }
+
+    async fn send(self, client: &reqwest::Client, listing: &Listing) -> Result<(), reqwest::Error> {
+        let mut request = client
+            .post(self.uri.as_ref())
+            .header(reqwest::header::ACCEPT, "application/json, text/event-stream")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(self.body);
+        if let Some(token) = self.auth_header {
+            request = request.bearer_auth(token);
+        }
+        if let Some(session) = self.session_id {
+            request = request.header("mcp-session-id", session.as_ref());
+        }
+        for (name, value) in self.headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.send().await?.error_for_status()?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_LINE {
+                return Ok(());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        // One JSON body, or the `data:` lines of an event stream.
+        for line in body.split(|&b| b == b'\n') {
+            listing.look_at(line.strip_prefix(b"data:").unwrap_or(line).trim_ascii());
+        }
+        Ok(())
+    }
+}
+
+impl StreamableHttpClient for TappedHttp {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let again = RawPost::of(&uri, &message, &session_id, &auth_header, &headers);
+        let response = self.inner.post_message(uri, message, session_id, auth_header, headers).await;
+        self.tap(response, again).await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let again = RawPost::of(&uri, &message, &session_id, &auth_header, &headers);
+        let response = self
+            .inner
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                headers,
+                max_sse_event_size,
+            )
+            .await;
+        self.tap(response, again).await
+    }
+
+    fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> impl std::future::Future<Output = Result<(), StreamableHttpError<Self::Error>>> + Send + '_ {
+        self.inner.delete_session(uri, session_id, auth_header, headers)
+    }
+
+    fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> impl std::future::Future<Output = Result<BoxedSseResponse, StreamableHttpError<Self::Error>>> + Send + '_
+    {
+        self.inner.get_stream(uri, session_id, last_event_id, auth_header, headers)
+    }
+
+    fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> impl std::future::Future<Output = Result<BoxedSseResponse, StreamableHttpError<Self::Error>>> + Send + '_
+    {
+        self.inner.get_stream_with_max_sse_event_size(
+            uri,
+            session_id,
+            last_event_id,
+            auth_header,
+            headers,
+            max_sse_event_size,
+        )
     }
 }
 

@@ -186,6 +186,9 @@ async fn everything_over_streamable_http_with_headers_and_a_server_restart() {
     let mut registry = Registry::new();
     let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
     assert!(registry.get("web", "getSum").is_some());
+    // Read off the listing's event stream, as on stdio off the pipe.
+    assert!(registry.get("web", "simulate-research-query").is_none());
+    assert_eq!(upstream.status().await.withheld, [TASK_ONLY]);
     let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
     upstream.follow(&engine);
     let run = |code: &'static str| {
@@ -417,6 +420,57 @@ async fn a_program_follows_a_resource_link_with_read_resource() {
     );
 }
 
+const TASK_ONLY: &str = "simulate-research-query: callable only as an MCP task (execution.taskSupport is \
+     \"required\"), which codemode does not speak yet";
+
+/// A streamable HTTP server that answers with one JSON body, not an event stream: rmcp has
+/// parsed the body (dropping `execution`) before codemode sees it, so the listing is asked for
+/// once more, raw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_a_server_answering_json_has_its_task_only_tools_left_out_too() {
+    use axum::response::IntoResponse;
+    let lists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&lists);
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: String| {
+            let lists = std::sync::Arc::clone(&counted);
+            async move {
+                let request: Value = serde_json::from_str(&body).unwrap();
+                let result = match request["method"].as_str() {
+                    Some("initialize") => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "json-only", "version": "1"}}),
+                    Some("tools/list") => {
+                        lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        json!({"tools": [{"name": "quick", "inputSchema": {"type": "object"}},
+                            {"name": "slow", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "required"}}]})
+                    }
+                    _ => return axum::http::StatusCode::ACCEPTED.into_response(),
+                };
+                let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": result});
+                ([(axum::http::header::CONTENT_TYPE, "application/json")], answer.to_string()).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut registry = Registry::new();
+    let upstream = Upstream::register(
+        UpstreamConfig::http("json", format!("http://127.0.0.1:{port}/mcp")),
+        &mut registry,
+    )
+    .await
+    .unwrap();
+    assert!(registry.get("json", "quick").is_some());
+    assert!(registry.get("json", "slow").is_none());
+    assert_eq!(
+        upstream.status().await.withheld,
+        ["slow: callable only as an MCP task (execution.taskSupport is \"required\"), which codemode does not speak yet"]
+    );
+    assert_eq!(lists.load(std::sync::atomic::Ordering::SeqCst), 2, "rmcp's listing and the raw one");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_callable_only_as_a_task_is_left_out_and_reported() {
     let cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
@@ -424,11 +478,7 @@ async fn a_tool_callable_only_as_a_task_is_left_out_and_reported() {
     let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
     assert!(registry.get("everything", "simulate-research-query").is_none());
     assert!(registry.get("everything", "echo").is_some());
-    assert_eq!(
-        upstream.status().await.withheld,
-        ["simulate-research-query: callable only as an MCP task (execution.taskSupport is \"required\"), \
-          which codemode does not speak yet"]
-    );
+    assert_eq!(upstream.status().await.withheld, [TASK_ONLY]);
     let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
     let o = engine
         .execute("return await everything.simulateResearchQuery({ topic: 'x' })", ExecuteOptions::default())
