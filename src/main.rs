@@ -232,6 +232,8 @@ struct Loaded {
 /// With `forward_client_requests`, upstream servers are told that sampling, elicitation and
 /// roots requests are taken (`codemode mcp` forwards them to its client).
 fn load(sources: &Sources, forward_client_requests: bool) -> Result<Loaded, ExitCode> {
+    let forward_client_requests =
+        if forward_client_requests { codemode::mcp::ClientFeatures::ALL } else { Default::default() };
     let config = match &sources.config {
         Some(path) => Config::load(path),
         None if std::path::Path::new("codemode.toml").exists() => {
@@ -399,7 +401,8 @@ fn mcp(http: Option<String>, sources: Sources) -> ExitCode {
         }),
         None => {
             eprintln!("codemode: MCP server on standard input and output ({tools} tools)");
-            runtime.block_on(server.serve_stdio())
+            // One client: the upstream servers are told what it takes, and show their tools for it.
+            runtime.block_on(server.upstreams(loaded.upstreams.clone()).serve_stdio())
         }
     };
     match served {

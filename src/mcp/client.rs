@@ -38,7 +38,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::{Mutex, Notify};
 
 use super::listing::{Listing, TappedHttp, Tee};
@@ -64,11 +64,60 @@ pub struct UpstreamConfig {
     /// Where learned result types are kept (`shapes/<namespace>.json` inside it); `None`
     /// keeps them in memory only.
     pub state_dir: Option<PathBuf>,
-    /// Whether to tell the server that sampling, elicitation and roots requests are taken
-    /// (default false). Set it when executions carry a client to forward them to
+    /// Which of sampling, elicitation and roots requests the server is told are taken
+    /// (default none). Set them when executions carry a client to forward them to
     /// ([`ExecuteOptions::client`](crate::ExecuteOptions::client)), as `codemode mcp` does:
     /// a server hides the tools that need them from a client that does not take them.
-    pub forward_client_requests: bool,
+    pub forward_client_requests: ClientFeatures,
+}
+
+/// The requests of a server that a client takes: `sampling/createMessage`,
+/// `elicitation/create`, `roots/list`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientFeatures {
+    /// LLM completions (`sampling/createMessage`).
+    pub sampling: bool,
+    /// Input from the user (`elicitation/create`).
+    pub elicitation: bool,
+    /// The client's roots (`roots/list`).
+    pub roots: bool,
+}
+
+impl ClientFeatures {
+    /// All three.
+    pub const ALL: ClientFeatures = ClientFeatures { sampling: true, elicitation: true, roots: true };
+
+    /// What an MCP client declared in its capabilities.
+    #[allow(deprecated)] // sampling and roots: upstream servers of 2025-11-25 still ask
+    pub fn of(capabilities: &ClientCapabilities) -> ClientFeatures {
+        ClientFeatures {
+            sampling: capabilities.sampling.is_some(),
+            elicitation: capabilities.elicitation.is_some(),
+            roots: capabilities.roots.is_some(),
+        }
+    }
+
+    /// Whether requests of `method` are taken.
+    pub fn takes(self, method: &str) -> bool {
+        match method {
+            "sampling/createMessage" => self.sampling,
+            "elicitation/create" => self.elicitation,
+            "roots/list" => self.roots,
+            _ => false,
+        }
+    }
+
+    fn capabilities(self) -> ClientCapabilities {
+        let mut declared = serde_json::Map::new();
+        for (name, taken) in
+            [("sampling", self.sampling), ("elicitation", self.elicitation), ("roots", self.roots)]
+        {
+            if taken {
+                declared.insert(name.into(), json!({}));
+            }
+        }
+        serde_json::from_value(Value::Object(declared)).expect("client capabilities")
+    }
 }
 
 /// How an upstream server is reached. Values of `env` and `headers` are already resolved:
@@ -116,7 +165,7 @@ impl UpstreamConfig {
             call_timeout: Duration::from_secs(30),
             tool_timeouts: BTreeMap::new(),
             state_dir: None,
-            forward_client_requests: false,
+            forward_client_requests: ClientFeatures::default(),
         }
     }
 
@@ -204,8 +253,8 @@ pub struct UpstreamStatus {
 /// the client of such an execution.
 #[derive(Clone, Default)]
 struct Listener {
-    /// Whether sampling, elicitation and roots are advertised and forwarded.
-    forward: bool,
+    /// What is advertised when connecting; [`Upstream::advertise`] changes it.
+    forward: Arc<std::sync::Mutex<ClientFeatures>>,
     changed: Arc<Notify>,
     /// The calls in flight whose executions take log lines, by progress token.
     calls: Arc<std::sync::Mutex<HashMap<i64, CallContext>>>,
@@ -228,10 +277,7 @@ impl Drop for Tracked<'_> {
 impl ClientHandler for Listener {
     fn get_info(&self) -> ClientConfig {
         let mut info = ClientConfig::default();
-        if self.forward {
-            info.capabilities =
-                ClientCapabilities::builder().enable_roots().enable_sampling().enable_elicitation().build();
-        }
+        info.capabilities = self.forward.lock().expect("features lock").capabilities();
         info
     }
 
@@ -483,7 +529,8 @@ impl Upstream {
         config: UpstreamConfig,
         registry: &mut Registry,
     ) -> Result<Arc<Upstream>, UpstreamError> {
-        let listener = Listener { forward: config.forward_client_requests, ..Listener::default() };
+        let forward = Arc::new(std::sync::Mutex::new(config.forward_client_requests));
+        let listener = Listener { forward, ..Listener::default() };
         let (client, pid) = connect(&config, &listener).await?;
         let shapes = match config.shapes_file() {
             Some(path) => ShapeStore::open(path),
@@ -547,13 +594,13 @@ impl Upstream {
     /// connection that does say so (a second process, for a stdio server), closed at once.
     /// Empty when this connection says so already.
     pub async fn capability_gated_tools(&self) -> Result<Vec<String>, UpstreamError> {
-        if self.config.forward_client_requests {
+        if *self.listener.forward.lock().expect("features lock") == ClientFeatures::ALL {
             return Ok(Vec::new());
         }
         let failed = |e: String| connect_error(&self.config, e);
         let client = self.client().await.map_err(|e| failed(e.message))?;
         let ours = client.list_all_tools().await.map_err(|e| failed(format!("tools/list failed: {e}")))?;
-        let probe = Listener { forward: true, ..Listener::default() };
+        let probe = Listener { forward: Arc::new(ClientFeatures::ALL.into()), ..Listener::default() };
         let (other, _) = connect(&self.config, &probe).await?;
         let theirs = other.list_all_tools().await.map_err(|e| failed(format!("tools/list failed: {e}")))?;
         let _ = other.service.cancel().await;
@@ -563,6 +610,29 @@ impl Upstream {
             .filter(|t| !known.contains(t.name.as_ref()))
             .map(|t| t.name.to_string())
             .collect())
+    }
+
+    /// Tells the server that `features` are what is taken from now on, when that differs from
+    /// what it was told: the connection is made again (a stdio server restarted) and, once
+    /// [`Upstream::follow`] ties it to an engine, the tools are listed again, so tools shown
+    /// only to clients that take a request come or go. `codemode mcp` on stdio calls it with
+    /// what its one client declared.
+    pub async fn advertise(&self, features: ClientFeatures) {
+        {
+            let mut forward = self.listener.forward.lock().expect("features lock");
+            if *forward == features {
+                return;
+            }
+            *forward = features;
+        }
+        let mut state = self.state.lock().await;
+        state.client = None;
+        state.pid = None;
+        state.next_attempt = Instant::now();
+        drop(state);
+        if let Err(e) = self.client().await {
+            tracing::warn!(upstream = %self.config.namespace, error = %e.message, "reconnect failed");
+        }
     }
 
     /// The process id of the running server, for stdio servers that are running.

@@ -8,6 +8,6 @@ mod sessions;
 pub(crate) mod shapes;
 mod stdio;
 
-pub use client::{Transport, Upstream, UpstreamConfig, UpstreamError, UpstreamStatus};
+pub use client::{ClientFeatures, Transport, Upstream, UpstreamConfig, UpstreamError, UpstreamStatus};
 pub use server::{McpConfig, McpServer};
 pub use sessions::SessionStats;

@@ -13,7 +13,7 @@ use rmcp::model::{
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, RequestParamsMeta,
     ServerCapabilities, ServerConfig, Tool as McpTool,
 };
-use rmcp::service::{Peer, RequestContext, RoleServer};
+use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer};
 use rmcp::ServerHandler;
 use serde_json::{json, Map, Value};
 
@@ -22,6 +22,7 @@ use crate::discovery::{names_arg, search_args, SearchHit};
 use crate::engine::{CancelToken, Engine, ExecuteOptions, LogSink};
 use crate::outcome::LogLine;
 
+use super::client::{ClientFeatures, Upstream};
 use super::sessions::{Sessions, SessionsError};
 use super::stdio::BoundedLines;
 
@@ -64,6 +65,8 @@ pub struct McpServer {
     /// Programs of this client (stdio) or session (HTTP) in the engine at once: as many as
     /// the pool has threads, so one client's burst does not queue ahead of everyone else's.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Upstream servers to tell what this server's one client takes (see [`McpServer::upstreams`]).
+    upstreams: Arc<[Arc<Upstream>]>,
 }
 
 impl McpServer {
@@ -75,7 +78,17 @@ impl McpServer {
     /// A server for `engine` with these bounds.
     pub fn with_config(engine: Engine, config: McpConfig) -> Self {
         let slots = Arc::new(tokio::sync::Semaphore::new(engine.workers()));
-        McpServer { engine, config: Arc::new(config), slots }
+        McpServer { engine, config: Arc::new(config), slots, upstreams: Arc::new([]) }
+    }
+
+    /// The upstream servers whose tools it serves, to be told which of sampling, elicitation
+    /// and roots requests its client takes once the client has initialized, so that a server
+    /// shows only the tools the client can use ([`Upstream::advertise`]). Only for a server of
+    /// one client ([`serve_lines`](Self::serve_lines), [`serve_stdio`](Self::serve_stdio)):
+    /// over HTTP every client shares the upstream connections.
+    pub fn upstreams(mut self, upstreams: Vec<Arc<Upstream>>) -> Self {
+        self.upstreams = upstreams.into();
+        self
     }
 
     /// The same server for another client, with its own share of the pool.
@@ -401,6 +414,15 @@ fn tool_list(engine: &Engine) -> Vec<McpTool> {
 }
 
 impl ServerHandler for McpServer {
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let Some(info) = context.peer.peer_info() else { return };
+        let features = ClientFeatures::of(&info.capabilities);
+        for upstream in self.upstreams.iter() {
+            let upstream = Arc::clone(upstream);
+            tokio::spawn(async move { upstream.advertise(features).await });
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("codemode", env!("CARGO_PKG_VERSION")))
@@ -482,15 +504,7 @@ struct PeerClient(Peer<RoleServer>);
 
 impl ClientRequests for PeerClient {
     fn supports(&self, method: &str) -> bool {
-        let Some(info) = self.0.peer_info() else { return false };
-        let capabilities = &info.capabilities;
-        #[allow(deprecated)] // sampling and roots: upstream servers of 2025-11-25 still ask
-        match method {
-            "sampling/createMessage" => capabilities.sampling.is_some(),
-            "elicitation/create" => capabilities.elicitation.is_some(),
-            "roots/list" => capabilities.roots.is_some(),
-            _ => false,
-        }
+        self.0.peer_info().is_some_and(|info| ClientFeatures::of(&info.capabilities).takes(method))
     }
 
     fn request(&self, method: &str, params: Value) -> crate::registry::BoxFuture<Result<Value, String>> {

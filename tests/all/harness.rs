@@ -318,12 +318,12 @@ pub type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::io::ReadHalf<tokio
 
 /// `codemode mcp` over an in-memory pipe, initialized by a client declaring `capabilities`: its output lines and its input.
 pub async fn in_memory_session(
-    engine: codemode::Engine,
+    server: codemode::mcp::McpServer,
     capabilities: Value,
 ) -> (Lines, tokio::io::WriteHalf<tokio::io::DuplexStream>) {
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (r, w) = tokio::io::split(theirs);
-    tokio::spawn(codemode::mcp::McpServer::new(engine).serve_lines(r, w));
+    tokio::spawn(server.serve_lines(r, w));
     let (r, mut w) = tokio::io::split(ours);
     let hello = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
         "capabilities": capabilities, "clientInfo": {"name": "t", "version": "0"}}});

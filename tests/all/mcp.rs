@@ -188,7 +188,7 @@ async fn images_in_a_result_reach_the_client_as_content_blocks() {
     let engine = codemode::Engine::builder().registry(registry).workers(1).build().unwrap();
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execute_code",
         "arguments": {"code": "const img = await pics.dot({}); return { caption: 'a dot', img }"}}});
-    let (mut lines, mut w) = in_memory_session(engine, json!({})).await;
+    let (mut lines, mut w) = in_memory_session(codemode::mcp::McpServer::new(engine), json!({})).await;
     w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
     let answer = loop {
         let m: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
@@ -220,7 +220,7 @@ async fn a_client_that_asks_for_progress_sees_each_log_line_before_the_result() 
     registry.register("slow", slow).unwrap();
     assert!(!codemode::tool_log(codemode::LogLevel::Info, "outside any call"));
     let engine = codemode::Engine::builder().registry(registry).workers(1).build().unwrap();
-    let (mut lines, mut w) = in_memory_session(engine, json!({})).await;
+    let (mut lines, mut w) = in_memory_session(codemode::mcp::McpServer::new(engine), json!({})).await;
     let code = "console.log('start'); const r = await slow.step({}); console.warn('end'); return r";
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execute_code",
         "arguments": {"code": code}, "_meta": {"progressToken": "p1"}}});

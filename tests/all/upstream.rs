@@ -497,7 +497,7 @@ async fn a_tool_callable_only_as_a_task_is_left_out_and_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_elicitation_and_roots_requests_reach_the_mcp_client() {
     let mut cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
-    cfg.forward_client_requests = true;
+    cfg.forward_client_requests = codemode::mcp::ClientFeatures::ALL;
     let mut registry = Registry::new();
     let _upstream = Upstream::register(cfg, &mut registry).await.unwrap();
     for tool in ["triggerSamplingRequest", "triggerElicitationRequest", "getRootsList"] {
@@ -511,7 +511,7 @@ async fn sampling_elicitation_and_roots_requests_reach_the_mcp_client() {
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "execute_code", "arguments": {"code": code}}});
     let capable = json!({"sampling": {}, "elicitation": {}, "roots": {}});
-    let (mut lines, mut w) = in_memory_session(engine.clone(), capable).await;
+    let (mut lines, mut w) = in_memory_session(codemode::mcp::McpServer::new(engine.clone()), capable).await;
     w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
     let mut asked = Vec::new();
     let answer = loop {
@@ -548,7 +548,7 @@ async fn sampling_elicitation_and_roots_requests_reach_the_mcp_client() {
         "{answer}"
     );
 
-    let (mut lines, mut w) = in_memory_session(engine, json!({})).await;
+    let (mut lines, mut w) = in_memory_session(codemode::mcp::McpServer::new(engine), json!({})).await;
     let code =
         r#"try { await everything.triggerSamplingRequest({ prompt: "x" }) } catch (e) { return e.message }"#;
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
@@ -569,4 +569,30 @@ async fn sampling_elicitation_and_roots_requests_reach_the_mcp_client() {
         message.contains("codemode cannot forward sampling/createMessage: no call to this server is running for a client that takes it"),
         "{message}"
     );
+}
+
+/// `codemode mcp` on stdio tells its upstream servers what its one client takes, once the
+/// client has initialized: a server then shows only the tools that client can use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_servers_show_the_tools_the_one_mcp_client_can_use() {
+    let mut cfg = config("everything", "@modelcontextprotocol/server-everything", &["stdio"]);
+    cfg.forward_client_requests = codemode::mcp::ClientFeatures::ALL;
+    let mut registry = Registry::new();
+    let upstream = Upstream::register(cfg, &mut registry).await.unwrap();
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    upstream.follow(&engine);
+    let shown = |engine: &Engine| {
+        ["triggerSamplingRequest", "triggerElicitationRequest", "getRootsList"]
+            .into_iter()
+            .filter(|t| engine.registry().get("everything", t).is_some())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shown(&engine), ["triggerSamplingRequest", "triggerElicitationRequest", "getRootsList"]);
+    let server = codemode::mcp::McpServer::new(engine.clone()).upstreams(vec![upstream.clone()]);
+    let (_lines, _w) = in_memory_session(server, json!({"sampling": {}})).await;
+    eventually(Duration::from_secs(10), "the server lists for a client that takes sampling only", || {
+        shown(&engine) == ["triggerSamplingRequest"]
+    })
+    .await;
+    assert_eq!(upstream.status().await.reconnects, 1);
 }
