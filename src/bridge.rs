@@ -19,12 +19,12 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::discovery::{names_arg, search_args};
-use crate::engine::LogSink;
+pub use crate::error::PendingCall;
 use crate::error::{ErrorKind, ToolError};
 use crate::limits::Limits;
 use crate::outcome::TextSample;
-use crate::outcome::{LogLevel, LogLine};
+use crate::outcome::{LogLevel, LogLine, LogSink};
+use crate::registry::discovery::{names_arg, search_args};
 use crate::registry::{Entry, Registry};
 
 /// The namespace of the runtime's own functions (`codemode.search`, ...); reserved, so no
@@ -154,18 +154,6 @@ pub(crate) enum Settlement {
     },
     Error(ToolFailure),
     Timer,
-}
-
-/// A tool call that had not finished when the program was stopped.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PendingCall {
-    /// `namespace.tool`.
-    pub tool: String,
-    /// Milliseconds since the program made the call.
-    pub waited_ms: u64,
-    /// True when it had not started: it waited behind the concurrency limit.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub queued: bool,
 }
 
 /// What the sandbox thread should do next.

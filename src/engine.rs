@@ -11,7 +11,7 @@ use crate::bridge::{Bridge, CancelHandle};
 use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
 use crate::outcome::CheckStatus;
-use crate::outcome::{LogLine, Outcome};
+use crate::outcome::Outcome;
 use crate::registry::Registry;
 use crate::sandbox::{RunJob, Sandbox, ScriptCache};
 use crate::transpile;
@@ -231,8 +231,7 @@ pub struct ExecuteOptions {
     pub client: Option<Arc<dyn crate::bridge::ClientRequests>>,
 }
 
-/// A receiver of console lines while a program runs; see [`ExecuteOptions::on_log`].
-pub type LogSink = Arc<dyn Fn(&LogLine) + Send + Sync>;
+pub use crate::outcome::LogSink;
 
 impl std::fmt::Debug for ExecuteOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -94,7 +94,7 @@ pub struct ExecError {
     pub stack: Option<String>,
     /// For `type_error`: every error the compiler found, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub diagnostics: Vec<crate::Diagnostic>,
+    pub diagnostics: Vec<Diagnostic>,
     /// For an uncaught tool error (a handler's `ToolError` or an argument `TypeError`): the
     /// tool, as `namespace.tool`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +104,7 @@ pub struct ExecError {
     pub code: Option<String>,
     /// For `timeout` and `cancelled`: the tool calls still pending, longest waiting first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending: Vec<crate::PendingCall>,
+    pub pending: Vec<PendingCall>,
 }
 
 impl ExecError {
@@ -222,4 +222,29 @@ pub enum DiscoveryError {
     /// These names match no namespace and no `namespace.tool`.
     #[error("no such tool or namespace: {}", .0.join(", "))]
     UnknownTools(Vec<String>),
+}
+
+/// A tool call that had not finished when the program was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCall {
+    /// `namespace.tool`.
+    pub tool: String,
+    /// Milliseconds since the program made the call.
+    pub waited_ms: u64,
+    /// True when it had not started: it waited behind the concurrency limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
+}
+
+/// One error the compiler found, at the agent's own position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// 1-based line in the agent's source.
+    pub line: u32,
+    /// 1-based column (in characters) in the agent's source.
+    pub column: u32,
+    /// TypeScript's error code (`2551` for "Property 'x' does not exist … Did you mean 'y'?").
+    pub code: u32,
+    /// The compiler's message, with its hints.
+    pub message: String,
 }

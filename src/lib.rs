@@ -79,13 +79,13 @@ pub mod definitions;
 #[cfg(feature = "runtime")]
 pub mod demo;
 #[cfg(feature = "runtime")]
-mod discovery;
-#[cfg(feature = "runtime")]
 mod engine;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
 mod flow;
+#[cfg(feature = "runtime")]
+mod globals;
 #[cfg(feature = "runtime")]
 mod limits;
 #[cfg(feature = "runtime")]
@@ -118,28 +118,24 @@ pub struct ReadmeDoctests;
 #[cfg(feature = "runtime")]
 pub use {
     bridge::{tool_log, CallContext, ClientRequests, PendingCall},
-    discovery::{Detail, NamespaceInfo, SearchHit},
     engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, WeakEngine},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
+    globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS},
     limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
     outcome::{
         count_tokens, estimate_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens,
         TOKEN_SAMPLE_BYTES,
     },
     prompt::prompt,
+    registry::discovery::{Detail, NamespaceInfo, SearchHit},
     registry::{
         js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput, MAX_SCHEMA_REFS, MAX_SCHEMA_VALUES,
     },
-    sandbox::SANDBOX_GLOBALS,
     typecheck::{
         CheckError, Diagnostic, TypeCheck, TypeChecker, INSTALL_PACKAGE_JSON, INSTALL_PACKAGE_LOCK,
         TYPESCRIPT_VERSION,
     },
 };
-
-/// The declarations of the sandbox's own globals (`console`, `setTimeout`, `codemode.search`,
-/// ...), to show an agent beside the tools' declarations.
-pub const RUNTIME_DECLARATIONS: &str = include_str!("../js/codemode.d.ts");
 
 /// The checks of the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::typecheck::TypeCheck;
-
 /// What one execution may use. Defaults are chosen for agent programs: seconds of glue code
 /// over tool results, not long computations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +184,32 @@ impl From<&Limits> for LimitsPatch {
             max_log_bytes: Some(l.max_log_bytes),
             max_result_bytes: Some(l.max_result_bytes),
             typecheck: Some(l.typecheck),
+        }
+    }
+}
+
+/// Whether programs are type-checked before they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TypeCheck {
+    /// A program with type errors does not run: its outcome is a `type_error` with the
+    /// diagnostics. The default.
+    #[default]
+    Strict,
+    /// The program runs; the diagnostics come back beside its result.
+    Warn,
+    /// No check.
+    Off,
+}
+
+impl std::str::FromStr for TypeCheck {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strict" => Ok(TypeCheck::Strict),
+            "warn" => Ok(TypeCheck::Warn),
+            "off" => Ok(TypeCheck::Off),
+            other => Err(format!("typecheck must be \"strict\", \"warn\" or \"off\", not {other:?}")),
         }
     }
 }

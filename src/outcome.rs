@@ -149,7 +149,7 @@ pub struct Outcome {
     /// In `warn` mode, the type errors of a program that ran anyway. (In `strict` mode they are
     /// the `type_error`'s `diagnostics`, and the program did not run.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub diagnostics: Vec<crate::Diagnostic>,
+    pub diagnostics: Vec<crate::error::Diagnostic>,
     /// Advice that is not an error: a program that returned nothing while its last statement
     /// was an expression is told where to put `return`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -325,3 +325,6 @@ mod micros_as_ms {
         f64::deserialize(d).map(|ms| Duration::from_micros((ms * 1000.0) as u64))
     }
 }
+
+/// A receiver of console lines while a program runs; see [`ExecuteOptions::on_log`](crate::ExecuteOptions::on_log).
+pub type LogSink = std::sync::Arc<dyn Fn(&LogLine) + Send + Sync>;

@@ -22,11 +22,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
+
+pub use crate::error::Diagnostic;
+pub use crate::limits::TypeCheck;
 
 /// The TypeScript version programs are checked with (the `typescript` npm package).
 pub const TYPESCRIPT_VERSION: &str = "7.0.2";
@@ -83,45 +85,6 @@ const COLD_START: Duration = Duration::from_secs(2);
 
 /// Largest message the server may send; a larger one is a broken server.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
-
-/// Whether programs are type-checked before they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TypeCheck {
-    /// A program with type errors does not run: its outcome is a `type_error` with the
-    /// diagnostics. The default.
-    #[default]
-    Strict,
-    /// The program runs; the diagnostics come back beside its result.
-    Warn,
-    /// No check.
-    Off,
-}
-
-impl std::str::FromStr for TypeCheck {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "strict" => Ok(TypeCheck::Strict),
-            "warn" => Ok(TypeCheck::Warn),
-            "off" => Ok(TypeCheck::Off),
-            other => Err(format!("typecheck must be \"strict\", \"warn\" or \"off\", not {other:?}")),
-        }
-    }
-}
-
-/// One error the compiler found, at the agent's own position.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Diagnostic {
-    /// 1-based line in the agent's source.
-    pub line: u32,
-    /// 1-based column (in characters) in the agent's source.
-    pub column: u32,
-    /// TypeScript's error code (`2551` for "Property 'x' does not exist … Did you mean 'y'?").
-    pub code: u32,
-    /// The compiler's message, with its hints.
-    pub message: String,
-}
 
 /// Why a check could not be made. The program it was for is not run in `strict` mode.
 #[non_exhaustive]
@@ -382,7 +345,7 @@ fn write_project(dir: &Path, lib: &[(String, String)]) -> std::io::Result<()> {
     let tsconfig = serde_json::to_string_pretty(&tsconfig).expect("serializable");
     let mut files = vec![
         ("tsconfig.json", tsconfig.as_str()),
-        ("codemode.d.ts", crate::RUNTIME_DECLARATIONS),
+        ("codemode.d.ts", crate::globals::RUNTIME_DECLARATIONS),
         ("tools.d.ts", "export {};\n"),
         ("program.ts", "export {};\n"),
         (PROJECT_MARKER, "A type-check project of codemode's; it rewrites the files here.\n"),

@@ -24,13 +24,13 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::definitions;
-use crate::discovery::{names_arg, search_args};
 use crate::engine::{CancelToken, Engine, ExecuteOptions};
 use crate::error::ToolError;
 use crate::flow::Outbox;
 use crate::limits::{Limits, LimitsPatch};
 use crate::mcp::Upstream;
 use crate::outcome::LogLine;
+use crate::registry::discovery::{names_arg, search_args};
 use crate::registry::{Registry, Tool};
 use crate::rpc::{self, Line, LineReader, RpcError};
 

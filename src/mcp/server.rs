@@ -18,9 +18,9 @@ use rmcp::ServerHandler;
 use serde_json::{json, Map, Value};
 
 use crate::bridge::ClientRequests;
-use crate::discovery::{names_arg, search_args, SearchHit};
 use crate::engine::{CancelToken, Engine, ExecuteOptions, LogSink};
 use crate::outcome::LogLine;
+use crate::registry::discovery::{names_arg, search_args, SearchHit};
 
 use super::client::{ClientFeatures, Upstream};
 use super::sessions::{Sessions, SessionsError};

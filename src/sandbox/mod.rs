@@ -37,67 +37,6 @@ use self::convert::{Overflow, Walker};
 
 const PRELUDE_NAME: &str = "codemode:prelude";
 
-/// Every global a program sees, besides one per tool namespace. Registering a namespace with one
-/// of these names is refused, and a test fails when the sandbox grows a global that is not
-/// listed here, so each new global is a reviewed change.
-pub const SANDBOX_GLOBALS: &[&str] = &[
-    "AggregateError",
-    "Array",
-    "AsyncDisposableStack",
-    "BigInt",
-    "Boolean",
-    "Date",
-    "DisposableStack",
-    "Error",
-    "EvalError",
-    "FinalizationRegistry",
-    "Function",
-    "Infinity",
-    "InternalError",
-    "Iterator",
-    "JSON",
-    "Map",
-    "Math",
-    "NaN",
-    "Number",
-    "Object",
-    "Promise",
-    "Proxy",
-    "RangeError",
-    "ReferenceError",
-    "Reflect",
-    "RegExp",
-    "Set",
-    "String",
-    "SuppressedError",
-    "Symbol",
-    "SyntaxError",
-    "TypeError",
-    "URIError",
-    "WeakMap",
-    "WeakRef",
-    "WeakSet",
-    "clearTimeout",
-    "codemode",
-    "console",
-    "decodeURI",
-    "decodeURIComponent",
-    "encodeURI",
-    "encodeURIComponent",
-    "escape",
-    "eval",
-    "globalThis",
-    "isFinite",
-    "isNaN",
-    "parseFloat",
-    "parseInt",
-    "performance",
-    "queueMicrotask",
-    "setTimeout",
-    "undefined",
-    "unescape",
-];
-
 /// The built-ins a program gets beyond the base objects. Chosen, not defaulted: typed arrays
 /// (with `SharedArrayBuffer` and `Atomics`) and `DOMException` are left out. Agent glue code
 /// rarely needs binary buffers, leaving out shared memory removes a whole class of timing and

@@ -14,6 +14,7 @@ mod errors;
 mod fuzzed;
 mod hostile;
 mod isolation;
+mod layers;
 mod limits;
 mod mcp;
 mod nesting;

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::{Namespace, Registry};
 use crate::error::DiscoveryError;
-use crate::registry::{Namespace, Registry};
 
 /// How much [`Registry::search`] says about each tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -5,6 +5,8 @@
 //! deterministic JS name (what the sandbox calls it): `get-sum` → `getSum`,
 //! `tree.insert-node` → `treeInsertNode`, `delete` → `delete_`.
 
+pub(crate) mod discovery;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -15,10 +17,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::definitions::ToolDefinition;
-use crate::discovery::SearchIndex;
 use crate::error::{RegistryError, ToolError};
 pub use crate::typegen::js_name;
 use crate::typegen::{self, is_identifier, property_key, Declarations, ToolSchema};
+use discovery::SearchIndex;
 
 /// A boxed, sendable future, the return type of a [`ToolHandler`].
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -647,7 +649,7 @@ impl MakeMutNamespace for Arc<Namespace> {
 
 fn namespace_js_name(namespace: &str) -> Result<String, RegistryError> {
     let js = js_name(namespace).ok_or_else(|| RegistryError::InvalidNamespace(namespace.into()))?;
-    if crate::sandbox::SANDBOX_GLOBALS.contains(&js.as_str()) {
+    if crate::globals::SANDBOX_GLOBALS.contains(&js.as_str()) {
         return Err(RegistryError::ReservedNamespace(namespace.into()));
     }
     Ok(js)
