@@ -1,5 +1,5 @@
 //! The runtime's own costs, against the targets in BENCHMARKS.md.
-//! Run: `cargo bench --bench runtime`
+//! Run: `cargo bench --features __internals --bench runtime`
 
 use std::time::{Duration, Instant};
 

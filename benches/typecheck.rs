@@ -1,6 +1,6 @@
 //! The type check before a run: one check of a 30-line program against the real servers'
 //! tools (more than 50), and its share of a warm execution of the demo workflow.
-//! Run: `cargo bench --bench typecheck` (after `cargo test`, which installs TypeScript 7 in
+//! Run: `cargo bench --features __internals --bench typecheck` (after `cargo test`, which installs TypeScript 7 in
 //! tests/npm; or with CODEMODE_TYPESCRIPT_DIR naming a `codemode setup` directory).
 
 use std::path::PathBuf;

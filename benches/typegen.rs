@@ -1,5 +1,5 @@
 //! The schema → TypeScript generator, the Rust generator's input side, and search.
-//! Run: `cargo bench --bench typegen`
+//! Run: `cargo bench --features __internals --bench typegen`
 
 use codemode::{definitions, Detail, Registry, Tool, ToolError};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

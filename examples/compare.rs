@@ -9,7 +9,7 @@
 //! Workloads: `return 1 + 1`; the demo workflow (10,000 rows from the host, filter, aggregate,
 //! sort); 1,000 sequential tool calls; 100 concurrent tool calls.
 //!
-//! Run with `cargo run --release --example compare -- [ITERATIONS]` (default 30); BENCHMARKS.md
+//! Run with `cargo run --release --features __internals --example compare -- [ITERATIONS]` (default 30); BENCHMARKS.md
 //! quotes its tables, and it
 //! draws `docs/compare.svg`, which the README shows.
 

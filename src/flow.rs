@@ -5,6 +5,9 @@
 //! is given up: queued output is dropped, the writer stops, and the owner closes the
 //! connection. A client that sends and never reads cannot grow the host's memory.
 
+// Shared by the daemon and the MCP stdio transport; a build with MCP but no daemon uses part.
+#![cfg_attr(not(feature = "daemon"), allow(dead_code))]
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 

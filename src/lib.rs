@@ -71,9 +71,9 @@ extern crate self as codemode;
 #[cfg(feature = "runtime")]
 mod bridge;
 pub mod build;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "cli")]
 pub mod config;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod definitions;
 #[cfg(feature = "runtime")]
@@ -82,13 +82,13 @@ pub mod demo;
 mod engine;
 #[cfg(feature = "runtime")]
 mod error;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "mcp")]
 mod flow;
 #[cfg(feature = "runtime")]
 mod globals;
 #[cfg(feature = "runtime")]
 mod limits;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "mcp")]
 pub mod mcp;
 #[cfg(feature = "runtime")]
 mod nesting;
@@ -98,7 +98,7 @@ mod outcome;
 mod prompt;
 #[cfg(feature = "runtime")]
 mod registry;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "mcp")]
 mod rpc;
 #[cfg(feature = "runtime")]
 mod sandbox;
@@ -110,9 +110,12 @@ mod transpile;
 mod typecheck;
 pub mod typegen;
 
+#[cfg(feature = "tokens")]
+pub use outcome::count_tokens;
+
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "runtime"))]
+#[cfg(all(doctest, feature = "cli"))]
 pub struct ReadmeDoctests;
 
 #[cfg(feature = "runtime")]
@@ -122,10 +125,7 @@ pub use {
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS},
     limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
-    outcome::{
-        count_tokens, estimate_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens,
-        TOKEN_SAMPLE_BYTES,
-    },
+    outcome::{estimate_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
     prompt::prompt,
     registry::discovery::{Detail, NamespaceInfo, SearchHit},
     registry::{
@@ -139,13 +139,13 @@ pub use {
 
 /// The checks of the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]
-#[cfg(feature = "runtime")]
+#[cfg(feature = "__internals")]
 #[path = "fuzz.rs"]
 pub mod __fuzz;
 
 /// Hooks for the benches in `benches/`; not part of the API.
 #[doc(hidden)]
-#[cfg(feature = "runtime")]
+#[cfg(feature = "__internals")]
 pub mod __bench {
     /// Builds one sandbox (runtime + context + prelude), as a cold checkout does. Dropping the
     /// result frees it, which the engine does after replying.

@@ -1,6 +1,6 @@
 //! What an execution returns.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -176,6 +176,7 @@ impl Outcome {
     /// Counts tokens with o200k_base. The first call in a process loads the tokenizer (about
     /// 70 ms), and counting costs about 8 ms per 100 KB of tool results: executions never pay
     /// for it unless a caller asks.
+    #[cfg(feature = "tokens")]
     pub fn tokens(&self) -> Tokens {
         let bpe = tokenizer();
         self.count_with(|text| bpe.encode_ordinary(text).len(), false)
@@ -211,6 +212,7 @@ impl Outcome {
 
     /// [`to_report`](Self::to_report) with the exact token counts (o200k_base), at the cost
     /// [`tokens`](Self::tokens) says.
+    #[cfg(feature = "tokens")]
     pub fn to_report_exact(&self) -> Value {
         self.report(self.tokens())
     }
@@ -303,12 +305,14 @@ const PUNCT_PER_TOKEN: usize = 3;
 
 /// Tokens of `text` under o200k_base (the GPT-4o tokenizer). The first call in a process loads
 /// the tokenizer (about 70 ms).
+#[cfg(feature = "tokens")]
 pub fn count_tokens(text: &str) -> usize {
     tokenizer().encode_ordinary(text).len()
 }
 
+#[cfg(feature = "tokens")]
 fn tokenizer() -> &'static tiktoken_rs::CoreBPE {
-    static BPE: OnceLock<tiktoken_rs::CoreBPE> = OnceLock::new();
+    static BPE: std::sync::OnceLock<tiktoken_rs::CoreBPE> = std::sync::OnceLock::new();
     BPE.get_or_init(|| tiktoken_rs::o200k_base().expect("o200k_base ships inside tiktoken-rs"))
 }
 

@@ -1,5 +1,8 @@
 //! JSON-RPC 2.0 framing: newline-delimited messages, bounded line length, error objects.
 
+// Shared by the daemon and the MCP stdio transport; a build with MCP but no daemon uses part.
+#![cfg_attr(not(feature = "daemon"), allow(dead_code))]
+
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 

@@ -195,6 +195,7 @@ impl Tool {
     }
 
     /// Declares the result as `result` when there is no output schema.
+    #[cfg_attr(not(feature = "mcp"), allow(dead_code, reason = "used by upstream servers"))]
     pub(crate) fn with_result_type(mut self, result: ResultType) -> Self {
         self.result_type = Some(Arc::new(result));
         self
@@ -408,6 +409,7 @@ impl Registry {
     }
 
     /// Lets programs read `namespace`'s resources with `codemode.readResource(namespace, uri)`.
+    #[cfg_attr(not(feature = "mcp"), allow(dead_code, reason = "used by upstream servers"))]
     pub(crate) fn set_resource_reader(&mut self, namespace: &str, reader: Arc<dyn ResourceReader>) {
         if let Ok(js) = namespace_js_name(namespace) {
             self.resources.insert(js, reader);

@@ -11,6 +11,7 @@ mod console;
 mod daemon;
 mod discovery;
 mod errors;
+#[cfg(feature = "__internals")]
 mod fuzzed;
 mod hostile;
 mod isolation;
