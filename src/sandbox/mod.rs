@@ -6,9 +6,13 @@
 //! prototype edits, pending jobs, a heap that hit its limit) can reach the next one.
 
 mod alloc;
+mod cache;
 mod convert;
+mod errors;
+mod host;
 mod inspect;
 mod json;
+mod prelude;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -33,9 +37,12 @@ use crate::registry::Registry;
 use crate::transpile::{self, Compiled, SCRIPT_NAME};
 
 use self::alloc::{Budget, CountingAllocator};
+use self::cache::Script;
+pub(crate) use self::cache::ScriptCache;
 use self::convert::{Overflow, Walker};
-
-const PRELUDE_NAME: &str = "codemode:prelude";
+use self::errors::{abort_error, describe_reason, internal_js, map_stack, pending_text};
+use self::host::{host_functions, tool_result};
+use self::prelude::{load_prelude, prelude_bytecode};
 
 /// The built-ins a program gets beyond the base objects. Chosen, not defaulted: typed arrays
 /// (with `SharedArrayBuffer` and `Atomics`) and `DOMException` are left out. Agent glue code
@@ -54,97 +61,6 @@ type SandboxIntrinsics = (
     intrinsic::WeakRef,
     intrinsic::Performance,
 );
-
-/// Compiled scripts, keyed by their exact source, shared by all sandboxes of an engine.
-#[derive(Default)]
-pub(crate) struct ScriptCache {
-    scripts: Mutex<Scripts>,
-}
-
-#[derive(Default)]
-struct Scripts {
-    map: HashMap<Arc<str>, Arc<Script>>,
-    bytes: usize,
-}
-
-/// Entries kept before the cache starts over; agent programs repeat in bursts, so a simple
-/// bound beats bookkeeping.
-const SCRIPT_CACHE_ENTRIES: usize = 512;
-/// Bytes of source, JavaScript and bytecode kept before the cache starts over: 512 entries of
-/// any size once let 110 distinct 15 MB programs abort the daemon. A script of more than a
-/// quarter of this is not kept at all.
-const SCRIPT_CACHE_BYTES: usize = 64 << 20;
-
-struct Script {
-    bytecode: Vec<u8>,
-    compiled: Compiled,
-    /// The hint for a run of this program that returns nothing, made at most once per source
-    /// (it parses the program again).
-    hint: std::sync::OnceLock<Option<String>>,
-}
-
-impl Script {
-    fn new(bytecode: Vec<u8>, compiled: Compiled) -> Self {
-        Script { bytecode, compiled, hint: Default::default() }
-    }
-
-    fn hint(&self, source: &str) -> Option<String> {
-        self.hint.get_or_init(|| transpile::dropped_value_hint(source)).clone()
-    }
-
-    fn bytes(&self, source: &str) -> usize {
-        source.len() + self.bytecode.len() + self.compiled.js.len()
-    }
-}
-
-impl ScriptCache {
-    fn get(&self, source: &str) -> Option<Arc<Script>> {
-        self.scripts.lock().expect("script cache lock").map.get(source).cloned()
-    }
-
-    fn put(&self, source: Arc<str>, script: Arc<Script>) {
-        let cost = script.bytes(&source);
-        if cost > SCRIPT_CACHE_BYTES / 4 {
-            return;
-        }
-        let mut scripts = self.scripts.lock().expect("script cache lock");
-        if scripts.map.len() >= SCRIPT_CACHE_ENTRIES || scripts.bytes + cost > SCRIPT_CACHE_BYTES {
-            scripts.map.clear();
-            scripts.bytes = 0;
-        }
-        if let Some(old) = scripts.map.insert(Arc::clone(&source), script) {
-            scripts.bytes -= old.bytes(&source);
-        }
-        scripts.bytes += cost;
-    }
-
-    /// Entries and bytes held now.
-    #[cfg(test)]
-    fn held(&self) -> (usize, usize) {
-        let scripts = self.scripts.lock().expect("script cache lock");
-        (scripts.map.len(), scripts.bytes)
-    }
-}
-
-/// The prelude compiled by build.rs: `PRELUDE_MAGIC`, the QuickJS version, a NUL, bytecode.
-static EMBEDDED_PRELUDE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/prelude.qjsbc"));
-const PRELUDE_MAGIC: &[u8] = b"codemode-prelude\0";
-
-/// The embedded prelude's bytecode when it was made by this very QuickJS version.
-fn embedded_prelude() -> Option<&'static [u8]> {
-    let rest = EMBEDDED_PRELUDE.strip_prefix(PRELUDE_MAGIC)?;
-    let end = rest.iter().position(|&b| b == 0)?;
-    let running = unsafe { std::ffi::CStr::from_ptr(rquickjs::qjs::JS_GetVersion()) };
-    (&rest[..end] == running.to_bytes()).then(|| &rest[end + 1..])
-}
-
-/// The prelude's bytecode, checked against the running engine. Build-dependency and dependency
-/// are one locked version, so a mismatch means a broken build; it is reported, never loaded.
-fn prelude_bytecode() -> Result<&'static [u8], String> {
-    embedded_prelude().ok_or_else(|| {
-        "the embedded prelude was compiled for another QuickJS version; rebuild the crate".to_string()
-    })
-}
 
 /// Why the interrupt handler stopped the program.
 #[derive(Default)]
@@ -760,30 +676,6 @@ impl Sandbox {
     }
 }
 
-/// Evaluates the prelude's bytecode (a script whose value is its `init` function).
-fn load_prelude<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Function<'js>> {
-    let raw = ctx.as_raw().as_ptr();
-    // SAFETY: bytecode build.rs compiled with this very engine version (checked by
-    // `prelude_bytecode`); JS_EvalFunction takes the function's reference.
-    let value = unsafe {
-        let function = rquickjs::qjs::JS_ReadObject(
-            raw,
-            bytecode.as_ptr(),
-            bytecode.len() as _,
-            rquickjs::qjs::JS_READ_OBJ_BYTECODE as _,
-        );
-        if rquickjs::qjs::JS_IsException(function) {
-            return Err(rquickjs::Error::Exception);
-        }
-        let value = rquickjs::qjs::JS_EvalFunction(raw, function);
-        if rquickjs::qjs::JS_IsException(value) {
-            return Err(rquickjs::Error::Exception);
-        }
-        Value::from_raw(ctx.clone(), value)
-    };
-    Function::from_value(value)
-}
-
 /// What a program that finished returned.
 struct Returned {
     json: serde_json::Value,
@@ -805,258 +697,4 @@ pub(crate) struct RunJob {
     pub(crate) started: Instant,
     /// When the job was sent to the sandbox threads, so the wait for one is not charged.
     pub(crate) queued: Option<Instant>,
-}
-
-/// A tool's JSON text as the value the program receives: built directly when serde_json
-/// reads it, else by `JSON.parse`, which also accepts what serde_json refuses.
-fn tool_result<'js>(ctx: &Ctx<'js>, text: &str) -> Result<Value<'js>, ()> {
-    match json::parse(ctx, text) {
-        Ok(v) => Ok(v),
-        Err(json::Failed::Engine) => {
-            drop(ctx.catch());
-            Err(())
-        }
-        Err(json::Failed::Json) => ctx.json_parse(text.as_bytes()).catch(ctx).map_err(drop),
-    }
-}
-
-/// `; still waiting on sheets.getRows (1204 ms), …`: what a stopped program was waiting for.
-fn pending_text(pending: &[crate::PendingCall]) -> String {
-    const SHOWN: usize = 5;
-    if pending.is_empty() {
-        return String::new();
-    }
-    let mut parts: Vec<String> = pending
-        .iter()
-        .take(SHOWN)
-        .map(|p| {
-            let queued = if p.queued { "queued, " } else { "" };
-            format!("{} ({queued}{} ms)", p.tool, p.waited_ms)
-        })
-        .collect();
-    if pending.len() > SHOWN {
-        parts.push(format!("and {} more", pending.len() - SHOWN));
-    }
-    format!("; still waiting on {}", parts.join(", "))
-}
-
-fn internal_js(e: rquickjs::Error) -> ExecError {
-    ExecError::new(ErrorKind::Internal, format!("sandbox failure: {e}"))
-}
-
-fn abort_error(kind: ErrorKind, limits: &Limits) -> ExecError {
-    let message = match kind {
-        ErrorKind::Timeout => format!("the program ran past its {} ms deadline", limits.timeout.as_millis()),
-        ErrorKind::MemoryLimit => {
-            format!("the program used more than its {} byte memory limit", limits.memory_bytes)
-        }
-        ErrorKind::ToolCallLimit => {
-            format!("the program made more than {} tool calls", limits.max_tool_calls)
-        }
-        ErrorKind::OutputLimit => format!("the program logged more than {} bytes", limits.max_output_bytes),
-        ErrorKind::Cancelled => "the execution was cancelled".to_string(),
-        other => other.to_string(),
-    };
-    ExecError::new(kind, message)
-}
-
-/// The host functions the prelude captures. They are reachable only through the prelude's
-/// closures, never as globals.
-fn host_functions<'js>(
-    ctx: &Ctx<'js>,
-    control: &Rc<Control>,
-    exec: &ExecCell,
-) -> rquickjs::Result<Object<'js>> {
-    let host = Object::new(ctx.clone())?;
-    {
-        let exec = Rc::clone(exec);
-        let control = Rc::clone(control);
-        let call = Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>,
-                  target: Value<'js>,
-                  args: Value<'js>,
-                  site: Value<'js>|
-                  -> rquickjs::Result<Promise<'js>> {
-                let (promise, resolve, reject) = Promise::new(&ctx)?;
-                let mut guard = exec.borrow_mut();
-                let Some(exec) = guard.as_mut() else { return Ok(promise) };
-                let builtin = target.as_string().map(|s| s.to_string()).transpose()?;
-                let target = match &builtin {
-                    Some(name) => Target::Builtin(name),
-                    None => Target::Tool(target.as_number().map_or(usize::MAX, |n| n as usize)),
-                };
-                // A call with no argument sends `{}`; an explicit `null` is sent as it is, for
-                // the schema to judge.
-                let args = if args.is_undefined() {
-                    Ok(serde_json::Value::Object(Default::default()))
-                } else {
-                    Walker::new(
-                        ctx.clone(),
-                        exec.limits.max_tool_argument_bytes,
-                        Overflow::Fail,
-                        None,
-                        convert::Texts::default(),
-                    )
-                    .convert(&args)
-                    .map(|c| c.json)
-                    .map_err(|why| format!("the arguments cannot be sent: {why}"))
-                };
-                match exec.bridge.call(target, args) {
-                    Ok(id) => {
-                        let resolvers = Resolvers(
-                            Persistent::save(&ctx, resolve),
-                            Persistent::save(&ctx, reject),
-                            Persistent::save(&ctx, site),
-                        );
-                        exec.resolvers.insert(id, resolvers);
-                    }
-                    // The program is being stopped; its promise never settles.
-                    Err(kind) => control.abort.set(Some(kind)),
-                }
-                Ok(promise)
-            },
-        )?;
-        host.set("call", call)?;
-    }
-    {
-        let exec = Rc::clone(exec);
-        let control = Rc::clone(control);
-        // Returns false once the output limit is passed, so the prelude stops formatting and
-        // copying lines until the interrupt ends the program (a loop logging megabyte lines
-        // would otherwise pay for thousands more copies first).
-        let log = Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>,
-                  level: String,
-                  args: Array<'js>,
-                  builtins: Value<'js>|
-                  -> rquickjs::Result<bool> {
-                let args = args.iter::<Value>().collect::<rquickjs::Result<Vec<_>>>()?;
-                // Formatted before the execution state is borrowed: a RegExp's replaced
-                // `source` getter may log in turn.
-                let max = exec.borrow().as_ref().map_or(usize::MAX, Exec::line_budget);
-                let message = inspect::format(&ctx, &args, &inspect::Builtins::new(&ctx, builtins), max)?;
-                if let Some(exec) = exec.borrow_mut().as_mut() {
-                    if let Err(kind) = exec.log(LogLevel::parse(&level), message) {
-                        control.abort.set(Some(kind));
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            },
-        )?;
-        host.set("log", log)?;
-    }
-    {
-        let exec = Rc::clone(exec);
-        let timer = Function::new(ctx.clone(), move |ms: f64| -> f64 {
-            let delay = Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 1e9));
-            exec.borrow_mut().as_mut().map_or(0.0, |e| e.bridge.timer(delay) as f64)
-        })?;
-        host.set("timer", timer)?;
-    }
-    {
-        let exec = Rc::clone(exec);
-        let clear = Function::new(ctx.clone(), move |id: f64| {
-            if let Some(e) = exec.borrow_mut().as_mut() {
-                e.bridge.clear_timer(id as u64);
-            }
-        })?;
-        host.set("clearTimer", clear)?;
-    }
-    {
-        let exec = Rc::clone(exec);
-        let unknown = Function::new(ctx.clone(), move |namespace: String, name: String| -> String {
-            match exec.borrow().as_ref() {
-                Some(e) => crate::suggest::unknown_tool(e.bridge.registry(), &namespace, &name),
-                None => format!("{namespace}.{name} is not a tool of {namespace}"),
-            }
-        })?;
-        host.set("unknownTool", unknown)?;
-    }
-    host.set("version", env!("CARGO_PKG_VERSION"))?;
-    Ok(host)
-}
-
-/// A rejection's reason in at most about `max` bytes: an object's `message`, else the value as
-/// a console shows it.
-fn describe_reason<'js>(
-    ctx: &Ctx<'js>,
-    reason: &Value<'js>,
-    texts: &convert::Texts<'js>,
-    builtins: Option<&inspect::Builtins<'js>>,
-    max: usize,
-) -> String {
-    if reason.is_object() {
-        let message = convert::own_data_property(ctx, reason, "message").filter(|m| m.is_string());
-        return message.map_or_else(|| "[object]".into(), |m| texts.read(&m, max));
-    }
-    match builtins {
-        Some(builtins) => inspect::primitive(ctx, reason, builtins, max),
-        None => texts.read(reason, max),
-    }
-}
-
-/// Rewrites `agent.ts:L:C` positions in a stack to the agent's own columns (only the first line
-/// carries the wrapper) and drops the prelude's frames.
-fn map_stack(stack: &str, compiled: &Compiled) -> (String, Option<(u32, u32)>) {
-    let needle = format!("{SCRIPT_NAME}:");
-    let mut out = Vec::new();
-    let mut first = None;
-    for line in stack.lines() {
-        // The prelude's frames: by name, or `<null>` when it was loaded as bytecode compiled
-        // without debug names.
-        if line.contains(PRELUDE_NAME) || line.contains("(<null>") {
-            continue;
-        }
-        let Some(at) = line.find(&needle) else {
-            out.push(line.to_string());
-            continue;
-        };
-        let rest = &line[at + needle.len()..];
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != ':').unwrap_or(rest.len());
-        let mut parts = rest[..digits].split(':').filter_map(|p| p.parse::<u32>().ok());
-        match (parts.next(), parts.next()) {
-            // The wrapper's closing lines are not the agent's code.
-            (Some(l), _) if l > compiled.source_lines => {}
-            (Some(l), Some(c)) => {
-                let (l, c) = compiled.map_position(l, c);
-                first.get_or_insert((l, c));
-                out.push(format!("{}{needle}{l}:{c}{}", &line[..at], &rest[digits..]));
-            }
-            _ => out.push(line.to_string()),
-        }
-    }
-    (out.join("\n"), first)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_script_cache_is_bounded_in_bytes_not_only_entries() {
-        let cache = ScriptCache::default();
-        let script = |js_bytes: usize| {
-            let compiled = transpile::transpile("return 1").unwrap();
-            Arc::new(Script::new(vec![0; js_bytes], compiled))
-        };
-        // 110 distinct 1 MB programs: never more than the byte bound held.
-        for i in 0..110 {
-            cache.put(Arc::from(format!("{i}")), script(1 << 20));
-            let (_, bytes) = cache.held();
-            assert!(bytes <= SCRIPT_CACHE_BYTES, "{bytes}");
-        }
-        assert!(cache.held().0 >= 32, "{:?}", cache.held());
-        // One larger than a quarter of the bound is not kept.
-        cache.put(Arc::from("huge"), script(SCRIPT_CACHE_BYTES / 4 + 1));
-        assert!(cache.get("huge").is_none());
-    }
-
-    #[test]
-    fn embedded_prelude_matches_the_engine() {
-        let bytecode = super::embedded_prelude().expect("build.rs compiled the prelude for this QuickJS");
-        assert!(bytecode.len() > 1000, "{} bytes", bytecode.len());
-    }
 }
