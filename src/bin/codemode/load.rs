@@ -1,0 +1,148 @@
+//! What every command starts from: the tools of its sources, the configuration, the
+//! upstream servers, and the engine with its type checker.
+
+use super::*;
+
+/// What a command runs with: the async runtime, the tools of every source, the configuration,
+/// and the connections to upstream servers (which must outlive the engine).
+pub(crate) struct Loaded {
+    pub(crate) runtime: tokio::runtime::Runtime,
+    /// `--typecheck`, over the configuration's `[limits] typecheck`.
+    pub(crate) typecheck: Option<TypeCheck>,
+    pub(crate) registry: Registry,
+    pub(crate) config: Config,
+    pub(crate) upstreams: Vec<std::sync::Arc<codemode::mcp::Upstream>>,
+}
+
+/// Loads `sources` and the configuration, and connects the configured upstream servers; or
+/// says what is wrong and returns the exit code. Tools read from schema files have no handler;
+/// they are there to be declared and searched.
+///
+/// With `forward_client_requests`, upstream servers are told that sampling, elicitation and
+/// roots requests are taken (`codemode mcp` forwards them to its client).
+pub(crate) fn load(sources: &Sources, forward_client_requests: bool) -> Result<Loaded, ExitCode> {
+    let forward_client_requests =
+        if forward_client_requests { codemode::mcp::ClientFeatures::ALL } else { Default::default() };
+    let config = match &sources.config {
+        Some(path) => Config::load(path),
+        None if std::path::Path::new("codemode.toml").exists() => {
+            Config::load(std::path::Path::new("codemode.toml"))
+        }
+        None => Ok(Config::default()),
+    }
+    .map_err(|e| usage_error(e.to_string()))?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
+            eprintln!("codemode: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    let mut registry = if sources.demo { codemode::demo::registry() } else { Registry::new() };
+    for spec in &sources.schemas {
+        let (namespace, file) = match spec.split_once('=') {
+            Some((ns, file)) => (ns.to_string(), PathBuf::from(file)),
+            None => {
+                let file = PathBuf::from(spec);
+                let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("tools");
+                (stem.split('.').next().unwrap_or(stem).to_string(), file)
+            }
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| usage_error(format!("cannot read {}: {e}", file.display())))?;
+        let defs = definitions::parse(&text).map_err(|e| usage_error(format!("{}: {e}", file.display())))?;
+        for def in defs {
+            let tool = Tool::from_definition(def, |_: serde_json::Value| async {
+                Err::<serde_json::Value, _>(ToolError::with_code(
+                    "unavailable",
+                    "declared from a schema file; no handler is attached",
+                ))
+            });
+            registry
+                .register(&namespace, tool)
+                .map_err(|e| usage_error(format!("{}: {e}", file.display())))?;
+        }
+    }
+    let upstreams =
+        config.upstreams(|name| std::env::var(name).ok()).map_err(|e| usage_error(e.to_string()))?;
+    let mut connected = Vec::with_capacity(upstreams.len());
+    for mut upstream in upstreams {
+        upstream.forward_client_requests = forward_client_requests;
+        let up =
+            runtime.block_on(codemode::mcp::Upstream::register(upstream, &mut registry)).map_err(|e| {
+                eprintln!("codemode: {e}");
+                ExitCode::FAILURE
+            })?;
+        connected.push(up);
+    }
+    Ok(Loaded { runtime, typecheck: sources.typecheck, registry, config, upstreams: connected })
+}
+
+/// The engine for `loaded`, with the configuration's limits and pool size, or the exit code
+/// after saying why not.
+pub(crate) fn start(
+    loaded: &Loaded,
+    tweak: impl FnOnce(codemode::EngineBuilder) -> codemode::EngineBuilder,
+) -> Result<Engine, ExitCode> {
+    let mut limits = loaded.config.limits();
+    if let Some(mode) = loaded.typecheck {
+        limits.typecheck = mode;
+    }
+    let checker = type_checker(limits.typecheck);
+    let mut builder = Engine::builder().registry(loaded.registry.clone()).limits(limits);
+    if let Some(checker) = checker {
+        builder = builder.type_checker(checker);
+    }
+    if let Some(w) = loaded.config.pool.workers {
+        builder = builder.workers(w);
+    }
+    if let Some(w) = loaded.config.pool.warm {
+        builder = builder.warm_sandboxes(w);
+    }
+    let engine = tweak(builder).build().map_err(|e| {
+        eprintln!("codemode: {e}");
+        ExitCode::FAILURE
+    })?;
+    // From here on, a server's `tools/list_changed` updates the engine's namespace.
+    let _entered = loaded.runtime.enter();
+    for upstream in &loaded.upstreams {
+        upstream.follow(&engine);
+    }
+    Ok(engine)
+}
+
+/// Where `codemode setup` installs TypeScript: `$CODEMODE_TYPESCRIPT_DIR`, else the user's
+/// cache directory.
+pub(crate) fn typescript_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CODEMODE_TYPESCRIPT_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    Some(cache_dir()?.join(format!("typescript-{}", codemode::TYPESCRIPT_VERSION)))
+}
+
+pub(crate) fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("codemode"))
+}
+
+/// The checker for `mode`, when TypeScript is installed. Without it, executions run unchecked
+/// and their outcome says so (`stats.warnings`); a checker that cannot start is logged the same
+/// way, never fatal.
+pub(crate) fn type_checker(mode: TypeCheck) -> Option<TypeChecker> {
+    if mode == TypeCheck::Off {
+        return None;
+    }
+    let binary = TypeChecker::installed_binary(&typescript_dir()?);
+    if !binary.is_file() {
+        return None;
+    }
+    let project = cache_dir()?.join("typecheck-project");
+    match TypeChecker::start(binary, project) {
+        Ok(checker) => Some(checker),
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
+}

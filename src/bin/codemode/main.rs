@@ -1,0 +1,246 @@
+//! The `codemode` command line. Only the binary prints, exits and reads the environment.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "the binary is the one place that prints")]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use codemode::config::Config;
+use codemode::{
+    definitions, Detail, Engine, ExecuteOptions, LogLevel, Outcome, Registry, Tool, ToolError, TypeCheck,
+    TypeChecker,
+};
+
+/// `print!` and `println!` for a reader that may hang up (`codemode run … | head`): what is
+/// left of the output is dropped, and the command still ends with its own exit code.
+macro_rules! out {
+    ($($arg:tt)*) => { write_out(format_args!($($arg)*)) };
+}
+macro_rules! outln {
+    ($($arg:tt)*) => { write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+mod load;
+mod run;
+mod serve;
+mod setup;
+mod tools;
+
+use load::{load, start, typescript_dir};
+use run::run;
+use serve::{mcp, serve};
+use setup::setup;
+use tools::{tools, types};
+
+fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().write_fmt(args) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("codemode: cannot write to stdout: {e}");
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "codemode",
+    version,
+    about = "Run agent-written TypeScript against typed tools in a QuickJS sandbox"
+)]
+struct Cli {
+    /// Log format for diagnostics on stderr (set RUST_LOG to choose what is logged).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where tools come from, for the commands that only look at their declarations.
+#[derive(clap::Args)]
+struct Sources {
+    /// Include the built-in demo namespace `sheets`.
+    #[arg(long)]
+    demo: bool,
+    /// A tool definitions file (an MCP `tools/list` result, an array of tools, or one tool),
+    /// as `FILE` (namespace = file name) or `NAMESPACE=FILE`. Repeatable.
+    #[arg(long = "schema", value_name = "[NAMESPACE=]FILE")]
+    schemas: Vec<String>,
+    /// The configuration file (limits, pool, upstream MCP servers). Default: ./codemode.toml
+    /// when it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Type-check programs before they run: strict (a program with type errors does not run;
+    /// the default), warn (it runs, and the errors come back beside its result) or off.
+    /// Needs TypeScript 7, which `codemode setup` installs.
+    #[arg(long, value_name = "MODE")]
+    typecheck: Option<TypeCheck>,
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// List the namespaces with their tool counts.
+    List {
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rank tools for a query.
+    Search {
+        /// What the tool should do, in words.
+        query: String,
+        /// How much to show per tool.
+        #[arg(long, value_enum, default_value = "summary")]
+        detail: DetailArg,
+        /// Most results.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the declarations of tools (`ns.tool`), namespaces (`ns`) or virtual files
+    /// (`tools/ns/tool.d.ts`).
+    Show {
+        /// What to show.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the virtual file tree (`tools/<namespace>/<tool>.d.ts`).
+    Files {
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the prompt helper: instructions for writing a program, the limits, the namespaces.
+    Prompt {
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DetailArg {
+    Name,
+    Summary,
+    Full,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the TypeScript declarations of every tool.
+    Types {
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON: `{ "declarations": text, "problems": [...] }`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Discover tools: list, search, show, files, prompt.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+    /// Serve MCP (search_tools, describe_tools, execute_code) on stdin/stdout, or on
+    /// streamable HTTP at http://ADDR/mcp.
+    Mcp {
+        /// Serve streamable HTTP on this loopback address (such as 127.0.0.1:8080 or
+        /// localhost:8080; port 0 picks a free one).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        #[command(flatten)]
+        sources: Sources,
+    },
+    /// Serve newline-delimited JSON-RPC 2.0 on a Unix socket or on stdin/stdout.
+    Serve {
+        /// Listen on this Unix socket (created with mode 0600, removed on exit).
+        #[arg(long, conflicts_with = "stdio")]
+        socket: Option<PathBuf>,
+        /// Serve one client on standard input and output.
+        #[arg(long)]
+        stdio: bool,
+        #[command(flatten)]
+        sources: Sources,
+    },
+    /// Install the TypeScript compiler that type-checks programs (TypeScript 7, pinned, with
+    /// npm) and say where it is.
+    Setup {
+        /// Install into this directory instead of the cache directory
+        /// ($CODEMODE_TYPESCRIPT_DIR, else $XDG_CACHE_HOME/codemode/typescript-VERSION).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Run a TypeScript program (FILE, or - for stdin).
+    Run {
+        /// The program: a .ts file, or - to read standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        sources: Sources,
+        /// Wall-clock deadline in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Sandbox memory limit in MiB.
+        #[arg(long)]
+        memory_mb: Option<usize>,
+        /// Print exactly one JSON object: ok, value, logs, error, stats.
+        #[arg(long)]
+        json: bool,
+        /// Count tokens exactly (o200k_base) instead of estimating them; loading the
+        /// tokenizer costs about 70 ms.
+        #[arg(long)]
+        tokens: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Run { file, sources, timeout_ms, memory_mb, json, tokens } => {
+            run(file, sources, timeout_ms, memory_mb, json, tokens)
+        }
+        Command::Types { sources, json } => types(sources, json),
+        Command::Tools(command) => tools(command),
+        Command::Serve { socket, stdio, sources } => serve(socket, stdio, sources),
+        Command::Mcp { http, sources } => mcp(http, sources),
+        Command::Setup { dir } => setup(dir),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn usage_error(message: String) -> ExitCode {
+    eprintln!("codemode: {message}");
+    ExitCode::from(2)
+}
