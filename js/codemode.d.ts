@@ -81,6 +81,16 @@ declare namespace codemode {
   function readResource(server: string, uri: string): Promise<ResourceContents[]>;
 
   /**
+   * Keeps a JSON value under `key` for the later executions of this session; it outlives the
+   * session's sandbox (a `memory_limit` or `timeout` that replaces it). `undefined` removes the
+   * key. Fails outside a session, and past the session's `store_bytes`.
+   */
+  function store(key: string, value: unknown): Promise<void>;
+
+  /** The value stored under `key` in this session, or `undefined`. */
+  function load<T = any>(key: string): Promise<T | undefined>;
+
+  /**
    * What a tool of an MCP server returns when the server declares no output schema (until
    * results have taught codemode its type): the one text block as a `string`, several text
    * blocks as `string[]`, content with anything besides text (images, audio, resources) as the

@@ -101,6 +101,14 @@ function init(host) {
     readResource(server, uri) {
       return call("readResource", { server, uri }, new ErrorCtor());
     },
+    // A session's values, kept by the host: they outlive the sandbox. `undefined` removes one.
+    async store(key, value) {
+      await call("store", value === undefined ? { key } : { key, value }, new ErrorCtor());
+    },
+    async load(key) {
+      const found = await call("load", { key }, new ErrorCtor());
+      return found.found ? found.value : undefined;
+    },
   });
 
   const global = (name, value) => defineProperty(globalThis, name, { value, writable: true, configurable: true });
@@ -150,6 +158,10 @@ function init(host) {
     },
     // The error a failed tool call rejects with.
     toolError,
+    // Before the next execution of a session: the last one's timers died with its bridge.
+    reset() {
+      for (const id in timers) delete timers[id];
+    },
     // The program's promise: awaits the module's default export, calling it first when the
     // agent sent a function expression.
     start(value, callIt) {

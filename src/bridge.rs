@@ -26,6 +26,7 @@ use crate::outcome::TextSample;
 use crate::outcome::{LogLevel, LogLine, LogSink};
 use crate::registry::discovery::{names_arg, search_args};
 use crate::registry::{Entry, Registry};
+use crate::session::SessionState;
 
 /// The namespace of the runtime's own functions (`codemode.search`, ...); reserved, so no
 /// registered namespace can take it.
@@ -234,7 +235,12 @@ pub(crate) struct Bridge {
     timer_due: HashMap<u64, Instant>,
     pub(crate) tool_result_bytes: u64,
     pub(crate) samples: TextSample,
+    /// The session the execution runs in, and how many bytes its store may hold.
+    session: Option<(Arc<SessionState>, usize)>,
 }
+
+/// The longest key `codemode.store` takes.
+const MAX_STORE_KEY_BYTES: usize = 1024;
 
 impl Bridge {
     pub(crate) fn new(registry: Arc<Registry>, handle: tokio::runtime::Handle, limits: &Limits) -> Self {
@@ -262,6 +268,7 @@ impl Bridge {
             timer_due: HashMap::new(),
             tool_result_bytes: 0,
             samples: TextSample::default(),
+            session: None,
         }
     }
 
@@ -316,6 +323,37 @@ impl Bridge {
         running
     }
 
+    /// Gives the execution its session's store.
+    pub(crate) fn set_session(&mut self, session: Arc<SessionState>, store_bytes: usize) {
+        self.session = Some((session, store_bytes));
+    }
+
+    /// `codemode.store(key, value)` (`value` absent removes the key) and
+    /// `codemode.load(key)`, which answers `{found, value}`.
+    fn store(&self, name: &str, args: &Value) -> Result<Value, String> {
+        let Some((session, limit)) = &self.session else {
+            return Err("this execution is not part of a session, so nothing it stores could outlive it; \
+                        run it in a session to keep values between executions"
+                .into());
+        };
+        let key = match args.get("key") {
+            Some(Value::String(key)) if !key.is_empty() && key.len() <= MAX_STORE_KEY_BYTES => key,
+            _ => return Err(format!("the key must be a string of 1 to {MAX_STORE_KEY_BYTES} bytes")),
+        };
+        let mut store = session.store.lock().expect("store lock");
+        if name == "store" {
+            store.put(key, args.get("value"), *limit)?;
+            return Ok(Value::Null);
+        }
+        Ok(match store.get(key) {
+            Some(text) => {
+                let value: Value = serde_json::from_str(text).expect("the store keeps JSON");
+                serde_json::json!({"found": true, "value": value})
+            }
+            None => serde_json::json!({"found": false}),
+        })
+    }
+
     fn fresh_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -347,13 +385,16 @@ impl Bridge {
         let entry = match target {
             Target::Builtin(name) => {
                 let label = format!("{BUILTIN_NAMESPACE}.{name}");
-                let settlement = match args
-                    .map_err(|why| format!("{label}: {why}"))
-                    .and_then(|a| builtin(&self.registry, name, &a))
-                {
-                    Ok(value) => Settlement::Value { json: Arc::from(value.to_string()), tool: label.into() },
-                    Err(message) => Settlement::Error(ToolFailure::type_error(&label, message, None)),
-                };
+                let settlement =
+                    match args.map_err(|why| format!("{label}: {why}")).and_then(|a| match name {
+                        "store" | "load" => self.store(name, &a).map_err(|e| format!("{label}: {e}")),
+                        _ => builtin(&self.registry, name, &a),
+                    }) {
+                        Ok(value) => {
+                            Settlement::Value { json: Arc::from(value.to_string()), tool: label.into() }
+                        }
+                        Err(message) => Settlement::Error(ToolFailure::type_error(&label, message, None)),
+                    };
                 self.ready.push_back((id, settlement));
                 return Ok(id);
             }

@@ -1,5 +1,6 @@
 //! The engine: a registry, default limits and a pool of sandbox threads, built once and shared.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread;
@@ -11,9 +12,10 @@ use crate::bridge::{Bridge, CancelHandle};
 use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
 use crate::outcome::CheckStatus;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, SessionInfo};
 use crate::registry::Registry;
 use crate::sandbox::{RunJob, Sandbox, ScriptCache};
+use crate::session::{self, SessionFile, SessionLimits, SessionState, Sessions};
 use crate::transpile;
 use crate::typecheck::{Diagnostic, TypeCheck, TypeChecker};
 
@@ -26,6 +28,9 @@ const MAX_CHECK_TIME: Duration = Duration::from_secs(10);
 const THREAD_STACK_BYTES: usize = 32 << 20;
 /// The largest engine stack limit accepted; larger requests are clamped.
 const MAX_ENGINE_STACK_BYTES: usize = 16 << 20;
+
+/// How often an idle sandbox thread ends the sessions idle past their timeout.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs agent programs. Build it once with [`Engine::builder`]; cloning is cheap (an `Arc`),
 /// and every clone shares the same registry, pool and script cache. `Send + Sync`: call
@@ -44,9 +49,20 @@ struct Inner {
     registry: RwLock<Arc<Registry>>,
     limits: Limits,
     jobs: crossbeam_channel::Sender<Job>,
+    /// Each sandbox thread's own queue: its sessions' programs, and which of their sandboxes to
+    /// drop. A session's sandbox lives on one thread (a QuickJS runtime cannot move).
+    own: Vec<crossbeam_channel::Sender<Own>>,
     cache: Arc<ScriptCache>,
     workers: usize,
     checker: Option<TypeChecker>,
+    sessions: Sessions,
+}
+
+/// What a sandbox thread's own queue carries.
+enum Own {
+    Run(Box<Job>),
+    /// The session with this id ended: drop its sandbox.
+    Drop(u64),
 }
 
 impl std::fmt::Debug for Engine {
@@ -64,6 +80,8 @@ struct Job {
     run: RunJob,
     reply: tokio::sync::oneshot::Sender<Outcome>,
     span: tracing::Span,
+    /// The session whose sandbox runs it (the id its thread keeps the sandbox under).
+    session: Option<u64>,
 }
 
 /// Builds an [`Engine`].
@@ -74,6 +92,7 @@ pub struct EngineBuilder {
     workers: usize,
     warm: usize,
     checker: Option<TypeChecker>,
+    sessions: SessionLimits,
 }
 
 /// Why an engine could not be built.
@@ -96,6 +115,7 @@ impl Default for EngineBuilder {
             workers: 2 * thread::available_parallelism().map_or(2, |n| n.get()),
             warm: 4,
             checker: None,
+            sessions: SessionLimits::default(),
         }
     }
 }
@@ -131,72 +151,172 @@ impl EngineBuilder {
         self
     }
 
+    /// Limits on sessions ([`Engine::session`]): how many live at once, how long one may idle,
+    /// the heap and the store each may hold.
+    pub fn sessions(mut self, limits: SessionLimits) -> Self {
+        self.sessions = limits;
+        self
+    }
+
     /// Starts the sandbox threads.
     pub fn build(self) -> Result<Engine, BuildError> {
         // Fail here, not in the first execution, if a sandbox cannot be built at all.
         drop(Sandbox::new().map_err(BuildError::Sandbox)?);
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        for i in 0..self.workers {
+        let (own, own_rx): (Vec<_>, Vec<_>) =
+            (0..self.workers).map(|_| crossbeam_channel::unbounded()).unzip();
+        let inner = Arc::new(Inner {
+            registry: RwLock::new(Arc::new(self.registry)),
+            limits: self.limits,
+            jobs: tx,
+            own,
+            cache: Arc::new(ScriptCache::default()),
+            workers: self.workers,
+            checker: self.checker,
+            sessions: Sessions::new(self.sessions, self.workers),
+        });
+        for (i, own) in own_rx.into_iter().enumerate() {
             let rx = rx.clone();
             let warm = self.warm;
+            let engine = Arc::downgrade(&inner);
             thread::Builder::new()
                 .name(format!("codemode-sandbox-{i}"))
                 .stack_size(THREAD_STACK_BYTES)
-                .spawn(move || worker(rx, warm))?;
+                .spawn(move || worker(rx, own, warm, engine))?;
         }
-        Ok(Engine {
-            inner: Arc::new(Inner {
-                registry: RwLock::new(Arc::new(self.registry)),
-                limits: self.limits,
-                jobs: tx,
-                cache: Arc::new(ScriptCache::default()),
-                workers: self.workers,
-                checker: self.checker,
-            }),
-        })
+        Ok(Engine { inner })
     }
 }
 
-/// One sandbox thread: serve jobs, and refill the warm set whenever no job is waiting.
-fn worker(jobs: crossbeam_channel::Receiver<Job>, warm: usize) {
+/// One sandbox thread: serve jobs (its own queue first), refill the warm set whenever no job
+/// is waiting, and keep the sandboxes of the sessions placed on it.
+fn worker(
+    jobs: crossbeam_channel::Receiver<Job>,
+    own: crossbeam_channel::Receiver<Own>,
+    warm: usize,
+    engine: Weak<Inner>,
+) {
+    use crossbeam_channel::TryRecvError;
     let mut ready: Vec<Sandbox> = Vec::with_capacity(warm);
+    let mut kept: HashMap<u64, Sandbox> = HashMap::new();
+    // A session's end: drop its sandbox. A job: `Some`.
+    let own_message = |message: Own, kept: &mut HashMap<u64, Sandbox>| match message {
+        Own::Drop(id) => {
+            kept.remove(&id);
+            None
+        }
+        Own::Run(job) => Some(*job),
+    };
     loop {
-        let job = match jobs.try_recv() {
-            Ok(job) => job,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-            Err(crossbeam_channel::TryRecvError::Empty) => {
-                if ready.len() < warm {
-                    if let Ok(sandbox) = Sandbox::new() {
-                        ready.push(sandbox);
-                        continue;
+        let job = match own.try_recv() {
+            Ok(message) => own_message(message, &mut kept),
+            Err(TryRecvError::Disconnected) => return,
+            Err(TryRecvError::Empty) => match jobs.try_recv() {
+                Ok(job) => Some(job),
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => {
+                    if ready.len() < warm {
+                        if let Ok(sandbox) = Sandbox::new() {
+                            ready.push(sandbox);
+                            continue;
+                        }
+                    }
+                    crossbeam_channel::select! {
+                        recv(own) -> message => match message {
+                            Ok(message) => own_message(message, &mut kept),
+                            Err(_) => return,
+                        },
+                        recv(jobs) -> job => match job {
+                            Ok(job) => Some(job),
+                            Err(_) => return,
+                        },
+                        default(SWEEP_EVERY) => {
+                            if let Some(engine) = engine.upgrade() {
+                                engine.drop_sandboxes(engine.sessions.sweep());
+                            }
+                            None
+                        }
                     }
                 }
-                match jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                }
-            }
+            },
         };
-        let Job { run, reply, span } = job;
+        let Some(job) = job else { continue };
+        let Job { run, reply, span, session } = job;
         let _entered = span.enter();
-        match ready.pop().map_or_else(Sandbox::new, Ok) {
+        let sandbox = match session.and_then(|id| kept.remove(&id)) {
+            Some(sandbox) => Ok(sandbox),
+            None => ready.pop().map_or_else(Sandbox::new, Ok),
+        };
+        match sandbox {
             Ok(mut sandbox) => {
                 // A bug in the sandbox must cost one execution, not the thread.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sandbox.run(run)))
-                    .unwrap_or_else(|_| {
-                        Outcome::failed(ExecError::new(
-                            ErrorKind::Internal,
-                            "the sandbox failed unexpectedly (a bug); the host is unaffected",
-                        ))
-                    });
+                let (outcome, sound) =
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sandbox.run(run))) {
+                        Ok(outcome) => (outcome, true),
+                        Err(_) => (
+                            Outcome::failed(ExecError::new(
+                                ErrorKind::Internal,
+                                "the sandbox failed unexpectedly (a bug); the host is unaffected",
+                            )),
+                            false,
+                        ),
+                    };
+                let keep = session.filter(|_| sound && !resets_session(&outcome));
                 let _ = reply.send(outcome);
-                // Freeing the used runtime (a full GC) happens after the caller has its outcome.
-                drop(sandbox);
+                match keep {
+                    Some(id) => drop(kept.insert(id, sandbox)),
+                    // Freeing the used runtime (a full GC) happens after the caller has its outcome.
+                    None => drop(sandbox),
+                }
             }
             Err(e) => {
                 let _ = reply.send(Outcome::failed(e));
             }
         }
+    }
+}
+
+/// An execution that ended so leaves its session's sandbox unfit to run on: it is replaced.
+fn resets_session(outcome: &Outcome) -> bool {
+    outcome
+        .error
+        .as_ref()
+        .is_some_and(|e| matches!(e.kind, ErrorKind::MemoryLimit | ErrorKind::Timeout | ErrorKind::Internal))
+}
+
+impl Inner {
+    /// Tells sandbox threads to drop the sandboxes of sessions that ended.
+    fn drop_sandboxes(&self, ended: Vec<crate::session::SandboxOf>) {
+        for (worker, id) in ended {
+            let _ = self.own[worker].send(Own::Drop(id));
+        }
+    }
+}
+
+/// A session of an [`Engine`] ([`Engine::session`]): a name, and the engine that keeps it.
+/// Cheap to clone; clones are the same session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    engine: Engine,
+    key: String,
+}
+
+impl Session {
+    /// Its name.
+    pub fn id(&self) -> &str {
+        &self.key
+    }
+
+    /// Runs a program in this session ([`Engine::execute`] with [`ExecuteOptions::session`]).
+    pub async fn execute(&self, code: &str, mut options: ExecuteOptions) -> Outcome {
+        options.session = Some(self.key.clone());
+        self.engine.execute(code, options).await
+    }
+
+    /// Ends the session: its sandbox and stored values go; a later execution under its name
+    /// starts a new one. True if it was live.
+    pub fn close(&self) -> bool {
+        self.engine.close_session(&self.key)
     }
 }
 
@@ -229,6 +349,9 @@ pub struct ExecuteOptions {
     /// roots requests are forwarded to while one of their tools runs for it. Without one
     /// they are refused.
     pub client: Option<Arc<dyn crate::bridge::ClientRequests>>,
+    /// Runs the program in this session ([`Engine::session`]): it sees what the session's
+    /// earlier programs declared, and `codemode.store`/`load` keep values between them.
+    pub session: Option<String>,
 }
 
 pub use crate::outcome::LogSink;
@@ -241,6 +364,7 @@ impl std::fmt::Debug for ExecuteOptions {
             .field("registry", &self.registry)
             .field("on_log", &self.on_log.as_ref().map(|_| "Fn(&LogLine)"))
             .field("client", &self.client.as_ref().map(|_| "dyn ClientRequests"))
+            .field("session", &self.session)
             .finish()
     }
 }
@@ -351,17 +475,113 @@ impl Engine {
     /// failure is in [`Outcome::error`]. Must be awaited inside a tokio runtime, whose tasks run
     /// the tool handlers; the program itself runs on a sandbox thread, never on the runtime's.
     /// Dropping the future cancels the execution.
-    pub async fn execute(&self, code: &str, options: ExecuteOptions) -> Outcome {
+    pub async fn execute(&self, code: &str, mut options: ExecuteOptions) -> Outcome {
+        match options.session.take() {
+            Some(key) => self.execute_in_session(&key, code, options).await,
+            None => self.run(code, options, None).await.0,
+        }
+    }
+
+    /// A session named `key`: its programs share one sandbox, so what one declares at its top
+    /// level (or puts on `globalThis`) the next ones see, as in a REPL, and `codemode.store`
+    /// keeps JSON values that outlive even that sandbox. It starts with its first execution and
+    /// ends when closed ([`Session::close`]), idle past [`SessionLimits::idle_timeout`], or
+    /// evicted to make room for another past [`SessionLimits::max_sessions`]; the next
+    /// execution after an end the caller did not ask for says so in [`Outcome::session`].
+    /// Programs of one session run one at a time, in order.
+    pub fn session(&self, key: impl Into<String>) -> Session {
+        Session { engine: self.clone(), key: key.into() }
+    }
+
+    /// Ends the session `key` now; true if it was live.
+    pub fn close_session(&self, key: &str) -> bool {
+        let ended = self.inner.sessions.close(key);
+        let live = ended.is_some();
+        self.inner.drop_sandboxes(ended.into_iter().collect());
+        live
+    }
+
+    /// The names of the live sessions, sorted.
+    pub fn sessions(&self) -> Vec<String> {
+        self.inner.sessions.live()
+    }
+
+    async fn execute_in_session(&self, key: &str, code: &str, options: ExecuteOptions) -> Outcome {
+        let (state, ended) = match self.inner.sessions.open(key) {
+            Ok(opened) => opened,
+            Err(why) => return Outcome::failed(ExecError::new(ErrorKind::Limit, why)),
+        };
+        self.inner.drop_sandboxes(ended);
+        let _turn = state.turn.lock().await;
+        let (execution, notice, files) = {
+            let mut progress = state.state.lock().expect("session lock");
+            progress.executions += 1;
+            progress.last_used = Some(Instant::now());
+            (progress.executions, progress.notice.take(), progress.files.clone())
+        };
+        let (mut outcome, declared) = self.run(code, options, Some((&state, files))).await;
+        let reset = resets_session(&outcome).then(|| {
+            let kind = outcome.error.as_ref().map_or("internal", |e| e.kind.code());
+            session::reset(
+                kind,
+                format!(
+                    "the execution ended with {kind}, so the session's sandbox was replaced: the declarations \
+                     and globals of its earlier programs are gone; values kept with codemode.store remain"
+                ),
+            )
+        });
+        {
+            let mut progress = state.state.lock().expect("session lock");
+            progress.last_used = Some(Instant::now());
+            if reset.is_some() {
+                progress.files.clear();
+            } else if let Some(names) = declared {
+                progress.declared(state.id, transpile::without_bom(code), names);
+            }
+        }
+        outcome.session = Some(SessionInfo { id: key.to_string(), execution, reset: reset.or(notice) });
+        outcome
+    }
+
+    /// One execution, in a session's sandbox when `session` is given (with the session's
+    /// earlier programs for the type check): its outcome, and for a session's program that
+    /// reached its sandbox the names its top level declared.
+    async fn run(
+        &self,
+        code: &str,
+        options: ExecuteOptions,
+        session: Option<(&Arc<SessionState>, Vec<Arc<SessionFile>>)>,
+    ) -> (Outcome, Option<Vec<String>>) {
         let code = transpile::without_bom(code);
         let (mut run, cancel) = match self.prepare(code, options) {
             Ok(prepared) => prepared,
-            Err(why) => return Outcome::failed(ExecError::new(ErrorKind::Internal, why)),
+            Err(why) => return (Outcome::failed(ExecError::new(ErrorKind::Internal, why)), None),
         };
         if let Some(why) = refused(code, &run.limits) {
-            return Outcome::failed(ExecError::new(ErrorKind::Limit, why));
+            return (Outcome::failed(ExecError::new(ErrorKind::Limit, why)), None);
         }
         let mut guard = CancelOnDrop(Some(cancel));
-        let checked = match self.check_before_run(&mut run).await {
+        let mut declared = None;
+        let mut files = Vec::new();
+        let mut target = None;
+        if let Some((state, earlier)) = session {
+            match transpile::transpile_session(code) {
+                Ok((compiled, names)) => {
+                    run.compiled = Some(compiled);
+                    declared = Some(names);
+                }
+                Err(error) => {
+                    guard.0 = None;
+                    return (Outcome::failed(error), None);
+                }
+            }
+            let limits = &self.inner.sessions.limits;
+            run.session = Some(limits.memory_bytes);
+            run.bridge.set_session(Arc::clone(state), limits.store_bytes);
+            files = earlier;
+            target = Some((state.worker, state.id));
+        }
+        let checked = match self.check_before_run(&mut run, files).await {
             Ok(checked) => checked,
             Err(error) => {
                 let mut outcome = Outcome::failed(error);
@@ -373,16 +593,23 @@ impl Engine {
                         CheckStatus::NotChecked
                     };
                 guard.0 = None;
-                return outcome;
+                return (outcome, None);
             }
         };
         let span = tracing::info_span!("execute", code_bytes = code.len());
         let (reply, outcome) = tokio::sync::oneshot::channel();
         run.queued = Some(Instant::now());
-        let job = Job { run, reply, span: span.clone() };
-        if self.inner.jobs.send(job).is_err() {
+        let job = Job { run, reply, span: span.clone(), session: target.map(|(_, id)| id) };
+        let sent = match target {
+            Some((worker, _)) => self.inner.own[worker].send(Own::Run(Box::new(job))).is_ok(),
+            None => self.inner.jobs.send(job).is_ok(),
+        };
+        if !sent {
             guard.0 = None;
-            return Outcome::failed(ExecError::new(ErrorKind::Internal, "the sandbox threads have stopped"));
+            return (
+                Outcome::failed(ExecError::new(ErrorKind::Internal, "the sandbox threads have stopped")),
+                None,
+            );
         }
         let outcome = outcome.instrument(span).await;
         guard.0 = None;
@@ -395,7 +622,7 @@ impl Engine {
         outcome.stats.typecheck = checked.status;
         outcome.stats.warnings.extend(checked.warning);
         outcome.diagnostics = checked.diagnostics;
-        outcome
+        (outcome, declared)
     }
 
     /// Type-checks `code` against this engine's tools, as an execution would before running
@@ -411,14 +638,20 @@ impl Engine {
             transpile::transpile(code)?;
             return Err(ExecError::new(ErrorKind::TypeError, NO_CHECKER));
         };
-        let (_, checked) = check_with(checker, code, &self.registry(), MAX_CHECK_TIME).await?;
+        let compiled = transpile::transpile(code)?;
+        let checked =
+            check_with(checker, code, &compiled, &self.registry(), Vec::new(), MAX_CHECK_TIME).await;
         checked.map_err(|e| ExecError::new(ErrorKind::TypeError, e.to_string()))
     }
 
     /// The type check an execution's limits ask for. In `strict` mode a program with type
     /// errors (or one the checker failed on) is refused here; the program is transpiled here
     /// too, so syntax errors come first and the sandbox does not transpile it again.
-    async fn check_before_run(&self, run: &mut RunJob) -> Result<Checked, ExecError> {
+    async fn check_before_run(
+        &self,
+        run: &mut RunJob,
+        session: Vec<Arc<SessionFile>>,
+    ) -> Result<Checked, ExecError> {
         let mode = run.limits.typecheck;
         if mode == TypeCheck::Off {
             return Ok(Checked::default());
@@ -432,8 +665,19 @@ impl Engine {
         };
         let deadline = run.started + run.limits.timeout;
         let left = deadline.saturating_duration_since(Instant::now());
-        let (compiled, result) =
-            check_with(checker, &run.code, run.bridge.registry(), left.min(MAX_CHECK_TIME)).await?;
+        let compiled = match run.compiled.take() {
+            Some(compiled) => compiled,
+            None => transpile::transpile(&run.code)?,
+        };
+        let result = check_with(
+            checker,
+            &run.code,
+            &compiled,
+            run.bridge.registry(),
+            session,
+            left.min(MAX_CHECK_TIME),
+        )
+        .await;
         run.compiled = Some(compiled);
         match result {
             Ok(diagnostics) if diagnostics.is_empty() => {
@@ -485,22 +729,23 @@ impl Engine {
             cache: Arc::clone(&self.inner.cache),
             started,
             queued: None,
+            session: None,
         };
         Ok((run, cancel))
     }
 }
 
-/// Transpiles `code` (a syntax error comes first) and checks it against `registry`'s
-/// declarations within `timeout`: the transpiled program, and the check's answer.
+/// Checks `code` (which transpiled to `compiled`) against `registry`'s declarations and its
+/// session's earlier programs within `timeout`.
 async fn check_with(
     checker: &TypeChecker,
     code: &str,
+    compiled: &transpile::Compiled,
     registry: &Registry,
+    session: Vec<Arc<SessionFile>>,
     timeout: Duration,
-) -> Result<(transpile::Compiled, Result<Vec<Diagnostic>, crate::CheckError>), ExecError> {
-    let compiled = transpile::transpile(code)?;
-    let checked = checker.check(code, compiled.call_default, registry.declarations_text(), timeout).await;
-    Ok((compiled, checked))
+) -> Result<Vec<Diagnostic>, crate::CheckError> {
+    checker.check(code, compiled.call_default, registry.declarations_text(), session, timeout).await
 }
 
 const NO_CHECKER: &str =

@@ -103,6 +103,8 @@ mod rpc;
 #[cfg(feature = "runtime")]
 mod sandbox;
 #[cfg(feature = "runtime")]
+mod session;
+#[cfg(feature = "runtime")]
 mod suggest;
 #[cfg(feature = "runtime")]
 mod transpile;
@@ -121,16 +123,20 @@ pub struct ReadmeDoctests;
 #[cfg(feature = "runtime")]
 pub use {
     bridge::{tool_log, CallContext, ClientRequests, PendingCall},
-    engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, WeakEngine},
+    engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, Session, WeakEngine},
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS},
     limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
-    outcome::{estimate_tokens, CheckStatus, LogLevel, LogLine, Outcome, Stats, Tokens, TOKEN_SAMPLE_BYTES},
+    outcome::{
+        estimate_tokens, CheckStatus, LogLevel, LogLine, Outcome, SessionInfo, SessionReset, Stats, Tokens,
+        TOKEN_SAMPLE_BYTES,
+    },
     prompt::prompt,
     registry::discovery::{Detail, NamespaceInfo, SearchHit},
     registry::{
         js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput, MAX_SCHEMA_REFS, MAX_SCHEMA_VALUES,
     },
+    session::SessionLimits,
     typecheck::{
         CheckError, Diagnostic, TypeCheck, TypeChecker, INSTALL_PACKAGE_JSON, INSTALL_PACKAGE_LOCK,
         TYPESCRIPT_VERSION,

@@ -154,6 +154,34 @@ pub struct Outcome {
     /// was an expression is told where to put `return`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The session the execution ran in, if it ran in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionInfo>,
+}
+
+/// Where an execution of a session stands in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session's name, as the caller gave it.
+    pub id: String,
+    /// This execution's number in the session, from 1; it starts again at 1 when the session
+    /// starts again after it ended (`reset.reason` is `evicted` or `expired`).
+    pub execution: u64,
+    /// Set when the session lost state at this execution: what and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<SessionReset>,
+}
+
+/// Why a session lost state, and which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionReset {
+    /// `memory_limit`, `timeout` or `internal`: this execution ended so, its sandbox was
+    /// replaced, declarations and globals are gone, stored values remain. `evicted` (too many
+    /// live sessions, this one the least recently used) or `expired` (idle past the timeout):
+    /// the session had ended before this execution, which starts it again empty.
+    pub reason: String,
+    /// The same, in a sentence.
+    pub message: String,
 }
 
 impl Outcome {
@@ -170,6 +198,7 @@ impl Outcome {
             stats: Stats::default(),
             diagnostics: Vec::new(),
             hint: None,
+            session: None,
         }
     }
 
@@ -232,6 +261,9 @@ impl Outcome {
         }
         if !self.diagnostics.is_empty() {
             report["diagnostics"] = serde_json::to_value(&self.diagnostics).expect("diagnostics serialize");
+        }
+        if let Some(session) = &self.session {
+            report["session"] = serde_json::to_value(session).expect("session serializes");
         }
         report
     }

@@ -100,6 +100,150 @@ pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
     })
 }
 
+/// Globals that cannot be assigned: a top-level declaration of one of them stays local.
+const FIXED_GLOBALS: [&str; 3] = ["undefined", "NaN", "Infinity"];
+
+/// A program of a session, transpiled so that its top-level declarations outlive it, as in a
+/// REPL: `const`, `let` and `var` become assignments to globals (declared, as `undefined`, before
+/// the program starts), a `function` is copied to a global when the program starts (it is
+/// hoisted), a `class` just after its declaration. Inside the program they read as before, save
+/// that `const` no longer refuses reassignment and reading one before its line gives `undefined`
+/// (or the session's earlier value) rather than a `ReferenceError`. Lines keep their numbers;
+/// columns move only after what is inserted on a line: `=void 0` after a name declared without a
+/// value, `)` after a declaration that starts with an object pattern, a class's copy. The arrow form declares
+/// nothing: its top level is a function's. Returns the names declared.
+pub(crate) fn transpile_session(ts: &str) -> Result<(Compiled, Vec<String>), ExecError> {
+    use swc_common::Spanned;
+    use swc_ecma_ast::{Decl, Stmt, VarDeclKind};
+    let mut compiled = transpile(ts)?;
+    if compiled.call_default {
+        return Ok((compiled, Vec::new()));
+    }
+    let cm: Lrc<SourceMap> = Default::default();
+    let file = cm.new_source_file(Lrc::new(swc_common::FileName::Anon), compiled.js.clone());
+    let syntax = swc_ecma_parser::Syntax::Es(Default::default());
+    let Ok(module) =
+        swc_ecma_parser::parse_file_as_module(&file, syntax, Default::default(), None, &mut Vec::new())
+    else {
+        // The engine reports the error with its position when it compiles the program.
+        return Ok((compiled, Vec::new()));
+    };
+    let Some(body) = wrapped_body(&module) else { return Ok((compiled, Vec::new())) };
+    let at = |pos: swc_common::BytePos| (pos - file.start_pos).0 as usize;
+    // (offset, bytes replaced, text), applied from the end.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let (mut assigned, mut functions) = (Vec::new(), Vec::new());
+    let mut names = Vec::new();
+    let fixed = |name: &str| FIXED_GLOBALS.contains(&name);
+    for stmt in &body.stmts {
+        let Stmt::Decl(decl) = stmt else { continue };
+        match decl {
+            Decl::Var(var) => {
+                let mut declared = Vec::new();
+                for d in &var.decls {
+                    binding_names(&d.name, &mut declared);
+                }
+                if declared.iter().any(|n| fixed(n)) || var.decls.is_empty() {
+                    continue;
+                }
+                let keyword = match var.kind {
+                    VarDeclKind::Const => "const",
+                    VarDeclKind::Let => "let",
+                    VarDeclKind::Var => "var",
+                };
+                // The `;` keeps a line without a semicolon before it from running on into this
+                // one; an object pattern first needs parentheses, or it would read as a block.
+                let object = matches!(var.decls[0].name, swc_ecma_ast::Pat::Object(_));
+                let lead = if object { ";(" } else { ";" };
+                edits.push((
+                    at(var.span.lo),
+                    keyword.len(),
+                    format!("{lead:>width$}", width = keyword.len()),
+                ));
+                for d in &var.decls {
+                    if d.init.is_none() {
+                        edits.push((at(d.name.span().hi), 0, "=void 0".into()));
+                    }
+                }
+                if object {
+                    let last = var.decls.last().expect("a declaration declares");
+                    edits.push((at(last.span.hi), 0, ")".into()));
+                }
+                assigned.extend(declared.iter().cloned());
+                names.extend(declared);
+            }
+            Decl::Fn(f) if !fixed(&f.ident.sym) => {
+                functions.push(f.ident.sym.to_string());
+                names.push(f.ident.sym.to_string());
+            }
+            Decl::Class(c) if !fixed(&c.ident.sym) => {
+                let name = c.ident.sym.to_string();
+                edits.push((at(c.class.span.hi), 0, format!(";globalThis.{name}={name};")));
+                names.push(name);
+            }
+            _ => {}
+        }
+    }
+    if names.is_empty() {
+        return Ok((compiled, names));
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut js = compiled.js.clone();
+    for (offset, len, text) in edits {
+        js.replace_range(offset..offset + len, &text);
+    }
+    // Declared before the program runs, so that assigning them is never to an undeclared name.
+    let declare = format!(
+        "for(const n of {})if(!(n in globalThis))globalThis[n]=void 0;",
+        serde_json::to_string(&assigned).expect("names serialize")
+    );
+    let copy: String = functions.iter().map(|f| format!("globalThis.{f}={f};")).collect();
+    let body_at = BODY_PREFIX.len();
+    js.insert_str(body_at, &copy);
+    js.insert_str(0, &declare);
+    compiled.first_line_shift += (declare.len() + copy.len()) as u32;
+    compiled.js = js;
+    names.dedup();
+    Ok((compiled, names))
+}
+
+/// The statements of a wrapped program body: `export default (async () => { BODY })();`.
+fn wrapped_body(module: &swc_ecma_ast::Module) -> Option<&swc_ecma_ast::FunctionBody> {
+    use swc_ecma_ast::{ArrowFunctionBody, Callee, Expr, ModuleDecl, ModuleItem};
+    let Some(ModuleItem::ModuleDecl(ModuleDecl::ExportDefaultExpr(export))) = module.body.first() else {
+        return None;
+    };
+    let Expr::Call(call) = &*export.expr else { return None };
+    let Callee::Expr(callee) = &call.callee else { return None };
+    let Expr::Paren(arrow) = &**callee else { return None };
+    let Expr::Arrow(arrow) = &*arrow.expr else { return None };
+    match &*arrow.body {
+        ArrowFunctionBody::FunctionBody(body) => Some(body),
+        ArrowFunctionBody::Expr(_) => None,
+    }
+}
+
+/// The names a binding pattern declares.
+fn binding_names(pat: &swc_ecma_ast::Pat, out: &mut Vec<String>) {
+    use swc_ecma_ast::{ObjectPatProp, Pat};
+    match pat {
+        Pat::Ident(id) => out.push(id.id.sym.to_string()),
+        Pat::Array(a) => a.elems.iter().flatten().for_each(|p| binding_names(p, out)),
+        Pat::Rest(r) => binding_names(&r.arg, out),
+        Pat::Assign(a) => binding_names(&a.left, out),
+        Pat::Object(o) => {
+            for prop in &o.props {
+                match prop {
+                    ObjectPatProp::KeyValue(kv) => binding_names(&kv.value, out),
+                    ObjectPatProp::Assign(a) => out.push(a.key.id.sym.to_string()),
+                    ObjectPatProp::Rest(r) => binding_names(&r.arg, out),
+                }
+            }
+        }
+        Pat::Invalid(_) | Pat::Expr(_) => {}
+    }
+}
+
 /// Lines as the engine counts them: `\r`, `\r\n`, U+2028 and U+2029 end lines too.
 fn line_count(ts: &str) -> u32 {
     nesting::lines(ts).len().max(1) as u32
@@ -121,7 +265,7 @@ fn function_expression_candidate(ts: &str) -> Option<&str> {
 /// `console`, assignments and updates are statements for their effect and get none. Parses the
 /// program again, so it runs only after such a run, never on the way to a result.
 pub(crate) fn dropped_value_hint(ts: &str) -> Option<String> {
-    use swc_ecma_ast::{ArrowFunctionBody, Callee, Expr, ModuleDecl, ModuleItem, Stmt, UnaryOp};
+    use swc_ecma_ast::{Callee, Expr, Stmt, UnaryOp};
     if function_expression_candidate(ts).is_some() {
         return None;
     }
@@ -132,15 +276,7 @@ pub(crate) fn dropped_value_hint(ts: &str) -> Option<String> {
     let module =
         swc_ecma_parser::parse_file_as_module(&file, syntax, Default::default(), None, &mut Vec::new())
             .ok()?;
-    // export default (async () => { BODY })();
-    let Some(ModuleItem::ModuleDecl(ModuleDecl::ExportDefaultExpr(export))) = module.body.first() else {
-        return None;
-    };
-    let Expr::Call(call) = &*export.expr else { return None };
-    let Callee::Expr(callee) = &call.callee else { return None };
-    let Expr::Paren(arrow) = &**callee else { return None };
-    let Expr::Arrow(arrow) = &*arrow.expr else { return None };
-    let ArrowFunctionBody::FunctionBody(body) = &*arrow.body else { return None };
+    let body = wrapped_body(&module)?;
     let Some(Stmt::Expr(last)) = body.stmts.last() else { return None };
     let for_effect = match &*last.expr {
         Expr::Assign(_) | Expr::Update(_) => true,

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use crate::error::Diagnostic;
 pub use crate::limits::TypeCheck;
+use crate::session::{self, SessionFile};
 
 /// The TypeScript version programs are checked with (the `typescript` npm package).
 pub const TYPESCRIPT_VERSION: &str = "7.0.2";
@@ -67,6 +68,7 @@ const TSCONFIG: &str = r#"{
     "moduleDetection": "force",
     "skipLibCheck": true,
     "allowUnreachableCode": true,
+    "allowImportingTsExtensions": true,
     "allowUnusedLabels": true
   },
   "files": ["codemode.d.ts", "tools.d.ts", "program.ts"]
@@ -120,6 +122,7 @@ struct Request {
     program: String,
     function: bool,
     declarations: Arc<str>,
+    session: Vec<Arc<SessionFile>>,
     timeout: Duration,
     reply: oneshot::Sender<Result<Vec<Diagnostic>, CheckError>>,
 }
@@ -155,7 +158,7 @@ impl TypeChecker {
                     let mut server: Option<Server> = None;
                     // Warm: start the server and load its project before the first program.
                     if let Ok(mut s) = Server::start(&server_binary, &work_dir).await {
-                        if s.check("", false, &Arc::from(""), Duration::from_secs(30)).await.is_ok() {
+                        if s.check("", false, &Arc::from(""), &[], Duration::from_secs(30)).await.is_ok() {
                             server = Some(s);
                         }
                     }
@@ -183,6 +186,7 @@ impl TypeChecker {
                                         &request.program,
                                         request.function,
                                         &request.declarations,
+                                        &request.session,
                                         request.timeout,
                                     )
                                     .await;
@@ -249,16 +253,18 @@ impl TypeChecker {
 
     /// Checks `code` (an agent program that transpiled, in the form the transpiler read it)
     /// against `declarations` (the tools' `.d.ts` text; the runtime's own globals are always
-    /// there). Errors only, at the agent's positions, in order.
+    /// there), and what the earlier programs of its session declared. Errors only, at the
+    /// agent's positions, in order.
     pub(crate) async fn check(
         &self,
         code: &str,
         function: bool,
         declarations: Arc<str>,
+        session: Vec<Arc<SessionFile>>,
         timeout: Duration,
     ) -> Result<Vec<Diagnostic>, CheckError> {
         let (reply, answer) = oneshot::channel();
-        let request = Request { program: code.to_string(), function, declarations, timeout, reply };
+        let request = Request { program: code.to_string(), function, declarations, session, timeout, reply };
         self.requests.send(request).map_err(|_| CheckError::Stopped)?;
         answer.await.map_err(|_| CheckError::Stopped)?
     }
@@ -393,15 +399,20 @@ fn write_files(dir: &Path, files: &[(&str, &str)]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The wrapper for a program in the form the transpiler read it in.
-fn wrap(code: &str, function: bool) -> (String, usize) {
+/// The wrapper for a program in the form the transpiler read it in, after `imports` (of its
+/// session's earlier declarations), all on the first line.
+fn wrap(code: &str, function: bool, imports: &str) -> (String, usize) {
     if function {
         let expr = code.trim_end().trim_end_matches(';');
-        (format!("{EXPR_PREFIX}{expr}{EXPR_SUFFIX}"), EXPR_PREFIX.len())
+        (format!("{imports}{EXPR_PREFIX}{expr}{EXPR_SUFFIX}"), imports.len() + EXPR_PREFIX.len())
     } else {
-        (format!("{BODY_PREFIX}{code}{BODY_SUFFIX}"), BODY_PREFIX.len())
+        (format!("{imports}{BODY_PREFIX}{code}{BODY_SUFFIX}"), imports.len() + BODY_PREFIX.len())
     }
 }
+
+/// Session files the server keeps open; past it the least recently needed are closed (and
+/// opened again when needed).
+const MAX_OPEN_SESSION_FILES: usize = 256;
 
 /// A language server process and the state of its two open documents.
 struct Server {
@@ -412,6 +423,9 @@ struct Server {
     version: i64,
     /// The declarations the open `tools.d.ts` holds.
     declarations: Option<Arc<str>>,
+    /// Session files open now, least recently needed first. Each name is unique and its text
+    /// never changes, so a file is opened once and never changed.
+    session_files: std::collections::VecDeque<String>,
     root: String,
 }
 
@@ -430,7 +444,16 @@ impl Server {
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let root = format!("file://{}", dir.display());
-        let mut server = Server { child, stdin, stdout, next_id: 0, version: 0, declarations: None, root };
+        let mut server = Server {
+            child,
+            stdin,
+            stdout,
+            next_id: 0,
+            version: 0,
+            declarations: None,
+            session_files: Default::default(),
+            root,
+        };
         let init = json!({
             "processId": std::process::id(),
             "rootUri": server.root,
@@ -464,10 +487,15 @@ impl Server {
         code: &str,
         function: bool,
         declarations: &Arc<str>,
+        session: &[Arc<SessionFile>],
         timeout: Duration,
     ) -> Result<Vec<Diagnostic>, CheckError> {
-        let (text, shift) = wrap(code, function);
-        match tokio::time::timeout(timeout, self.diagnostics(&text, declarations)).await {
+        let (text, shift) = wrap(code, function, &session::imports(session, &[]));
+        let checked = async {
+            self.open_session_files(session).await?;
+            self.diagnostics(&text, declarations).await
+        };
+        match tokio::time::timeout(timeout, checked).await {
             Ok(Ok(items)) => Ok(diagnostics(&items, code, shift)),
             Ok(Err(e)) => {
                 let _ = self.child.start_kill();
@@ -478,6 +506,27 @@ impl Server {
                 Err(CheckError::Failed(format!("no answer within {} ms", timeout.as_millis())))
             }
         }
+    }
+
+    /// Opens the session's files the server does not have open, closing the least recently
+    /// needed others past [`MAX_OPEN_SESSION_FILES`].
+    async fn open_session_files(&mut self, session: &[Arc<SessionFile>]) -> Result<(), String> {
+        for file in session {
+            if let Some(at) = self.session_files.iter().position(|n| *n == file.name) {
+                let name = self.session_files.remove(at).expect("present");
+                self.session_files.push_back(name);
+                continue;
+            }
+            let uri = self.uri(&file.name);
+            let params = json!({"textDocument": {"uri": uri, "languageId": "typescript", "version": 0, "text": file.text}});
+            self.notify("textDocument/didOpen", params).await?;
+            self.session_files.push_back(file.name.clone());
+        }
+        while self.session_files.len() > MAX_OPEN_SESSION_FILES.max(session.len()) {
+            let name = self.session_files.pop_front().expect("not empty");
+            self.notify("textDocument/didClose", json!({"textDocument": {"uri": self.uri(&name)}})).await?;
+        }
+        Ok(())
     }
 
     async fn diagnostics(&mut self, program: &str, declarations: &Arc<str>) -> Result<Vec<Value>, String> {

@@ -466,6 +466,7 @@ impl Daemon {
                 ));
             })),
             client: None,
+            session: None,
         };
         // One connection has at most as many programs in the engine as it has sandbox threads:
         // the rest wait here, so one client's burst does not queue ahead of everyone else's.

@@ -198,6 +198,8 @@ pub(crate) struct Sandbox {
     exec: ExecCell,
     // Bytecode loaded without copying must outlive the runtime.
     _script: Option<Arc<Script>>,
+    /// Programs it has run: more than one only for a session's sandbox.
+    runs: u64,
 }
 
 impl Sandbox {
@@ -269,13 +271,30 @@ impl Sandbox {
             control,
             exec,
             _script: None,
+            runs: 0,
         })
     }
 
-    /// Runs one program to its outcome. The sandbox must not run another: drop it (after the
-    /// outcome is on its way, since freeing a runtime costs a full GC).
+    /// Runs one program to its outcome. Outside a session the sandbox must not run another:
+    /// drop it (after the outcome is on its way, since freeing a runtime costs a full GC). A
+    /// session's sandbox runs its next program with the globals the last one left.
     pub(crate) fn run(&mut self, job: RunJob) -> Outcome {
-        let RunJob { code, compiled, limits, bridge, cache, started, queued } = job;
+        let RunJob { code, compiled, limits, bridge, cache, started, queued, session } = job;
+        // A session's sandbox runs again: the last run's stop reason and timers must not carry over.
+        self.control.abort.set(None);
+        self.control.budget.exceeded.set(false);
+        if self.runs > 0 {
+            if let Err(e) = self.context.with(|ctx| -> rquickjs::Result<()> {
+                let exports = self.exports.clone().restore(&ctx)?;
+                exports.get::<_, Function>("reset")?.call::<_, ()>(())
+            }) {
+                return Outcome::failed(ExecError::new(
+                    ErrorKind::Internal,
+                    format!("the session's sandbox could not be reused: {e}"),
+                ));
+            }
+        }
+        self.runs += 1;
         // The deadline counts the time before the queue (the type check) and the run, not the
         // wait for a free sandbox thread: a burst of executions must not time out in line.
         let picked = Instant::now();
@@ -285,7 +304,16 @@ impl Sandbox {
         self.control.deadline.set(Some(deadline));
         *self.control.cancel.borrow_mut() = Some(bridge.cancel_flag());
         let budget = &self.control.budget;
-        budget.limit.set(budget.used.get().saturating_add(limits.memory_bytes));
+        let mut limit = budget.used.get().saturating_add(limits.memory_bytes);
+        if let Some(cap) = session {
+            // A session's heap is capped across its executions too; what an earlier one left
+            // as garbage is not counted against this one.
+            if budget.used.get() >= cap / 2 {
+                self.runtime.run_gc();
+            }
+            limit = limit.min(cap);
+        }
+        budget.limit.set(limit);
         self.runtime.set_max_stack_size(limits.stack_bytes);
         self.error_max.set(limits.max_result_bytes);
         // Reference counting frees almost everything at once; the cycle collector only matters
@@ -307,10 +335,13 @@ impl Sandbox {
             resolvers: HashMap::new(),
         });
 
-        let cached = cache.get(&code);
+        // A session's program is transpiled for it (its declarations made globals) and loaded
+        // from source: bytecode loaded without copying would have to outlive every later run.
+        let cached = if session.is_some() { None } else { cache.get(&code) };
         // Cached bytecode is loaded without copying: it must outlive the runtime.
         self._script = cached.clone();
-        let result = self.execute(&code, compiled, cached, &cache, &registry, &limits, deadline);
+        let cache = if session.is_some() { None } else { Some(&*cache) };
+        let result = self.execute(&code, compiled, cached, cache, &registry, &limits, deadline);
 
         let mut exec = self.exec.borrow_mut().take().expect("execution state present");
         let (value, truncated, error, hint) = match result {
@@ -355,7 +386,7 @@ impl Sandbox {
             tool_result_texts: exec.bridge.samples.clone(),
             ..Stats::default()
         };
-        Outcome { value, logs, error, stats, diagnostics: Vec::new(), hint }
+        Outcome { value, logs, error, stats, diagnostics: Vec::new(), hint, session: None }
     }
 
     /// Logs the unhandled rejections within what the log caps leave (the lines the program
@@ -419,7 +450,7 @@ impl Sandbox {
         code: &Arc<str>,
         compiled: Option<Compiled>,
         cached: Option<Arc<Script>>,
-        cache: &ScriptCache,
+        cache: Option<&ScriptCache>,
     ) -> Result<(Module<'js, Declared>, Arc<Script>), ExecError> {
         if let Some(script) = cached {
             // Bytecode we compiled ourselves, from this exact crate version.
@@ -433,6 +464,7 @@ impl Sandbox {
         let module = Module::declare(ctx.clone(), SCRIPT_NAME, compiled.js.as_str())
             .catch(ctx)
             .map_err(|e| self.caught_error(ctx, e, &compiled, ErrorKind::Syntax))?;
+        let Some(cache) = cache else { return Ok((module, Arc::new(Script::new(Vec::new(), compiled)))) };
         let bytecode = module.write(WriteOptions::default()).map_err(|e| {
             ExecError::new(ErrorKind::Internal, format!("could not serialize the compiled program: {e}"))
         })?;
@@ -447,7 +479,7 @@ impl Sandbox {
         code: &Arc<str>,
         compiled: Option<Compiled>,
         cached: Option<Arc<Script>>,
-        cache: &ScriptCache,
+        cache: Option<&ScriptCache>,
         registry: &Registry,
         limits: &Limits,
         deadline: Instant,
@@ -697,4 +729,7 @@ pub(crate) struct RunJob {
     pub(crate) started: Instant,
     /// When the job was sent to the sandbox threads, so the wait for one is not charged.
     pub(crate) queued: Option<Instant>,
+    /// For a session's program: the heap its sandbox may hold in all (`compiled` is then the
+    /// session's transpilation, and the script cache is not used).
+    pub(crate) session: Option<usize>,
 }

@@ -21,6 +21,7 @@ mod mcp;
 mod nesting;
 mod results;
 mod scripts;
+mod sessions;
 mod text;
 mod tools;
 mod typecheck;
