@@ -36,7 +36,7 @@ fn main() {
 
 fn row(label: &str, raw: &str, registry: &Registry) {
     let raw = count_tokens(raw);
-    let prompt = count_tokens(&prompt(registry, &Limits::default()));
+    let prompt = count_tokens(&prompt(registry, &Limits::default(), false));
     let declarations = count_tokens(&registry.declarations());
     println!("| {label} | {raw} | {prompt} | {declarations} | {:.0} % |", 100.0 * prompt as f64 / raw as f64);
     assert!(prompt < raw.max(700), "{label}: the prompt helper should not cost more than the schemas");

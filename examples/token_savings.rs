@@ -173,7 +173,7 @@ async fn scenarios() -> Vec<Row> {
         }
     }
     let direct = Value::Array(all_tools).to_string();
-    let code_mode = prompt(&registry, &Limits::default())
+    let code_mode = prompt(&registry, &Limits::default(), false)
         + &registry.describe(&["github.search_repositories", "github.create_issue"]).unwrap();
     out.push(Row::new("3. tool definitions (4 real servers, task needs 2 tools)", direct, code_mode));
     out

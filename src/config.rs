@@ -14,6 +14,10 @@
 //! [mcp]
 //! max_sessions = 16
 //!
+//! [sessions]
+//! max = 32
+//! idle_timeout_ms = 600000
+//!
 //! [[servers]]
 //! namespace = "memory"
 //! command = "npx"
@@ -45,6 +49,7 @@ use toml::Spanned;
 use crate::daemon::DaemonConfig;
 use crate::limits::{Limits, LimitsPatch};
 use crate::mcp::{McpConfig, Transport, UpstreamConfig};
+use crate::session::SessionLimits;
 
 /// A parsed configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -65,6 +70,9 @@ pub struct Config {
     /// What codemode keeps between runs.
     #[serde(default)]
     pub state: StateSection,
+    /// Sessions (programs that share a sandbox and a store).
+    #[serde(default)]
+    pub sessions: SessionsSection,
     /// Upstream MCP servers, each a namespace.
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
@@ -91,6 +99,23 @@ pub struct StateSection {
     /// Where learned result types are kept (a relative path is taken from the configuration
     /// file's folder); default `$XDG_DATA_HOME/codemode`, else `~/.local/share/codemode`.
     pub dir: Option<PathBuf>,
+}
+
+/// `[sessions]`; unset keys keep [`SessionLimits::default`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsSection {
+    /// Sessions live at once (default 64); one more ends the least recently used.
+    pub max: Option<usize>,
+    /// Milliseconds a session may stay unused before it ends (default 1,800,000).
+    pub idle_timeout_ms: Option<u64>,
+    /// Heap one session's sandbox may hold across its executions, in MiB (default 256).
+    pub memory_mb: Option<usize>,
+    /// Bytes one session may keep with `codemode.store` (default 4 MiB).
+    pub store_bytes: Option<usize>,
+    /// Whether `codemode mcp` runs each client's programs in a session of its own (default
+    /// true); false makes every `execute_code` start from nothing unless it names a session.
+    pub mcp: Option<bool>,
 }
 
 /// `[daemon]`; unset keys keep [`DaemonConfig::default`].
@@ -236,6 +261,25 @@ impl Config {
         self.limits.apply(&Limits::default())
     }
 
+    /// The limits on sessions: the defaults with this file's values over them.
+    pub fn sessions(&self) -> SessionLimits {
+        let mut out = SessionLimits::default();
+        let s = &self.sessions;
+        if let Some(n) = s.max {
+            out.max_sessions = n.max(1);
+        }
+        if let Some(ms) = s.idle_timeout_ms {
+            out.idle_timeout = Duration::from_millis(ms);
+        }
+        if let Some(mb) = s.memory_mb {
+            out.memory_bytes = mb.saturating_mul(1 << 20);
+        }
+        if let Some(bytes) = s.store_bytes {
+            out.store_bytes = bytes;
+        }
+        out
+    }
+
     /// The daemon's settings: the defaults with this file's values over them.
     pub fn daemon(&self) -> DaemonConfig {
         let mut out = DaemonConfig::default();
@@ -277,6 +321,7 @@ impl Config {
         if let Some(ms) = m.session_idle_ms {
             out.session_idle = Duration::from_millis(ms);
         }
+        out.sessions = self.sessions.mcp.unwrap_or(true);
         out
     }
 

@@ -463,12 +463,12 @@ impl Engine {
 
     /// The prompt helper ([`crate::prompt`]) for this engine's tools and limits; it promises a
     /// type check only when this engine has a checker.
-    pub fn prompt(&self) -> String {
+    pub fn prompt(&self, session: bool) -> String {
         let mut limits = self.inner.limits.clone();
         if self.inner.checker.is_none() {
             limits.typecheck = TypeCheck::Off;
         }
-        crate::prompt::prompt(&self.registry(), &limits)
+        crate::prompt::prompt(&self.registry(), &limits, session)
     }
 
     /// Runs one TypeScript program and returns its outcome. Never panics on bad input: every

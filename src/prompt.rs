@@ -9,8 +9,10 @@ use crate::limits::Limits;
 use crate::registry::Registry;
 use crate::typecheck::TypeCheck;
 
-/// Renders the instructions and the namespace index for `registry` under `limits`.
-pub fn prompt(registry: &Registry, limits: &Limits) -> String {
+/// Renders the instructions and the namespace index for `registry` under `limits`, for
+/// programs that run in a session (`session`: what one declares, the next one sees) or each
+/// on its own.
+pub fn prompt(registry: &Registry, limits: &Limits, session: bool) -> String {
     let mut out = String::new();
     out.push_str(
         "Write a TypeScript program to do the task; it runs in a sandbox next to the tools.\n\
@@ -35,6 +37,15 @@ pub fn prompt(registry: &Registry, limits: &Limits) -> String {
              type learned from them (`@observed N results`).\n",
         );
     }
+    out.push_str(if session {
+        "- State persists between your programs: top-level `const`/`let`/`var`/`function`/`class` \
+         declarations and `globalThis` properties stay for the next program, as in a REPL. \
+         `await codemode.store(key, value)` and `await codemode.load(key)` keep JSON values even \
+         when a `timeout` or `memory_limit` resets the sandbox (the result's `session.reset` says \
+         so).\n"
+    } else {
+        "- Each program starts from nothing: what one declares is gone for the next.\n"
+    });
     match limits.typecheck {
         TypeCheck::Strict => out.push_str(
             "- The program is type-checked against the tools' declarations before it runs: a type \

@@ -211,8 +211,8 @@ impl Sessions {
                 .map(|s| s.key.clone());
             let Some(victim) = victim else { return Err(ALL_BUSY.into()) };
             let message = format!(
-                "the session {victim:?} was ended to make room: at most {} sessions live at once, and it \
-                 was the least recently used; its declarations, globals and stored values are gone",
+                "this session had ended to make room: at most {} sessions live at once, and it was the \
+                 least recently used; its declarations, globals and stored values are gone",
                 self.limits.max_sessions
             );
             ended.push(self.end(&mut table, &victim, Some(reset("evicted", message))));
@@ -270,9 +270,9 @@ impl Sessions {
             .into_iter()
             .map(|key| {
                 let message = format!(
-                    "the session {key:?} had been idle for {} s, past its idle timeout, and ended; its \
-                     declarations, globals and stored values are gone",
-                    idle.as_secs()
+                    "this session had ended after {} s idle (its idle timeout); its declarations, globals \
+                     and stored values are gone",
+                    idle.as_secs_f64()
                 );
                 self.end(table, &key, Some(reset("expired", message)))
             })

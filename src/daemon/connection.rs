@@ -19,12 +19,24 @@ pub(super) struct Connection {
     pub(super) closed: AtomicBool,
     /// Its programs in the engine at once: as many as the pool has threads.
     pub(super) slots: tokio::sync::Semaphore,
+    /// The engine's names of the sessions only this connection sees: they end with it.
+    pub(super) sessions: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Connection {
     pub(super) fn send(&self, line: String) {
         // False once the client is being dropped for what it left unread.
         let _ = self.out.send(line);
+    }
+
+    /// The engine's name of the client's session `name`: one of this connection's own, or one
+    /// every connection that asks for `shared` sees.
+    pub(super) fn session_key(&self, name: &str, shared: bool) -> String {
+        if shared {
+            format!("shared/{name}")
+        } else {
+            format!("connection/{}/{name}", self.id)
+        }
     }
 
     pub(super) fn has_own_tools(&self) -> bool {

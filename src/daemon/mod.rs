@@ -164,6 +164,7 @@ impl Daemon {
             next_call: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             slots: tokio::sync::Semaphore::new(self.inner.engine.workers()),
+            sessions: Mutex::new(Default::default()),
         });
         self.read_loop(&conn, reader).instrument(span.clone()).await;
         let overflowed = conn.out.is_overflowed();
@@ -186,6 +187,10 @@ impl Daemon {
         // piped stdin does) — unless the client is gone entirely, which `peer_gone` tells.
         conn.closed.store(true, Ordering::Relaxed);
         conn.pending.lock().expect("pending lock").clear();
+        // Nobody else can reach its own sessions: they end with it.
+        for key in std::mem::take(&mut *conn.sessions.lock().expect("sessions lock")) {
+            self.inner.engine.close_session(&key);
+        }
         drop(conn);
         tokio::pin!(writer_task);
         tokio::select! {
@@ -377,6 +382,14 @@ impl Daemon {
                     )),
                 }
             }
+            "session/close" => {
+                let (name, shared) = session_param(&params)?.ok_or_else(|| {
+                    RpcError::params("session (the name given to code/execute) is required")
+                })?;
+                let key = conn.session_key(name, shared);
+                conn.sessions.lock().expect("sessions lock").remove(&key);
+                Ok(json!({ "closed": self.inner.engine.close_session(&key) }))
+            }
             "stats" => Ok(self.stats().await),
             other => Err(RpcError::new(rpc::METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
         }
@@ -435,6 +448,11 @@ impl Daemon {
             None | Some(Value::Null) => self.inner.engine.limits().clone(),
             Some(l) => tighten(self.inner.engine.limits(), l)?,
         };
+        let session = session_param(params)?;
+        let session_key = session.map(|(name, shared)| conn.session_key(name, shared));
+        if let (Some(key), Some((_, false))) = (&session_key, session) {
+            conn.sessions.lock().expect("sessions lock").insert(key.clone());
+        }
         // A notification's run has no id to cancel it by, but is registered all the same, so
         // a client that hangs up or overflows stops it too.
         let key = match id {
@@ -466,7 +484,7 @@ impl Daemon {
                 ));
             })),
             client: None,
-            session: None,
+            session: session_key,
         };
         // One connection has at most as many programs in the engine as it has sandbox threads:
         // the rest wait here, so one client's burst does not queue ahead of everyone else's.
@@ -482,7 +500,13 @@ impl Daemon {
         }
         // The exact count costs about 8 ms per 100 KB of tool results; only on request.
         let exact = params.get("tokens").and_then(Value::as_bool).unwrap_or(false);
-        Ok(if exact { outcome.to_report_exact() } else { outcome.to_report() })
+        let mut report = if exact { outcome.to_report_exact() } else { outcome.to_report() };
+        if let (Some(info), Some((name, shared))) = (report.get_mut("session"), session) {
+            // The client's own name for it, not the engine's.
+            info["id"] = json!(name);
+            info["shared"] = json!(shared);
+        }
+        Ok(report)
     }
 
     /// Executions, failures by kind, connections, pool size, the engine's tools, and the
@@ -504,6 +528,7 @@ impl Daemon {
             "closedUnread": s.closed_unread,
             "cancelledGone": s.cancelled_gone,
             "pool": { "workers": self.inner.engine.workers() },
+            "sessions": self.inner.engine.sessions().len(),
             "tools": self.inner.engine.registry().tools().count(),
             "upstreams": statuses,
         })
@@ -531,6 +556,21 @@ impl Daemon {
         while !self.inner.running.lock().expect("running lock").is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// `session` (a name) and `shared` (false unless given) of a request, if it names a session.
+fn session_param(params: &Value) -> Result<Option<(&str, bool)>, RpcError> {
+    let shared = match params.get("shared") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(RpcError::params("shared must be a boolean")),
+    };
+    match params.get("session") {
+        None | Some(Value::Null) if shared => Err(RpcError::params("shared needs a session name")),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) if !name.is_empty() && name.len() <= 256 => Ok(Some((name, shared))),
+        Some(_) => Err(RpcError::params("session must be a string of 1 to 256 bytes")),
     }
 }
 

@@ -43,6 +43,11 @@ pub struct McpConfig {
     pub max_sessions: usize,
     /// How long an HTTP session with no request or stream open lives (default 10 minutes).
     pub session_idle: Duration,
+    /// Whether each client's programs run in an engine session of its own (default true):
+    /// what one program declares, the next sees, and `codemode.store` keeps values. A call
+    /// may name another session of the client's (`session`); with this off, only such calls
+    /// run in one.
+    pub sessions: bool,
 }
 
 impl Default for McpConfig {
@@ -53,6 +58,7 @@ impl Default for McpConfig {
             max_in_flight: 1024,
             max_sessions: 64,
             session_idle: Duration::from_secs(600),
+            sessions: true,
         }
     }
 }
@@ -67,7 +73,44 @@ pub struct McpServer {
     slots: Arc<tokio::sync::Semaphore>,
     /// Upstream servers to tell what this server's one client takes (see [`McpServer::upstreams`]).
     upstreams: Arc<[Arc<Upstream>]>,
+    /// The engine sessions of this client's programs.
+    sessions: Arc<ClientSessions>,
 }
+
+/// The engine sessions one MCP client's programs ran in: they end when the client goes (the
+/// last clone of its handler is dropped).
+struct ClientSessions {
+    engine: Engine,
+    /// Unique per client: the engine's session names are `PREFIX/NAME`.
+    prefix: String,
+    opened: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl ClientSessions {
+    fn new(engine: &Engine) -> Self {
+        static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ClientSessions { engine: engine.clone(), prefix: format!("mcp/{n}"), opened: Default::default() }
+    }
+
+    /// The engine's name of the client's session `name`, remembered so it ends with the client.
+    fn key(&self, name: &str) -> String {
+        let key = format!("{}/{name}", self.prefix);
+        self.opened.lock().expect("sessions lock").insert(key.clone());
+        key
+    }
+}
+
+impl Drop for ClientSessions {
+    fn drop(&mut self) {
+        for key in std::mem::take(&mut *self.opened.lock().expect("sessions lock")) {
+            self.engine.close_session(&key);
+        }
+    }
+}
+
+/// The session a call runs in when it names none.
+const DEFAULT_SESSION: &str = "default";
 
 impl McpServer {
     /// A server for `engine` (its registry and limits), with the default bounds.
@@ -78,7 +121,8 @@ impl McpServer {
     /// A server for `engine` with these bounds.
     pub fn with_config(engine: Engine, config: McpConfig) -> Self {
         let slots = Arc::new(tokio::sync::Semaphore::new(engine.workers()));
-        McpServer { engine, config: Arc::new(config), slots, upstreams: Arc::new([]) }
+        let sessions = Arc::new(ClientSessions::new(&engine));
+        McpServer { engine, config: Arc::new(config), slots, upstreams: Arc::new([]), sessions }
     }
 
     /// The upstream servers whose tools it serves, to be told which of sampling, elicitation
@@ -103,12 +147,14 @@ impl McpServer {
 
     /// Serves one client over a reader and a writer of newline-delimited JSON-RPC (what
     /// [`serve_stdio`](Self::serve_stdio) does with stdin and stdout), until it disconnects.
-    pub async fn serve_lines<R, W>(self, reader: R, writer: W) -> std::io::Result<()>
+    pub async fn serve_lines<R, W>(mut self, reader: R, writer: W) -> std::io::Result<()>
     where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         use rmcp::ServiceExt;
+        // Another client than any other clone of this server serves: sessions of its own.
+        self.sessions = Arc::new(ClientSessions::new(&self.engine));
         let transport = BoundedLines::new(reader, writer, &self.config);
         let running = self.serve(transport).await.map_err(std::io::Error::other)?;
         running.waiting().await.map_err(std::io::Error::other)?;
@@ -219,6 +265,12 @@ impl McpServer {
                     .get("code")
                     .and_then(Value::as_str)
                     .ok_or_else(|| invalid("code must be a string"))?;
+                let named = match args.get("session") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => Some(s.as_str()),
+                    Some(_) => return Err(invalid("session must be a string of 1 to 256 bytes")),
+                };
+                let session = named.or(self.config.sessions.then_some(DEFAULT_SESSION));
                 let outcome = {
                     let _slot = self.slots.acquire().await;
                     self.engine
@@ -228,12 +280,17 @@ impl McpServer {
                                 cancel: Some(cancel),
                                 on_log,
                                 client: Some(client),
+                                session: session.map(|name| self.sessions.key(name)),
                                 ..Default::default()
                             },
                         )
                         .await
                 };
                 let mut report = outcome.to_report();
+                if let (Some(info), Some(name)) = (report.get_mut("session"), session) {
+                    // The client's name for it, not the engine's.
+                    info["id"] = json!(name);
+                }
                 // Images and audio in the result go to the client as content blocks of their
                 // own, not as base64 inside the text the model reads.
                 let media = take_media(&mut report["value"]);
@@ -363,8 +420,8 @@ fn schema(v: Value) -> Arc<Map<String, Value>> {
     }
 }
 
-fn tool_list(engine: &Engine) -> Vec<McpTool> {
-    let prompt = engine.prompt();
+fn tool_list(engine: &Engine, sessions: bool) -> Vec<McpTool> {
+    let prompt = engine.prompt(sessions);
     vec![
         McpTool::new(
             "search_tools",
@@ -404,7 +461,11 @@ fn tool_list(engine: &Engine) -> Vec<McpTool> {
             schema(json!({
                 "type": "object",
                 "properties": {
-                    "code": { "type": "string", "description": "The TypeScript program (a function body; top-level await works)." }
+                    "code": { "type": "string", "description": "The TypeScript program (a function body; top-level await works)." },
+                    "session": {
+                        "type": "string", "minLength": 1, "maxLength": 256,
+                        "description": "Run in this named session of yours instead of the default one: each session keeps its own declarations and stored values."
+                    }
                 },
                 "required": ["code"],
                 "additionalProperties": false
@@ -440,7 +501,7 @@ impl ServerHandler for McpServer {
     ) -> Result<ListToolsResult, ErrorData> {
         // Made per request: the namespace index in execute_code's description follows the
         // engine's registry, which upstream servers may change.
-        Ok(ListToolsResult::with_all_items(tool_list(&self.engine)))
+        Ok(ListToolsResult::with_all_items(tool_list(&self.engine, self.config.sessions)))
     }
 
     async fn call_tool(

@@ -197,8 +197,8 @@ async fn evicted_and_expired_sessions_say_so_on_their_next_use() {
     assert_eq!((info.execution, reset.reason.as_str()), (1, "evicted"));
     assert_eq!(
         reset.message,
-        "the session \"one\" was ended to make room: at most 2 sessions live at once, and it was the least \
-         recently used; its declarations, globals and stored values are gone"
+        "this session had ended to make room: at most 2 sessions live at once, and it was the least recently \
+         used; its declarations, globals and stored values are gone"
     );
 
     let engine =
@@ -208,7 +208,15 @@ async fn evicted_and_expired_sessions_say_so_on_their_next_use() {
     eventually(Duration::from_secs(15), "the idle session to end", || engine.sessions().is_empty()).await;
     let back = engine.session("idle").execute("return typeof here;", ExecuteOptions::default()).await;
     assert_eq!(back.value, json!("undefined"));
-    assert_eq!(back.session.unwrap().reset.unwrap().reason, "expired");
+    let reset = back.session.unwrap().reset.unwrap();
+    assert_eq!(
+        (reset.reason.as_str(), reset.message.as_str()),
+        (
+            "expired",
+            "this session had ended after 0.2 s idle (its idle timeout); its declarations, globals and stored \
+             values are gone"
+        )
+    );
 }
 
 #[tokio::test]
@@ -251,4 +259,124 @@ async fn the_checker_sees_what_earlier_programs_of_the_session_declared() {
     // A program of another session does not see them.
     let other = engine.session("other").execute("return rows;", strict()).await.error.unwrap();
     assert!(other.message.starts_with("TS2304: Cannot find name 'rows'"), "{}", other.message);
+}
+
+#[tokio::test]
+async fn daemon_sessions_are_the_connections_own_unless_shared() {
+    use crate::daemon::{connect, daemon, no_answer};
+    let d = daemon();
+    let mut a = connect(&d);
+    let mut b = connect(&d);
+    let exec = |code: &str, session: serde_json::Value| json!({ "code": code, "session": session });
+    let r = a
+        .call(
+            1,
+            "code/execute",
+            exec("const mine = 'a'; await codemode.store('k', 1); return 1;", json!("s")),
+            no_answer,
+        )
+        .await;
+    assert_eq!(r["result"]["session"], json!({ "id": "s", "execution": 1, "shared": false }), "{r}");
+    // The same name on another connection is another session.
+    let r = b
+        .call(
+            1,
+            "code/execute",
+            exec("return [typeof mine, await codemode.load('k')];", json!("s")),
+            no_answer,
+        )
+        .await;
+    assert_eq!(r["result"]["value"], json!(["undefined", null]));
+    let r = a
+        .call(2, "code/execute", exec("return [mine, await codemode.load('k')];", json!("s")), no_answer)
+        .await;
+    assert_eq!(r["result"]["value"], json!(["a", 1]));
+    // A shared session is the same for both.
+    let shared = |code: &str| json!({ "code": code, "session": "team", "shared": true });
+    a.call(3, "code/execute", shared("const common = 42;"), no_answer).await;
+    let r = b.call(2, "code/execute", shared("return common;"), no_answer).await;
+    assert_eq!(r["result"]["value"], json!(42));
+    assert_eq!(r["result"]["session"], json!({ "id": "team", "execution": 2, "shared": true }));
+    // Closing ends it; a second close says it was not live.
+    let r = a.call(4, "session/close", json!({ "session": "s" }), no_answer).await;
+    assert_eq!(r["result"], json!({ "closed": true }));
+    let r = a.call(5, "session/close", json!({ "session": "s" }), no_answer).await;
+    assert_eq!(r["result"], json!({ "closed": false }));
+    let r = a.call(6, "code/execute", exec("return typeof mine;", json!("s")), no_answer).await;
+    assert_eq!(
+        (r["result"]["value"].clone(), r["result"]["session"]["execution"].clone()),
+        (json!("undefined"), json!(1))
+    );
+    // Bad parameters are refused with what is wrong.
+    let r = a.call(7, "code/execute", exec("return 1;", json!(5)), no_answer).await;
+    assert_eq!(r["error"]["message"], "session must be a string of 1 to 256 bytes");
+    let r = a.call(8, "code/execute", json!({ "code": "return 1;", "shared": true }), no_answer).await;
+    assert_eq!(r["error"]["message"], "shared needs a session name");
+    let r = a.call(9, "session/close", json!({}), no_answer).await;
+    assert_eq!(r["error"]["message"], "session (the name given to code/execute) is required");
+    // A connection's own sessions end with it; shared ones stay.
+    let stats = a.call(10, "stats", json!({}), no_answer).await;
+    assert_eq!(stats["result"]["sessions"], json!(3));
+    drop(b);
+    for attempt in 0u64.. {
+        let stats = a.call(11 + attempt, "stats", json!({}), no_answer).await;
+        if stats["result"]["sessions"] == json!(2) {
+            break;
+        }
+        assert!(attempt < 500, "b's session did not end with it: {stats}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends `execute_code` with `arguments` and returns the call's result.
+async fn mcp_execute(
+    lines: &mut Lines,
+    w: &mut tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    id: u64,
+    arguments: serde_json::Value,
+) -> serde_json::Value {
+    use tokio::io::AsyncWriteExt;
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "execute_code", "arguments": arguments}});
+    w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
+    loop {
+        let m: serde_json::Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        if m["id"] == json!(id) {
+            return m["result"]["structuredContent"].clone();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mcp_client_keeps_its_own_session_and_may_name_more() {
+    use codemode::mcp::{McpConfig, McpServer};
+    let engine = Engine::builder().registry(registry()).workers(2).build().unwrap();
+    let server = McpServer::new(engine.clone());
+    let (mut lines, mut w) = in_memory_session(server.clone(), json!({})).await;
+    let (mut lines2, mut w2) = in_memory_session(server, json!({})).await;
+    let r = mcp_execute(&mut lines, &mut w, 1, json!({"code": "const seen = 'one'; return 1"})).await;
+    assert_eq!(r["session"], json!({"id": "default", "execution": 1}), "{r}");
+    let r = mcp_execute(&mut lines, &mut w, 2, json!({"code": "return seen"})).await;
+    assert_eq!(r["value"], json!("one"), "{r}");
+    // Another client, and another named session of the same client, see nothing of it.
+    let r = mcp_execute(&mut lines2, &mut w2, 1, json!({"code": "return typeof seen"})).await;
+    assert_eq!(r["value"], json!("undefined"));
+    let r =
+        mcp_execute(&mut lines, &mut w, 3, json!({"code": "return typeof seen", "session": "side"})).await;
+    assert_eq!((r["value"].clone(), r["session"]["id"].clone()), (json!("undefined"), json!("side")));
+    assert_eq!(engine.sessions().len(), 3);
+    // A client's sessions end when it goes.
+    drop((lines2, w2));
+    eventually(Duration::from_secs(10), "the second client's session to end", || {
+        engine.sessions().len() == 2
+    })
+    .await;
+
+    // With sessions off, each call starts from nothing unless it names one.
+    let config = McpConfig { sessions: false, ..McpConfig::default() };
+    let (mut lines, mut w) =
+        in_memory_session(McpServer::with_config(engine.clone(), config), json!({})).await;
+    mcp_execute(&mut lines, &mut w, 1, json!({"code": "var gone = 1"})).await;
+    let r = mcp_execute(&mut lines, &mut w, 2, json!({"code": "return typeof gone"})).await;
+    assert_eq!((r["value"].clone(), r.get("session")), (json!("undefined"), None));
 }

@@ -360,9 +360,9 @@ async fn the_daemon_checks_too_and_a_client_may_ask_for_warn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prompt_says_whether_programs_are_checked() {
-    let checked = engine().prompt();
+    let checked = engine().prompt(false);
     assert!(checked.contains("type-checked against the tools' declarations before it runs"), "{checked}");
-    let unchecked = crate::harness::engine().prompt();
+    let unchecked = crate::harness::engine().prompt(false);
     assert!(!unchecked.contains("type-checked"), "{unchecked}");
 }
 

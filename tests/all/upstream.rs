@@ -267,7 +267,7 @@ async fn untyped_tools_are_declared_as_the_mcp_mapping_until_their_results_teach
         .unwrap();
     upstream.follow(&engine);
     assert!(engine
-        .prompt()
+        .prompt(false)
         .contains("- A tool whose server declares no output schema returns `codemode.ToolResult`"));
     let shout = r#"return (await everything.echo({ message: "hi" })).toUpperCase()"#;
     let o = engine.execute(shout, ExecuteOptions::default()).await;

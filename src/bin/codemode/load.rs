@@ -87,7 +87,8 @@ pub(crate) fn start(
         limits.typecheck = mode;
     }
     let checker = type_checker(limits.typecheck);
-    let mut builder = Engine::builder().registry(loaded.registry.clone()).limits(limits);
+    let mut builder =
+        Engine::builder().registry(loaded.registry.clone()).limits(limits).sessions(loaded.config.sessions());
     if let Some(checker) = checker {
         builder = builder.type_checker(checker);
     }

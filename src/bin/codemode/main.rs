@@ -137,6 +137,10 @@ enum ToolsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// For programs that run in a session (the daemon's `session`, `codemode mcp`): say
+        /// that state persists between them.
+        #[arg(long)]
+        session: bool,
     },
 }
 

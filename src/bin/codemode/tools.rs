@@ -108,14 +108,14 @@ pub(crate) fn tools(command: ToolsCommand) -> ExitCode {
                 outln!("{f}");
             }
         }
-        ToolsCommand::Prompt { json, .. } => {
+        ToolsCommand::Prompt { json, session, .. } => {
             let mut limits = loaded.config.limits();
             // Promise a type check only where one will happen.
             let installed = typescript_dir().is_some_and(|d| TypeChecker::installed_binary(&d).is_file());
             if !installed {
                 limits.typecheck = TypeCheck::Off;
             }
-            let text = codemode::prompt(registry, &limits);
+            let text = codemode::prompt(registry, &limits, session);
             if json {
                 return print_json(&serde_json::json!({ "prompt": text }));
             }
