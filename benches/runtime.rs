@@ -125,6 +125,32 @@ fn benches(c: &mut Criterion) {
             assert_eq!(o.value["active"], json!(3334));
         })
     });
+    // Sessions: the same program in a live session's sandbox (kept between executions) against
+    // a fresh one from the pool; and a follow-up question answered from rows an earlier program
+    // of the session fetched, against fetching them again.
+    let session = warm.session("bench");
+    c.bench_function("session/return_1_plus_1/live_session", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = session.execute("return 1 + 1", ExecuteOptions::default()).await;
+            assert_eq!(o.value, json!(2));
+        })
+    });
+    const FETCH: &str = "const rows = await sheets.getRows({ sheetId: 'sales' });";
+    const COUNT: &str = "return rows.filter((r: any) => r.status === 'active').length;";
+    rt.block_on(session.execute(FETCH, ExecuteOptions::default()));
+    c.bench_function("session/follow_up/reuse_rows", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = session.execute(COUNT, ExecuteOptions::default()).await;
+            assert_eq!(o.value, json!(3334), "{:?}", o.error);
+        })
+    });
+    let refetch = format!("{FETCH}\n{COUNT}");
+    c.bench_function("session/follow_up/fetch_again", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = warm.execute(&refetch, ExecuteOptions::default()).await;
+            assert_eq!(o.value, json!(3334), "{:?}", o.error);
+        })
+    });
     // Throughput: 1,000 trivial executions in flight at once; time per execution.
     c.bench_function("throughput/trivial_x1000", |b| {
         b.to_async(&rt).iter_custom(|iters| {

@@ -110,9 +110,17 @@ const FIXED_GLOBALS: [&str; 3] = ["undefined", "NaN", "Infinity"];
 /// that `const` no longer refuses reassignment and reading one before its line gives `undefined`
 /// (or the session's earlier value) rather than a `ReferenceError`. Lines keep their numbers;
 /// columns move only after what is inserted on a line: `=void 0` after a name declared without a
-/// value, `)` after a declaration that starts with an object pattern, a class's copy. The arrow form declares
-/// nothing: its top level is a function's. Returns the names declared.
+/// value, `)` after a declaration that starts with an object pattern, a class's copy. The arrow
+/// form declares nothing: its top level is a function's. The result is a script whose value is
+/// the program's promise, not a module: a module stays in its runtime's module list for good,
+/// and a session's runtime runs many programs. Returns the names declared.
 pub(crate) fn transpile_session(ts: &str) -> Result<(Compiled, Vec<String>), ExecError> {
+    let (mut compiled, names) = hoist(ts)?;
+    script_form(&mut compiled.js);
+    Ok((compiled, names))
+}
+
+fn hoist(ts: &str) -> Result<(Compiled, Vec<String>), ExecError> {
     use swc_common::Spanned;
     use swc_ecma_ast::{Decl, Stmt, VarDeclKind};
     let mut compiled = transpile(ts)?;
@@ -198,13 +206,21 @@ pub(crate) fn transpile_session(ts: &str) -> Result<(Compiled, Vec<String>), Exe
         serde_json::to_string(&assigned).expect("names serialize")
     );
     let copy: String = functions.iter().map(|f| format!("globalThis.{f}={f};")).collect();
-    let body_at = BODY_PREFIX.len();
-    js.insert_str(body_at, &copy);
+    js.insert_str(BODY_PREFIX.len(), &copy);
     js.insert_str(0, &declare);
     compiled.first_line_shift += (declare.len() + copy.len()) as u32;
     compiled.js = js;
     names.dedup();
     Ok((compiled, names))
+}
+
+/// The wrapped program as a script whose value is the program's promise (or function):
+/// `export default` blanked out, so every position stays.
+fn script_form(js: &mut String) {
+    const EXPORT: &str = "export default ";
+    if let Some(at) = js.find(EXPORT) {
+        js.replace_range(at..at + EXPORT.len(), &" ".repeat(EXPORT.len()));
+    }
 }
 
 /// The statements of a wrapped program body: `export default (async () => { BODY })();`.

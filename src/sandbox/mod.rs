@@ -335,11 +335,13 @@ impl Sandbox {
             resolvers: HashMap::new(),
         });
 
-        // A session's program is transpiled for it (its declarations made globals) and loaded
-        // from source: bytecode loaded without copying would have to outlive every later run.
+        // A session's program is transpiled for it (its declarations made globals) and run as a
+        // script: a module would stay in the runtime's module list for the session's life.
         let cached = if session.is_some() { None } else { cache.get(&code) };
         // Cached bytecode is loaded without copying: it must outlive the runtime.
-        self._script = cached.clone();
+        if cached.is_some() {
+            self._script = cached.clone();
+        }
         let cache = if session.is_some() { None } else { Some(&*cache) };
         let result = self.execute(&code, compiled, cached, cache, &registry, &limits, deadline);
 
@@ -450,7 +452,7 @@ impl Sandbox {
         code: &Arc<str>,
         compiled: Option<Compiled>,
         cached: Option<Arc<Script>>,
-        cache: Option<&ScriptCache>,
+        cache: &ScriptCache,
     ) -> Result<(Module<'js, Declared>, Arc<Script>), ExecError> {
         if let Some(script) = cached {
             // Bytecode we compiled ourselves, from this exact crate version.
@@ -464,7 +466,6 @@ impl Sandbox {
         let module = Module::declare(ctx.clone(), SCRIPT_NAME, compiled.js.as_str())
             .catch(ctx)
             .map_err(|e| self.caught_error(ctx, e, &compiled, ErrorKind::Syntax))?;
-        let Some(cache) = cache else { return Ok((module, Arc::new(Script::new(Vec::new(), compiled)))) };
         let bytecode = module.write(WriteOptions::default()).map_err(|e| {
             ExecError::new(ErrorKind::Internal, format!("could not serialize the compiled program: {e}"))
         })?;
@@ -487,8 +488,20 @@ impl Sandbox {
         let exec = &self.exec;
         let control = &self.control;
         self.context.with(|ctx| {
-            // Nothing runs before the program compiles: syntax errors come first.
-            let (module, script) = self.module(&ctx, code, compiled, cached, cache)?;
+            // Nothing runs before the program compiles: syntax errors come first. (A session's
+            // program, a script, compiles as it starts; swc has parsed it already.)
+            let (module, script) = match cache {
+                Some(cache) => {
+                    let (module, script) = self.module(&ctx, code, compiled, cached, cache)?;
+                    (Some(module), script)
+                }
+                None => {
+                    let compiled = compiled.ok_or_else(|| {
+                        ExecError::new(ErrorKind::Internal, "a session's program reached its sandbox untranspiled")
+                    })?;
+                    (None, Arc::new(Script::new(Vec::new(), compiled)))
+                }
+            };
             let exports = self.exports.clone().restore(&ctx).map_err(internal_js)?;
             let install: Function = exports.get("install").map_err(internal_js)?;
             // Positions follow `Registry::entries`: namespaces in order, then tools by JS name.
@@ -504,8 +517,15 @@ impl Sandbox {
             let start: Function = exports.get("start").map_err(internal_js)?;
 
             let promise: Promise = (|| {
-                let (module, _) = module.eval()?;
-                let main: Value = module.get("default")?;
+                let main: Value = match module {
+                    Some(module) => module.eval()?.0.get("default")?,
+                    None => {
+                        let mut options = rquickjs::context::EvalOptions::default();
+                        options.strict = true;
+                        options.filename = Some(SCRIPT_NAME.into());
+                        ctx.eval_with_options(script.compiled.js.as_str(), options)?
+                    }
+                };
                 start.call((main, script.compiled.call_default))
             })()
             .catch(&ctx)

@@ -116,3 +116,23 @@ fn mistakes_are_reported_with_line_column_and_key() {
     let e = Config::load(Path::new("/nonexistent/codemode.toml")).unwrap_err().to_string();
     assert!(e.starts_with("/nonexistent/codemode.toml: cannot read it: "), "{e}");
 }
+
+#[test]
+fn sessions_are_configured_in_their_own_section() {
+    let c = parse("[sessions]\nmax = 3\nidle_timeout_ms = 1500\nmemory_mb = 32\nstore_bytes = 1000\nmcp = false\n").unwrap();
+    assert_eq!(
+        c.sessions(),
+        codemode::SessionLimits {
+            max_sessions: 3,
+            idle_timeout: std::time::Duration::from_millis(1500),
+            memory_bytes: 32 << 20,
+            store_bytes: 1000,
+        }
+    );
+    assert!(!c.mcp().sessions);
+    let defaults = parse("").unwrap();
+    assert_eq!(defaults.sessions(), codemode::SessionLimits::default());
+    assert!(defaults.mcp().sessions);
+    let e = parse("[sessions]\nmax_sessions = 3\n").unwrap_err();
+    assert!(e.starts_with("codemode.toml:2:1: unknown field `max_sessions`"), "{e}");
+}

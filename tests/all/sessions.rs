@@ -380,3 +380,17 @@ async fn each_mcp_client_keeps_its_own_session_and_may_name_more() {
     let r = mcp_execute(&mut lines, &mut w, 2, json!({"code": "return typeof gone"})).await;
     assert_eq!((r["value"].clone(), r.get("session")), (json!("undefined"), None));
 }
+
+#[test]
+fn the_prompt_says_whether_state_persists() {
+    let registry = registry();
+    let limits = Limits::default();
+    let with = codemode::prompt(&registry, &limits, true);
+    assert!(with.contains(
+        "- State persists between your programs: top-level `const`/`let`/`var`/`function`/`class` declarations"
+    ));
+    assert!(!with.contains("starts from nothing"));
+    let without = codemode::prompt(&registry, &limits, false);
+    assert!(without.contains("- Each program starts from nothing: what one declares is gone for the next.\n"));
+    assert!(!without.contains("persists"));
+}
