@@ -22,7 +22,7 @@ use tracing::Instrument;
 pub use crate::error::PendingCall;
 use crate::error::{ErrorKind, ToolError};
 use crate::limits::Limits;
-use crate::outcome::TextSample;
+use crate::outcome::{CallRecord, TextSample};
 use crate::outcome::{LogLevel, LogLine, LogSink};
 use crate::registry::discovery::{names_arg, search_args};
 use crate::registry::{Entry, Registry};
@@ -237,6 +237,15 @@ pub(crate) struct Bridge {
     pub(crate) samples: TextSample,
     /// The session the execution runs in, and how many bytes its store may hold.
     session: Option<(Arc<SessionState>, usize)>,
+    audit: Option<Audit>,
+}
+
+/// The tool calls of an execution, recorded as they start and settle.
+struct Audit {
+    started: Instant,
+    records: Vec<CallRecord>,
+    /// Calls not settled yet: their place in `records`.
+    by_id: HashMap<u64, usize>,
 }
 
 /// The longest key `codemode.store` takes.
@@ -269,6 +278,7 @@ impl Bridge {
             tool_result_bytes: 0,
             samples: TextSample::default(),
             session: None,
+            audit: None,
         }
     }
 
@@ -412,11 +422,13 @@ impl Bridge {
         let args = match args {
             Ok(args) => args,
             Err(why) => {
+                self.record(id, label, None);
                 let failure = ToolFailure::type_error(label, format!("{label}: {why}"), None);
-                self.ready.push_back((id, Settlement::Error(failure)));
+                self.settle(id, Settlement::Error(failure));
                 return Ok(id);
             }
         };
+        self.record(id, label, Some(&args));
         if !entry.validator.is_valid(&args) {
             let err = entry.validator.iter_errors(&args).next().expect("an invalid instance has an error");
             let path = js_path(&err.instance_path().to_string());
@@ -431,7 +443,7 @@ impl Bridge {
             }
             let message = format!("{label}: invalid arguments at {path}: {detail}");
             let failure = ToolFailure::type_error(label, message, Some(path));
-            self.ready.push_back((id, Settlement::Error(failure)));
+            self.settle(id, Settlement::Error(failure));
             return Ok(id);
         }
         let queued = Queued { id, entry, args, since: Instant::now() };
@@ -495,7 +507,7 @@ impl Bridge {
         match first {
             Poll::Ready(result) => {
                 let settlement = self.settlement(result);
-                self.ready.push_back((id, settlement));
+                self.settle(id, settlement);
             }
             Poll::Pending => {
                 let tx = self.tx.clone();
@@ -507,6 +519,62 @@ impl Bridge {
                 self.in_flight.insert(id, InFlight { task: task.abort_handle(), tool, since });
             }
         }
+    }
+
+    /// Records a tool call as it starts, when the execution keeps an audit.
+    fn record(&mut self, id: u64, tool: &str, args: Option<&Value>) {
+        let Some(audit) = &mut self.audit else { return };
+        use sha2::Digest;
+        let text = args.map(Value::to_string).unwrap_or_default();
+        let hash = sha2::Sha256::digest(text.as_bytes());
+        audit.by_id.insert(id, audit.records.len());
+        audit.records.push(CallRecord {
+            tool: tool.to_string(),
+            argument_bytes: text.len() as u64,
+            argument_sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+            started_ms: audit.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: None,
+            outcome: "pending".into(),
+            error_code: None,
+            result_bytes: None,
+        });
+    }
+
+    /// A tool call's settlement, for the sandbox's next turn (and the audit).
+    fn settle(&mut self, id: u64, settlement: Settlement) {
+        if let Some(audit) = &mut self.audit {
+            if let Some(record) = audit.by_id.remove(&id).and_then(|i| audit.records.get_mut(i)) {
+                let now = audit.started.elapsed().as_secs_f64() * 1000.0;
+                record.duration_ms = Some(now - record.started_ms);
+                match &settlement {
+                    Settlement::Value { json, .. } => {
+                        record.outcome = "ok".into();
+                        record.result_bytes = Some(json.len() as u64);
+                    }
+                    Settlement::Error(failure) => {
+                        record.outcome = "error".into();
+                        record.error_code = Some(match (&failure.code, failure.path.is_some()) {
+                            (Some(code), _) => code.clone(),
+                            (None, true) => "invalid_arguments".into(),
+                            (None, false) => "invalid_call".into(),
+                        });
+                    }
+                    Settlement::Timer => {}
+                }
+            }
+        }
+        self.ready.push_back((id, settlement));
+    }
+
+    /// Keeps a record of every tool call from now on ([`Bridge::take_calls`]).
+    pub(crate) fn set_audit(&mut self, on: bool) {
+        self.audit =
+            on.then(|| Audit { started: Instant::now(), records: Vec::new(), by_id: HashMap::new() });
+    }
+
+    /// The calls recorded, in order.
+    pub(crate) fn take_calls(&mut self) -> Vec<CallRecord> {
+        self.audit.as_mut().map(|a| std::mem::take(&mut a.records)).unwrap_or_default()
     }
 
     fn settlement(&mut self, result: CallResult) -> Settlement {
@@ -573,7 +641,7 @@ impl Bridge {
                     // Behind any queued call that completed inline, and after the lines the
                     // tool wrote, which the next turn reads first.
                     let settlement = self.settlement(result);
-                    self.ready.push_back((id, settlement));
+                    self.settle(id, settlement);
                 }
                 Ok(Wake::Logged) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(Wake::Cancel) => return Next::Cancelled,

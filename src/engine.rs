@@ -352,6 +352,9 @@ pub struct ExecuteOptions {
     /// Runs the program in this session ([`Engine::session`]): it sees what the session's
     /// earlier programs declared, and `codemode.store`/`load` keep values between them.
     pub session: Option<String>,
+    /// Records every tool call in [`Outcome::calls`]: tool, the arguments' size and SHA-256,
+    /// timing and outcome (costs a serialization and a hash of each call's arguments).
+    pub audit: bool,
 }
 
 pub use crate::outcome::LogSink;
@@ -365,6 +368,7 @@ impl std::fmt::Debug for ExecuteOptions {
             .field("on_log", &self.on_log.as_ref().map(|_| "Fn(&LogLine)"))
             .field("client", &self.client.as_ref().map(|_| "dyn ClientRequests"))
             .field("session", &self.session)
+            .field("audit", &self.audit)
             .finish()
     }
 }
@@ -717,6 +721,7 @@ impl Engine {
         let mut bridge = Bridge::new(registry, handle, &limits);
         bridge.set_log_sink(options.on_log);
         bridge.set_client(options.client);
+        bridge.set_audit(options.audit);
         let cancel = bridge.cancel_handle();
         if let Some(token) = &options.cancel {
             token.attach(cancel.clone());

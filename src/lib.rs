@@ -128,8 +128,8 @@ pub use {
     globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS},
     limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
     outcome::{
-        estimate_tokens, CheckStatus, LogLevel, LogLine, Outcome, SessionInfo, SessionReset, Stats, Tokens,
-        TOKEN_SAMPLE_BYTES,
+        estimate_tokens, CallRecord, CheckStatus, LogLevel, LogLine, Outcome, SessionInfo, SessionReset,
+        Stats, Tokens, TOKEN_SAMPLE_BYTES,
     },
     prompt::prompt,
     registry::discovery::{Detail, NamespaceInfo, SearchHit},

@@ -154,9 +154,38 @@ pub struct Outcome {
     /// was an expression is told where to put `return`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// Every tool call the program made, in order, when the execution was asked to record them
+    /// ([`ExecuteOptions::audit`](crate::ExecuteOptions::audit)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<CallRecord>,
     /// The session the execution ran in, if it ran in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionInfo>,
+}
+
+/// One tool call of an execution, as an audit sees it: what was called, with how much, and
+/// what came of it. The arguments themselves are not kept (they may hold private data); their
+/// SHA-256 tells whether two calls sent the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// `namespace.tool`.
+    pub tool: String,
+    /// Bytes of the arguments as JSON.
+    pub argument_bytes: u64,
+    /// SHA-256 of the arguments' JSON text, in hex.
+    pub argument_sha256: String,
+    /// When the call was made, in milliseconds after the execution started.
+    pub started_ms: f64,
+    /// How long it took; `None` when it had not finished as the execution ended.
+    pub duration_ms: Option<f64>,
+    /// `ok`, `error` (the tool failed, or its arguments did not validate) or `pending`.
+    pub outcome: String,
+    /// The error's code (`not_found`, `invalid_arguments`, …) when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Bytes of the result's JSON when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_bytes: Option<u64>,
 }
 
 /// Where an execution of a session stands in it.
@@ -198,6 +227,7 @@ impl Outcome {
             stats: Stats::default(),
             diagnostics: Vec::new(),
             hint: None,
+            calls: Vec::new(),
             session: None,
         }
     }
@@ -261,6 +291,9 @@ impl Outcome {
         }
         if !self.diagnostics.is_empty() {
             report["diagnostics"] = serde_json::to_value(&self.diagnostics).expect("diagnostics serialize");
+        }
+        if !self.calls.is_empty() {
+            report["calls"] = serde_json::to_value(&self.calls).expect("calls serialize");
         }
         if let Some(session) = &self.session {
             report["session"] = serde_json::to_value(session).expect("session serializes");

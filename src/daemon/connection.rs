@@ -21,7 +21,12 @@ pub(super) struct Connection {
     pub(super) slots: tokio::sync::Semaphore,
     /// The engine's names of the sessions only this connection sees: they end with it.
     pub(super) sessions: Mutex<std::collections::BTreeSet<String>>,
+    /// The tool calls of its last finished executions, by request id (`code/calls`).
+    pub(super) audits: Mutex<std::collections::VecDeque<(String, Vec<CallRecord>)>>,
 }
+
+/// Finished executions whose tool calls a connection can read back.
+pub(super) const KEPT_AUDITS: usize = 64;
 
 impl Connection {
     pub(super) fn send(&self, line: String) {
@@ -37,6 +42,23 @@ impl Connection {
         } else {
             format!("connection/{}/{name}", self.id)
         }
+    }
+
+    /// Keeps the calls of the execution with request id `id`, forgetting the oldest past
+    /// [`KEPT_AUDITS`].
+    pub(super) fn keep_calls(&self, id: String, calls: Vec<CallRecord>) {
+        let mut audits = self.audits.lock().expect("audits lock");
+        audits.retain(|(kept, _)| *kept != id);
+        if audits.len() >= KEPT_AUDITS {
+            audits.pop_front();
+        }
+        audits.push_back((id, calls));
+    }
+
+    /// The calls of the finished execution with request id `id`, if kept.
+    pub(super) fn calls(&self, id: &str) -> Option<Vec<CallRecord>> {
+        let audits = self.audits.lock().expect("audits lock");
+        audits.iter().find(|(kept, _)| kept == id).map(|(_, calls)| calls.clone())
     }
 
     pub(super) fn has_own_tools(&self) -> bool {

@@ -32,7 +32,7 @@ use crate::error::ToolError;
 use crate::flow::Outbox;
 use crate::limits::{Limits, LimitsPatch};
 use crate::mcp::Upstream;
-use crate::outcome::LogLine;
+use crate::outcome::{CallRecord, LogLine};
 use crate::registry::discovery::{names_arg, search_args};
 use crate::registry::{Registry, Tool};
 use crate::rpc::{self, Line, LineReader, RpcError};
@@ -165,6 +165,7 @@ impl Daemon {
             closed: AtomicBool::new(false),
             slots: tokio::sync::Semaphore::new(self.inner.engine.workers()),
             sessions: Mutex::new(Default::default()),
+            audits: Mutex::new(Default::default()),
         });
         self.read_loop(&conn, reader).instrument(span.clone()).await;
         let overflowed = conn.out.is_overflowed();
@@ -382,6 +383,22 @@ impl Daemon {
                     )),
                 }
             }
+            "code/calls" => {
+                let target = params
+                    .get("id")
+                    .map(Value::to_string)
+                    .ok_or_else(|| RpcError::params("id (of the code/execute request) is required"))?;
+                match conn.calls(&target) {
+                    Some(calls) => Ok(json!({ "calls": calls })),
+                    None => Err(RpcError::new(
+                        rpc::NO_SUCH_EXECUTION,
+                        format!(
+                            "no finished execution with id {target} on this connection (the last {} are kept)",
+                            connection::KEPT_AUDITS
+                        ),
+                    )),
+                }
+            }
             "session/close" => {
                 let (name, shared) = session_param(&params)?.ok_or_else(|| {
                     RpcError::params("session (the name given to code/execute) is required")
@@ -485,6 +502,8 @@ impl Daemon {
             })),
             client: None,
             session: session_key,
+            // Kept for `code/calls`, whether or not this response carries them.
+            audit: true,
         };
         // One connection has at most as many programs in the engine as it has sandbox threads:
         // the rest wait here, so one client's burst does not queue ahead of everyone else's.
@@ -501,6 +520,14 @@ impl Daemon {
         // The exact count costs about 8 ms per 100 KB of tool results; only on request.
         let exact = params.get("tokens").and_then(Value::as_bool).unwrap_or(false);
         let mut report = if exact { outcome.to_report_exact() } else { outcome.to_report() };
+        if params.get("calls").and_then(Value::as_bool) != Some(true) {
+            if let Some(m) = report.as_object_mut() {
+                m.remove("calls");
+            }
+        }
+        if let Some(id) = id {
+            conn.keep_calls(id.to_string(), outcome.calls);
+        }
         if let (Some(info), Some((name, shared))) = (report.get_mut("session"), session) {
             // The client's own name for it, not the engine's.
             info["id"] = json!(name);

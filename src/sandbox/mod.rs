@@ -388,7 +388,8 @@ impl Sandbox {
             tool_result_texts: exec.bridge.samples.clone(),
             ..Stats::default()
         };
-        Outcome { value, logs, error, stats, diagnostics: Vec::new(), hint, session: None }
+        let calls = exec.bridge.take_calls();
+        Outcome { value, logs, error, stats, diagnostics: Vec::new(), hint, calls, session: None }
     }
 
     /// Logs the unhandled rejections within what the log caps leave (the lines the program

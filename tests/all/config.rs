@@ -119,7 +119,10 @@ fn mistakes_are_reported_with_line_column_and_key() {
 
 #[test]
 fn sessions_are_configured_in_their_own_section() {
-    let c = parse("[sessions]\nmax = 3\nidle_timeout_ms = 1500\nmemory_mb = 32\nstore_bytes = 1000\nmcp = false\n").unwrap();
+    let c = parse(
+        "[sessions]\nmax = 3\nidle_timeout_ms = 1500\nmemory_mb = 32\nstore_bytes = 1000\nmcp = false\n",
+    )
+    .unwrap();
     assert_eq!(
         c.sessions(),
         codemode::SessionLimits {

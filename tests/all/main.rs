@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod audit;
 mod bounded;
 mod build;
 mod cli;
