@@ -151,6 +151,34 @@ fn benches(c: &mut Criterion) {
             assert_eq!(o.value, json!(3334), "{:?}", o.error);
         })
     });
+    // Privacy: what tokenizing costs. All 100 demo contacts returned (200 values to replace),
+    // and the demo workflow (nothing private in its result), with privacy on and off.
+    let private = {
+        let privacy = codemode::Privacy::new(codemode::PRIVACY_KINDS.iter().copied(), []).unwrap();
+        let mut registry = codemode::demo::registry();
+        codemode::demo::register_crm(&mut registry).unwrap();
+        Engine::builder().registry(registry).privacy(privacy).build().unwrap()
+    };
+    const CONTACTS: &str = "return await crm.listContacts();";
+    let plain = {
+        let mut registry = codemode::demo::registry();
+        codemode::demo::register_crm(&mut registry).unwrap();
+        Engine::builder().registry(registry).build().unwrap()
+    };
+    for (name, engine) in [("off", &plain), ("on", &private)] {
+        c.bench_function(&format!("privacy/contacts/{name}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let o = engine.execute(CONTACTS, ExecuteOptions::default()).await;
+                assert_eq!(o.value.as_array().map(Vec::len), Some(100));
+            })
+        });
+        c.bench_function(&format!("privacy/demo_workflow/{name}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let o = engine.execute(spreadsheet, ExecuteOptions::default()).await;
+                assert_eq!(o.value["active"], json!(3334));
+            })
+        });
+    }
     // Throughput: 1,000 trivial executions in flight at once; time per execution.
     c.bench_function("throughput/trivial_x1000", |b| {
         b.to_async(&rt).iter_custom(|iters| {

@@ -24,6 +24,7 @@ use crate::error::{ErrorKind, ToolError};
 use crate::limits::Limits;
 use crate::outcome::{CallRecord, TextSample};
 use crate::outcome::{LogLevel, LogLine, LogSink};
+use crate::privacy::{Privacy, Vault};
 use crate::registry::discovery::{names_arg, search_args};
 use crate::registry::{Entry, Registry};
 use crate::session::SessionState;
@@ -238,6 +239,10 @@ pub(crate) struct Bridge {
     /// The session the execution runs in, and how many bytes its store may hold.
     session: Option<(Arc<SessionState>, usize)>,
     audit: Option<Audit>,
+    /// What to tokenize in the output, and the tokens of this session (or execution).
+    privacy: Option<(Privacy, Arc<std::sync::Mutex<Vault>>)>,
+    /// Values tokenized in the logs so far, by kind.
+    pub(crate) tokenized: std::collections::BTreeMap<String, u64>,
 }
 
 /// The tool calls of an execution, recorded as they start and settle.
@@ -279,6 +284,8 @@ impl Bridge {
             samples: TextSample::default(),
             session: None,
             audit: None,
+            privacy: None,
+            tokenized: Default::default(),
         }
     }
 
@@ -420,7 +427,13 @@ impl Bridge {
         };
         let label = &entry.label;
         let args = match args {
-            Ok(args) => args,
+            Ok(mut args) => {
+                // A token this session made reaches the tool as the value it stands for.
+                if let Some((_, vault)) = &self.privacy {
+                    vault.lock().expect("vault lock").resolve_json(&mut args);
+                }
+                args
+            }
             Err(why) => {
                 self.record(id, label, None);
                 let failure = ToolFailure::type_error(label, format!("{label}: {why}"), None);
@@ -564,6 +577,24 @@ impl Bridge {
             }
         }
         self.ready.push_back((id, settlement));
+    }
+
+    /// Tokenizes private values in what the program writes, and resolves tokens in the
+    /// arguments of its tool calls, with `vault`.
+    pub(crate) fn set_privacy(&mut self, privacy: Privacy, vault: Arc<std::sync::Mutex<Vault>>) {
+        if !privacy.is_off() {
+            self.privacy = Some((privacy, vault));
+        }
+    }
+
+    /// A line for the logs with its private values tokenized.
+    pub(crate) fn redact(&mut self, text: String) -> String {
+        match &self.privacy {
+            Some((privacy, vault)) => {
+                vault.lock().expect("vault lock").tokenize(privacy, &text, &mut self.tokenized)
+            }
+            None => text,
+        }
     }
 
     /// Keeps a record of every tool call from now on ([`Bridge::take_calls`]).

@@ -18,6 +18,9 @@
 //! max = 32
 //! idle_timeout_ms = 600000
 //!
+//! [privacy]
+//! tokenize = ["email", "phone"]
+//!
 //! [[servers]]
 //! namespace = "memory"
 //! command = "npx"
@@ -49,6 +52,7 @@ use toml::Spanned;
 use crate::daemon::DaemonConfig;
 use crate::limits::{Limits, LimitsPatch};
 use crate::mcp::{McpConfig, Transport, UpstreamConfig};
+use crate::privacy::Privacy;
 use crate::session::SessionLimits;
 
 /// A parsed configuration file.
@@ -73,6 +77,9 @@ pub struct Config {
     /// Sessions (programs that share a sandbox and a store).
     #[serde(default)]
     pub sessions: SessionsSection,
+    /// Private values kept out of what programs return.
+    #[serde(default)]
+    pub privacy: Option<Spanned<PrivacySection>>,
     /// Upstream MCP servers, each a namespace.
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
@@ -116,6 +123,19 @@ pub struct SessionsSection {
     /// Whether `codemode mcp` runs each client's programs in a session of its own (default
     /// true); false makes every `execute_code` start from nothing unless it names a session.
     pub mcp: Option<bool>,
+}
+
+/// `[privacy]`: which values are replaced by tokens in what goes back to the model.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    /// Built-in kinds: `email`, `phone`, `credit_card`, `iban`.
+    #[serde(default)]
+    pub tokenize: Vec<String>,
+    /// Custom kinds: name → regular expression (`EMPLOYEE = "\bE\d{6}\b"` makes
+    /// `[EMPLOYEE_1]`).
+    #[serde(default)]
+    pub patterns: BTreeMap<String, String>,
 }
 
 /// `[daemon]`; unset keys keep [`DaemonConfig::default`].
@@ -253,7 +273,29 @@ impl Config {
             }
             seen.push(name);
         }
+        if let Some(section) = &config.privacy {
+            config.privacy_of(section).map_err(|e| ConfigError {
+                file: file.into(),
+                at: Some(line_column(text, section.span().start)),
+                message: format!("[privacy]: {e}"),
+            })?;
+        }
         Ok(config)
+    }
+
+    /// What `[privacy]` asks to tokenize (nothing when the section is absent).
+    pub fn privacy(&self) -> Privacy {
+        self.privacy
+            .as_ref()
+            .map_or_else(Privacy::default, |s| self.privacy_of(s).expect("checked when the file was parsed"))
+    }
+
+    fn privacy_of(&self, section: &Spanned<PrivacySection>) -> Result<Privacy, crate::PrivacyError> {
+        let section = section.get_ref();
+        Privacy::new(
+            section.tokenize.iter().map(String::as_str),
+            section.patterns.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 
     /// The limits: the defaults with this file's values over them.

@@ -1,8 +1,12 @@
-//! The demo namespace `sheets`: the spreadsheet from the code-mode write-up, held in memory.
-//!
+//! The demo namespaces. `sheets`: the spreadsheet from the code-mode write-up, held in memory.
 //! Sheet `"sales"` has 10,000 rows; row `i` is `{ id: i, customer: "Customer " + i,
 //! status: ["active","churned","trial"][i % 3], region: ["EU","US","APAC","LATAM"][i % 4],
 //! amount: (i * 7919) % 1000 }`. Updates last as long as the registry.
+//!
+//! `crm` ([`register_crm`]), to try privacy with: `listContacts()` gives 100 contacts, contact `i` being `{ id: i,
+//! name: "Contact " + i, email: "contact" + i + "@example.com", phone: "+1-555-" + (1000 + i) }`;
+//! `sendEmail({ to, subject })` records what it was sent and answers `{ sent: true, to }`;
+//! `sentEmails()` returns the record.
 
 use std::sync::{Arc, Mutex};
 
@@ -114,7 +118,81 @@ fn update_row(book: &mut [Sheet], args: Value) -> Result<ToolOutput, ToolError> 
     Ok(json!({ "ok": true }).into())
 }
 
-/// Adds the `sheets` namespace to `registry`.
+/// Contacts `crm.listContacts()` returns.
+pub const CONTACTS: usize = 100;
+
+/// Adds the `crm` namespace to `registry`: contacts with private data, and an outbox.
+pub fn register_crm(registry: &mut Registry) -> Result<(), RegistryError> {
+    let contact = json!({
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"},
+            "email": {"type": "string"}, "phone": {"type": "string"}
+        },
+        "required": ["id", "name", "email", "phone"]
+    });
+    let sent_email = json!({
+        "type": "object",
+        "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
+        "required": ["to", "subject"]
+    });
+    let outbox: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let list = Tool::new(
+        "listContacts",
+        "Every contact: id, name, email and phone.",
+        json!({"type": "object"}),
+        |_: Value| async {
+            let contacts = (1..=CONTACTS).map(|i| {
+                json!({"id": i, "name": format!("Contact {i}"), "email": format!("contact{i}@example.com"),
+                   "phone": format!("+1-555-{}", 1000 + i)})
+            });
+            Ok::<_, ToolError>(Value::Array(contacts.collect()))
+        },
+    )
+    .with_output_schema(json!({"type": "array", "items": contact}));
+    let sent = Arc::clone(&outbox);
+    let send = Tool::new(
+        "sendEmail",
+        "Send an email to one address.",
+        json!({
+            "type": "object",
+            "properties": {"to": {"type": "string", "description": "The address."}, "subject": {"type": "string"}},
+            "required": ["to", "subject"],
+            "additionalProperties": false
+        }),
+        move |args: Value| {
+            let sent = Arc::clone(&sent);
+            async move {
+                let to = args["to"].clone();
+                sent.lock().expect("outbox lock").push(json!({"to": to, "subject": args["subject"]}));
+                Ok::<_, ToolError>(json!({"sent": true, "to": to}))
+            }
+        },
+    )
+    .with_output_schema(json!({
+        "type": "object",
+        "properties": {"sent": {"type": "boolean"}, "to": {"type": "string"}},
+        "required": ["sent", "to"]
+    }));
+    let record = Tool::new(
+        "sentEmails",
+        "Every email sent so far, oldest first.",
+        json!({"type": "object"}),
+        move |_: Value| {
+            let outbox = Arc::clone(&outbox);
+            async move { Ok::<_, ToolError>(Value::Array(outbox.lock().expect("outbox lock").clone())) }
+        },
+    )
+    .with_output_schema(json!({"type": "array", "items": sent_email}));
+    registry.register("crm", list)?;
+    registry.register("crm", send)?;
+    registry.register("crm", record)?;
+    registry
+        .describe_namespace("crm", "Contacts (with private data: emails, phone numbers) and an outbox.")?;
+    Ok(())
+}
+
+/// Adds the `sheets` namespace to `registry` (`crm` is [`register_crm`]).
 pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     let book: Book = Arc::new(Mutex::new(vec![Sheet {
         id: "sales",
@@ -129,7 +207,7 @@ pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     Ok(())
 }
 
-/// A registry holding only the demo namespace.
+/// A registry holding the demo namespace `sheets`.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     register(&mut r).expect("demo tools are valid");

@@ -13,6 +13,7 @@ use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
 use crate::outcome::CheckStatus;
 use crate::outcome::{Outcome, SessionInfo};
+use crate::privacy::Privacy;
 use crate::registry::Registry;
 use crate::sandbox::{RunJob, Sandbox, ScriptCache};
 use crate::session::{self, SessionFile, SessionLimits, SessionState, Sessions};
@@ -56,6 +57,7 @@ struct Inner {
     workers: usize,
     checker: Option<TypeChecker>,
     sessions: Sessions,
+    privacy: Privacy,
 }
 
 /// What a sandbox thread's own queue carries.
@@ -93,6 +95,7 @@ pub struct EngineBuilder {
     warm: usize,
     checker: Option<TypeChecker>,
     sessions: SessionLimits,
+    privacy: Privacy,
 }
 
 /// Why an engine could not be built.
@@ -116,6 +119,7 @@ impl Default for EngineBuilder {
             warm: 4,
             checker: None,
             sessions: SessionLimits::default(),
+            privacy: Privacy::default(),
         }
     }
 }
@@ -158,6 +162,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Tokenizes private values in what programs return (see [`Privacy`]); off by default.
+    pub fn privacy(mut self, privacy: Privacy) -> Self {
+        self.privacy = privacy;
+        self
+    }
+
     /// Starts the sandbox threads.
     pub fn build(self) -> Result<Engine, BuildError> {
         // Fail here, not in the first execution, if a sandbox cannot be built at all.
@@ -174,6 +184,7 @@ impl EngineBuilder {
             workers: self.workers,
             checker: self.checker,
             sessions: Sessions::new(self.sessions, self.workers),
+            privacy: self.privacy,
         });
         for (i, own) in own_rx.into_iter().enumerate() {
             let rx = rx.clone();
@@ -472,7 +483,11 @@ impl Engine {
         if self.inner.checker.is_none() {
             limits.typecheck = TypeCheck::Off;
         }
-        crate::prompt::prompt(&self.registry(), &limits, session)
+        let text = crate::prompt::prompt(&self.registry(), &limits, session);
+        match self.inner.privacy.prompt_line() {
+            Some(line) => text.replacen("\nNamespaces:\n", &format!("{line}\nNamespaces:\n"), 1),
+            None => text,
+        }
     }
 
     /// Runs one TypeScript program and returns its outcome. Never panics on bad input: every
@@ -568,6 +583,8 @@ impl Engine {
         let mut declared = None;
         let mut files = Vec::new();
         let mut target = None;
+        let vault = session.as_ref().map_or_else(Default::default, |(state, _)| Arc::clone(&state.vault));
+        run.bridge.set_privacy(self.inner.privacy.clone(), Arc::clone(&vault));
         if let Some((state, earlier)) = session {
             match transpile::transpile_session(code) {
                 Ok((compiled, names)) => {
@@ -626,6 +643,7 @@ impl Engine {
         outcome.stats.typecheck = checked.status;
         outcome.stats.warnings.extend(checked.warning);
         outcome.diagnostics = checked.diagnostics;
+        self.tokenize(&mut outcome, &vault);
         (outcome, declared)
     }
 
@@ -702,6 +720,28 @@ impl Engine {
                 warning: Some(e.to_string()),
                 ..Checked::default()
             }),
+        }
+    }
+
+    /// Private values in what goes back to the model replaced by their tokens. Log lines were
+    /// tokenized as they were written (they may have been streamed); this catches the lines the
+    /// run added at its end (unhandled rejections).
+    fn tokenize(&self, outcome: &mut Outcome, vault: &Mutex<crate::privacy::Vault>) {
+        let privacy = &self.inner.privacy;
+        if privacy.is_off() {
+            return;
+        }
+        let mut vault = vault.lock().expect("vault lock");
+        let counts = &mut outcome.stats.tokenized;
+        vault.tokenize_json(privacy, &mut outcome.value, counts);
+        for line in &mut outcome.logs {
+            line.message = vault.tokenize(privacy, &line.message, counts);
+        }
+        if let Some(error) = &mut outcome.error {
+            error.message = vault.tokenize(privacy, &error.message, counts);
+            if let Some(stack) = &mut error.stack {
+                *stack = vault.tokenize(privacy, stack, counts);
+            }
         }
     }
 

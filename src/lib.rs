@@ -95,6 +95,8 @@ mod nesting;
 #[cfg(feature = "runtime")]
 mod outcome;
 #[cfg(feature = "runtime")]
+mod privacy;
+#[cfg(feature = "runtime")]
 mod prompt;
 #[cfg(feature = "runtime")]
 mod registry;
@@ -131,6 +133,7 @@ pub use {
         estimate_tokens, CallRecord, CheckStatus, LogLevel, LogLine, Outcome, SessionInfo, SessionReset,
         Stats, Tokens, TOKEN_SAMPLE_BYTES,
     },
+    privacy::{Privacy, PrivacyError, PRIVACY_KINDS},
     prompt::prompt,
     registry::discovery::{Detail, NamespaceInfo, SearchHit},
     registry::{

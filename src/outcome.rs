@@ -77,6 +77,10 @@ pub struct Stats {
     pub logs_truncated: bool,
     /// What the type check did.
     pub typecheck: CheckStatus,
+    /// Values replaced by tokens in what this execution returned (result, logs, error), by kind
+    /// (`email`, `phone`, …), when privacy is on.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tokenized: std::collections::BTreeMap<String, u64>,
     /// Things the caller should know that are not errors (a check that could not run, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

@@ -73,6 +73,8 @@ pub(crate) struct SessionState {
     pub(crate) turn: tokio::sync::Mutex<()>,
     pub(crate) store: Mutex<Store>,
     pub(crate) state: Mutex<Progress>,
+    /// Its private values' tokens: consistent across its executions, resolved only in them.
+    pub(crate) vault: Arc<Mutex<crate::privacy::Vault>>,
 }
 
 /// What a session has done so far.
@@ -227,6 +229,7 @@ impl Sessions {
             turn: tokio::sync::Mutex::new(()),
             store: Mutex::new(Store::default()),
             state: Mutex::new(Progress { last_used: Some(now), notice, ..Progress::default() }),
+            vault: Default::default(),
         });
         table.live.insert(key.to_string(), Arc::clone(&state));
         Ok((state, ended))

@@ -143,6 +143,8 @@ impl Exec {
     /// otherwise. A tool's lines come here directly: a server flooding progress fills the log
     /// and is dropped, it does not end the program the way the program's own output would.
     fn keep(&mut self, level: LogLevel, message: String) {
+        // Before any cut, so a cut never leaves part of a private value behind a token's place.
+        let message = self.bridge.redact(message);
         let room = self.limits.max_log_bytes.saturating_sub(self.log_bytes);
         let message = if self.logs_dropped > 0 || self.logs.len() >= self.limits.max_log_lines {
             None
@@ -386,6 +388,7 @@ impl Sandbox {
             result_truncated: truncated,
             logs_truncated: exec.logs_dropped > 0 || exec.line_cut,
             tool_result_texts: exec.bridge.samples.clone(),
+            tokenized: std::mem::take(&mut exec.bridge.tokenized),
             ..Stats::default()
         };
         let calls = exec.bridge.take_calls();

@@ -20,6 +20,7 @@ mod layers;
 mod limits;
 mod mcp;
 mod nesting;
+mod privacy;
 mod results;
 mod scripts;
 mod sessions;

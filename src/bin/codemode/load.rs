@@ -87,8 +87,11 @@ pub(crate) fn start(
         limits.typecheck = mode;
     }
     let checker = type_checker(limits.typecheck);
-    let mut builder =
-        Engine::builder().registry(loaded.registry.clone()).limits(limits).sessions(loaded.config.sessions());
+    let mut builder = Engine::builder()
+        .registry(loaded.registry.clone())
+        .limits(limits)
+        .sessions(loaded.config.sessions())
+        .privacy(loaded.config.privacy());
     if let Some(checker) = checker {
         builder = builder.type_checker(checker);
     }
