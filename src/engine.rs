@@ -559,6 +559,11 @@ impl Engine {
             }
         }
         outcome.session = Some(SessionInfo { id: key.to_string(), execution, reset: reset.or(notice) });
+        // Ended while this program waited or ran (closed, or evicted under load): its thread was
+        // told to drop the sandbox before the program kept it again, so tell it once more.
+        if !self.inner.sessions.is_live(&state) {
+            self.inner.drop_sandboxes(vec![(state.worker, state.id)]);
+        }
         outcome
     }
 

@@ -250,6 +250,12 @@ impl Sessions {
         self.expire(&mut table, Instant::now())
     }
 
+    /// True while `state` is the live session of its name (not ended since it was opened).
+    pub(crate) fn is_live(&self, state: &SessionState) -> bool {
+        let table = self.table.lock().expect("sessions lock");
+        table.live.get(&state.key).is_some_and(|live| live.id == state.id)
+    }
+
     /// The names of the live sessions.
     pub(crate) fn live(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.table.lock().expect("sessions lock").live.keys().cloned().collect();
