@@ -582,9 +582,7 @@ impl Bridge {
     /// Tokenizes private values in what the program writes, and resolves tokens in the
     /// arguments of its tool calls, with `vault`.
     pub(crate) fn set_privacy(&mut self, privacy: Privacy, vault: Arc<std::sync::Mutex<Vault>>) {
-        if !privacy.is_off() {
-            self.privacy = Some((privacy, vault));
-        }
+        self.privacy = Some((privacy, vault));
     }
 
     /// A line for the logs with its private values tokenized.

@@ -588,8 +588,12 @@ impl Engine {
         let mut declared = None;
         let mut files = Vec::new();
         let mut target = None;
-        let vault = session.as_ref().map_or_else(Default::default, |(state, _)| Arc::clone(&state.vault));
-        run.bridge.set_privacy(self.inner.privacy.clone(), Arc::clone(&vault));
+        // Only with privacy on: an execution without it pays nothing for it.
+        let vault = (!self.inner.privacy.is_off())
+            .then(|| session.as_ref().map_or_else(Default::default, |(state, _)| Arc::clone(&state.vault)));
+        if let Some(vault) = &vault {
+            run.bridge.set_privacy(self.inner.privacy.clone(), Arc::clone(vault));
+        }
         if let Some((state, earlier)) = session {
             match transpile::transpile_session(code) {
                 Ok((compiled, names)) => {
@@ -648,7 +652,9 @@ impl Engine {
         outcome.stats.typecheck = checked.status;
         outcome.stats.warnings.extend(checked.warning);
         outcome.diagnostics = checked.diagnostics;
-        self.tokenize(&mut outcome, &vault);
+        if let Some(vault) = &vault {
+            self.tokenize(&mut outcome, vault);
+        }
         (outcome, declared)
     }
 
@@ -733,9 +739,6 @@ impl Engine {
     /// run added at its end (unhandled rejections).
     fn tokenize(&self, outcome: &mut Outcome, vault: &Mutex<crate::privacy::Vault>) {
         let privacy = &self.inner.privacy;
-        if privacy.is_off() {
-            return;
-        }
         let mut vault = vault.lock().expect("vault lock");
         let counts = &mut outcome.stats.tokenized;
         vault.tokenize_json(privacy, &mut outcome.value, counts);

@@ -210,6 +210,8 @@ fn hoist(ts: &str) -> Result<(Compiled, Vec<String>), ExecError> {
     js.insert_str(0, &declare);
     compiled.first_line_shift += (declare.len() + copy.len()) as u32;
     compiled.js = js;
+    // `var a` twice declares one name.
+    names.sort();
     names.dedup();
     Ok((compiled, names))
 }

@@ -341,9 +341,7 @@ impl Sandbox {
         // script: a module would stay in the runtime's module list for the session's life.
         let cached = if session.is_some() { None } else { cache.get(&code) };
         // Cached bytecode is loaded without copying: it must outlive the runtime.
-        if cached.is_some() {
-            self._script = cached.clone();
-        }
+        self._script = cached.clone();
         let cache = if session.is_some() { None } else { Some(&*cache) };
         let result = self.execute(&code, compiled, cached, cache, &registry, &limits, deadline);
 
