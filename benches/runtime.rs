@@ -179,6 +179,27 @@ fn benches(c: &mut Criterion) {
             })
         });
     }
+    // Approvals: a program whose one write pauses, then is approved, against the same program
+    // with the tool not needing approval (the pause costs a trip back to the caller and on).
+    let approving = {
+        let mut registry = codemode::demo::registry();
+        registry.require_approval("sheets.updateRow");
+        Engine::builder().registry(registry).build().unwrap()
+    };
+    const UPDATE: &str =
+        "await sheets.updateRow({ sheetId: 'sales', id: 1, fields: { status: 'won' } }); return 1";
+    c.bench_function("approval/write/no_approval", |b| {
+        b.to_async(&rt).iter(|| async {
+            assert_eq!(warm.execute(UPDATE, ExecuteOptions::default()).await.value, json!(1));
+        })
+    });
+    c.bench_function("approval/write/pause_and_approve", |b| {
+        b.to_async(&rt).iter(|| async {
+            let paused = approving.execute(UPDATE, ExecuteOptions::default()).await;
+            let approval = paused.paused.expect("paused").approval;
+            assert_eq!(approving.resume(&approval, true, None).await.unwrap().value, json!(1));
+        })
+    });
     // Throughput: 1,000 trivial executions in flight at once; time per execution.
     c.bench_function("throughput/trivial_x1000", |b| {
         b.to_async(&rt).iter_custom(|iters| {

@@ -165,6 +165,9 @@ pub(crate) enum Next {
     Log(LogLine),
     /// Nothing is pending: an unsettled program can never finish.
     Idle,
+    /// Nothing can settle until a person decides on the call awaiting approval
+    /// ([`Bridge::awaiting`]).
+    Paused,
     TimedOut,
     Cancelled,
 }
@@ -193,6 +196,39 @@ struct Queued {
     entry: Arc<Entry>,
     args: Value,
     since: Instant,
+}
+
+/// A call of a tool that needs approval, held back until someone decides on it.
+pub(crate) struct Awaiting {
+    id: u64,
+    entry: Arc<Entry>,
+    pub(crate) args: Value,
+    /// The id a person answers with ([`Engine::resume`](crate::Engine::resume)).
+    pub(crate) approval: String,
+    /// When the call was made.
+    pub(crate) at: std::time::SystemTime,
+}
+
+impl Awaiting {
+    pub(crate) fn tool(&self) -> &str {
+        &self.entry.label
+    }
+}
+
+/// A fresh approval id: not guessable, so holding one is what lets a caller decide.
+fn approval_id() -> String {
+    use sha2::Digest;
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hash = sha2::Sha256::new();
+    hash.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    hash.update(std::process::id().to_le_bytes());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    hash.update(now.as_nanos().to_le_bytes());
+    // The address of a fresh allocation adds what ASLR gives.
+    hash.update((Box::new(0u8).as_ref() as *const u8 as usize).to_le_bytes());
+    let digest = hash.finalize();
+    format!("apr_{}", digest[..12].iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// A tool call still running, for the error that names what a timed-out program waited on.
@@ -231,6 +267,8 @@ pub(crate) struct Bridge {
     calls: u32,
     in_flight: HashMap<u64, InFlight>,
     queued: VecDeque<Queued>,
+    /// Calls held for approval, in the order they were made.
+    awaiting: VecDeque<Awaiting>,
     ready: VecDeque<(u64, Settlement)>,
     timers: BTreeSet<(Instant, u64)>,
     timer_due: HashMap<u64, Instant>,
@@ -277,6 +315,7 @@ impl Bridge {
             calls: 0,
             in_flight: HashMap::new(),
             queued: VecDeque::new(),
+            awaiting: VecDeque::new(),
             ready: VecDeque::new(),
             timers: BTreeSet::new(),
             timer_due: HashMap::new(),
@@ -459,13 +498,61 @@ impl Bridge {
             self.settle(id, Settlement::Error(failure));
             return Ok(id);
         }
-        let queued = Queued { id, entry, args, since: Instant::now() };
-        if self.in_flight.len() < self.max_concurrent {
-            self.dispatch(queued);
-        } else {
-            self.queued.push_back(queued);
+        if entry.tool.requires_approval() {
+            self.mark(id, "pending");
+            let at = std::time::SystemTime::now();
+            self.awaiting.push_back(Awaiting { id, entry, args, approval: approval_id(), at });
+            return Ok(id);
         }
+        self.start(Queued { id, entry, args, since: Instant::now() });
         Ok(id)
+    }
+
+    /// Dispatches a call now, or queues it behind the concurrency limit.
+    fn start(&mut self, call: Queued) {
+        if self.in_flight.len() < self.max_concurrent {
+            self.dispatch(call);
+        } else {
+            self.queued.push_back(call);
+        }
+    }
+
+    /// The call the execution waits on a decision for: the oldest held for approval.
+    pub(crate) fn awaiting(&self) -> Option<&Awaiting> {
+        self.awaiting.front()
+    }
+
+    /// Decides on the call [`Bridge::awaiting`] names: approved, it goes to its tool now;
+    /// rejected, it rejects in the program with a `ToolError` whose code is `rejected`.
+    pub(crate) fn decide(&mut self, approve: bool, reason: Option<&str>) {
+        let Some(Awaiting { id, entry, args, .. }) = self.awaiting.pop_front() else { return };
+        if approve {
+            self.mark(id, "approved");
+            self.start(Queued { id, entry, args, since: Instant::now() });
+            return;
+        }
+        self.mark(id, "rejected");
+        let label = &entry.label;
+        let message = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(reason) => format!("{label}: the call was rejected: {reason}"),
+            None => format!("{label}: the call was rejected"),
+        };
+        let failure = ToolFailure {
+            name: "ToolError",
+            message,
+            tool: label.to_string(),
+            code: Some("rejected".into()),
+            path: None,
+        };
+        self.settle(id, Settlement::Error(failure));
+    }
+
+    /// Notes the approval state of a call in its audit record.
+    fn mark(&mut self, id: u64, approval: &str) {
+        let Some(audit) = &mut self.audit else { return };
+        if let Some(record) = audit.by_id.get(&id).and_then(|&i| audit.records.get_mut(i)) {
+            record.approval = Some(approval.to_string());
+        }
     }
 
     /// Runs the handler. Its first poll happens right here, on the sandbox thread, inside the
@@ -550,6 +637,7 @@ impl Bridge {
             outcome: "pending".into(),
             error_code: None,
             result_bytes: None,
+            approval: None,
         });
     }
 
@@ -599,6 +687,11 @@ impl Bridge {
     pub(crate) fn set_audit(&mut self, on: bool) {
         self.audit =
             on.then(|| Audit { started: Instant::now(), records: Vec::new(), by_id: HashMap::new() });
+    }
+
+    /// The calls recorded so far (a paused execution's; the final outcome has them all).
+    pub(crate) fn calls_so_far(&self) -> Vec<CallRecord> {
+        self.audit.as_ref().map(|a| a.records.clone()).unwrap_or_default()
     }
 
     /// The calls recorded, in order.
@@ -654,7 +747,7 @@ impl Bridge {
                 }
             }
             if self.in_flight.is_empty() && self.timers.is_empty() {
-                return Next::Idle;
+                return if self.awaiting.is_empty() { Next::Idle } else { Next::Paused };
             }
             if now >= deadline {
                 return Next::TimedOut;

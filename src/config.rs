@@ -80,6 +80,9 @@ pub struct Config {
     /// Private values kept out of what programs return.
     #[serde(default)]
     pub privacy: Option<Spanned<PrivacySection>>,
+    /// Tools whose calls wait for a person's approval.
+    #[serde(default)]
+    pub approvals: Option<Spanned<ApprovalsSection>>,
     /// Upstream MCP servers, each a namespace.
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
@@ -123,6 +126,18 @@ pub struct SessionsSection {
     /// Whether `codemode mcp` runs each client's programs in a session of its own (default
     /// true); false makes every `execute_code` start from nothing unless it names a session.
     pub mcp: Option<bool>,
+}
+
+/// `[approvals]`: tools whose calls pause the execution until a person decides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// `namespace.tool` patterns, `*` matching any run of characters (`sheets.updateRow`,
+    /// `crm.send*`).
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// How long a paused execution waits for a decision, in milliseconds (default 900,000).
+    pub timeout_ms: Option<u64>,
 }
 
 /// `[privacy]`: which values are replaced by tokens in what goes back to the model.
@@ -204,6 +219,10 @@ pub struct ServerConfig {
     /// Per-tool overrides of `call_timeout_ms`, by the server's tool name.
     #[serde(default)]
     pub tool_timeouts_ms: BTreeMap<String, u64>,
+    /// Tools of this server whose calls wait for approval, by the server's tool name or its
+    /// JS name; `*` matches any run of characters (`write_*`).
+    #[serde(default)]
+    pub approve: Vec<String>,
 }
 
 /// A configuration error: where, and what.
@@ -273,6 +292,17 @@ impl Config {
             }
             seen.push(name);
         }
+        if let Some(section) = &config.approvals {
+            if let Some(bad) = section.get_ref().tools.iter().find(|p| !p.contains('.')) {
+                return Err(ConfigError {
+                    file: file.into(),
+                    at: Some(line_column(text, section.span().start)),
+                    message: format!(
+                        "[approvals] tools: {bad:?} names no tool; write namespace.tool (\"sheets.updateRow\", \"crm.*\")"
+                    ),
+                });
+            }
+        }
         if let Some(section) = &config.privacy {
             config.privacy_of(section).map_err(|e| ConfigError {
                 file: file.into(),
@@ -296,6 +326,23 @@ impl Config {
             section.tokenize.iter().map(String::as_str),
             section.patterns.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         )
+    }
+
+    /// Every pattern of tools that need approval (`[approvals] tools`, and each server's
+    /// `approve` under its namespace), for [`Registry::require_approval`](crate::Registry::require_approval).
+    pub fn approval_patterns(&self) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.approvals.as_ref().map(|s| s.get_ref().tools.clone()).unwrap_or_default();
+        for server in &self.servers {
+            let namespace = server.namespace.get_ref();
+            out.extend(server.approve.iter().map(|p| format!("{namespace}.{p}")));
+        }
+        out
+    }
+
+    /// `[approvals] timeout_ms`, when set.
+    pub fn approval_timeout(&self) -> Option<Duration> {
+        self.approvals.as_ref()?.get_ref().timeout_ms.map(Duration::from_millis)
     }
 
     /// The limits: the defaults with this file's values over them.

@@ -106,6 +106,7 @@ pub fn declarations(
             input: &d.input_schema,
             output: d.output_schema.as_ref(),
             untyped: None,
+            approval: false,
         })
         .collect();
     crate::typegen::declarations(namespace, description, &schemas)

@@ -30,8 +30,15 @@ const THREAD_STACK_BYTES: usize = 32 << 20;
 /// The largest engine stack limit accepted; larger requests are clamped.
 const MAX_ENGINE_STACK_BYTES: usize = 16 << 20;
 
-/// How often an idle sandbox thread ends the sessions idle past their timeout.
+/// How often an idle sandbox thread ends the sessions idle past their timeout (and the
+/// executions paused past the approval timeout).
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a paused execution waits for a decision by default.
+const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Approvals that expired, remembered so a late answer hears why, not "unknown".
+const REMEMBERED_EXPIRIES: usize = 1024;
 
 /// Runs agent programs. Build it once with [`Engine::builder`]; cloning is cheap (an `Arc`),
 /// and every clone shares the same registry, pool and script cache. `Send + Sync`: call
@@ -58,6 +65,11 @@ struct Inner {
     checker: Option<TypeChecker>,
     sessions: Sessions,
     privacy: Privacy,
+    approval_timeout: Duration,
+    /// Executions paused for approval, by approval id.
+    paused: Mutex<HashMap<String, PausedRun>>,
+    /// Approvals that expired, newest last.
+    expired: Mutex<std::collections::VecDeque<String>>,
 }
 
 /// What a sandbox thread's own queue carries.
@@ -65,6 +77,56 @@ enum Own {
     Run(Box<Job>),
     /// The session with this id ended: drop its sandbox.
     Drop(u64),
+    /// Decide on the call a paused execution waits on, and continue it.
+    Resume(Box<ResumeJob>),
+    /// The execution paused on this approval ended unresumed: drop its sandbox.
+    DropPaused(String),
+}
+
+struct ResumeJob {
+    approval: String,
+    approve: bool,
+    reason: Option<String>,
+    reply: Reply,
+    span: tracing::Span,
+}
+
+/// An outcome, and the sandbox thread it came from (where a paused execution stays).
+type Reply = tokio::sync::oneshot::Sender<(Outcome, usize)>;
+
+/// An execution paused for approval, as the engine keeps it until someone decides.
+struct PausedRun {
+    worker: usize,
+    expires: Instant,
+    cancel: CancelHandle,
+    vault: Option<Arc<Mutex<crate::privacy::Vault>>>,
+    typecheck: CheckStatus,
+    session: Option<PausedSession>,
+}
+
+/// The session a paused execution belongs to, to finish its turn when it ends.
+struct PausedSession {
+    state: Arc<SessionState>,
+    key: String,
+    execution: u64,
+    notice: Option<crate::outcome::SessionReset>,
+    code: String,
+    declared: Option<Vec<String>>,
+}
+
+/// Why [`Engine::resume`] could not continue an execution.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    /// No execution waits on this approval: it was decided already, or never existed.
+    #[error("no execution waits on approval {0:?}: it was decided already, or the id is wrong")]
+    Unknown(String),
+    /// Nobody decided within the approval timeout, so the execution ended.
+    #[error("approval {0:?} expired: nobody decided within the approval timeout, so its execution ended")]
+    Expired(String),
+    /// The session of the paused execution ended (closed, evicted or expired).
+    #[error("the session of approval {0:?} ended, and its paused execution with it")]
+    SessionEnded(String),
 }
 
 impl std::fmt::Debug for Engine {
@@ -80,7 +142,7 @@ impl std::fmt::Debug for Engine {
 
 struct Job {
     run: RunJob,
-    reply: tokio::sync::oneshot::Sender<Outcome>,
+    reply: Reply,
     span: tracing::Span,
     /// The session whose sandbox runs it (the id its thread keeps the sandbox under).
     session: Option<u64>,
@@ -96,6 +158,7 @@ pub struct EngineBuilder {
     checker: Option<TypeChecker>,
     sessions: SessionLimits,
     privacy: Privacy,
+    approval_timeout: Duration,
 }
 
 /// Why an engine could not be built.
@@ -120,6 +183,7 @@ impl Default for EngineBuilder {
             checker: None,
             sessions: SessionLimits::default(),
             privacy: Privacy::default(),
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
         }
     }
 }
@@ -168,6 +232,15 @@ impl EngineBuilder {
         self
     }
 
+    /// How long an execution paused for approval ([`Tool::requiring_approval`](crate::Tool::requiring_approval))
+    /// waits for a decision (default 15 minutes). Past it the execution ends, its sandbox is
+    /// freed, and [`Engine::resume`] says it expired. Time paused never counts in the
+    /// execution's own deadline.
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.approval_timeout = timeout;
+        self
+    }
+
     /// Starts the sandbox threads.
     pub fn build(self) -> Result<Engine, BuildError> {
         // Fail here, not in the first execution, if a sandbox cannot be built at all.
@@ -185,6 +258,9 @@ impl EngineBuilder {
             checker: self.checker,
             sessions: Sessions::new(self.sessions, self.workers),
             privacy: self.privacy,
+            approval_timeout: self.approval_timeout,
+            paused: Mutex::default(),
+            expired: Mutex::default(),
         });
         for (i, own) in own_rx.into_iter().enumerate() {
             let rx = rx.clone();
@@ -193,15 +269,17 @@ impl EngineBuilder {
             thread::Builder::new()
                 .name(format!("codemode-sandbox-{i}"))
                 .stack_size(THREAD_STACK_BYTES)
-                .spawn(move || worker(rx, own, warm, engine))?;
+                .spawn(move || worker(i, rx, own, warm, engine))?;
         }
         Ok(Engine { inner })
     }
 }
 
 /// One sandbox thread: serve jobs (its own queue first), refill the warm set whenever no job
-/// is waiting, and keep the sandboxes of the sessions placed on it.
+/// is waiting, and keep the sandboxes of the sessions placed on it and of the executions paused
+/// on it.
 fn worker(
+    index: usize,
     jobs: crossbeam_channel::Receiver<Job>,
     own: crossbeam_channel::Receiver<Own>,
     warm: usize,
@@ -209,21 +287,13 @@ fn worker(
 ) {
     use crossbeam_channel::TryRecvError;
     let mut ready: Vec<Sandbox> = Vec::with_capacity(warm);
-    let mut kept: HashMap<u64, Sandbox> = HashMap::new();
-    // A session's end: drop its sandbox. A job: `Some`.
-    let own_message = |message: Own, kept: &mut HashMap<u64, Sandbox>| match message {
-        Own::Drop(id) => {
-            kept.remove(&id);
-            None
-        }
-        Own::Run(job) => Some(*job),
-    };
+    let mut kept = Kept::default();
     loop {
         let job = match own.try_recv() {
-            Ok(message) => own_message(message, &mut kept),
+            Ok(message) => kept.take(message),
             Err(TryRecvError::Disconnected) => return,
             Err(TryRecvError::Empty) => match jobs.try_recv() {
-                Ok(job) => Some(job),
+                Ok(job) => Some(Work::Run(job)),
                 Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => {
                     if ready.len() < warm {
@@ -234,16 +304,17 @@ fn worker(
                     }
                     crossbeam_channel::select! {
                         recv(own) -> message => match message {
-                            Ok(message) => own_message(message, &mut kept),
+                            Ok(message) => kept.take(message),
                             Err(_) => return,
                         },
                         recv(jobs) -> job => match job {
-                            Ok(job) => Some(job),
+                            Ok(job) => Some(Work::Run(job)),
                             Err(_) => return,
                         },
                         default(SWEEP_EVERY) => {
                             if let Some(engine) = engine.upgrade() {
                                 engine.drop_sandboxes(engine.sessions.sweep());
+                                engine.expire_approvals();
                             }
                             None
                         }
@@ -251,40 +322,101 @@ fn worker(
                 }
             },
         };
-        let Some(job) = job else { continue };
-        let Job { run, reply, span, session } = job;
-        let _entered = span.enter();
-        let sandbox = match session.and_then(|id| kept.remove(&id)) {
-            Some(sandbox) => Ok(sandbox),
-            None => ready.pop().map_or_else(Sandbox::new, Ok),
+        let (sandbox, session, reply, span, step) = match job {
+            None => continue,
+            Some(Work::Run(Job { run, reply, span, session })) => {
+                let sandbox = match session.and_then(|id| kept.sessions.remove(&id)) {
+                    Some(sandbox) => Ok(sandbox),
+                    None => ready.pop().map_or_else(Sandbox::new, Ok),
+                };
+                (sandbox, session, reply, span, Step::Run(run))
+            }
+            Some(Work::Resume(job)) => {
+                let ResumeJob { approval, approve, reason, reply, span } = *job;
+                let Some((sandbox, session)) = kept.paused.remove(&approval) else {
+                    let gone = ExecError::new(
+                        ErrorKind::Internal,
+                        "the paused execution is gone from its sandbox thread",
+                    );
+                    let _ = reply.send((Outcome::failed(gone), index));
+                    continue;
+                };
+                (Ok(sandbox), session, reply, span, Step::Resume(approve, reason))
+            }
         };
-        match sandbox {
-            Ok(mut sandbox) => {
-                // A bug in the sandbox must cost one execution, not the thread.
-                let (outcome, sound) =
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sandbox.run(run))) {
-                        Ok(outcome) => (outcome, true),
-                        Err(_) => (
-                            Outcome::failed(ExecError::new(
-                                ErrorKind::Internal,
-                                "the sandbox failed unexpectedly (a bug); the host is unaffected",
-                            )),
-                            false,
-                        ),
-                    };
-                let keep = session.filter(|_| sound && !resets_session(&outcome));
-                let _ = reply.send(outcome);
-                match keep {
-                    Some(id) => drop(kept.insert(id, sandbox)),
-                    // Freeing the used runtime (a full GC) happens after the caller has its outcome.
-                    None => drop(sandbox),
-                }
-            }
+        let _entered = span.enter();
+        let mut sandbox = match sandbox {
+            Ok(sandbox) => sandbox,
             Err(e) => {
-                let _ = reply.send(Outcome::failed(e));
+                let _ = reply.send((Outcome::failed(e), index));
+                continue;
             }
+        };
+        // A bug in the sandbox must cost one execution, not the thread.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match step {
+            Step::Run(run) => sandbox.run(run),
+            Step::Resume(approve, reason) => sandbox.resume(approve, reason.as_deref()),
+        }));
+        let (outcome, sound) = match ran {
+            Ok(outcome) => (outcome, true),
+            Err(_) => (
+                Outcome::failed(ExecError::new(
+                    ErrorKind::Internal,
+                    "the sandbox failed unexpectedly (a bug); the host is unaffected",
+                )),
+                false,
+            ),
+        };
+        let paused = outcome.paused.as_ref().filter(|_| sound).map(|p| p.approval.clone());
+        let keep = session.filter(|_| sound && !resets_session(&outcome));
+        let _ = reply.send((outcome, index));
+        match (paused, keep) {
+            (Some(approval), _) => drop(kept.paused.insert(approval, (sandbox, session))),
+            (None, Some(id)) => drop(kept.sessions.insert(id, sandbox)),
+            // Freeing the used runtime (a full GC) happens after the caller has its outcome.
+            (None, None) => drop(sandbox),
         }
     }
+}
+
+/// The sandboxes a sandbox thread keeps between jobs.
+#[derive(Default)]
+struct Kept {
+    /// Sessions' sandboxes, by session id.
+    sessions: HashMap<u64, Sandbox>,
+    /// Paused executions' sandboxes by approval id, with their session's id.
+    paused: HashMap<String, (Sandbox, Option<u64>)>,
+}
+
+impl Kept {
+    /// Handles a message of the thread's own queue; the work in it, if any.
+    fn take(&mut self, message: Own) -> Option<Work> {
+        match message {
+            Own::Drop(id) => drop(self.sessions.remove(&id)),
+            Own::DropPaused(approval) => drop(self.paused.remove(&approval)),
+            Own::Run(job) => return Some(Work::Run(*job)),
+            Own::Resume(job) => return Some(Work::Resume(job)),
+        }
+        None
+    }
+}
+
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one lives on the thread's stack per job; boxing would cost an allocation per execution"
+)]
+enum Work {
+    Run(Job),
+    Resume(Box<ResumeJob>),
+}
+
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one lives on the thread's stack per job; boxing would cost an allocation per execution"
+)]
+enum Step {
+    Run(RunJob),
+    Resume(bool, Option<String>),
 }
 
 /// An execution that ended so leaves its session's sandbox unfit to run on: it is replaced.
@@ -301,6 +433,36 @@ impl Inner {
         for (worker, id) in ended {
             let _ = self.own[worker].send(Own::Drop(id));
         }
+    }
+
+    /// Ends the executions paused past the approval timeout.
+    fn expire_approvals(&self) {
+        let now = Instant::now();
+        let mut paused = self.paused.lock().expect("paused lock");
+        let ids: Vec<String> =
+            paused.iter().filter(|(_, p)| p.expires <= now).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            if let Some(run) = paused.remove(&id) {
+                self.end_paused(&id, run);
+            }
+        }
+    }
+
+    /// Ends a paused execution that will not be resumed: its sandbox goes, and its session may
+    /// run programs again.
+    fn end_paused(&self, approval: &str, run: PausedRun) {
+        let _ = self.own[run.worker].send(Own::DropPaused(approval.to_string()));
+        if let Some(session) = run.session {
+            let mut progress = session.state.state.lock().expect("session lock");
+            if progress.paused.as_deref() == Some(approval) {
+                progress.paused = None;
+            }
+        }
+        let mut expired = self.expired.lock().expect("expired lock");
+        if expired.len() == REMEMBERED_EXPIRIES {
+            expired.pop_front();
+        }
+        expired.push_back(approval.to_string());
     }
 }
 
@@ -534,12 +696,48 @@ impl Engine {
         let _turn = state.turn.lock().await;
         let (execution, notice, files) = {
             let mut progress = state.state.lock().expect("session lock");
+            if let Some(approval) = &progress.paused {
+                return Outcome::failed(ExecError::new(
+                    ErrorKind::Limit,
+                    format!(
+                        "session {key:?} has an execution paused on approval {approval}: decide on it (approve \
+                         or reject) before running another program in this session"
+                    ),
+                ));
+            }
             progress.executions += 1;
             progress.last_used = Some(Instant::now());
             (progress.executions, progress.notice.take(), progress.files.clone())
         };
         let (mut outcome, declared) = self.run(code, options, Some((&state, files))).await;
-        let reset = resets_session(&outcome).then(|| {
+        let session = PausedSession {
+            state: Arc::clone(&state),
+            key: key.to_string(),
+            execution,
+            notice,
+            code: code.to_string(),
+            declared,
+        };
+        self.session_outcome(session, &mut outcome);
+        outcome
+    }
+
+    /// Ends a session's turn with `outcome`: the session learns what the program declared (or
+    /// loses its state, after a reset), and the outcome says where it stands in the session. A
+    /// paused outcome leaves the session waiting on its approval instead.
+    fn session_outcome(&self, mut session: PausedSession, outcome: &mut Outcome) {
+        let state = Arc::clone(&session.state);
+        if let Some(paused) = &outcome.paused {
+            state.state.lock().expect("session lock").paused = Some(paused.approval.clone());
+            let reset = session.notice.take();
+            outcome.session =
+                Some(SessionInfo { id: session.key.clone(), execution: session.execution, reset });
+            if let Some(run) = self.inner.paused.lock().expect("paused lock").get_mut(&paused.approval) {
+                run.session = Some(session);
+            }
+            return;
+        }
+        let reset = resets_session(outcome).then(|| {
             let kind = outcome.error.as_ref().map_or("internal", |e| e.kind.code());
             session::reset(
                 kind,
@@ -552,19 +750,95 @@ impl Engine {
         {
             let mut progress = state.state.lock().expect("session lock");
             progress.last_used = Some(Instant::now());
+            progress.paused = None;
             if reset.is_some() {
                 progress.files.clear();
-            } else if let Some(names) = declared {
-                progress.declared(state.id, transpile::without_bom(code), names);
+            } else if let Some(names) = session.declared {
+                progress.declared(state.id, transpile::without_bom(&session.code), names);
             }
         }
-        outcome.session = Some(SessionInfo { id: key.to_string(), execution, reset: reset.or(notice) });
+        outcome.session = Some(SessionInfo {
+            id: session.key,
+            execution: session.execution,
+            reset: reset.or(session.notice),
+        });
         // Ended while this program waited or ran (closed, or evicted under load): its thread was
         // told to drop the sandbox before the program kept it again, so tell it once more.
         if !self.inner.sessions.is_live(&state) {
             self.inner.drop_sandboxes(vec![(state.worker, state.id)]);
         }
-        outcome
+    }
+
+    /// Continues the execution paused on `approval` (its outcome's [`Outcome::paused`]):
+    /// approved, the call goes to its tool; rejected, it throws a `ToolError` whose code is
+    /// `rejected` (with `reason` in its message) where the program made it, which the program
+    /// may catch. Returns the execution's next outcome, which may pause again at a later call.
+    /// Dropping the future cancels the execution.
+    pub async fn resume(
+        &self,
+        approval: &str,
+        approve: bool,
+        reason: Option<&str>,
+    ) -> Result<Outcome, ResumeError> {
+        let run = self.inner.paused.lock().expect("paused lock").remove(approval);
+        let Some(mut run) = run else {
+            let expired = self.inner.expired.lock().expect("expired lock").iter().any(|a| a == approval);
+            return Err(if expired {
+                ResumeError::Expired(approval.into())
+            } else {
+                ResumeError::Unknown(approval.into())
+            });
+        };
+        if run.expires <= Instant::now() {
+            self.inner.end_paused(approval, run);
+            return Err(ResumeError::Expired(approval.into()));
+        }
+        let state = run.session.as_ref().map(|s| Arc::clone(&s.state));
+        if state.as_ref().is_some_and(|state| !self.inner.sessions.is_live(state)) {
+            self.inner.end_paused(approval, run);
+            return Err(ResumeError::SessionEnded(approval.into()));
+        }
+        let _turn = match &state {
+            Some(state) => Some(state.turn.lock().await),
+            None => None,
+        };
+        let span = tracing::info_span!("resume", approve);
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let job = ResumeJob {
+            approval: approval.into(),
+            approve,
+            reason: reason.map(str::to_string),
+            reply,
+            span: span.clone(),
+        };
+        let mut guard = CancelOnDrop(Some(run.cancel.clone()));
+        if self.inner.own[run.worker].send(Own::Resume(Box::new(job))).is_err() {
+            guard.0 = None;
+            return Ok(Outcome::failed(ExecError::new(
+                ErrorKind::Internal,
+                "the sandbox threads have stopped",
+            )));
+        }
+        let (mut outcome, worker) = outcome.instrument(span).await.unwrap_or_else(|_| {
+            let stopped =
+                ExecError::new(ErrorKind::Internal, "a sandbox thread stopped during the execution");
+            (Outcome::failed(stopped), run.worker)
+        });
+        guard.0 = None;
+        outcome.stats.typecheck = run.typecheck;
+        if let Some(vault) = &run.vault {
+            self.tokenize(&mut outcome, vault);
+        }
+        let session = run.session.take();
+        if let Some(paused) = &outcome.paused {
+            run.worker = worker;
+            run.expires = Instant::now() + self.inner.approval_timeout;
+            self.inner.paused.lock().expect("paused lock").insert(paused.approval.clone(), run);
+        }
+        if let Some(session) = session {
+            self.session_outcome(session, &mut outcome);
+        }
+        Ok(outcome)
     }
 
     /// One execution, in a session's sandbox when `session` is given (with the session's
@@ -642,18 +916,28 @@ impl Engine {
             );
         }
         let outcome = outcome.instrument(span).await;
-        guard.0 = None;
-        let mut outcome = outcome.unwrap_or_else(|_| {
-            Outcome::failed(ExecError::new(
-                ErrorKind::Internal,
-                "a sandbox thread stopped during the execution",
-            ))
+        let cancel = guard.0.take().expect("the execution's cancel handle");
+        let (mut outcome, worker) = outcome.unwrap_or_else(|_| {
+            let stopped =
+                ExecError::new(ErrorKind::Internal, "a sandbox thread stopped during the execution");
+            (Outcome::failed(stopped), 0)
         });
         outcome.stats.typecheck = checked.status;
         outcome.stats.warnings.extend(checked.warning);
         outcome.diagnostics = checked.diagnostics;
         if let Some(vault) = &vault {
             self.tokenize(&mut outcome, vault);
+        }
+        if let Some(paused) = &outcome.paused {
+            let run = PausedRun {
+                worker,
+                expires: Instant::now() + self.inner.approval_timeout,
+                cancel,
+                vault,
+                typecheck: checked.status,
+                session: None,
+            };
+            self.inner.paused.lock().expect("paused lock").insert(paused.approval.clone(), run);
         }
         (outcome, declared)
     }
@@ -744,6 +1028,9 @@ impl Engine {
         vault.tokenize_json(privacy, &mut outcome.value, counts);
         for line in &mut outcome.logs {
             line.message = vault.tokenize(privacy, &line.message, counts);
+        }
+        if let Some(paused) = &mut outcome.paused {
+            vault.tokenize_json(privacy, &mut paused.arguments, counts);
         }
         if let Some(error) = &mut outcome.error {
             error.message = vault.tokenize(privacy, &error.message, counts);

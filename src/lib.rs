@@ -125,13 +125,16 @@ pub struct ReadmeDoctests;
 #[cfg(feature = "runtime")]
 pub use {
     bridge::{tool_log, CallContext, ClientRequests, PendingCall},
-    engine::{BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, Session, WeakEngine},
+    engine::{
+        BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, ResumeError, Session,
+        WeakEngine,
+    },
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS},
     limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
     outcome::{
-        estimate_tokens, CallRecord, CheckStatus, LogLevel, LogLine, Outcome, SessionInfo, SessionReset,
-        Stats, Tokens, TOKEN_SAMPLE_BYTES,
+        estimate_tokens, CallRecord, CheckStatus, LogLevel, LogLine, Outcome, Paused, SessionInfo,
+        SessionReset, Stats, Tokens, TOKEN_SAMPLE_BYTES,
     },
     privacy::{Privacy, PrivacyError, PRIVACY_KINDS},
     prompt::prompt,

@@ -165,6 +165,26 @@ pub struct Outcome {
     /// The session the execution ran in, if it ran in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionInfo>,
+    /// Set when the execution is not over: it waits for a person to decide on a call of a tool
+    /// that needs approval ([`Engine::resume`](crate::Engine::resume) continues it). `logs`
+    /// then hold what the program wrote so far, and the next outcome the lines after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
+}
+
+/// The call an execution waits on a decision for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paused {
+    /// What to answer with: [`Engine::resume`](crate::Engine::resume), the daemon's
+    /// `code/resume`, MCP's `resume_execution`.
+    pub approval: String,
+    /// `namespace.tool`.
+    pub tool: String,
+    /// The arguments the program passed, after validation (private values tokenized when
+    /// privacy is on).
+    pub arguments: Value,
+    /// When the call was made, as an RFC 3339 UTC timestamp.
+    pub pending_since: String,
 }
 
 /// One tool call of an execution, as an audit sees it: what was called, with how much, and
@@ -190,6 +210,10 @@ pub struct CallRecord {
     /// Bytes of the result's JSON when it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_bytes: Option<u64>,
+    /// For a tool that needs approval: `pending`, `approved`, `rejected`, or `expired` (nobody
+    /// decided within the approval timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 /// Where an execution of a session stands in it.
@@ -220,7 +244,7 @@ pub struct SessionReset {
 impl Outcome {
     /// True when the program finished without error.
     pub fn is_ok(&self) -> bool {
-        self.error.is_none()
+        self.error.is_none() && self.paused.is_none()
     }
 
     pub(crate) fn failed(error: ExecError) -> Outcome {
@@ -233,6 +257,7 @@ impl Outcome {
             hint: None,
             calls: Vec::new(),
             session: None,
+            paused: None,
         }
     }
 
@@ -302,8 +327,35 @@ impl Outcome {
         if let Some(session) = &self.session {
             report["session"] = serde_json::to_value(session).expect("session serializes");
         }
+        if let Some(paused) = &self.paused {
+            report["paused"] = serde_json::to_value(paused).expect("paused serializes");
+        }
         report
     }
+}
+
+/// `time` as an RFC 3339 UTC timestamp with milliseconds (`2026-12-01T19:41:53.123Z`).
+pub(crate) fn rfc3339(time: std::time::SystemTime) -> String {
+    let since = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        since.subsec_millis()
+    )
 }
 
 /// An estimate of [`count_tokens`] from one pass over the bytes, without the tokenizer: runs of

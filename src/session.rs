@@ -86,6 +86,9 @@ pub(crate) struct Progress {
     pub(crate) notice: Option<SessionReset>,
     /// Earlier programs that declared something, oldest first.
     pub(crate) files: Vec<Arc<SessionFile>>,
+    /// The approval the session's paused execution waits on: no other program runs until it
+    /// is decided (or expires).
+    pub(crate) paused: Option<String>,
     files_bytes: usize,
     next_file: u64,
 }

@@ -44,6 +44,15 @@ impl Connection {
         }
     }
 
+    /// A session's client name, and whether it is shared, from the engine's name for it.
+    pub(super) fn client_session(key: &str) -> Option<(String, bool)> {
+        if let Some(name) = key.strip_prefix("shared/") {
+            return Some((name.to_string(), true));
+        }
+        let (_, name) = key.strip_prefix("connection/")?.split_once('/')?;
+        Some((name.to_string(), false))
+    }
+
     /// Keeps the calls of the execution with request id `id`, forgetting the oldest past
     /// [`KEPT_AUDITS`].
     pub(super) fn keep_calls(&self, id: String, calls: Vec<CallRecord>) {

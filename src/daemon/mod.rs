@@ -365,6 +365,7 @@ impl Daemon {
                 Ok(json!({ "declarations": text }))
             }
             "code/execute" => self.execute(conn, id, &params).await,
+            "code/resume" => self.resume(conn, id, &params).await,
             "code/cancel" => {
                 let target = params
                     .get("id")
@@ -512,11 +513,60 @@ impl Daemon {
             self.inner.engine.execute(code, options).await
         };
         self.inner.running.lock().expect("running lock").remove(&key);
+        Ok(self.report(conn, id, params, outcome))
+    }
+
+    /// `code/resume {approval, approve, reason?}`: the decision on the call a paused execution
+    /// waits on, and the execution's next outcome. Any connection holding the approval id may
+    /// decide (an approval id is not guessable).
+    async fn resume(
+        &self,
+        conn: &Arc<Connection>,
+        id: Option<&Value>,
+        params: &Value,
+    ) -> Result<Value, RpcError> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(RpcError::new(rpc::SHUTTING_DOWN, "the daemon is shutting down"));
+        }
+        let approval = params
+            .get("approval")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::params("approval (the id in a paused outcome) must be a string"))?;
+        let approve = params.get("approve").and_then(Value::as_bool).ok_or_else(|| {
+            RpcError::params("approve must be true (the call runs) or false (it is rejected)")
+        })?;
+        let reason = match params.get("reason") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(reason)) => Some(reason.as_str()),
+            Some(_) => return Err(RpcError::params("reason must be a string")),
+        };
+        let outcome = self
+            .inner
+            .engine
+            .resume(approval, approve, reason)
+            .await
+            .map_err(|e| RpcError::new(rpc::NO_SUCH_EXECUTION, e.to_string()))?;
+        Ok(self.report(conn, id, params, outcome))
+    }
+
+    /// The response to `code/execute` or `code/resume`: the outcome's report, counted in the
+    /// stats, its calls kept for `code/calls`.
+    fn report(
+        &self,
+        conn: &Arc<Connection>,
+        id: Option<&Value>,
+        params: &Value,
+        outcome: crate::Outcome,
+    ) -> Value {
         let mut stats = self.inner.stats.lock().expect("stats lock");
-        stats.executions += 1;
+        // A paused execution is counted once, when it ends.
+        if outcome.paused.is_none() {
+            stats.executions += 1;
+        }
         if let Some(e) = &outcome.error {
             *stats.failures.entry(e.kind.code().to_string()).or_default() += 1;
         }
+        drop(stats);
         // The exact count costs about 8 ms per 100 KB of tool results; only on request.
         let exact = params.get("tokens").and_then(Value::as_bool).unwrap_or(false);
         let mut report = if exact { outcome.to_report_exact() } else { outcome.to_report() };
@@ -528,12 +578,14 @@ impl Daemon {
         if let Some(id) = id {
             conn.keep_calls(id.to_string(), outcome.calls);
         }
-        if let (Some(info), Some((name, shared))) = (report.get_mut("session"), session) {
+        if let Some(info) = report.get_mut("session") {
             // The client's own name for it, not the engine's.
-            info["id"] = json!(name);
-            info["shared"] = json!(shared);
+            if let Some((name, shared)) = info["id"].as_str().and_then(Connection::client_session) {
+                info["id"] = json!(name);
+                info["shared"] = json!(shared);
+            }
         }
-        Ok(report)
+        report
     }
 
     /// Executions, failures by kind, connections, pool size, the engine's tools, and the

@@ -5,13 +5,14 @@
 //!   write a program, the limits, the namespace index). The outcome comes back as text and as
 //!   `structuredContent`, its value already cut structurally to the result cap.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, RequestParamsMeta,
-    ServerCapabilities, ServerConfig, Tool as McpTool,
+    InputRequiredResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    RequestParamsMeta, ServerCapabilities, ServerConfig, Tool as McpTool,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer};
 use rmcp::ServerHandler;
@@ -19,7 +20,7 @@ use serde_json::{json, Map, Value};
 
 use crate::bridge::ClientRequests;
 use crate::engine::{CancelToken, Engine, ExecuteOptions, LogSink};
-use crate::outcome::LogLine;
+use crate::outcome::{LogLine, Outcome};
 use crate::registry::discovery::{names_arg, search_args, SearchHit};
 
 use super::client::{ClientFeatures, Upstream};
@@ -75,6 +76,9 @@ pub struct McpServer {
     upstreams: Arc<[Arc<Upstream>]>,
     /// The engine sessions of this client's programs.
     sessions: Arc<ClientSessions>,
+    /// Log lines of executions paused while their client is asked in a later round, by
+    /// approval id: the result that ends the execution carries them.
+    held_logs: Arc<Mutex<HashMap<String, Vec<LogLine>>>>,
 }
 
 /// The engine sessions one MCP client's programs ran in: they end when the client goes (the
@@ -122,7 +126,14 @@ impl McpServer {
     pub fn with_config(engine: Engine, config: McpConfig) -> Self {
         let slots = Arc::new(tokio::sync::Semaphore::new(engine.workers()));
         let sessions = Arc::new(ClientSessions::new(&engine));
-        McpServer { engine, config: Arc::new(config), slots, upstreams: Arc::new([]), sessions }
+        McpServer {
+            engine,
+            config: Arc::new(config),
+            slots,
+            upstreams: Arc::new([]),
+            sessions,
+            held_logs: Arc::default(),
+        }
     }
 
     /// The upstream servers whose tools it serves, to be told which of sampling, elicitation
@@ -234,7 +245,8 @@ impl McpServer {
         cancel: CancelToken,
         on_log: Option<LogSink>,
         client: Arc<dyn ClientRequests>,
-    ) -> Result<CallToolResult, ErrorData> {
+        asking: Asking,
+    ) -> Result<CallToolResponse, ErrorData> {
         let registry = self.engine.registry();
         match name {
             "search_tools" => {
@@ -247,7 +259,7 @@ impl McpServer {
                 } else {
                     text
                 })];
-                Ok(result)
+                Ok(result.into())
             }
             "describe_tools" => {
                 let names = names_arg(args).map_err(|e| invalid(&e))?;
@@ -258,7 +270,8 @@ impl McpServer {
                         result
                     }
                     Err(e) => CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
-                })
+                }
+                .into())
             }
             "execute_code" => {
                 let code = args
@@ -279,41 +292,191 @@ impl McpServer {
                             ExecuteOptions {
                                 cancel: Some(cancel),
                                 on_log,
-                                client: Some(client),
+                                client: Some(Arc::clone(&client)),
                                 session: session.map(|name| self.sessions.key(name)),
                                 ..Default::default()
                             },
                         )
                         .await
                 };
-                let mut report = outcome.to_report();
-                if let (Some(info), Some(name)) = (report.get_mut("session"), session) {
-                    // The client's name for it, not the engine's.
-                    info["id"] = json!(name);
-                }
-                // Images and audio in the result go to the client as content blocks of their
-                // own, not as base64 inside the text the model reads.
-                let media = take_media(&mut report["value"]);
-                let mut text = String::new();
-                for line in &outcome.logs {
-                    text.push_str(&format!("[{}] {}\n", line.level.as_str(), line.message));
-                }
-                match &outcome.error {
-                    None => text.push_str(&format!("result: {}", report["value"])),
-                    Some(e) => text.push_str(&e.headline()),
-                }
-                let mut result = if outcome.is_ok() {
-                    CallToolResult::structured(report)
-                } else {
-                    CallToolResult::structured_error(report)
+                Ok(self.answer(outcome, &client, asking).await)
+            }
+            "resume_execution" => {
+                let approval = args
+                    .get("approval")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid("approval (the id in a paused result) must be a string"))?;
+                let approve = args
+                    .get("approve")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| invalid("approve must be true or false"))?;
+                let reason = args.get("reason").and_then(Value::as_str);
+                let outcome = {
+                    let _slot = self.slots.acquire().await;
+                    self.engine.resume(approval, approve, reason).await
                 };
-                result.content = vec![ContentBlock::text(text)];
-                result.content.extend(media);
-                Ok(result)
+                match outcome {
+                    Ok(outcome) => Ok(self.answer(outcome, &client, asking).await),
+                    Err(e) => Ok(CallToolResult::error(vec![ContentBlock::text(e.to_string())]).into()),
+                }
             }
             other => Err(ErrorData::invalid_params(format!("unknown tool {other:?}"), None)),
         }
     }
+}
+
+/// How the client of a call can be asked to decide on an approval.
+#[derive(Clone, Copy, PartialEq)]
+enum Asking {
+    /// It takes `elicitation/create` requests while the call runs (protocols before 2026-07-28).
+    Inline,
+    /// It takes elicitation as input requests in the call's result, and calls again with the
+    /// answers (2026-07-28's multi round-trip requests).
+    Rounds,
+    /// It takes no elicitation: the pause goes to the model, and `resume_execution` goes on.
+    No,
+}
+
+/// Executions whose log lines are held between rounds at most.
+const MAX_HELD: usize = 1024;
+
+/// The key of the one input request an approval result carries.
+const APPROVAL_INPUT: &str = "approval";
+
+impl McpServer {
+    /// The result of a call whose execution produced `outcome`: while it waits on an approval,
+    /// the client is asked as it can be ([`Asking`]) and the execution continues with the
+    /// answer; a client that cannot be asked gets the pause in the result.
+    async fn answer(
+        &self,
+        mut outcome: Outcome,
+        client: &Arc<dyn ClientRequests>,
+        asking: Asking,
+    ) -> CallToolResponse {
+        loop {
+            let Some(paused) = outcome.paused.clone() else { break };
+            match asking {
+                Asking::No => break,
+                Asking::Rounds => {
+                    // The lines so far wait here for the result that ends the execution.
+                    let mut held = self.held_logs.lock().expect("held logs lock");
+                    // A client that never calls again must not grow this without bound.
+                    if held.len() >= MAX_HELD {
+                        let any = held.keys().next().cloned();
+                        any.map(|k| held.remove(&k));
+                    }
+                    held.insert(paused.approval.clone(), std::mem::take(&mut outcome.logs));
+                    drop(held);
+                    let request =
+                        json!({ "method": "elicitation/create", "params": approval_request(&paused) });
+                    let Ok(request) = serde_json::from_value::<rmcp::model::InputRequest>(request) else {
+                        break;
+                    };
+                    let requests = [(APPROVAL_INPUT.to_string(), request)].into_iter().collect();
+                    return InputRequiredResult::new(Some(requests), Some(paused.approval)).into();
+                }
+                Asking::Inline => {
+                    let Ok(answer) = client.request("elicitation/create", approval_request(&paused)).await
+                    else {
+                        break;
+                    };
+                    let next = self.decide(&paused.approval, &answer).await;
+                    outcome = carry_logs(outcome.logs, next);
+                }
+            }
+        }
+        tool_result(&outcome).into()
+    }
+
+    /// Continues the execution paused on `approval` with the person's elicitation `answer`.
+    async fn decide(&self, approval: &str, answer: &Value) -> Outcome {
+        let content = &answer["content"];
+        let (approve, reason) = match answer["action"].as_str() {
+            Some("accept") => {
+                (content["approve"].as_bool() == Some(true), content["reason"].as_str().map(str::to_string))
+            }
+            Some(action) => (false, Some(format!("the person chose {action}"))),
+            None => (false, Some("the client's answer had no action".to_string())),
+        };
+        let resumed = {
+            let _slot = self.slots.acquire().await;
+            self.engine.resume(approval, approve, reason.as_deref()).await
+        };
+        let held = self.held_logs.lock().expect("held logs lock").remove(approval).unwrap_or_default();
+        carry_logs(
+            held,
+            resumed.unwrap_or_else(|e| {
+                Outcome::failed(crate::error::ExecError::new(
+                    crate::error::ErrorKind::Internal,
+                    e.to_string(),
+                ))
+            }),
+        )
+    }
+}
+
+/// `next` with the lines written before its pause first.
+fn carry_logs(mut before: Vec<LogLine>, mut next: Outcome) -> Outcome {
+    if !before.is_empty() {
+        before.append(&mut next.logs);
+        next.logs = before;
+    }
+    next
+}
+
+/// The elicitation that asks a person about a paused call.
+fn approval_request(paused: &crate::outcome::Paused) -> Value {
+    json!({
+        "mode": "form",
+        "message": format!("The program calls {} with {}. Allow this call?", paused.tool, paused.arguments),
+        "requestedSchema": {
+            "type": "object",
+            "properties": {
+                "approve": { "type": "boolean", "title": "Approve", "description": "Let the call run." },
+                "reason": { "type": "string", "title": "Reason", "description": "Told to the program when rejected." }
+            },
+            "required": ["approve"]
+        }
+    })
+}
+
+/// An execution's outcome as the result of `execute_code`: the report as structured content,
+/// and the logs and the result (or the error, or the pause) as text for the model.
+fn tool_result(outcome: &Outcome) -> CallToolResult {
+    let mut report = outcome.to_report();
+    if let Some(info) = report.get_mut("session") {
+        // The client's name for it, not the engine's.
+        if let Some(name) =
+            info["id"].as_str().and_then(|key| key.split_once('/')).and_then(|(_, rest)| rest.split_once('/'))
+        {
+            info["id"] = json!(name.1);
+        }
+    }
+    // Images and audio in the result go to the client as content blocks of their
+    // own, not as base64 inside the text the model reads.
+    let media = take_media(&mut report["value"]);
+    let mut text = String::new();
+    for line in &outcome.logs {
+        text.push_str(&format!("[{}] {}\n", line.level.as_str(), line.message));
+    }
+    match (&outcome.error, &outcome.paused) {
+        (Some(e), _) => text.push_str(&e.headline()),
+        (None, Some(p)) => text.push_str(&format!(
+            "paused: {}({}) needs a person's approval (approval {}); once they have decided, call \
+             resume_execution with approve true or false",
+            p.tool, p.arguments, p.approval
+        )),
+        (None, None) => text.push_str(&format!("result: {}", report["value"])),
+    }
+    // A pause is not a failure: the execution goes on once someone decides.
+    let mut result = if outcome.error.is_none() {
+        CallToolResult::structured(report)
+    } else {
+        CallToolResult::structured_error(report)
+    };
+    result.content = vec![ContentBlock::text(text)];
+    result.content.extend(media);
+    result
 }
 
 fn require_loopback(addr: std::net::SocketAddr) -> std::io::Result<()> {
@@ -422,7 +585,7 @@ fn schema(v: Value) -> Arc<Map<String, Value>> {
 
 fn tool_list(engine: &Engine, sessions: bool) -> Vec<McpTool> {
     let prompt = engine.prompt(sessions);
-    vec![
+    let mut tools = vec![
         McpTool::new(
             "search_tools",
             "Find the tools a task needs: ranks every tool by name, description and parameters. \
@@ -471,7 +634,27 @@ fn tool_list(engine: &Engine, sessions: bool) -> Vec<McpTool> {
                 "additionalProperties": false
             })),
         ),
-    ]
+    ];
+    // Only where some tool needs approval: otherwise it is a tool the model never needs.
+    if engine.registry().tools().any(|(_, tool)| tool.requires_approval()) {
+        tools.push(McpTool::new(
+            "resume_execution",
+            "Continue an execute_code run that paused at a call needing a person's approval (its result \
+             says `paused` with an approval id). Call it only with the person's decision: approve true runs \
+             the call, false makes it throw a ToolError with code \"rejected\" (and the reason).",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "approval": { "type": "string", "description": "The approval id from the paused result." },
+                    "approve": { "type": "boolean" },
+                    "reason": { "type": "string", "description": "Why it was rejected; the program sees it." }
+                },
+                "required": ["approval", "approve"],
+                "additionalProperties": false
+            })),
+        ));
+    }
+    tools
 }
 
 impl ServerHandler for McpServer {
@@ -547,15 +730,31 @@ impl ServerHandler for McpServer {
             }
             None => (None, None),
         };
-        let client = Arc::new(PeerClient(context.peer.clone()));
-        let result = self.call(&request.name, &args, cancel, on_log, client).await;
+        let client: Arc<dyn ClientRequests> = Arc::new(PeerClient(context.peer.clone()));
+        let elicits = context.client_capabilities().is_some_and(|c| c.elicitation.is_some());
+        let rounds = context.protocol_version().is_some_and(|v| v.as_str() >= "2026-07-28");
+        let asking = match (elicits, rounds) {
+            (false, _) => Asking::No,
+            (true, true) => Asking::Rounds,
+            (true, false) => Asking::Inline,
+        };
+        let result = match &request.request_state {
+            // A later round: the client's answer to the approval its last result asked about.
+            Some(approval) => {
+                let answer = request.input_responses.as_ref().and_then(|r| r.get(APPROVAL_INPUT)).cloned();
+                let answer = answer.unwrap_or_else(|| json!({ "action": "cancel" }));
+                let outcome = self.decide(approval, &answer).await;
+                Ok(self.answer(outcome, &client, asking).await)
+            }
+            None => self.call(&request.name, &args, cancel, on_log, client, asking).await,
+        };
         watcher.abort();
         if let Some((tx, forwarder)) = forwarder {
             // The progress notifications go out before the result.
             let _ = tx.send(None);
             let _ = forwarder.await;
         }
-        result.map(Into::into)
+        result
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Tool {
     /// What declarations give as the result when there is no output schema.
     result_type: Option<Arc<ResultType>>,
     handler: Arc<dyn ToolHandler>,
+    /// A call waits for a person's decision before it reaches the handler.
+    approval: bool,
 }
 
 /// A result type that codemode wrote for a tool without an output schema (what the MCP result
@@ -129,6 +131,7 @@ impl Tool {
             output_schema: None,
             result_type: None,
             handler: Arc::new(handler),
+            approval: false,
         }
     }
 
@@ -207,6 +210,21 @@ impl Tool {
         self
     }
 
+    /// Makes every call of the tool wait for a person's approval: the execution pauses with
+    /// the call's arguments in [`Outcome::paused`](crate::Outcome::paused), nothing reaches the
+    /// handler, and [`Engine::resume`](crate::Engine::resume) lets it through or rejects it.
+    /// Declarations say so, so the agent knows before it calls.
+    pub fn requiring_approval(mut self) -> Self {
+        self.approval = true;
+        self
+    }
+
+    /// Whether calls wait for approval ([`Tool::requiring_approval`], or a pattern given to
+    /// [`Registry::require_approval`] before or after it was registered).
+    pub fn requires_approval(&self) -> bool {
+        self.approval
+    }
+
     /// The human title, if one was given.
     pub fn title(&self) -> Option<&str> {
         self.title.as_deref()
@@ -244,7 +262,8 @@ impl Tool {
 /// A registered tool with its compiled validator.
 pub(crate) struct Entry {
     pub(crate) tool: Tool,
-    pub(crate) validator: jsonschema::Validator,
+    /// Shared, so an entry can be remade with another approval setting without compiling again.
+    pub(crate) validator: Arc<jsonschema::Validator>,
     /// `namespace.jsName`, as errors and spans name the tool; made once, not per call.
     pub(crate) label: Arc<str>,
 }
@@ -283,6 +302,7 @@ impl Namespace {
                     input: &e.tool.input_schema,
                     output: e.tool.output_schema.as_ref(),
                     untyped: e.tool.result_type.as_deref().map(|r| (r.typescript.as_str(), r.doc.as_slice())),
+                    approval: e.tool.approval,
                 })
                 .collect();
             Arc::new(typegen::declarations(js_name, &self.description, &schemas))
@@ -305,6 +325,9 @@ pub struct Registry {
     namespaces: BTreeMap<String, Arc<Namespace>>,
     /// What reads the resources of a namespace's server (`codemode.readResource`), by JS name.
     resources: BTreeMap<String, Arc<dyn ResourceReader>>,
+    /// Patterns of tools whose calls wait for approval ([`Registry::require_approval`]); kept so
+    /// a tool registered later (an upstream server's list changing) is matched too.
+    approve: Vec<String>,
     /// What is derived from this version of the registry; a change starts a new one, and
     /// clones of one version (the engine's, the caller's) share it.
     derived: Arc<Derived>,
@@ -336,7 +359,7 @@ impl Registry {
 
     /// Adds `tool` to `namespace` (created on first use). Fails on an invalid name, a JS-name
     /// collision, or a schema that is not valid JSON Schema; the registry is unchanged then.
-    pub fn register(&mut self, namespace: &str, tool: Tool) -> Result<&mut Self, RegistryError> {
+    pub fn register(&mut self, namespace: &str, mut tool: Tool) -> Result<&mut Self, RegistryError> {
         let ns_js = namespace_js_name(namespace)?;
         if tool.js_name.is_empty() {
             return Err(RegistryError::InvalidToolName {
@@ -372,12 +395,47 @@ impl Registry {
         if let Some(e) = self.collision(namespace, &tool) {
             return Err(e);
         }
-        let label = format!("{ns_js}.{}", tool.js_name).into();
+        let label: Arc<str> = format!("{ns_js}.{}", tool.js_name).into();
+        tool.approval |= self.approve.iter().any(|p| approval_matches(p, namespace, &label, &tool.name));
         let ns = self.namespaces.entry(ns_js).or_insert_with(|| Arc::new(Namespace::new(namespace)));
         let ns = Arc::make_mut_namespace(ns);
-        ns.tools.insert(tool.js_name.clone(), Arc::new(Entry { tool, validator, label }));
+        ns.tools
+            .insert(tool.js_name.clone(), Arc::new(Entry { tool, validator: Arc::new(validator), label }));
         self.derived = Arc::default();
         Ok(self)
+    }
+
+    /// Makes the tools matching `pattern` wait for approval (see [`Tool::requiring_approval`]):
+    /// `namespace.tool`, by the tool's JS name or its registered name, where `*` matches any
+    /// run of characters (`sheets.updateRow`, `crm.send*`, `github.*`). Tools registered later
+    /// are matched too. Returns how many registered tools it matched now.
+    pub fn require_approval(&mut self, pattern: &str) -> usize {
+        self.approve.push(pattern.to_string());
+        let mut matched = 0;
+        for ns in self.namespaces.values_mut() {
+            let name = ns.name.clone();
+            let hits: Vec<(String, bool)> = ns
+                .tools
+                .iter()
+                .filter(|(_, e)| approval_matches(pattern, &name, &e.label, &e.tool.name))
+                .map(|(js, e)| (js.clone(), e.tool.approval))
+                .collect();
+            matched += hits.len();
+            if hits.iter().all(|(_, already)| *already) {
+                continue;
+            }
+            let ns = Arc::make_mut_namespace(ns);
+            for (js, _) in hits.into_iter().filter(|(_, already)| !already) {
+                let entry = &ns.tools[&js];
+                let mut tool = entry.tool.clone();
+                tool.approval = true;
+                let entry =
+                    Entry { tool, validator: Arc::clone(&entry.validator), label: Arc::clone(&entry.label) };
+                ns.tools.insert(js, Arc::new(entry));
+            }
+        }
+        self.derived = Arc::default();
+        matched
     }
 
     /// Sets the description of a namespace: its first line is the summary the prompt's index
@@ -446,7 +504,7 @@ impl Registry {
                     }
                 }
             });
-            Arc::new(Entry { tool, validator, label: READ_RESOURCE.into() })
+            Arc::new(Entry { tool, validator: Arc::new(validator), label: READ_RESOURCE.into() })
         };
         Arc::clone(self.derived.read_resource.get_or_init(make))
     }
@@ -487,6 +545,7 @@ impl Registry {
         for (js, reader) in &other.resources {
             self.resources.insert(js.clone(), Arc::clone(reader));
         }
+        self.approve.extend(other.approve.iter().cloned());
         self.derived = Arc::default();
     }
 
@@ -552,6 +611,28 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.namespaces.values().all(|ns| ns.tools.is_empty())
     }
+}
+
+/// Whether an approval `pattern` names the tool `label` (`namespace.jsName`), or the tool
+/// `name` as registered in `namespace`.
+fn approval_matches(pattern: &str, namespace: &str, label: &str, name: &str) -> bool {
+    glob(pattern, label) || glob(pattern, &format!("{namespace}.{name}"))
+}
+
+/// `text` matches `pattern`, where `*` stands for any run of characters (none included).
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// A meta-schema violation with where it is in the schema.

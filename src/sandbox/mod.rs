@@ -189,6 +189,8 @@ type ExecCell = Rc<RefCell<Option<Exec>>>;
 /// A warm sandbox: runtime, context, prelude loaded, host functions installed.
 pub(crate) struct Sandbox {
     // Persistent handles first: fields drop in order, and they must go before the runtime.
+    /// A run paused for approval, waiting for [`Sandbox::resume`].
+    suspended: Option<Suspended>,
     exports: Persistent<Object<'static>>,
     date_to_iso: Persistent<Function<'static>>,
     stack_getter: Option<Persistent<Function<'static>>>,
@@ -264,6 +266,7 @@ impl Sandbox {
             })
             .map_err(internal)?;
         Ok(Sandbox {
+            suspended: None,
             exports,
             date_to_iso,
             stack_getter,
@@ -344,7 +347,77 @@ impl Sandbox {
         self._script = cached.clone();
         let cache = if session.is_some() { None } else { Some(&*cache) };
         let result = self.execute(&code, compiled, cached, cache, &registry, &limits, deadline);
+        self.finish(result, Run { code, limits, started, waited, deadline })
+    }
 
+    /// Continues the run that paused for approval, with the decision on the call it waits on:
+    /// the time it spent paused counts neither in its deadline nor in its duration.
+    pub(crate) fn resume(&mut self, approve: bool, reason: Option<&str>) -> Outcome {
+        let Some(Suspended { promise, script, mut run, left, paused_at }) = self.suspended.take() else {
+            return Outcome::failed(ExecError::new(
+                ErrorKind::Internal,
+                "no execution is paused in this sandbox",
+            ));
+        };
+        let now = Instant::now();
+        run.started += now.saturating_duration_since(paused_at);
+        run.deadline = now + left;
+        self.control.deadline.set(Some(run.deadline));
+        self.exec.borrow_mut().as_mut().expect("a paused run keeps its state").bridge.decide(approve, reason);
+        let result = self.context.with(|ctx| {
+            let promise = promise.restore(&ctx).map_err(internal_js)?;
+            self.drive(&ctx, promise, script, &run.limits, run.deadline)
+        });
+        self.finish(result, run)
+    }
+
+    /// The outcome of a run that finished, failed, or paused for approval (then the sandbox
+    /// keeps its state for [`Sandbox::resume`], and the outcome carries the logs so far).
+    fn finish(&mut self, result: Result<Step, ExecError>, run: Run) -> Outcome {
+        let result = match result {
+            Ok(Step::Paused(promise, script)) => {
+                let mut guard = self.exec.borrow_mut();
+                let exec = guard.as_mut().expect("execution state present");
+                let awaiting = exec.bridge.awaiting().expect("a paused run waits on a call");
+                let paused = crate::outcome::Paused {
+                    approval: awaiting.approval.clone(),
+                    tool: awaiting.tool().to_string(),
+                    arguments: awaiting.args.clone(),
+                    pending_since: crate::outcome::rfc3339(awaiting.at),
+                };
+                let logs = std::mem::take(&mut exec.logs);
+                let returned_bytes = logs.iter().map(|l| l.message.len()).sum::<usize>();
+                let stats = Stats {
+                    duration: run.started.elapsed(),
+                    queued: run.waited,
+                    tool_calls: exec.bridge.calls().min(run.limits.max_tool_calls),
+                    tool_result_bytes: exec.bridge.tool_result_bytes,
+                    returned_bytes: returned_bytes as u64,
+                    tool_result_texts: exec.bridge.samples.clone(),
+                    tokenized: exec.bridge.tokenized.clone(),
+                    ..Stats::default()
+                };
+                let calls = exec.bridge.calls_so_far();
+                drop(guard);
+                let now = Instant::now();
+                let left = run.deadline.saturating_duration_since(now);
+                self.suspended = Some(Suspended { promise, script, run, left, paused_at: now });
+                return Outcome {
+                    value: serde_json::Value::Null,
+                    logs,
+                    error: None,
+                    stats,
+                    diagnostics: Vec::new(),
+                    hint: None,
+                    calls,
+                    session: None,
+                    paused: Some(paused),
+                };
+            }
+            Ok(Step::Done(returned)) => Ok(returned),
+            Err(e) => Err(e),
+        };
+        let Run { code, limits, started, waited, .. } = run;
         let mut exec = self.exec.borrow_mut().take().expect("execution state present");
         let (value, truncated, error, hint) = match result {
             Ok(r) => {
@@ -390,7 +463,17 @@ impl Sandbox {
             ..Stats::default()
         };
         let calls = exec.bridge.take_calls();
-        Outcome { value, logs, error, stats, diagnostics: Vec::new(), hint, calls, session: None }
+        Outcome {
+            value,
+            logs,
+            error,
+            stats,
+            diagnostics: Vec::new(),
+            hint,
+            calls,
+            session: None,
+            paused: None,
+        }
     }
 
     /// Logs the unhandled rejections within what the log caps leave (the lines the program
@@ -486,9 +569,8 @@ impl Sandbox {
         registry: &Registry,
         limits: &Limits,
         deadline: Instant,
-    ) -> Result<Returned, ExecError> {
+    ) -> Result<Step, ExecError> {
         let exec = &self.exec;
-        let control = &self.control;
         self.context.with(|ctx| {
             // Nothing runs before the program compiles: syntax errors come first. (A session's
             // program, a script, compiles as it starts; swc has parsed it already.)
@@ -499,7 +581,10 @@ impl Sandbox {
                 }
                 None => {
                     let compiled = compiled.ok_or_else(|| {
-                        ExecError::new(ErrorKind::Internal, "a session's program reached its sandbox untranspiled")
+                        ExecError::new(
+                            ErrorKind::Internal,
+                            "a session's program reached its sandbox untranspiled",
+                        )
                     })?;
                     (None, Arc::new(Script::new(Vec::new(), compiled)))
                 }
@@ -514,8 +599,6 @@ impl Sandbox {
                 install.call::<_, ()>((js_name, tools, first)).map_err(internal_js)?;
                 first += count;
             }
-            let fire: Function = exports.get("fire").map_err(internal_js)?;
-            let tool_error: Function = exports.get("toolError").map_err(internal_js)?;
             let start: Function = exports.get("start").map_err(internal_js)?;
 
             let promise: Promise = (|| {
@@ -536,111 +619,139 @@ impl Sandbox {
                 exec.main_promise = unsafe { rquickjs::qjs::JS_VALUE_GET_PTR(promise.as_raw()) } as usize;
             }
 
-            let mut jobs = 0u32;
-            loop {
-                while ctx.execute_pending_job() {
-                    jobs = jobs.wrapping_add(1);
-                    // A chain of tiny jobs may never reach the engine's interrupt poll.
-                    if control.abort.get().is_some() || (jobs.is_multiple_of(1024) && control.check().is_some()) {
-                        break;
-                    }
+            self.drive(&ctx, promise, script, limits, deadline)
+        })
+    }
+
+    /// Runs the event loop until the program's promise settles, the run is stopped, or nothing
+    /// can happen until someone decides on a call awaiting approval.
+    fn drive<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        promise: Promise<'js>,
+        script: Arc<Script>,
+        limits: &Limits,
+        deadline: Instant,
+    ) -> Result<Step, ExecError> {
+        let exec = &self.exec;
+        let control = &self.control;
+        let ctx = ctx.clone();
+        let exports = self.exports.clone().restore(&ctx).map_err(internal_js)?;
+        let fire: Function = exports.get("fire").map_err(internal_js)?;
+        let tool_error: Function = exports.get("toolError").map_err(internal_js)?;
+        let mut jobs = 0u32;
+        loop {
+            while ctx.execute_pending_job() {
+                jobs = jobs.wrapping_add(1);
+                // A chain of tiny jobs may never reach the engine's interrupt poll.
+                if control.abort.get().is_some() || (jobs.is_multiple_of(1024) && control.check().is_some()) {
+                    break;
                 }
-                if let Some(kind) = control.check() {
-                    return Err(abort_error(kind, limits));
-                }
-                match promise.state() {
-                    PromiseState::Resolved => {
-                        let value: Value = promise.result().and_then(Result::ok).unwrap_or_else(|| Value::new_undefined(ctx.clone()));
-                        let date_to_iso = self.date_to_iso.clone().restore(&ctx).ok();
-                        let walker = Walker::new(
-                            ctx.clone(),
-                            limits.max_result_bytes,
-                            Overflow::Cut,
-                            date_to_iso,
-                            self.texts(&ctx),
-                        );
-                        return walker
-                            .convert(&value)
-                            .map(|c| Returned {
+            }
+            if let Some(kind) = control.check() {
+                return Err(abort_error(kind, limits));
+            }
+            match promise.state() {
+                PromiseState::Resolved => {
+                    let value: Value = promise
+                        .result()
+                        .and_then(Result::ok)
+                        .unwrap_or_else(|| Value::new_undefined(ctx.clone()));
+                    let date_to_iso = self.date_to_iso.clone().restore(&ctx).ok();
+                    let walker = Walker::new(
+                        ctx.clone(),
+                        limits.max_result_bytes,
+                        Overflow::Cut,
+                        date_to_iso,
+                        self.texts(&ctx),
+                    );
+                    return walker
+                        .convert(&value)
+                        .map(|c| {
+                            Step::Done(Returned {
                                 json: c.json,
                                 truncated: c.truncated,
                                 nothing: value.is_undefined(),
                                 script: Arc::clone(&script),
                             })
-                            .map_err(|m| ExecError::new(ErrorKind::InvalidResult, m));
-                    }
-                    PromiseState::Rejected => {
-                        let reason: Value = match promise.result::<Value>() {
-                            Some(Err(rquickjs::Error::Exception)) => ctx.catch(),
-                            Some(Ok(v)) => v,
-                            _ => Value::new_undefined(ctx.clone()),
-                        };
-                        return Err(self.exception_error(&ctx, reason, &script.compiled));
-                    }
-                    PromiseState::Pending => {}
+                        })
+                        .map_err(|m| ExecError::new(ErrorKind::InvalidResult, m));
                 }
-                let next = exec.borrow_mut().as_mut().expect("execution state").bridge.next(deadline);
-                match next {
-                    Next::Settle(id, settlement) => {
-                        let resolvers = match settlement {
-                            Settlement::Timer => None,
-                            _ => exec.borrow_mut().as_mut().and_then(|e| e.resolvers.remove(&id)),
-                        };
-                        let settle = |ok: bool, value| -> rquickjs::Result<()> {
-                            let Some(Resolvers(resolve, reject, _)) = &resolvers else { return Ok(()) };
-                            let f = if ok { resolve } else { reject };
-                            f.clone().restore(&ctx)?.call::<(Value,), ()>((value,))
-                        };
-                        let reject = |failure: ToolFailure| {
-                            let spec = ctx.json_parse(serde_json::to_string(&failure).expect("failure serializes"))?;
-                            let site = match &resolvers {
-                                Some(Resolvers(_, _, site)) => site.clone().restore(&ctx)?,
-                                None => Value::new_undefined(ctx.clone()),
-                            };
-                            settle(false, tool_error.call::<_, Value>((spec, site))?)
-                        };
-                        let delivered = match settlement {
-                            Settlement::Value { json, tool } => match tool_result(&ctx, &json) {
-                                Ok(v) => settle(true, v),
-                                Err(_) => {
-                                    if let Some(kind) = control.check() {
-                                        return Err(abort_error(kind, limits));
-                                    }
-                                    // Only a handler's own JSON text can be malformed; say where.
-                                    let detail = serde_json::from_str::<serde::de::IgnoredAny>(&json)
-                                        .err()
-                                        .map_or_else(|| "the sandbox could not parse it".to_string(), |e| e.to_string());
-                                    reject(ToolFailure {
-                                        name: "ToolError",
-                                        message: format!("{tool}: the tool returned invalid JSON: {detail}"),
-                                        tool: tool.to_string(),
-                                        code: Some("invalid_output".into()),
-                                        path: None,
-                                    })
-                                }
-                            },
-                            Settlement::Error(failure) => reject(failure),
-                            Settlement::Timer => fire.call::<_, ()>((id as f64,)),
-                        };
-                        if let Err(e) = delivered.catch(&ctx) {
-                            // A timer callback threw: the program fails as it would in Node.
-                            return Err(self.abort_or(&ctx, e, &script.compiled, limits));
-                        }
-                    }
-                    Next::Log(line) => {
-                        exec.borrow_mut().as_mut().expect("execution state").keep(line.level, line.message);
-                    }
-                    Next::Idle => {
-                        return Err(ExecError::new(
-                            ErrorKind::Deadlock,
-                            "the program is waiting on a promise that can never settle: no tool call or timer is pending",
-                        ));
-                    }
-                    Next::TimedOut => return Err(abort_error(ErrorKind::Timeout, limits)),
-                    Next::Cancelled => return Err(abort_error(ErrorKind::Cancelled, limits)),
+                PromiseState::Rejected => {
+                    let reason: Value = match promise.result::<Value>() {
+                        Some(Err(rquickjs::Error::Exception)) => ctx.catch(),
+                        Some(Ok(v)) => v,
+                        _ => Value::new_undefined(ctx.clone()),
+                    };
+                    return Err(self.exception_error(&ctx, reason, &script.compiled));
                 }
+                PromiseState::Pending => {}
             }
-        })
+            let next = exec.borrow_mut().as_mut().expect("execution state").bridge.next(deadline);
+            match next {
+                Next::Settle(id, settlement) => {
+                    let resolvers = match settlement {
+                        Settlement::Timer => None,
+                        _ => exec.borrow_mut().as_mut().and_then(|e| e.resolvers.remove(&id)),
+                    };
+                    let settle = |ok: bool, value| -> rquickjs::Result<()> {
+                        let Some(Resolvers(resolve, reject, _)) = &resolvers else { return Ok(()) };
+                        let f = if ok { resolve } else { reject };
+                        f.clone().restore(&ctx)?.call::<(Value,), ()>((value,))
+                    };
+                    let reject = |failure: ToolFailure| {
+                        let spec =
+                            ctx.json_parse(serde_json::to_string(&failure).expect("failure serializes"))?;
+                        let site = match &resolvers {
+                            Some(Resolvers(_, _, site)) => site.clone().restore(&ctx)?,
+                            None => Value::new_undefined(ctx.clone()),
+                        };
+                        settle(false, tool_error.call::<_, Value>((spec, site))?)
+                    };
+                    let delivered = match settlement {
+                        Settlement::Value { json, tool } => match tool_result(&ctx, &json) {
+                            Ok(v) => settle(true, v),
+                            Err(_) => {
+                                if let Some(kind) = control.check() {
+                                    return Err(abort_error(kind, limits));
+                                }
+                                // Only a handler's own JSON text can be malformed; say where.
+                                let detail =
+                                    serde_json::from_str::<serde::de::IgnoredAny>(&json).err().map_or_else(
+                                        || "the sandbox could not parse it".to_string(),
+                                        |e| e.to_string(),
+                                    );
+                                reject(ToolFailure {
+                                    name: "ToolError",
+                                    message: format!("{tool}: the tool returned invalid JSON: {detail}"),
+                                    tool: tool.to_string(),
+                                    code: Some("invalid_output".into()),
+                                    path: None,
+                                })
+                            }
+                        },
+                        Settlement::Error(failure) => reject(failure),
+                        Settlement::Timer => fire.call::<_, ()>((id as f64,)),
+                    };
+                    if let Err(e) = delivered.catch(&ctx) {
+                        // A timer callback threw: the program fails as it would in Node.
+                        return Err(self.abort_or(&ctx, e, &script.compiled, limits));
+                    }
+                }
+                Next::Log(line) => {
+                    exec.borrow_mut().as_mut().expect("execution state").keep(line.level, line.message);
+                }
+                Next::Idle => {
+                    return Err(ExecError::new(
+                        ErrorKind::Deadlock,
+                        "the program is waiting on a promise that can never settle: no tool call or timer is pending",
+                    ));
+                }
+                Next::Paused => return Ok(Step::Paused(Persistent::save(&ctx, promise), script)),
+                Next::TimedOut => return Err(abort_error(ErrorKind::Timeout, limits)),
+                Next::Cancelled => return Err(abort_error(ErrorKind::Cancelled, limits)),
+            }
+        }
     }
 
     /// An error raised while running: the interrupt handler's reason when it stopped the
@@ -728,6 +839,41 @@ impl Sandbox {
         err.name = Some(name);
         err
     }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // A paused run's state holds engine values (its promise, its calls' resolvers): they
+        // must go before the runtime does.
+        self.suspended = None;
+        self.exec.borrow_mut().take();
+    }
+}
+
+/// Where a run's event loop stopped without an error.
+enum Step {
+    Done(Returned),
+    /// Waiting for a decision on a call: the program's promise, to continue it.
+    Paused(Persistent<Promise<'static>>, Arc<Script>),
+}
+
+/// What a run needs to finish, kept while it is paused.
+struct Run {
+    code: Arc<str>,
+    limits: Limits,
+    started: Instant,
+    waited: Duration,
+    deadline: Instant,
+}
+
+/// A run paused for approval.
+struct Suspended {
+    promise: Persistent<Promise<'static>>,
+    script: Arc<Script>,
+    run: Run,
+    /// Time left before the deadline when it paused.
+    left: Duration,
+    paused_at: Instant,
 }
 
 /// What a program that finished returned.

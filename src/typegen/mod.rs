@@ -41,6 +41,8 @@ pub struct ToolSchema<'a> {
     /// The result type when there is no `output` schema: TypeScript that the caller wrote
     /// (never a tool source's text), with its JSDoc lines.
     pub untyped: Option<(&'a str, &'a [String])>,
+    /// Calls wait for a person's approval; the declaration says so.
+    pub approval: bool,
 }
 
 /// Something in a schema that the generator could not express and widened to `unknown`: a
@@ -216,6 +218,11 @@ impl Declarations {
     }
 }
 
+/// What a tool's declaration says when its calls wait for approval.
+const APPROVAL_NOTE: &str =
+    "Needs a person's approval: the execution pauses at this call until it is approved \
+     (then it runs) or rejected (then it throws a ToolError whose code is \"rejected\").";
+
 fn tool_doc(t: &ToolSchema<'_>) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(title) = t.title.filter(|title| !title.is_empty() && !t.description.starts_with(title)) {
@@ -228,6 +235,12 @@ fn tool_doc(t: &ToolSchema<'_>) -> Vec<String> {
             lines.push(String::new());
         }
         lines.push(format!("Registered as {}.", Value::String(t.name.into())));
+    }
+    if t.approval {
+        if lines.iter().any(|l| !l.is_empty()) {
+            lines.push(String::new());
+        }
+        lines.push(APPROVAL_NOTE.into());
     }
     while lines.last().is_some_and(String::is_empty) {
         lines.pop();

@@ -150,12 +150,14 @@ const BROKEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/typege
 fn types_prints_the_declarations_of_every_source() {
     let (code, out, _) = output(&["types", "--demo"]);
     assert_eq!(code, 0);
-    assert_eq!(out, codemode::demo::registry().declarations());
+    let mut demo = codemode::demo::registry();
+    codemode::demo::register_crm(&mut demo).unwrap();
+    assert_eq!(out, demo.declarations());
     let (code, out, _) = output(&["types", "--demo", "--schema", GITHUB, "--json"]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     let text = v["declarations"].as_str().unwrap();
-    assert_eq!(text.matches("declare namespace ").count(), 2);
+    assert_eq!(text.matches("declare namespace ").count(), 3);
     assert!(text.contains("declare namespace github {"));
     assert_eq!(v["problems"], json!([]));
 }
@@ -166,7 +168,8 @@ fn tools_subcommands() {
     assert_eq!(code, 0);
     assert_eq!(
         out,
-        "gh (26 tools)\nsheets (3 tools): A workbook of spreadsheets: list sheets, read rows, update rows.\n"
+        "crm (3 tools): Contacts (with private data: emails, phone numbers) and an outbox.\n\
+         gh (26 tools)\nsheets (3 tools): A workbook of spreadsheets: list sheets, read rows, update rows.\n"
     );
     let (code, out, _) = output(&[
         "tools",
@@ -190,11 +193,17 @@ fn tools_subcommands() {
     assert_eq!(out, codemode::demo::registry().describe(&["sheets.getRows", "sheets.listSheets"]).unwrap());
     let (code, out, _) = output(&["tools", "files", "--demo", "--json"]);
     assert_eq!(code, 0);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()[0], "tools/sheets/index.d.ts");
+    let files = serde_json::from_str::<Value>(&out).unwrap();
+    assert_eq!(
+        (files[0].clone(), files[4].clone()),
+        (json!("tools/crm/index.d.ts"), json!("tools/sheets/index.d.ts"))
+    );
     let (code, out, _) = output(&["tools", "prompt", "--demo"]);
     assert_eq!(code, 0);
     assert!(out.ends_with(
-        "Namespaces:\n- sheets (3 tools): A workbook of spreadsheets: list sheets, read rows, update rows. — getRows, listSheets, updateRow\n"
+        "Namespaces:\n- crm (3 tools): Contacts (with private data: emails, phone numbers) and an outbox. — listContacts, \
+         sendEmail, sentEmails\n- sheets (3 tools): A workbook of spreadsheets: list sheets, read rows, update rows. — getRows, \
+         listSheets, updateRow\n"
     ));
 }
 
@@ -243,7 +252,7 @@ fn mcp_http_takes_host_names_of_loopback_and_says_where_it_listens() {
     let _ = server.wait();
     let address = ready
         .strip_prefix("codemode: MCP server at http://127.0.0.1:")
-        .and_then(|rest| rest.split_once("/mcp (3 tools; GET / reports its sessions); Ctrl-C stops it\n"))
+        .and_then(|rest| rest.split_once("/mcp (6 tools; GET / reports its sessions); Ctrl-C stops it\n"))
         .unwrap_or_else(|| panic!("{ready}"));
     assert!(address.0.parse::<u16>().is_ok_and(|port| port > 0), "{ready}");
     // A busy port's error names the address.

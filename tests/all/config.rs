@@ -139,3 +139,21 @@ fn sessions_are_configured_in_their_own_section() {
     let e = parse("[sessions]\nmax_sessions = 3\n").unwrap_err();
     assert!(e.starts_with("codemode.toml:2:1: unknown field `max_sessions`"), "{e}");
 }
+
+#[test]
+fn approvals_are_configured_by_pattern_and_per_server() {
+    let c = parse(
+        "[approvals]\ntools = [\"sheets.updateRow\", \"crm.send*\"]\ntimeout_ms = 60000\n\n\
+         [[servers]]\nnamespace = \"gh\"\ncommand = \"gh-mcp\"\napprove = [\"write_*\", \"delete_repo\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.approval_patterns(), ["sheets.updateRow", "crm.send*", "gh.write_*", "gh.delete_repo"]);
+    assert_eq!(c.approval_timeout(), Some(std::time::Duration::from_secs(60)));
+    let none = parse("").unwrap();
+    assert!(none.approval_patterns().is_empty() && none.approval_timeout().is_none());
+    let e = parse("\n[approvals]\ntools = [\"updateRow\"]\n").unwrap_err();
+    assert_eq!(
+        e,
+        "codemode.toml:2:1: [approvals] tools: \"updateRow\" names no tool; write namespace.tool (\"sheets.updateRow\", \"crm.*\")"
+    );
+}

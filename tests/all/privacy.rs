@@ -96,3 +96,92 @@ async fn the_prompt_says_what_is_tokenized() {
         "{text}"
     );
 }
+
+/// Runs `codemode ARGS` (with `--demo` and a configuration tokenizing emails and phones),
+/// writes each of `lines` and, for a request, waits for its response before the next (the
+/// faces answer requests concurrently); returns everything it wrote.
+fn face(args: &[&str], lines: &[serde_json::Value]) -> String {
+    use std::io::{BufRead, Write};
+    let dir = std::env::temp_dir().join(format!("codemode-privacy-{}-{}", args[0], std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("codemode.toml");
+    std::fs::write(&config, "[privacy]\ntokenize = [\"email\", \"phone\"]\n").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codemode"))
+        .args(args)
+        .args(["--demo", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    for line in lines {
+        writeln!(input, "{line}").unwrap();
+        let Some(id) = line.get("id") else { continue };
+        loop {
+            let mut read = String::new();
+            assert!(output.read_line(&mut read).unwrap() > 0, "no response to {line}: {out}");
+            out.push_str(&read);
+            if serde_json::from_str::<serde_json::Value>(&read).unwrap().get("id") == Some(id) {
+                break;
+            }
+        }
+    }
+    drop(input);
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+/// The round trip of the issue: a result with tokens only, a later program's token reaching
+/// `crm.sendEmail` as the real address, and no real address in anything the face wrote.
+const FIRST: &str = "const c = (await crm.listContacts())[0]; console.log('to', c.email); return c;";
+const SECOND: &str = "const r = await crm.sendEmail({ to: '[EMAIL_1]', subject: 'Hi' });\n\
+    const sent = await crm.sentEmails();\n\
+    return { r, real: sent[0].to === 'contact1@example.com' };";
+
+fn results(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|m| m.get("id").is_some_and(|id| id != &json!(0)))
+        .collect()
+}
+
+#[test]
+fn the_daemon_keeps_private_values_out_and_resolves_its_tokens() {
+    let execute = |id: u64, code: &str| json!({"jsonrpc": "2.0", "id": id, "method": "code/execute", "params": {"code": code, "session": "s"}});
+    let out = face(&["serve", "--stdio"], &[execute(1, FIRST), execute(2, SECOND)]);
+    assert!(!out.contains("example.com") && !out.contains("555-"), "{out}");
+    let results = results(&out);
+    let first = &results[0]["result"];
+    assert_eq!(
+        first["value"],
+        json!({"id": 1, "name": "Contact 1", "email": "[EMAIL_1]", "phone": "[PHONE_1]"}),
+        "{out}"
+    );
+    assert_eq!(first["logs"][0]["message"], json!("to [EMAIL_1]"));
+    assert_eq!(first["stats"]["tokenized"], json!({"email": 2, "phone": 1}));
+    assert_eq!(
+        results[1]["result"]["value"],
+        json!({"r": {"sent": true, "to": "[EMAIL_1]"}, "real": true}),
+        "{out}"
+    );
+}
+
+#[test]
+fn codemode_mcp_keeps_private_values_out_and_resolves_its_tokens() {
+    let call = |id: u64, code: &str| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "execute_code", "arguments": {"code": code}}});
+    let hello = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
+        "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let out = face(&["mcp"], &[hello, initialized, call(1, FIRST), call(2, SECOND)]);
+    assert!(!out.contains("example.com") && !out.contains("555-"), "{out}");
+    let results = results(&out);
+    let first = &results[0]["result"];
+    assert_eq!(first["structuredContent"]["value"]["email"], json!("[EMAIL_1]"), "{out}");
+    assert_eq!(first["content"][0]["text"].as_str().unwrap().lines().next(), Some("[log] to [EMAIL_1]"));
+    assert_eq!(results[1]["result"]["structuredContent"]["value"]["real"], json!(true), "{out}");
+}

@@ -329,7 +329,7 @@ async fn daemon_sessions_are_the_connections_own_unless_shared() {
 }
 
 /// Sends `execute_code` with `arguments` and returns the call's result.
-async fn mcp_execute(
+pub(crate) async fn mcp_execute(
     lines: &mut Lines,
     w: &mut tokio::io::WriteHalf<tokio::io::DuplexStream>,
     id: u64,

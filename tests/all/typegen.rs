@@ -163,7 +163,16 @@ fn hostile_depth_and_width_never_overflow() {
 }
 
 fn schema<'a>(name: &'a str, input: &'a Value) -> ToolSchema<'a> {
-    ToolSchema { name, js_name: name, title: None, description: "", input, output: None, untyped: None }
+    ToolSchema {
+        name,
+        js_name: name,
+        title: None,
+        description: "",
+        input,
+        output: None,
+        untyped: None,
+        approval: false,
+    }
 }
 
 #[test]
@@ -316,6 +325,7 @@ fn random_tools<'a>(input: &'a Value, output: &'a Value) -> [ToolSchema<'a>; 2] 
             input,
             output: Some(output),
             untyped: None,
+            approval: false,
         },
         schema("t2", output),
     ]

@@ -36,7 +36,15 @@ pub(crate) fn load(sources: &Sources, forward_client_requests: bool) -> Result<L
             eprintln!("codemode: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         })?;
-    let mut registry = if sources.demo { codemode::demo::registry() } else { Registry::new() };
+    let mut registry = Registry::new();
+    if sources.demo {
+        codemode::demo::register(&mut registry).expect("demo tools are valid");
+        codemode::demo::register_crm(&mut registry).expect("demo tools are valid");
+    }
+    // Before the other tools are registered: a pattern matches the tools registered after it.
+    for pattern in config.approval_patterns() {
+        registry.require_approval(&pattern);
+    }
     for spec in &sources.schemas {
         let (namespace, file) = match spec.split_once('=') {
             Some((ns, file)) => (ns.to_string(), PathBuf::from(file)),
@@ -92,6 +100,9 @@ pub(crate) fn start(
         .limits(limits)
         .sessions(loaded.config.sessions())
         .privacy(loaded.config.privacy());
+    if let Some(timeout) = loaded.config.approval_timeout() {
+        builder = builder.approval_timeout(timeout);
+    }
     if let Some(checker) = checker {
         builder = builder.type_checker(checker);
     }

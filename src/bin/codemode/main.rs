@@ -66,7 +66,7 @@ enum LogFormat {
 /// Where tools come from, for the commands that only look at their declarations.
 #[derive(clap::Args)]
 struct Sources {
-    /// Include the built-in demo namespace `sheets`.
+    /// Include the built-in demo namespaces `sheets` and `crm` (contacts with private data).
     #[arg(long)]
     demo: bool,
     /// A tool definitions file (an MCP `tools/list` result, an array of tools, or one tool),
