@@ -443,20 +443,23 @@ impl Inner {
             paused.iter().filter(|(_, p)| p.expires <= now).map(|(id, _)| id.clone()).collect();
         for id in ids {
             if let Some(run) = paused.remove(&id) {
-                self.end_paused(&id, run);
+                self.end_paused(&id, run, true);
             }
         }
     }
 
     /// Ends a paused execution that will not be resumed: its sandbox goes, and its session may
-    /// run programs again.
-    fn end_paused(&self, approval: &str, run: PausedRun) {
+    /// run programs again. An expired one is remembered, so a late answer hears why.
+    fn end_paused(&self, approval: &str, run: PausedRun, expired: bool) {
         let _ = self.own[run.worker].send(Own::DropPaused(approval.to_string()));
         if let Some(session) = run.session {
             let mut progress = session.state.state.lock().expect("session lock");
             if progress.paused.as_deref() == Some(approval) {
                 progress.paused = None;
             }
+        }
+        if !expired {
+            return;
         }
         let mut expired = self.expired.lock().expect("expired lock");
         if expired.len() == REMEMBERED_EXPIRIES {
@@ -700,7 +703,7 @@ impl Engine {
                 return Outcome::failed(ExecError::new(
                     ErrorKind::Limit,
                     format!(
-                        "session {key:?} has an execution paused on approval {approval}: decide on it (approve \
+                        "this session has an execution paused on approval {approval}: decide on it (approve \
                          or reject) before running another program in this session"
                     ),
                 ));
@@ -790,12 +793,12 @@ impl Engine {
             });
         };
         if run.expires <= Instant::now() {
-            self.inner.end_paused(approval, run);
+            self.inner.end_paused(approval, run, true);
             return Err(ResumeError::Expired(approval.into()));
         }
         let state = run.session.as_ref().map(|s| Arc::clone(&s.state));
         if state.as_ref().is_some_and(|state| !self.inner.sessions.is_live(state)) {
-            self.inner.end_paused(approval, run);
+            self.inner.end_paused(approval, run, false);
             return Err(ResumeError::SessionEnded(approval.into()));
         }
         let _turn = match &state {

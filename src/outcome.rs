@@ -247,6 +247,16 @@ impl Outcome {
         self.error.is_none() && self.paused.is_none()
     }
 
+    /// This outcome with `earlier` lines first: what a caller that resumed a paused execution
+    /// shows, the lines written before the pause and then the ones after.
+    pub fn after_logs(mut self, mut earlier: Vec<LogLine>) -> Outcome {
+        if !earlier.is_empty() {
+            earlier.append(&mut self.logs);
+            self.logs = earlier;
+        }
+        self
+    }
+
     pub(crate) fn failed(error: ExecError) -> Outcome {
         Outcome {
             value: Value::Null,

@@ -77,6 +77,14 @@ pub(crate) struct SessionState {
     pub(crate) vault: Arc<Mutex<crate::privacy::Vault>>,
 }
 
+impl SessionState {
+    /// Neither running a program nor waiting on a person's decision (a paused execution):
+    /// only such a session may be evicted or expire.
+    fn at_rest(&self) -> bool {
+        self.turn.try_lock().is_ok() && self.state.lock().expect("session lock").paused.is_none()
+    }
+}
+
 /// What a session has done so far.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
@@ -186,7 +194,8 @@ struct Table {
 }
 
 /// Why a session could not be started.
-pub(crate) const ALL_BUSY: &str = "too many live sessions: every one of them is running an execution";
+pub(crate) const ALL_BUSY: &str =
+    "too many live sessions: every one of them is running an execution or waiting on an approval";
 
 impl Sessions {
     pub(crate) fn new(limits: SessionLimits, workers: usize) -> Sessions {
@@ -211,7 +220,7 @@ impl Sessions {
             let victim = table
                 .live
                 .values()
-                .filter(|s| s.turn.try_lock().is_ok())
+                .filter(|s| s.at_rest())
                 .min_by_key(|s| s.state.lock().expect("session lock").last_used)
                 .map(|s| s.key.clone());
             let Some(victim) = victim else { return Err(ALL_BUSY.into()) };
@@ -271,7 +280,7 @@ impl Sessions {
         let expired: Vec<String> = table
             .live
             .values()
-            .filter(|s| s.turn.try_lock().is_ok())
+            .filter(|s| s.at_rest())
             .filter(|s| {
                 let last = s.state.lock().expect("session lock").last_used;
                 last.is_some_and(|t| now.saturating_duration_since(t) >= idle)

@@ -380,8 +380,7 @@ impl McpServer {
                     else {
                         break;
                     };
-                    let next = self.decide(&paused.approval, &answer).await;
-                    outcome = carry_logs(outcome.logs, next);
+                    outcome = self.decide(&paused.approval, &answer).await.after_logs(outcome.logs);
                 }
             }
         }
@@ -403,25 +402,11 @@ impl McpServer {
             self.engine.resume(approval, approve, reason.as_deref()).await
         };
         let held = self.held_logs.lock().expect("held logs lock").remove(approval).unwrap_or_default();
-        carry_logs(
-            held,
-            resumed.unwrap_or_else(|e| {
-                Outcome::failed(crate::error::ExecError::new(
-                    crate::error::ErrorKind::Internal,
-                    e.to_string(),
-                ))
-            }),
-        )
+        let failed = |e: crate::engine::ResumeError| {
+            Outcome::failed(crate::error::ExecError::new(crate::error::ErrorKind::Internal, e.to_string()))
+        };
+        resumed.unwrap_or_else(failed).after_logs(held)
     }
-}
-
-/// `next` with the lines written before its pause first.
-fn carry_logs(mut before: Vec<LogLine>, mut next: Outcome) -> Outcome {
-    if !before.is_empty() {
-        before.append(&mut next.logs);
-        next.logs = before;
-    }
-    next
 }
 
 /// The elicitation that asks a person about a paused call.

@@ -205,6 +205,26 @@ async fn a_paused_session_keeps_its_state_and_runs_nothing_else_until_decided() 
 }
 
 #[tokio::test]
+async fn a_session_waiting_on_a_person_is_not_evicted() {
+    let (registry, _) = mail();
+    let limits = codemode::SessionLimits { max_sessions: 1, ..Default::default() };
+    let engine = Engine::builder().registry(registry).workers(1).sessions(limits).build().unwrap();
+    let o = engine
+        .session("a")
+        .execute("await mail.send({ to: 'a@b.c' }); return 1", ExecuteOptions::default())
+        .await;
+    let approval = paused(&o).approval.clone();
+    let e = engine.session("b").execute("return 2", ExecuteOptions::default()).await.error.unwrap();
+    assert_eq!(e.kind, codemode::ErrorKind::Limit);
+    assert_eq!(
+        e.message,
+        "too many live sessions: every one of them is running an execution or waiting on an approval"
+    );
+    assert_eq!(engine.resume(&approval, true, None).await.unwrap().value, json!(1));
+    assert_eq!(engine.session("b").execute("return 2", ExecuteOptions::default()).await.value, json!(2));
+}
+
+#[tokio::test]
 async fn patterns_require_approval_and_declarations_say_so() {
     let (mut registry, _) = mail();
     assert_eq!(registry.require_approval("mail.dr*"), 1);
@@ -345,4 +365,85 @@ fn the_python_sdk_approves_and_rejects_through_elicitation() {
          asked: The program calls sheets.updateRow with {\"sheetId\":\"sales\",\"id\":1,\"fields\":{\"status\":\"won\"}}. Allow this call?\n\
          asked: The program calls sheets.updateRow with {\"sheetId\":\"sales\",\"id\":2,\"fields\":{\"status\":\"won\"}}. Allow this call?\n";
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("mode: legacy\n{one}mode: auto\n{one}"));
+}
+
+/// `codemode run` asks the person at the terminal; without a terminal it reports the pause.
+#[test]
+fn codemode_run_asks_on_the_terminal_and_reports_a_pause_without_one() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("approvals-run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("codemode.toml");
+    std::fs::write(&config, "[approvals]\ntools = [\"crm.sendEmail\"]\n").unwrap();
+    let program = dir.join("send.ts");
+    std::fs::write(
+        &program,
+        "console.log('sending');\n\
+         const a = await crm.sendEmail({ to: 'a@example.com', subject: 'Hi' });\n\
+         let b = 'sent';\n\
+         try { await crm.sendEmail({ to: 'b@example.com', subject: 'Hi' }) } catch (e) { b = e.message }\n\
+         return [a.sent, b];",
+    )
+    .unwrap();
+    let args = |json: bool| {
+        let mut args = vec![
+            env!("CARGO_BIN_EXE_codemode").to_string(),
+            "run".into(),
+            "--demo".into(),
+            "--typecheck".into(),
+            "off".into(),
+            "--config".into(),
+        ];
+        args.push(config.display().to_string());
+        args.push(program.display().to_string());
+        if json {
+            args.push("--json".into());
+        }
+        args
+    };
+    // Not a terminal: the pause is the outcome, and the process ends with it.
+    let out = std::process::Command::new(&args(false)[0]).args(&args(false)[1..]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "sending\npaused: crm.sendEmail({\"to\":\"a@example.com\",\"subject\":\"Hi\"}) needs a person's approval; \
+             codemode run asks on a terminal, and the daemon and codemode mcp can wait for one\n— paused in "
+        ),
+        "{text}"
+    );
+    // On a terminal (a pseudo-terminal Python's standard library opens): yes, then no.
+    let driver = r#"
+import os, pty, sys, json
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen, answers = b"", [b"y\n", b"n\n"]
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+    if answers and seen.count(b"Allow it? [y/N]") > 2 - len(answers):
+        os.write(fd, answers.pop(0))
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(json.dumps({"status": os.waitstatus_to_exitcode(status), "seen": seen.decode()}))
+"#;
+    let out = std::process::Command::new("python3").arg("-c").arg(driver).args(args(true)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run["seen"].as_str().unwrap().replace("\r\n", "\n");
+    assert_eq!(run["status"], json!(0), "{seen}");
+    assert!(seen.contains(
+        "codemode: the program calls crm.sendEmail with {\"to\":\"a@example.com\",\"subject\":\"Hi\"}. Allow it? [y/N] y\n"
+    ), "{seen}");
+    let report: Value = serde_json::from_str(seen.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        report["value"],
+        json!([true, "crm.sendEmail: the call was rejected: declined at the terminal"]),
+        "{seen}"
+    );
+    assert_eq!(report["logs"][0]["message"], json!("sending"));
 }

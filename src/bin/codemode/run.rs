@@ -41,7 +41,19 @@ pub(crate) fn run(
         Err(code) => return code,
     };
     let runtime = &loaded.runtime;
-    let outcome = runtime.block_on(engine.execute(&code, ExecuteOptions::default()));
+    let mut outcome = runtime.block_on(engine.execute(&code, ExecuteOptions::default()));
+    // A call that needs approval: the person at the terminal decides. Without one nobody can,
+    // as the execution ends with this process; the pause is reported.
+    while let Some(paused) = outcome.paused.clone() {
+        let Some((approve, reason)) = ask(&paused) else { break };
+        match runtime.block_on(engine.resume(&paused.approval, approve, reason)) {
+            Ok(next) => outcome = next.after_logs(outcome.logs),
+            Err(e) => {
+                eprintln!("codemode: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if json {
         outln!("{}", if exact_tokens { outcome.to_report_exact() } else { outcome.to_report() });
     } else {
@@ -54,6 +66,22 @@ pub(crate) fn run(
     }
 }
 
+/// Asks on the terminal whether the paused call may run: `Some((approve, reason))`, or `None`
+/// when standard input or error is not a terminal.
+fn ask(paused: &codemode::Paused) -> Option<(bool, Option<&'static str>)> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    eprint!("codemode: the program calls {} with {}. Allow it? [y/N] ", paused.tool, paused.arguments);
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).ok()?;
+    Some(match answer.trim() {
+        "y" | "Y" | "yes" => (true, None),
+        _ => (false, Some("declined at the terminal")),
+    })
+}
+
 pub(crate) fn print_human(outcome: &Outcome, exact_tokens: bool) {
     for line in &outcome.logs {
         match line.level {
@@ -63,9 +91,17 @@ pub(crate) fn print_human(outcome: &Outcome, exact_tokens: bool) {
             LogLevel::Debug => outln!("[debug] {}", line.message),
         }
     }
-    match &outcome.error {
-        None => outln!("{}", serde_json::to_string_pretty(&outcome.value).unwrap_or_default()),
-        Some(e) => {
+    match (&outcome.error, &outcome.paused) {
+        (None, Some(p)) => {
+            outln!(
+                "paused: {}({}) needs a person's approval; codemode run asks on a terminal, and the \
+                 daemon and codemode mcp can wait for one",
+                p.tool,
+                p.arguments
+            );
+        }
+        (None, None) => outln!("{}", serde_json::to_string_pretty(&outcome.value).unwrap_or_default()),
+        (Some(e), _) => {
             match e.diagnostics.len() {
                 0 => outln!("{}", e.headline()),
                 1 => outln!("error[{}]: 1 type error; nothing ran", e.kind),
@@ -96,7 +132,11 @@ pub(crate) fn print_human(outcome: &Outcome, exact_tokens: bool) {
     let returned = if outcome.is_ok() { format!(", {about}{} returned", t.returned) } else { String::new() };
     outln!(
         "— {} in {:.1} ms · {calls} · {about}{} tokens of tool results kept out of context{returned}",
-        if outcome.is_ok() { "ok" } else { "failed" },
+        match (outcome.is_ok(), outcome.paused.is_some()) {
+            (true, _) => "ok",
+            (false, true) => "paused",
+            (false, false) => "failed",
+        },
         s.duration.as_secs_f64() * 1000.0,
         t.tool_results,
     );
