@@ -463,3 +463,18 @@ mod micros_as_ms {
 
 /// A receiver of console lines while a program runs; see [`ExecuteOptions::on_log`](crate::ExecuteOptions::on_log).
 pub type LogSink = std::sync::Arc<dyn Fn(&LogLine) + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        let at = |ms: u64| super::rfc3339(UNIX_EPOCH + Duration::from_millis(ms));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(1_764_618_113_419), "2025-12-01T19:41:53.419Z");
+        // A leap day, and the last millisecond of a year.
+        assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_704_067_199_999), "2023-12-31T23:59:59.999Z");
+    }
+}
