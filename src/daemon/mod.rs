@@ -455,9 +455,7 @@ impl Daemon {
         id: Option<&Value>,
         params: &Value,
     ) -> Result<Value, RpcError> {
-        if self.inner.shutting_down.load(Ordering::Relaxed) {
-            return Err(RpcError::new(rpc::SHUTTING_DOWN, "the daemon is shutting down"));
-        }
+        self.accepting()?;
         let code = params
             .get("code")
             .and_then(Value::as_str)
@@ -516,6 +514,14 @@ impl Daemon {
         Ok(self.report(conn, id, params, outcome))
     }
 
+    /// Refuses to start running programs once the daemon is shutting down.
+    fn accepting(&self) -> Result<(), RpcError> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(RpcError::new(rpc::SHUTTING_DOWN, "the daemon is shutting down"));
+        }
+        Ok(())
+    }
+
     /// `code/resume {approval, approve, reason?}`: the decision on the call a paused execution
     /// waits on, and the execution's next outcome. Any connection holding the approval id may
     /// decide (an approval id is not guessable).
@@ -525,9 +531,7 @@ impl Daemon {
         id: Option<&Value>,
         params: &Value,
     ) -> Result<Value, RpcError> {
-        if self.inner.shutting_down.load(Ordering::Relaxed) {
-            return Err(RpcError::new(rpc::SHUTTING_DOWN, "the daemon is shutting down"));
-        }
+        self.accepting()?;
         let approval = params
             .get("approval")
             .and_then(Value::as_str)
