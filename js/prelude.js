@@ -33,7 +33,7 @@ function init(host) {
   // functions and settles it. `target` is a tool's position in the registry, or a built-in's
   // name. `site` is an error made at the call, so that a failed call's error carries the
   // agent's line and stack; it becomes that error.
-  const { call, log, timer, clearTimer, unknownTool } = host;
+  const { call, log, timer, clearTimer, unknownTool, skill } = host;
   // Timer id → callback.
   const timers = create(null);
 
@@ -145,6 +145,22 @@ function init(host) {
         const target = first + i;
         // A plain assignment: `ns` has no prototype yet, and freezing leaves each tool read-only.
         ns[name] = { [name](args) { return call(target, args, new ErrorCtor()); } }[name];
+      }
+      setPrototypeOf(ns, missing(namespace));
+      global(namespace, freeze(ns));
+    },
+    // Installs `globalThis.skills`: each saved program is compiled by the host the first time
+    // this program calls it, and then runs here, as a function of this program.
+    installSkills(namespace, names) {
+      const ns = create(null);
+      const compiled = create(null);
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i];
+        ns[name] = { [name](input) {
+          let run = compiled[name];
+          if (run === undefined) run = compiled[name] = skill(name);
+          return run(input);
+        } }[name];
       }
       setPrototypeOf(ns, missing(namespace));
       global(namespace, freeze(ns));

@@ -17,6 +17,7 @@ use crate::privacy::Privacy;
 use crate::registry::Registry;
 use crate::sandbox::{RunJob, Sandbox, ScriptCache};
 use crate::session::{self, SessionFile, SessionLimits, SessionState, Sessions};
+use crate::skills::{Skill, SkillError, SkillStore};
 use crate::transpile;
 use crate::typecheck::{Diagnostic, TypeCheck, TypeChecker};
 
@@ -962,6 +963,113 @@ impl Engine {
         let checked =
             check_with(checker, code, &compiled, &self.registry(), Vec::new(), MAX_CHECK_TIME).await;
         checked.map_err(|e| ExecError::new(ErrorKind::TypeError, e.to_string()))
+    }
+
+    /// Type-checks a saved program against this engine's tools and skills (with `skill` in
+    /// place of a saved one of its name): `input` is its `Input`, and what it returns must be
+    /// its `Output`. The compiler's errors at the skill's own positions; empty when it checks.
+    /// Without a checker, or when the checker fails, a `type_error` saying so.
+    pub async fn check_skill(&self, skill: &Skill) -> Result<Vec<Diagnostic>, ExecError> {
+        let Some(checker) = &self.inner.checker else {
+            return Err(ExecError::new(ErrorKind::TypeError, NO_CHECKER));
+        };
+        let mut registry = Registry::clone(&self.registry());
+        registry.add_skill(skill.clone());
+        let (code, shift) = skill.check_source();
+        let compiled = transpile::transpile(&code)?;
+        let mut diagnostics = check_with(checker, &code, &compiled, &registry, Vec::new(), MAX_CHECK_TIME)
+            .await
+            .map_err(|e| ExecError::new(ErrorKind::TypeError, e.to_string()))?;
+        // The wrapper's head sits on the first line and its `}` after the last.
+        let last = skill.source().lines().count().max(1) as u32;
+        for d in &mut diagnostics {
+            if d.line == 1 {
+                d.column = d.column.saturating_sub(shift as u32).max(1);
+            }
+            d.line = d.line.min(last);
+        }
+        Ok(diagnostics)
+    }
+
+    /// Adds a saved program to this engine's tools (replacing one of its name), checked first
+    /// as the engine's limits ask: `strict` refuses it when it has type errors or the checker
+    /// fails on it; `warn` adds it and returns its diagnostics; `off`, or an engine without a
+    /// checker, adds it unchecked. Programs that start afterwards can call it.
+    pub async fn add_skill(&self, skill: Skill) -> Result<Vec<Diagnostic>, SkillError> {
+        let diagnostics = self.skill_diagnostics(&skill).await?;
+        self.change_skills(|r| drop(r.add_skill(skill)));
+        Ok(diagnostics)
+    }
+
+    /// Removes the saved program `name` from this engine's tools; false when it had none.
+    pub fn remove_skill(&self, name: &str) -> bool {
+        let mut removed = false;
+        self.change_skills(|r| removed = r.remove_skill(name));
+        removed
+    }
+
+    /// Loads every skill of `store` into this engine's tools, then checks each against the
+    /// tools and the other skills as [`Engine::add_skill`] does. Returns what was left out, and
+    /// why: a file that is not a valid skill, and (in `strict` mode) a skill that no longer
+    /// type-checks — then the others are checked again without it. In `warn` mode a skill with
+    /// type errors is loaded and returned too. Fails only when the directory cannot be read.
+    pub async fn load_skills(&self, store: &SkillStore) -> Result<Vec<(String, SkillError)>, SkillError> {
+        let mut problems = Vec::new();
+        let mut loaded = Vec::new();
+        for stored in store.load()? {
+            match stored.skill {
+                Ok(skill) => loaded.push(skill),
+                Err(e) => problems.push((stored.name, e)),
+            }
+        }
+        self.change_skills(|r| loaded.iter().for_each(|s| drop(r.add_skill(s.clone()))));
+        loop {
+            let mut removed = false;
+            for skill in &loaded {
+                if self.registry().skill(skill.name()).is_none() {
+                    continue;
+                }
+                match self.skill_diagnostics(skill).await {
+                    Ok(diagnostics) if diagnostics.is_empty() => {}
+                    // `warn`: kept, and this pass is the only one.
+                    Ok(diagnostics) => {
+                        let name = skill.name().to_string();
+                        problems.push((name.clone(), SkillError::TypeErrors { name, diagnostics }));
+                    }
+                    Err(e) => {
+                        self.remove_skill(skill.name());
+                        removed = true;
+                        problems.push((skill.name().to_string(), e));
+                    }
+                }
+            }
+            if !removed {
+                break;
+            }
+        }
+        Ok(problems)
+    }
+
+    fn change_skills(&self, change: impl FnOnce(&mut Registry)) {
+        let _ = self.update_registry(|r| {
+            change(r);
+            Ok::<_, std::convert::Infallible>(())
+        });
+    }
+
+    /// The diagnostics [`Engine::add_skill`] adds a skill with, or why it refuses it.
+    async fn skill_diagnostics(&self, skill: &Skill) -> Result<Vec<Diagnostic>, SkillError> {
+        let mode = self.inner.limits.typecheck;
+        if mode == TypeCheck::Off || self.inner.checker.is_none() {
+            return Ok(Vec::new());
+        }
+        let name = skill.name().to_string();
+        match self.check_skill(skill).await {
+            Ok(diagnostics) if diagnostics.is_empty() || mode == TypeCheck::Warn => Ok(diagnostics),
+            Ok(diagnostics) => Err(SkillError::TypeErrors { name, diagnostics }),
+            Err(_) if mode == TypeCheck::Warn => Ok(Vec::new()),
+            Err(e) => Err(SkillError::Unchecked { name, message: e.message }),
+        }
     }
 
     /// The type check an execution's limits ask for. In `strict` mode a program with type

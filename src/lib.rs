@@ -19,6 +19,8 @@
 //!   registry version; agents discover tools progressively with [`Registry::search`],
 //!   [`Registry::describe`] and [`prompt`], or from a program with `codemode.search(...)`.
 //!   [`build`] does the same at build time and adds serde types for handlers.
+//! * Skills — a program that worked, saved with a typed signature ([`Skill`], [`SkillStore`])
+//!   and called from later programs as `await skills.name(input)`, inside their sandbox.
 //! * Faces — [`daemon`] (JSON-RPC 2.0 over a Unix socket or stdio, clients may register
 //!   tools), [`mcp`] (an MCP server, and upstream MCP servers as namespaces), [`config`]
 //!   (`codemode.toml`).
@@ -107,6 +109,8 @@ mod sandbox;
 #[cfg(feature = "runtime")]
 mod session;
 #[cfg(feature = "runtime")]
+pub mod skills;
+#[cfg(feature = "runtime")]
 mod suggest;
 #[cfg(feature = "runtime")]
 mod transpile;
@@ -143,6 +147,7 @@ pub use {
         js_name, BoxFuture, Registry, Tool, ToolHandler, ToolOutput, MAX_SCHEMA_REFS, MAX_SCHEMA_VALUES,
     },
     session::SessionLimits,
+    skills::{Skill, SkillError, SkillStore},
     typecheck::{
         CheckError, Diagnostic, TypeCheck, TypeChecker, INSTALL_PACKAGE_JSON, INSTALL_PACKAGE_LOCK,
         TYPESCRIPT_VERSION,

@@ -67,20 +67,7 @@ pub(crate) fn without_bom(code: &str) -> &str {
 
 /// Strips the types of an agent's program and wraps it for the sandbox.
 pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
-    // The engine reads source as a C string; a raw NUL is never what an agent meant anyway.
-    if let Some(at) = ts.find('\0') {
-        let (line, column) = nesting::position(ts, at);
-        let message = "the program contains a raw NUL character; write \\0 in a string instead";
-        return Err(ExecError::new(ErrorKind::Syntax, message).at(line, column));
-    }
-    // Before anything recursive reads it.
-    if let Some(at) = nesting::check(ts)? {
-        // It would close the wrapper and run the rest outside it (`async () => 1); x(); (0`).
-        let (line, column) = nesting::position(ts, at);
-        let closer = ts[at..].chars().next().unwrap_or(')');
-        let message = format!("unexpected `{closer}`: it closes a bracket that was never opened");
-        return Err(ExecError::new(ErrorKind::Syntax, message).at(line, column));
-    }
+    before_parsing(ts)?;
     if let Some(expr) = function_expression_candidate(ts) {
         if let Ok(js) = strip(EXPR_PREFIX, expr, EXPR_SUFFIX) {
             return Ok(Compiled {
@@ -98,6 +85,64 @@ pub(crate) fn transpile(ts: &str) -> Result<Compiled, ExecError> {
         first_line_shift: BODY_PREFIX.len() as u32,
         source_lines: line_count(ts),
     })
+}
+
+/// A saved program's body as a function of `input`: a script whose value is that function.
+pub(crate) const SKILL_PREFIX: &str = "(async (input) => {";
+const SKILL_SUFFIX: &str = "\n})";
+
+/// Strips the types of a saved program (a body reading `input`) and wraps it as a script whose
+/// value is an async function of `input`; positions move as a program's do.
+pub(crate) fn transpile_skill(ts: &str) -> Result<String, ExecError> {
+    before_parsing(ts)?;
+    strip(SKILL_PREFIX, ts, SKILL_SUFFIX)
+}
+
+/// The top-level `interface` and `type` declarations of a program body, as
+/// `(name, source text)`, in order. `None` when the body does not parse.
+pub(crate) fn type_declarations(ts: &str) -> Option<Vec<(String, String)>> {
+    use swc_common::Spanned;
+    use swc_ecma_ast::{Decl, Stmt};
+    let cm: Lrc<SourceMap> = Default::default();
+    let file =
+        cm.new_source_file(Lrc::new(swc_common::FileName::Anon), format!("{BODY_PREFIX}{ts}{BODY_SUFFIX}"));
+    let syntax = swc_ecma_parser::Syntax::Typescript(Default::default());
+    let module =
+        swc_ecma_parser::parse_file_as_module(&file, syntax, Default::default(), None, &mut Vec::new())
+            .ok()?;
+    let body = wrapped_body(&module)?;
+    let at = |pos: swc_common::BytePos| (pos - file.start_pos).0 as usize - BODY_PREFIX.len();
+    let mut out = Vec::new();
+    for stmt in &body.stmts {
+        let name = match stmt {
+            Stmt::Decl(Decl::TsInterface(i)) => i.id.sym.to_string(),
+            Stmt::Decl(Decl::TsTypeAlias(t)) => t.id.sym.to_string(),
+            _ => continue,
+        };
+        let span = stmt.span();
+        out.push((name, ts.get(at(span.lo)..at(span.hi))?.to_string()));
+    }
+    Some(out)
+}
+
+/// What is refused before anything parses the text: a raw NUL, nesting past the limit, a
+/// closing bracket that closes the wrapper.
+fn before_parsing(ts: &str) -> Result<(), ExecError> {
+    // The engine reads source as a C string; a raw NUL is never what an agent meant anyway.
+    if let Some(at) = ts.find('\0') {
+        let (line, column) = nesting::position(ts, at);
+        let message = "the program contains a raw NUL character; write \\0 in a string instead";
+        return Err(ExecError::new(ErrorKind::Syntax, message).at(line, column));
+    }
+    // Before anything recursive reads it.
+    if let Some(at) = nesting::check(ts)? {
+        // It would close the wrapper and run the rest outside it (`async () => 1); x(); (0`).
+        let (line, column) = nesting::position(ts, at);
+        let closer = ts[at..].chars().next().unwrap_or(')');
+        let message = format!("unexpected `{closer}`: it closes a bracket that was never opened");
+        return Err(ExecError::new(ErrorKind::Syntax, message).at(line, column));
+    }
+    Ok(())
 }
 
 /// Globals that cannot be assigned: a top-level declaration of one of them stays local.

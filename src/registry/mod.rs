@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::definitions::ToolDefinition;
 use crate::error::{RegistryError, ToolError};
+use crate::skills::{self, Skill};
 pub use crate::typegen::js_name;
 use crate::typegen::{self, is_identifier, property_key, Declarations, ToolSchema};
 use discovery::SearchIndex;
@@ -276,6 +277,8 @@ pub(crate) struct Namespace {
     /// Generated on first use and kept until the namespace changes (a change makes a new
     /// `Namespace`), so declarations are made once per registry version, not per execution.
     declarations: OnceLock<Arc<Declarations>>,
+    /// Declarations made elsewhere, not from schemas: the saved programs' namespace.
+    preset: Option<Arc<Declarations>>,
 }
 
 impl Namespace {
@@ -285,11 +288,15 @@ impl Namespace {
             description: String::new(),
             tools: BTreeMap::new(),
             declarations: OnceLock::new(),
+            preset: None,
         }
     }
 
     /// The namespace's TypeScript declarations.
     pub(crate) fn declarations(&self, js_name: &str) -> &Arc<Declarations> {
+        if let Some(preset) = &self.preset {
+            return preset;
+        }
         self.declarations.get_or_init(|| {
             let schemas: Vec<ToolSchema<'_>> = self
                 .tools
@@ -315,6 +322,10 @@ pub(crate) trait ResourceReader: Send + Sync + 'static {
     fn read(&self, uri: String) -> BoxFuture<Result<Value, ToolError>>;
 }
 
+/// The `skills` namespace's description.
+const SKILLS_DESCRIPTION: &str =
+    "Saved programs: call one as `await skills.name(input)`; it runs inside your program, with its limits.";
+
 /// `codemode.readResource`'s label, as errors and pending calls name it.
 pub(crate) const READ_RESOURCE: &str = "codemode.readResource";
 
@@ -328,6 +339,8 @@ pub struct Registry {
     /// Patterns of tools whose calls wait for approval ([`Registry::require_approval`]); kept so
     /// a tool registered later (an upstream server's list changing) is matched too.
     approve: Vec<String>,
+    /// Saved programs, by name; the namespace `skills` declares them.
+    skills: BTreeMap<String, Arc<Skill>>,
     /// What is derived from this version of the registry; a change starts a new one, and
     /// clones of one version (the engine's, the caller's) share it.
     derived: Arc<Derived>,
@@ -412,7 +425,8 @@ impl Registry {
     pub fn require_approval(&mut self, pattern: &str) -> usize {
         self.approve.push(pattern.to_string());
         let mut matched = 0;
-        for ns in self.namespaces.values_mut() {
+        // A skill runs in its caller's sandbox: its tool calls are what may need approval.
+        for ns in self.namespaces.values_mut().filter(|ns| ns.preset.is_none()) {
             let name = ns.name.clone();
             let hits: Vec<(String, bool)> = ns
                 .tools
@@ -526,7 +540,7 @@ impl Registry {
     /// Adds every tool of `other` to this registry, a tool of `other` replacing one of the same
     /// JS name here. The daemon lays each client's own tools over the engine's this way.
     pub fn overlay(&mut self, other: &Registry) {
-        for (js, theirs) in &other.namespaces {
+        for (js, theirs) in other.namespaces.iter().filter(|(_, ns)| ns.preset.is_none()) {
             match self.namespaces.get_mut(js) {
                 None => {
                     self.namespaces.insert(js.clone(), Arc::clone(theirs));
@@ -547,6 +561,10 @@ impl Registry {
         }
         self.approve.extend(other.approve.iter().cloned());
         self.derived = Arc::default();
+        if !other.skills.is_empty() {
+            self.skills.extend(other.skills.iter().map(|(k, v)| (k.clone(), Arc::clone(v))));
+            self.rebuild_skills();
+        }
     }
 
     /// Every tool, as `(namespace, tool)`, sorted by namespace and JS name.
@@ -605,6 +623,66 @@ impl Registry {
     pub(crate) fn entries(&self) -> Arc<[Arc<Entry>]> {
         let make = || self.namespaces.values().flat_map(|ns| ns.tools.values().cloned()).collect();
         Arc::clone(self.derived.entries.get_or_init(make))
+    }
+
+    /// Adds (or replaces, returning the old one) a saved program, which programs then call as
+    /// `skills.<name>(input)` and discovery lists in the namespace `skills`. Check it first
+    /// with [`Engine::check_skill`](crate::Engine::check_skill): the registry takes it as it is.
+    pub fn add_skill(&mut self, skill: Skill) -> Option<Arc<Skill>> {
+        let old = self.skills.insert(skill.name().to_string(), Arc::new(skill));
+        self.rebuild_skills();
+        old
+    }
+
+    /// Removes the saved program `name`; false when there was none.
+    pub fn remove_skill(&mut self, name: &str) -> bool {
+        let removed = self.skills.remove(name).is_some();
+        if removed {
+            self.rebuild_skills();
+        }
+        removed
+    }
+
+    /// The saved programs, by name.
+    pub fn skills(&self) -> impl Iterator<Item = &Skill> {
+        self.skills.values().map(|s| &**s)
+    }
+
+    /// The saved program `name`.
+    pub fn skill(&self, name: &str) -> Option<&Skill> {
+        self.skills.get(name).map(|s| &**s)
+    }
+
+    /// Remakes the namespace `skills` from the saved programs: an entry per skill (so that
+    /// search, `describe`, the file tree and misspelt names treat them like tools; the sandbox
+    /// runs them itself and never calls these handlers) and declarations made from their source.
+    fn rebuild_skills(&mut self) {
+        self.derived = Arc::default();
+        if self.skills.is_empty() {
+            self.namespaces.remove(skills::NAMESPACE);
+            return;
+        }
+        let mut ns = Namespace::new(skills::NAMESPACE);
+        ns.description = SKILLS_DESCRIPTION.into();
+        let mut tools = Vec::new();
+        for skill in self.skills.values() {
+            let name = skill.name().to_string();
+            let tool =
+                Tool::new(name.clone(), skill.description(), serde_json::json!({}), |_: Value| async {
+                    Err::<Value, _>(ToolError::new("a saved program runs inside the program that calls it"))
+                });
+            let validator = jsonschema::validator_for(&serde_json::json!({})).expect("the empty schema");
+            let label: Arc<str> = format!("{}.{name}", skills::NAMESPACE).into();
+            ns.tools.insert(name, Arc::new(Entry { tool, validator: Arc::new(validator), label }));
+            tools.push(skill.declaration());
+        }
+        ns.preset = Some(Arc::new(Declarations {
+            namespace: skills::NAMESPACE.into(),
+            description: SKILLS_DESCRIPTION.into(),
+            tools,
+            problems: Vec::new(),
+        }));
+        self.namespaces.insert(skills::NAMESPACE.into(), Arc::new(ns));
     }
 
     /// True when no tool is registered.
@@ -722,6 +800,7 @@ impl MakeMutNamespace for Arc<Namespace> {
                 description: this.description.clone(),
                 tools: this.tools.clone(),
                 declarations: OnceLock::new(),
+                preset: this.preset.clone(),
             });
         }
         let ns = Arc::get_mut(this).expect("just made unique");
@@ -732,7 +811,7 @@ impl MakeMutNamespace for Arc<Namespace> {
 
 fn namespace_js_name(namespace: &str) -> Result<String, RegistryError> {
     let js = js_name(namespace).ok_or_else(|| RegistryError::InvalidNamespace(namespace.into()))?;
-    if crate::globals::SANDBOX_GLOBALS.contains(&js.as_str()) {
+    if crate::globals::SANDBOX_GLOBALS.contains(&js.as_str()) || js == skills::NAMESPACE {
         return Err(RegistryError::ReservedNamespace(namespace.into()));
     }
     Ok(js)

@@ -76,7 +76,7 @@ pub(super) fn map_stack(stack: &str, compiled: &Compiled) -> (String, Option<(u3
             continue;
         }
         let Some(at) = line.find(&needle) else {
-            out.push(line.to_string());
+            out.push(skill_frame(line));
             continue;
         };
         let rest = &line[at + needle.len()..];
@@ -94,4 +94,17 @@ pub(super) fn map_stack(stack: &str, compiled: &Compiled) -> (String, Option<(u3
         }
     }
     (out.join("\n"), first)
+}
+
+/// A frame of a saved program (`skills/name.ts:1:C`) at the skill's own column: its wrapper
+/// too sits on the first line only.
+fn skill_frame(line: &str) -> String {
+    let prefix = format!("{}/", crate::skills::NAMESPACE);
+    let Some(at) = line.find(&prefix) else { return line.to_string() };
+    let Some(rel) = line[at..].find(".ts:1:") else { return line.to_string() };
+    let start = at + rel + ".ts:1:".len();
+    let digits = line[start..].find(|c: char| !c.is_ascii_digit()).map_or(line.len(), |d| start + d);
+    let Ok(column) = line[start..digits].parse::<u32>() else { return line.to_string() };
+    let column = column.saturating_sub(crate::transpile::SKILL_PREFIX.len() as u32).max(1);
+    format!("{}{column}{}", &line[..start], &line[digits..])
 }

@@ -130,6 +130,29 @@ pub(super) fn host_functions<'js>(
         })?;
         host.set("unknownTool", unknown)?;
     }
+    {
+        let exec = Rc::clone(exec);
+        // A saved program as a function: compiled from the registry of the running program
+        // (a script named after the skill's file, so its frames say where they are).
+        let skill =
+            Function::new(ctx.clone(), move |ctx: Ctx<'js>, name: String| -> rquickjs::Result<Value<'js>> {
+                let js = exec
+                    .borrow()
+                    .as_ref()
+                    .and_then(|e| e.bridge.registry().skill(&name).map(|s| Arc::clone(&s.js)));
+                let Some(js) = js else {
+                    return Err(rquickjs::Exception::throw_type(
+                        &ctx,
+                        &format!("skills.{name} is not a saved program"),
+                    ));
+                };
+                let mut options = rquickjs::context::EvalOptions::default();
+                options.strict = true;
+                options.filename = Some(format!("{}/{name}.ts", crate::skills::NAMESPACE));
+                ctx.eval_with_options(js.as_bytes(), options)
+            })?;
+        host.set("skill", skill)?;
+    }
     host.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(host)
 }

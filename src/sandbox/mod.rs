@@ -596,7 +596,12 @@ impl Sandbox {
             for (js_name, ns) in registry.namespaces() {
                 let tools: Vec<&str> = ns.tools.keys().map(String::as_str).collect();
                 let count = tools.len();
-                install.call::<_, ()>((js_name, tools, first)).map_err(internal_js)?;
+                if js_name == crate::skills::NAMESPACE {
+                    let install: Function = exports.get("installSkills").map_err(internal_js)?;
+                    install.call::<_, ()>((js_name, tools)).map_err(internal_js)?;
+                } else {
+                    install.call::<_, ()>((js_name, tools, first)).map_err(internal_js)?;
+                }
                 first += count;
             }
             let start: Function = exports.get("start").map_err(internal_js)?;

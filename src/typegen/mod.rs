@@ -251,6 +251,16 @@ fn tool_doc(t: &ToolSchema<'_>) -> Vec<String> {
     lines
 }
 
+/// `text` as a JSDoc block indented `indent` levels.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code, reason = "for saved programs"))]
+pub(crate) fn jsdoc(text: &str, indent: usize) -> String {
+    let mut lines = Vec::new();
+    text_lines(text, &mut lines);
+    let mut out = String::new();
+    doc_comment(&lines, indent, &mut out);
+    out
+}
+
 /// The first sentence (or line) of `text`, at most 200 characters.
 pub fn first_sentence(text: &str) -> String {
     let text = text.trim();

@@ -25,6 +25,7 @@ mod privacy;
 mod results;
 mod scripts;
 mod sessions;
+mod skills;
 mod text;
 mod tools;
 mod typecheck;
