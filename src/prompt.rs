@@ -37,6 +37,19 @@ pub fn prompt(registry: &Registry, limits: &Limits, session: bool) -> String {
              type learned from them (`@observed N results`).\n",
         );
     }
+    if registry.tools().any(|(_, t)| t.requires_approval()) {
+        out.push_str(
+            "- Some tools need a person's approval (their declarations say so): the run pauses at \
+             such a call until someone decides; a rejected call throws an Error whose `code` is \
+             \"rejected\".\n",
+        );
+    }
+    if registry.skills().next().is_some() {
+        out.push_str(
+            "- `skills.<name>(input)` are saved programs that worked before: call them like tools; \
+             they run inside your program, within its limits.\n",
+        );
+    }
     out.push_str(if session {
         "- State persists between your programs: top-level `const`/`let`/`var`/`function`/`class` \
          declarations and `globalThis` properties stay for the next program, as in a REPL. \

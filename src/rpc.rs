@@ -19,17 +19,26 @@ pub(crate) const NO_SUCH_EXECUTION: i64 = -32002;
 pub(crate) const NO_SUCH_TOOL: i64 = -32003;
 /// The daemon is shutting down.
 pub(crate) const SHUTTING_DOWN: i64 = -32004;
+/// `skills/save` refused the skill (its name, its syntax, its types); `skills/show` or
+/// `skills/remove` named no skill.
+pub(crate) const SKILL_REFUSED: i64 = -32005;
 
 /// An error response's `error` object.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RpcError {
     pub(crate) code: i64,
     pub(crate) message: String,
+    /// The error's `data`: what a client needs to act on it (a refused skill's diagnostics).
+    pub(crate) data: Option<Value>,
 }
 
 impl RpcError {
     pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
-        RpcError { code, message: message.into() }
+        RpcError { code, message: message.into(), data: None }
+    }
+    pub(crate) fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
     }
     pub(crate) fn params(message: impl Into<String>) -> Self {
         RpcError::new(INVALID_PARAMS, message)
@@ -39,7 +48,12 @@ impl RpcError {
 pub(crate) fn response(id: &Value, result: Result<Value, RpcError>) -> String {
     match result {
         Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-        Err(e) => json!({ "jsonrpc": "2.0", "id": id, "error": { "code": e.code, "message": e.message } }),
+        Err(RpcError { code, message, data: None }) => {
+            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+        }
+        Err(RpcError { code, message, data: Some(data) }) => {
+            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message, "data": data } })
+        }
     }
     .to_string()
 }

@@ -2,7 +2,8 @@
 //! can run programs and register its own tools without linking Rust.
 //!
 //! Client → daemon: `initialize`, `tools/register`, `tools/list`, `tools/search`,
-//! `tools/describe`, `code/execute`, `code/cancel`, `stats`. Daemon → client: `code/log`
+//! `tools/describe`, `code/execute`, `code/resume`, `code/cancel`, `code/calls`,
+//! `session/close`, `skills/save`, `skills/list`, `skills/show`, `skills/remove`, `stats`. Daemon → client: `code/log`
 //! notifications while a program runs, and `tools/call` requests when a program calls a tool the
 //! client registered (the client answers with the tool's value as `result`, or an `error`).
 //!
@@ -36,6 +37,7 @@ use crate::outcome::{CallRecord, LogLine};
 use crate::registry::discovery::{names_arg, search_args};
 use crate::registry::{Registry, Tool};
 use crate::rpc::{self, Line, LineReader, RpcError};
+use crate::skills::{Skill, SkillError, SkillStore};
 
 use self::connection::{callback_tool, Connection};
 pub use self::listen::SocketListener;
@@ -58,6 +60,9 @@ pub struct DaemonConfig {
     pub max_unsent_bytes: usize,
     /// Requests of one connection running at once (default 1,024); further ones wait unread.
     pub max_in_flight: usize,
+    /// Where `skills/save` keeps skills and `skills/remove` removes them (the binary's
+    /// `<state dir>/skills`); without one they last as long as the engine.
+    pub skills: Option<SkillStore>,
 }
 
 impl Default for DaemonConfig {
@@ -68,6 +73,7 @@ impl Default for DaemonConfig {
             shutdown_grace: Duration::from_secs(5),
             max_unsent_bytes: 32 << 20,
             max_in_flight: 1024,
+            skills: None,
         }
     }
 }
@@ -408,9 +414,74 @@ impl Daemon {
                 conn.sessions.lock().expect("sessions lock").remove(&key);
                 Ok(json!({ "closed": self.inner.engine.close_session(&key) }))
             }
+            "skills/list" => {
+                let registry = conn.registry(&self.inner.engine);
+                let skills: Vec<Value> = registry
+                    .skills()
+                    .map(|s| {
+                        json!({
+                            "name": s.name(),
+                            "signature": s.signature(),
+                            "summary": crate::typegen::first_sentence(s.description()),
+                        })
+                    })
+                    .collect();
+                Ok(json!({ "skills": skills }))
+            }
+            "skills/save" => self.save_skill(&params).await,
+            "skills/show" => {
+                let name = skill_name(&params)?;
+                let registry = conn.registry(&self.inner.engine);
+                let skill =
+                    registry.skill(name).ok_or_else(|| skill_refused(&SkillError::NotFound(name.into())))?;
+                Ok(json!({
+                    "name": skill.name(),
+                    "signature": skill.signature(),
+                    "description": skill.description(),
+                    "declarations": registry.describe(&[format!("skills.{name}")]).unwrap_or_default(),
+                    "source": skill.source(),
+                }))
+            }
+            "skills/remove" => {
+                let name = skill_name(&params)?;
+                let removed = self.inner.engine.remove_skill(name);
+                let deleted = match &self.inner.config.skills {
+                    Some(store) => store.remove(name).map_err(|e| skill_refused(&e))?,
+                    None => false,
+                };
+                if !removed && !deleted {
+                    return Err(skill_refused(&SkillError::NotFound(name.into())));
+                }
+                Ok(json!({ "removed": true }))
+            }
             "stats" => Ok(self.stats().await),
             other => Err(RpcError::new(rpc::METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
         }
+    }
+
+    /// `skills/save {name, source}`: checked against the engine's tools as the engine's limits
+    /// ask, then kept (in the store, when there is one) and callable by every connection.
+    async fn save_skill(&self, params: &Value) -> Result<Value, RpcError> {
+        let name = skill_name(params)?;
+        let source = params
+            .get("source")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::params("source (the program's TypeScript) must be a string"))?;
+        let skill = Skill::parse(name, source).map_err(|e| skill_refused(&e))?;
+        let signature = skill.signature();
+        if let Some(store) = &self.inner.config.skills {
+            // Refused before it is added: a name whose file cannot be written is not kept.
+            store.path(name).map_err(|e| skill_refused(&e))?;
+        }
+        let diagnostics = self.inner.engine.add_skill(skill.clone()).await.map_err(|e| skill_refused(&e))?;
+        let replaced = match &self.inner.config.skills {
+            Some(store) => store.save(&skill).map_err(|e| {
+                self.inner.engine.remove_skill(name);
+                skill_refused(&e)
+            })?,
+            None => false,
+        };
+        Ok(json!({ "name": name, "signature": signature, "replaced": replaced, "diagnostics": diagnostics }))
     }
 
     fn register(&self, conn: &Arc<Connection>, params: &Value) -> Result<Value, RpcError> {
@@ -666,4 +737,21 @@ fn tighten(base: &Limits, patch: &Value) -> Result<Limits, RpcError> {
     let patch: LimitsPatch =
         serde_json::from_value(patch.clone()).map_err(|e| RpcError::params(format!("limits: {e}")))?;
     Ok(patch.tighten(base))
+}
+
+fn skill_name(params: &Value) -> Result<&str, RpcError> {
+    params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::params("name (of the skill) must be a string"))
+}
+
+/// A skill refused, with its diagnostics or its syntax error as the error's data.
+fn skill_refused(e: &SkillError) -> RpcError {
+    let error = RpcError::new(rpc::SKILL_REFUSED, e.to_string());
+    match e {
+        SkillError::TypeErrors { diagnostics, .. } => error.with_data(json!({ "diagnostics": diagnostics })),
+        SkillError::Syntax { error: syntax, .. } => error.with_data(json!({ "error": syntax })),
+        _ => error,
+    }
 }

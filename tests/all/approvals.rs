@@ -241,6 +241,12 @@ async fn patterns_require_approval_and_declarations_say_so() {
         )
         .unwrap();
     assert!(registry.get("mail", "draftNew").unwrap().requires_approval());
+    // The prompt says that some calls wait for a person; without such tools it does not.
+    let line = "\n- Some tools need a person's approval (their declarations say so): the run pauses at such a call until someone decides; a rejected call throws an Error whose `code` is \"rejected\".\n";
+    assert!(codemode::prompt(&registry, &codemode::Limits::default(), false).contains(line));
+    assert!(
+        !codemode::prompt(&codemode::demo::registry(), &codemode::Limits::default(), false).contains(line)
+    );
     let engine = engine(registry);
     let o = engine.execute("return await mail.drafts()", ExecuteOptions::default()).await;
     assert_eq!(paused(&o).tool, "mail.drafts");

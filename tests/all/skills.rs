@@ -131,6 +131,9 @@ declare namespace skills {
 "
     );
     assert!(registry.declarations().contains("declare namespace skills {"));
+    let prompt = codemode::prompt(&registry, &Limits::default(), false);
+    assert!(prompt.contains("\n- `skills.<name>(input)` are saved programs that worked before: call them like tools; they run inside your program, within its limits.\n"), "{prompt}");
+    assert!(prompt.contains("\n- skills (1 tool): Saved programs: call one as `await skills.name(input)`; it runs inside your program, with its limits. — statusTotal\n"), "{prompt}");
     // Nobody registers tools in it.
     let tool = codemode::Tool::new("x", "", json!({"type": "object"}), |_: Value| async {
         Ok::<_, codemode::ToolError>(json!(1))
@@ -263,4 +266,178 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_saves_lists_shows_calls_and_removes_skills() {
+    use crate::daemon::{connect, no_answer};
+    let dir = tempdir("daemon");
+    let engine = checked_engine(codemode::demo::registry(), "skills-daemon");
+    let config = codemode::daemon::DaemonConfig {
+        skills: Some(SkillStore::new(dir.join("skills"))),
+        ..Default::default()
+    };
+    let d = codemode::daemon::Daemon::new(engine, config);
+    let mut c = connect(&d);
+    let mut other = connect(&d);
+    let r = c.call(1, "skills/save", json!({ "name": "statusTotal", "source": TOTAL }), no_answer).await;
+    assert_eq!(
+        r["result"],
+        json!({ "name": "statusTotal", "signature": "statusTotal(input: statusTotal.Input): Promise<statusTotal.Output>", "replaced": false, "diagnostics": [] })
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("skills/statusTotal.ts")).unwrap(), TOTAL);
+    // Another connection sees it, lists it and calls it.
+    let r = other.call(2, "skills/list", json!({}), no_answer).await;
+    assert_eq!(
+        r["result"]["skills"],
+        json!([{ "name": "statusTotal", "signature": "statusTotal(input: statusTotal.Input): Promise<statusTotal.Output>", "summary": "Totals the amounts of a sheet's rows with one status." }])
+    );
+    let r = other
+        .call(
+            3,
+            "code/execute",
+            json!({ "code": "return await skills.statusTotal({ sheetId: 'sales', status: 'trial' })" }),
+            no_answer,
+        )
+        .await;
+    assert_eq!(r["result"]["value"], expected(2), "{r}");
+    let r =
+        other.call(4, "tools/search", json!({ "query": "statusTotal", "detail": "name" }), no_answer).await;
+    assert_eq!(r["result"]["hits"][0]["path"], "skills.statusTotal");
+    let r = c.call(5, "skills/show", json!({ "name": "statusTotal" }), no_answer).await;
+    assert_eq!(r["result"]["source"], TOTAL);
+    assert!(r["result"]["declarations"]
+        .as_str()
+        .unwrap()
+        .contains("function statusTotal(input: statusTotal.Input)"));
+
+    // Refusals say why, with the diagnostics.
+    let r = c
+        .call(
+            6,
+            "skills/save",
+            json!({ "name": "wrong", "source": "return await sheets.getRow({ sheetId: 'a' });" }),
+            no_answer,
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32005, "{r}");
+    assert_eq!(r["error"]["data"]["diagnostics"][0]["code"], 2551);
+    assert!(!dir.join("skills/wrong.ts").exists());
+    let r = c.call(7, "skills/save", json!({ "name": "bad-name", "source": "return 1" }), no_answer).await;
+    assert_eq!((r["error"]["code"].as_i64(), r["error"]["message"].as_str()), (Some(-32005), Some("invalid skill name \"bad-name\": use letters, digits and `_` (not first), at most 64, not a reserved word")));
+    let r = c.call(8, "skills/save", json!({ "name": "broken", "source": "return (1" }), no_answer).await;
+    assert_eq!(r["error"]["data"]["error"]["kind"], "syntax", "{r}");
+    let r = c.call(9, "skills/save", json!({ "name": "x" }), no_answer).await;
+    assert_eq!(r["error"]["code"], -32602);
+
+    let r = c.call(10, "skills/remove", json!({ "name": "statusTotal" }), no_answer).await;
+    assert_eq!(r["result"], json!({ "removed": true }));
+    assert!(!dir.join("skills/statusTotal.ts").exists());
+    let r = c.call(11, "skills/remove", json!({ "name": "statusTotal" }), no_answer).await;
+    assert_eq!(
+        (r["error"]["code"].as_i64(), r["error"]["message"].as_str()),
+        (Some(-32005), Some("no skill named \"statusTotal\""))
+    );
+    let r = other.call(12, "skills/list", json!({}), no_answer).await;
+    assert_eq!(r["result"]["skills"], json!([]));
+}
+
+/// The binary with a state directory of this test's own and TypeScript from tests/npm.
+fn cli(data: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_codemode"));
+    let binary = typescript7();
+    cmd.env("XDG_CACHE_HOME", data.join("cache"))
+        .env("XDG_DATA_HOME", data.join("data"))
+        .env("CODEMODE_TYPESCRIPT_DIR", binary.ancestors().nth(5).unwrap());
+    cmd
+}
+
+fn output(cmd: &mut std::process::Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn the_cli_saves_lists_runs_and_removes_skills_and_reports_stale_ones() {
+    let dir = tempdir("cli");
+    std::fs::write(dir.join("total.ts"), TOTAL).unwrap();
+    std::fs::write(
+        dir.join("use.ts"),
+        "return await skills.statusTotal({ sheetId: 'sales', status: 'active' });",
+    )
+    .unwrap();
+    let skills = dir.join("data/codemode/skills");
+    let (code, out, err) =
+        output(cli(&dir).args(["skills", "save", "statusTotal"]).arg(dir.join("total.ts")).arg("--demo"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "saved skills.statusTotal(input: statusTotal.Input): Promise<statusTotal.Output> in {}\n",
+            skills.display()
+        )
+    );
+    let (_, out, _) =
+        output(cli(&dir).args(["skills", "save", "statusTotal"]).arg(dir.join("total.ts")).arg("--demo"));
+    assert!(out.starts_with("updated skills.statusTotal"), "{out}");
+    let (code, out, err) = output(cli(&dir).args(["skills", "list", "--demo"]));
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, "skills.statusTotal(input: statusTotal.Input): Promise<statusTotal.Output> — Totals the amounts of a sheet's rows with one status.\n");
+    let (code, out, err) = output(cli(&dir).args(["run"]).arg(dir.join("use.ts")).args(["--demo", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["value"], expected(0));
+    let (_, out, _) =
+        output(cli(&dir).args(["tools", "search", "totals a status", "--demo", "--detail", "name"]));
+    assert_eq!(out.lines().next(), Some("skills.statusTotal"));
+
+    // A skill that does not type-check is not saved.
+    std::fs::write(dir.join("wrong.ts"), "return await sheets.getRow({ sheetId: 'a' });").unwrap();
+    let wrong = std::fs::File::open(dir.join("wrong.ts")).unwrap();
+    let (code, out, err) = output(cli(&dir).args(["skills", "save", "wrong", "-", "--demo"]).stdin(wrong));
+    assert_eq!(code, 1);
+    assert!(err.starts_with("codemode: skill wrong does not type-check: line 1, column 21: TS2551"), "{err}");
+    assert!(out.starts_with("error[type_error]: the skill was not saved\n  1:21 TS2551: "), "{out}");
+    assert!(!skills.join("wrong.ts").exists());
+
+    // Without the sheets, the saved skill is stale: listed so, left out of a run, said on stderr.
+    let (code, out, _) = output(cli(&dir).args(["skills", "list"]));
+    assert_eq!(code, 0);
+    assert!(out.starts_with("skills.statusTotal [stale] skill statusTotal does not type-check: line 6, column 20: TS2304 Cannot find name 'sheets'."), "{out}");
+    let (code, out, err) = output(
+        cli(&dir).args(["run", "-", "--json"]).stdin(std::fs::File::open(dir.join("use.ts")).unwrap()),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().next(), Some("codemode: warning: skill statusTotal does not type-check: line 6, column 20: TS2304 Cannot find name 'sheets'. (left out)"));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["error"]["kind"], "type_error");
+
+    let (code, out, _) = output(cli(&dir).args(["skills", "remove", "statusTotal"]));
+    assert_eq!((code, out.as_str()), (0, "removed skills.statusTotal\n"));
+    let (code, _, err) = output(cli(&dir).args(["skills", "remove", "statusTotal"]));
+    assert_eq!((code, err.as_str()), (1, "codemode: no skill named \"statusTotal\"\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_finds_and_calls_a_skill() {
+    use tokio::io::AsyncWriteExt;
+    let engine = unchecked_engine();
+    engine.add_skill(Skill::parse("statusTotal", TOTAL).unwrap()).await.unwrap();
+    let (mut lines, mut w) = in_memory_session(codemode::mcp::McpServer::new(engine), json!({})).await;
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "search_tools", "arguments": {"query": "total a status's amounts", "limit": 1}}});
+    w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
+    let answer: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "skills.statusTotal(input: statusTotal.Input): Promise<statusTotal.Output> — Totals the amounts of a sheet's rows with one status.",
+        "{answer}"
+    );
+    let code = "return await skills.statusTotal({ sheetId: 'sales', status: 'churned' })";
+    let r = crate::sessions::mcp_execute(&mut lines, &mut w, 2, json!({ "code": code })).await;
+    assert_eq!(r["value"], expected(1), "{r}");
 }

@@ -84,9 +84,43 @@ pub(crate) fn load(sources: &Sources, forward_client_requests: bool) -> Result<L
     Ok(Loaded { runtime, typecheck: sources.typecheck, registry, config, upstreams: connected })
 }
 
-/// The engine for `loaded`, with the configuration's limits and pool size, or the exit code
-/// after saying why not.
+/// The engine for `loaded`, with the configuration's limits and pool size and the saved
+/// skills that still type-check, or the exit code after saying why not. A skill left out (or
+/// kept with type errors, in `warn` mode) is reported on stderr.
 pub(crate) fn start(
+    loaded: &Loaded,
+    tweak: impl FnOnce(codemode::EngineBuilder) -> codemode::EngineBuilder,
+) -> Result<Engine, ExitCode> {
+    let (engine, problems) = start_with_skills(loaded, tweak)?;
+    for (name, problem) in problems {
+        let fate = if engine.registry().skill(&name).is_some() { "kept" } else { "left out" };
+        eprintln!("codemode: warning: {problem} ({fate})");
+    }
+    Ok(engine)
+}
+
+/// The skills of the state directory, when there is one.
+pub(crate) fn skill_store(config: &Config) -> Option<codemode::SkillStore> {
+    let dir = config.state_dir(|name| std::env::var(name).ok())?;
+    Some(codemode::SkillStore::new(dir.join("skills")))
+}
+
+/// [`start`], returning the saved skills' problems rather than reporting them.
+pub(crate) fn start_with_skills(
+    loaded: &Loaded,
+    tweak: impl FnOnce(codemode::EngineBuilder) -> codemode::EngineBuilder,
+) -> Result<(Engine, Vec<(String, codemode::SkillError)>), ExitCode> {
+    let engine = build_engine(loaded, tweak)?;
+    let problems = match skill_store(&loaded.config) {
+        Some(store) => {
+            loaded.runtime.block_on(engine.load_skills(&store)).unwrap_or_else(|e| vec![(String::new(), e)])
+        }
+        None => Vec::new(),
+    };
+    Ok((engine, problems))
+}
+
+fn build_engine(
     loaded: &Loaded,
     tweak: impl FnOnce(codemode::EngineBuilder) -> codemode::EngineBuilder,
 ) -> Result<Engine, ExitCode> {
@@ -148,10 +182,10 @@ pub(crate) fn type_checker(mode: TypeCheck) -> Option<TypeChecker> {
     if mode == TypeCheck::Off {
         return None;
     }
-    let binary = TypeChecker::installed_binary(&typescript_dir()?);
-    if !binary.is_file() {
+    if !typescript_installed() {
         return None;
     }
+    let binary = TypeChecker::installed_binary(&typescript_dir()?);
     let project = cache_dir()?.join("typecheck-project");
     match TypeChecker::start(binary, project) {
         Ok(checker) => Some(checker),
@@ -160,4 +194,9 @@ pub(crate) fn type_checker(mode: TypeCheck) -> Option<TypeChecker> {
             None
         }
     }
+}
+
+/// Whether `codemode setup` has installed TypeScript.
+pub(crate) fn typescript_installed() -> bool {
+    typescript_dir().is_some_and(|dir| TypeChecker::installed_binary(&dir).is_file())
 }

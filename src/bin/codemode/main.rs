@@ -26,12 +26,14 @@ mod load;
 mod run;
 mod serve;
 mod setup;
+mod skills;
 mod tools;
 
 use load::{load, start, typescript_dir};
 use run::run;
 use serve::{mcp, serve};
 use setup::setup;
+use skills::skills;
 use tools::{tools, types};
 
 fn write_out(args: std::fmt::Arguments<'_>) {
@@ -144,6 +146,47 @@ enum ToolsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum SkillsCommand {
+    /// Save a program that worked as a skill, callable as `await skills.NAME(input)`. It reads
+    /// its argument as `input`; a leading `interface Input` and `type Output` (or JSDoc
+    /// `@param {T} input` and `@returns {T}`) give its signature, a leading comment its
+    /// description. It is type-checked against the tools first; saving a name again updates it.
+    Save {
+        /// The name programs call it by (letters, digits and `_`).
+        name: String,
+        /// The program: a .ts file, or - to read standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        sources: Sources,
+    },
+    /// List the saved skills, each checked against today's tools.
+    List {
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a skill's declaration and source.
+    Show {
+        /// The skill.
+        name: String,
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a saved skill.
+    Remove {
+        /// The skill.
+        name: String,
+        #[command(flatten)]
+        sources: Sources,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DetailArg {
     Name,
@@ -164,6 +207,9 @@ enum Command {
     /// Discover tools: list, search, show, files, prompt.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// Saved programs: save, list, show, remove (kept in <state dir>/skills).
+    #[command(subcommand)]
+    Skills(SkillsCommand),
     /// Serve MCP (search_tools, describe_tools, execute_code) on stdin/stdout, or on
     /// streamable HTTP at http://ADDR/mcp.
     Mcp {
@@ -224,6 +270,7 @@ fn main() -> ExitCode {
         }
         Command::Types { sources, json } => types(sources, json),
         Command::Tools(command) => tools(command),
+        Command::Skills(command) => skills(command),
         Command::Serve { socket, stdio, sources } => serve(socket, stdio, sources),
         Command::Mcp { http, sources } => mcp(http, sources),
         Command::Setup { dir } => setup(dir),
@@ -242,6 +289,18 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// A program's text: the file, or standard input for `-`.
+fn read_source(file: &std::path::Path) -> Result<String, ExitCode> {
+    if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| usage_error(format!("cannot read standard input: {e}")))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(file).map_err(|e| usage_error(format!("cannot read {}: {e}", file.display())))
 }
 
 fn usage_error(message: String) -> ExitCode {

@@ -10,17 +10,9 @@ pub(crate) fn run(
     json: bool,
     exact_tokens: bool,
 ) -> ExitCode {
-    let code = if file.as_os_str() == "-" {
-        let mut s = String::new();
-        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-            return usage_error(format!("cannot read standard input: {e}"));
-        }
-        s
-    } else {
-        match std::fs::read_to_string(&file) {
-            Ok(s) => s,
-            Err(e) => return usage_error(format!("cannot read {}: {e}", file.display())),
-        }
+    let code = match read_source(&file) {
+        Ok(code) => code,
+        Err(exit) => return exit,
     };
     let loaded = match load(&sources, false) {
         Ok(loaded) => loaded,

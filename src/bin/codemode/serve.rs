@@ -16,7 +16,9 @@ pub(crate) fn serve(socket: Option<PathBuf>, stdio: bool, sources: Sources) -> E
     };
     let runtime = &loaded.runtime;
     let tools = engine.registry().tools().count();
-    let daemon = codemode::daemon::Daemon::new(engine, loaded.config.daemon());
+    let mut config = loaded.config.daemon();
+    config.skills = load::skill_store(&loaded.config);
+    let daemon = codemode::daemon::Daemon::new(engine, config);
     daemon.watch_upstreams(loaded.upstreams.iter().cloned());
     runtime.block_on(async {
         match socket {

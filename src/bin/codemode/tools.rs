@@ -8,8 +8,8 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> ExitCode {
 }
 
 pub(crate) fn types(sources: Sources, json: bool) -> ExitCode {
-    let registry = match load(&sources, false) {
-        Ok(loaded) => loaded.registry,
+    let registry = match load(&sources, false).and_then(|loaded| with_skills(&loaded)) {
+        Ok(registry) => registry,
         Err(code) => return code,
     };
     if registry.is_empty() {
@@ -42,7 +42,10 @@ pub(crate) fn tools(command: ToolsCommand) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let registry = &loaded.registry;
+    let registry = &match with_skills(&loaded) {
+        Ok(registry) => registry,
+        Err(code) => return code,
+    };
     if registry.is_empty() && !matches!(command, ToolsCommand::Prompt { .. }) {
         eprintln!("codemode: {NO_TOOLS}");
     }
@@ -123,4 +126,15 @@ pub(crate) fn tools(command: ToolsCommand) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The tools plus the saved skills that still type-check: those need an engine (and its
+/// checker), started only when there are skills.
+fn with_skills(loaded: &load::Loaded) -> Result<Registry, ExitCode> {
+    let stored = load::skill_store(&loaded.config).and_then(|store| store.load().ok()).unwrap_or_default();
+    if stored.is_empty() {
+        return Ok(loaded.registry.clone());
+    }
+    let engine = start(loaded, |b| b.workers(1).warm_sandboxes(0))?;
+    Ok(Registry::clone(&engine.registry()))
 }
