@@ -200,6 +200,19 @@ fn benches(c: &mut Criterion) {
             assert_eq!(approving.resume(&approval, true, None).await.unwrap().value, json!(1));
         })
     });
+    // Skills: the same work written in the program, and called as a saved program (which the
+    // sandbox compiles the first time the program calls it: it is not cached as bytecode).
+    const WORK: &str = "const list = await sheets.listSheets();\nreturn list.map((s) => s.id).join(',');";
+    let skilled = Engine::builder().registry(codemode::demo::registry()).build().unwrap();
+    rt.block_on(skilled.add_skill(codemode::Skill::parse("sheetIds", WORK).unwrap())).unwrap();
+    for (name, code) in [("inline", WORK), ("skill", "return await skills.sheetIds();")] {
+        c.bench_function(&format!("skills/sheet_ids/{name}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let o = skilled.execute(code, ExecuteOptions::default()).await;
+                assert_eq!(o.value, json!("sales"));
+            })
+        });
+    }
     // Throughput: 1,000 trivial executions in flight at once; time per execution.
     c.bench_function("throughput/trivial_x1000", |b| {
         b.to_async(&rt).iter_custom(|iters| {

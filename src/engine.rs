@@ -784,6 +784,18 @@ impl Engine {
         approve: bool,
         reason: Option<&str>,
     ) -> Result<Outcome, ResumeError> {
+        self.resume_with(approval, approve, reason, None).await
+    }
+
+    /// [`Engine::resume`], with a token that cancels the resumed execution (as
+    /// [`ExecuteOptions::cancel`] does for [`Engine::execute`]).
+    pub async fn resume_with(
+        &self,
+        approval: &str,
+        approve: bool,
+        reason: Option<&str>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Outcome, ResumeError> {
         let run = self.inner.paused.lock().expect("paused lock").remove(approval);
         let Some(mut run) = run else {
             let expired = self.inner.expired.lock().expect("expired lock").iter().any(|a| a == approval);
@@ -815,6 +827,9 @@ impl Engine {
             reply,
             span: span.clone(),
         };
+        if let Some(token) = cancel {
+            token.attach(run.cancel.clone());
+        }
         let mut guard = CancelOnDrop(Some(run.cancel.clone()));
         if self.inner.own[run.worker].send(Own::Resume(Box::new(job))).is_err() {
             guard.0 = None;

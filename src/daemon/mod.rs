@@ -540,23 +540,7 @@ impl Daemon {
         if let (Some(key), Some((_, false))) = (&session_key, session) {
             conn.sessions.lock().expect("sessions lock").insert(key.clone());
         }
-        // A notification's run has no id to cancel it by, but is registered all the same, so
-        // a client that hangs up or overflows stops it too.
-        let key = match id {
-            Some(id) => (conn.id, id.to_string()),
-            None => (conn.id, format!("notification #{}", conn.next_call.fetch_add(1, Ordering::Relaxed))),
-        };
-        let token = CancelToken::new();
-        {
-            let mut running = self.inner.running.lock().expect("running lock");
-            if running.contains_key(&key) {
-                return Err(RpcError::new(
-                    rpc::INVALID_REQUEST,
-                    format!("an execution with id {} is already running", key.1),
-                ));
-            }
-            running.insert(key.clone(), token.clone());
-        }
+        let (key, token) = self.track(conn, id)?;
         let log_conn = Arc::clone(conn);
         let log_id = id.cloned().unwrap_or(Value::Null);
         let options = ExecuteOptions {
@@ -583,6 +567,30 @@ impl Daemon {
         };
         self.inner.running.lock().expect("running lock").remove(&key);
         Ok(self.report(conn, id, params, outcome))
+    }
+
+    /// Registers a request that runs a program, so that `code/cancel`, the client hanging up
+    /// or overflowing, and shutdown can stop it. A notification's run has no id to cancel it
+    /// by, but is registered all the same.
+    fn track(
+        &self,
+        conn: &Arc<Connection>,
+        id: Option<&Value>,
+    ) -> Result<((u64, String), CancelToken), RpcError> {
+        let key = match id {
+            Some(id) => (conn.id, id.to_string()),
+            None => (conn.id, format!("notification #{}", conn.next_call.fetch_add(1, Ordering::Relaxed))),
+        };
+        let token = CancelToken::new();
+        let mut running = self.inner.running.lock().expect("running lock");
+        if running.contains_key(&key) {
+            return Err(RpcError::new(
+                rpc::INVALID_REQUEST,
+                format!("an execution with id {} is already running", key.1),
+            ));
+        }
+        running.insert(key.clone(), token.clone());
+        Ok((key, token))
     }
 
     /// Refuses to start running programs once the daemon is shutting down.
@@ -615,12 +623,10 @@ impl Daemon {
             Some(Value::String(reason)) => Some(reason.as_str()),
             Some(_) => return Err(RpcError::params("reason must be a string")),
         };
-        let outcome = self
-            .inner
-            .engine
-            .resume(approval, approve, reason)
-            .await
-            .map_err(|e| RpcError::new(rpc::NO_SUCH_EXECUTION, e.to_string()))?;
+        let (key, token) = self.track(conn, id)?;
+        let outcome = self.inner.engine.resume_with(approval, approve, reason, Some(&token)).await;
+        self.inner.running.lock().expect("running lock").remove(&key);
+        let outcome = outcome.map_err(|e| RpcError::new(rpc::NO_SUCH_EXECUTION, e.to_string()))?;
         Ok(self.report(conn, id, params, outcome))
     }
 

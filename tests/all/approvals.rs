@@ -270,6 +270,35 @@ const UPDATE: &str = "await sheets.updateRow({ sheetId: 'sales', id: 1, fields: 
     return (await sheets.getRows({ sheetId: 'sales', offset: 1, limit: 1 }))[0].status;";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_cancel_stops_a_resumed_execution_by_its_resume_request() {
+    use crate::daemon::{connect, no_answer, running};
+    use codemode::daemon::{Daemon, DaemonConfig};
+    let d = Daemon::new(demo_needing_approval(), DaemonConfig::default());
+    let mut c = connect(&d);
+    let code =
+        "await sheets.updateRow({ sheetId: 'sales', id: 1, fields: { status: 'won' } });\nwhile (true) {}";
+    let r = c.call(1, "code/execute", json!({ "code": code }), no_answer).await;
+    let approval = r["result"]["paused"]["approval"].as_str().unwrap().to_string();
+    c.send(json!({"jsonrpc": "2.0", "id": 2, "method": "code/resume", "params": {"approval": approval, "approve": true}}))
+        .await;
+    running(&mut c, 1).await;
+    c.send(json!({"jsonrpc": "2.0", "id": 3, "method": "code/cancel", "params": {"id": 2}})).await;
+    let (mut cancel, mut resumed) = (None, None);
+    while cancel.is_none() || resumed.is_none() {
+        let m = c.recv().await;
+        match m["id"].as_u64() {
+            Some(3) => cancel = Some(m),
+            Some(2) => resumed = Some(m),
+            _ => {}
+        }
+    }
+    assert_eq!(cancel.unwrap()["result"], json!({ "cancelled": true }));
+    let resumed = resumed.unwrap();
+    // Without the cancel, the loop would run to the 10 s deadline and end with `timeout`.
+    assert_eq!(resumed["result"]["error"]["kind"], json!("cancelled"), "{resumed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_pauses_and_code_resume_continues() {
     use crate::daemon::{connect, no_answer};
     use codemode::daemon::{Daemon, DaemonConfig};

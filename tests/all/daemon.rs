@@ -14,14 +14,14 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    async fn send(&mut self, message: Value) {
+    pub(crate) async fn send(&mut self, message: Value) {
         self.send_raw(&message.to_string()).await;
     }
     async fn send_raw(&mut self, text: &str) {
         self.writer.write_all(text.as_bytes()).await.unwrap();
         self.writer.write_all(b"\n").await.unwrap();
     }
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
             .await
             .expect("the daemon answers within 10 s")
@@ -52,7 +52,7 @@ impl Client {
 
 /// Waits until the daemon counts `n` running executions (their requests were read and their
 /// runs registered), instead of sleeping and hoping.
-async fn running(c: &mut Client, n: u64) {
+pub(crate) async fn running(c: &mut Client, n: u64) {
     for attempt in 0u64.. {
         let s = c.call(1_000_000 + attempt, "stats", json!({}), no_answer).await;
         if s["result"]["running"] == json!(n) {
