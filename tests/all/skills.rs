@@ -438,6 +438,14 @@ async fn an_mcp_client_finds_and_calls_a_skill() {
         "{answer}"
     );
     let code = "return await skills.statusTotal({ sheetId: 'sales', status: 'churned' })";
-    let r = crate::sessions::mcp_execute(&mut lines, &mut w, 2, json!({ "code": code })).await;
-    assert_eq!(r["value"], expected(1), "{r}");
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "execute_code", "arguments": {"code": code}}});
+    w.write_all(format!("{call}\n").as_bytes()).await.unwrap();
+    let answer: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(answer["result"]["structuredContent"]["value"], expected(1), "{answer}");
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        format!("[log] totalling 3333 rows\nresult: {}", expected(1)),
+        "{answer}"
+    );
 }
