@@ -1052,7 +1052,7 @@ impl Engine {
                         problems.push((name.clone(), SkillError::TypeErrors { name, diagnostics }));
                     }
                     Err(e) => {
-                        self.remove_skill(skill.name());
+                        self.change_skills(|r| r.leave_out_skill(skill.name(), e.to_string()));
                         removed = true;
                         problems.push((skill.name().to_string(), e));
                     }
@@ -1122,6 +1122,12 @@ impl Engine {
         )
         .await;
         run.compiled = Some(compiled);
+        let result = result.map(|mut diagnostics| {
+            for d in &mut diagnostics {
+                crate::suggest::explain_left_out_skill(run.bridge.registry(), &mut d.message);
+            }
+            diagnostics
+        });
         match result {
             Ok(diagnostics) if diagnostics.is_empty() => {
                 Ok(Checked { status: CheckStatus::Passed, ..Checked::default() })

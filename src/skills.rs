@@ -360,7 +360,10 @@ impl SkillStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => return Err(io_error(&path, &e)),
         };
-        let temp = self.dir.join(format!(".{}.ts.{}.tmp", skill.name(), std::process::id()));
+        // Unique per save, so two saves of one name at once never write the same temporary file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = self.dir.join(format!(".{}.ts.{}.{n}.tmp", skill.name(), std::process::id()));
         let written =
             std::fs::write(&temp, skill.source().as_bytes()).and_then(|()| std::fs::rename(&temp, &path));
         if let Err(e) = written {

@@ -2,6 +2,7 @@
 //! namespace that does not exist.
 
 use crate::registry::Registry;
+use crate::skills;
 
 /// Tools named when there is no close match, before "and N more".
 const LISTED: usize = 20;
@@ -9,6 +10,11 @@ const LISTED: usize = 20;
 /// The message for `namespace.name` when `name` is not one of the namespace's tools.
 pub(crate) fn unknown_tool(registry: &Registry, namespace: &str, name: &str) -> String {
     let head = format!("{namespace}.{name} is not a tool of {namespace}");
+    if namespace == skills::NAMESPACE {
+        if let Some(note) = left_out_note(registry, Some(name)) {
+            return format!("{head}{note}");
+        }
+    }
     let Some((_, ns)) = registry.namespaces().find(|(js, _)| *js == namespace) else { return head };
     let tools: Vec<&str> = ns.tools.keys().map(String::as_str).collect();
     if let Some(best) = nearest(name, tools.iter().copied()) {
@@ -19,6 +25,38 @@ pub(crate) fn unknown_tool(registry: &Registry, namespace: &str, name: &str) -> 
         list.push_str(&format!(" and {} more", tools.len() - LISTED));
     }
     format!("{head}; its tools are {list}")
+}
+
+/// `; it was left out …`: why the saved program `name` (or, for `None`, every saved program,
+/// the namespace `skills` being gone) is not there, when it was left out at load.
+pub(crate) fn left_out_note(registry: &Registry, name: Option<&str>) -> Option<String> {
+    match name {
+        Some(name) => {
+            let why = registry.left_out_skill(name)?;
+            Some(format!("; it was left out when the saved skills were loaded: {why}"))
+        }
+        None => {
+            let all: Vec<String> = registry.left_out_skills().map(|(_, why)| why.to_string()).collect();
+            (!all.is_empty())
+                .then(|| format!("; the saved skills were left out when loaded: {}", all.join("; ")))
+        }
+    }
+}
+
+/// Adds why to the type checker's complaint about a saved program that was left out at load
+/// (`Property 'x' does not exist on type 'typeof skills'`, `Cannot find name 'skills'`).
+pub(crate) fn explain_left_out_skill(registry: &Registry, message: &mut String) {
+    let note = if message.starts_with("Cannot find name 'skills'.") {
+        left_out_note(registry, None)
+    } else if message.contains("on type 'typeof skills'") {
+        let name = message.split('\'').nth(1).unwrap_or_default();
+        left_out_note(registry, Some(name))
+    } else {
+        None
+    };
+    if let Some(note) = note {
+        message.push_str(&note);
+    }
 }
 
 /// The tool namespace a program probably meant by the undefined name `name`, if one is close.

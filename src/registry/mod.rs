@@ -341,6 +341,9 @@ pub struct Registry {
     approve: Vec<String>,
     /// Saved programs, by name; the namespace `skills` declares them.
     skills: BTreeMap<String, Arc<Skill>>,
+    /// Saved programs left out when they were loaded, with why: a program that calls one is
+    /// told.
+    left_out: BTreeMap<String, Arc<str>>,
     /// What is derived from this version of the registry; a change starts a new one, and
     /// clones of one version (the engine's, the caller's) share it.
     derived: Arc<Derived>,
@@ -629,6 +632,7 @@ impl Registry {
     /// `skills.<name>(input)` and discovery lists in the namespace `skills`. Check it first
     /// with [`Engine::check_skill`](crate::Engine::check_skill): the registry takes it as it is.
     pub fn add_skill(&mut self, skill: Skill) -> Option<Arc<Skill>> {
+        self.left_out.remove(skill.name());
         let old = self.skills.insert(skill.name().to_string(), Arc::new(skill));
         self.rebuild_skills();
         old
@@ -641,6 +645,22 @@ impl Registry {
             self.rebuild_skills();
         }
         removed
+    }
+
+    /// Removes the saved program `name` and remembers why, for a program that calls it.
+    pub(crate) fn leave_out_skill(&mut self, name: &str, why: String) {
+        self.remove_skill(name);
+        self.left_out.insert(name.to_string(), why.into());
+    }
+
+    /// Why the saved program `name` was left out, if it was.
+    pub(crate) fn left_out_skill(&self, name: &str) -> Option<&str> {
+        self.left_out.get(name).map(|why| &**why)
+    }
+
+    /// The saved programs left out, with why, by name.
+    pub(crate) fn left_out_skills(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.left_out.iter().map(|(name, why)| (name.as_str(), &**why))
     }
 
     /// The saved programs, by name.

@@ -826,13 +826,16 @@ impl Sandbox {
         if name == "ReferenceError" {
             let registry =
                 self.exec.try_borrow().ok().and_then(|e| e.as_ref().map(|e| Arc::clone(e.bridge.registry())));
-            let meant = err
-                .message
-                .strip_suffix(" is not defined")
-                .zip(registry)
-                .and_then(|(undefined, registry)| crate::suggest::namespace_for(&registry, undefined));
-            if let Some(namespace) = meant {
-                err.message.push_str(&format!("; did you mean the tool namespace {namespace}?"));
+            let undefined = err.message.strip_suffix(" is not defined").map(str::to_string);
+            let note = undefined.zip(registry).and_then(|(undefined, registry)| {
+                if undefined == crate::skills::NAMESPACE {
+                    return crate::suggest::left_out_note(&registry, None);
+                }
+                let namespace = crate::suggest::namespace_for(&registry, &undefined)?;
+                Some(format!("; did you mean the tool namespace {namespace}?"))
+            });
+            if let Some(note) = note {
+                err.message.push_str(&note);
             }
         }
         if let Some((stack, first)) = stack.map(|s| map_stack(&s, compiled)) {

@@ -249,12 +249,45 @@ async fn a_store_keeps_skills_as_files_and_reports_the_ones_that_no_longer_check
         ]
     );
     assert_eq!(engine.registry().skills().count(), 0);
-    // With the sheets back, both load.
+    // A program that calls one is told why it is not there, by the checker and at run time.
+    let why = "skill statusTotal does not type-check: line 6, column 20: TS2304 Cannot find name 'sheets'.";
+    let call = "return await skills.statusTotal({ sheetId: 'sales', status: 'active' });";
+    let e = engine.execute(call, ExecuteOptions::default()).await.error.unwrap();
+    let message = &e.diagnostics[0].message;
+    assert_eq!(e.diagnostics[0].code, 2304);
+    assert!(
+        message.starts_with("Cannot find name 'skills'.; the saved skills were left out when loaded: "),
+        "{message}"
+    );
+    assert!(message.contains(why), "{message}");
+    let unchecked = || ExecuteOptions {
+        limits: Some(Limits { typecheck: TypeCheck::Off, ..Limits::default() }),
+        ..Default::default()
+    };
+    let e = engine.execute(call, unchecked()).await.error.unwrap();
+    assert_eq!(
+        e.message,
+        format!(
+            "skills is not defined; the saved skills were left out when loaded: skill caller does not \
+             type-check: line 2, column 21: TS2339 Property 'statusTotal' does not exist on type \
+             'typeof skills'.; {why}"
+        )
+    );
+
+    // With the sheets back, both load; a skill of the crm is left out now, and said so.
+    store.save(&Skill::parse("contactCount", "return (await crm.listContacts()).length;").unwrap()).unwrap();
     let engine = checked_engine(codemode::demo::registry(), "skills-fresh");
-    assert_eq!(engine.load_skills(&store).await.unwrap().len(), 3);
+    assert_eq!(engine.load_skills(&store).await.unwrap().len(), 4);
     let registry = engine.registry();
     let names: Vec<&str> = registry.skills().map(|s| s.name()).collect();
     assert_eq!(names, ["caller", "statusTotal"]);
+    let why = "; it was left out when the saved skills were loaded: skill contactCount does not type-check: line 1, column 15: TS2304 Cannot find name 'crm'.";
+    let e = engine.execute("return await skills.contactCount();", unchecked()).await.error.unwrap();
+    assert_eq!(e.message, format!("skills.contactCount is not a tool of skills{why}"));
+    let e =
+        engine.execute("return await skills.contactCount();", ExecuteOptions::default()).await.error.unwrap();
+    assert_eq!(e.diagnostics[0].code, 2339);
+    assert!(e.diagnostics[0].message.ends_with(why), "{:?}", e.diagnostics);
     assert!(store.remove("caller").unwrap());
     assert!(!store.remove("caller").unwrap());
     assert!(dir.join("skills/notes.txt").is_file() && dir.join("skills/bad-name.ts").is_file());
