@@ -1012,8 +1012,14 @@ impl Engine {
     /// checker, adds it unchecked. Programs that start afterwards can call it.
     pub async fn add_skill(&self, skill: Skill) -> Result<Vec<Diagnostic>, SkillError> {
         let diagnostics = self.skill_diagnostics(&skill).await?;
-        self.change_skills(|r| drop(r.add_skill(skill)));
+        self.put_skill(skill);
         Ok(diagnostics)
+    }
+
+    /// Adds a skill unchecked: one just checked, or one this engine had (the daemon puts back
+    /// the version it had when a new one could not be saved).
+    pub(crate) fn put_skill(&self, skill: Skill) {
+        self.change_skills(|r| drop(r.add_skill(skill)));
     }
 
     /// Removes the saved program `name` from this engine's tools; false when it had none.

@@ -322,6 +322,25 @@ impl SkillStore {
     /// Every `.ts` file of the directory, by name; none when it does not exist. A file that is
     /// not a valid skill is listed with its error, never skipped.
     pub fn load(&self) -> Result<Vec<Stored>, SkillError> {
+        let mut out: Vec<Stored> = self
+            .files()?
+            .into_iter()
+            .map(|(name, path)| {
+                let skill = check_name(&name).and_then(|()| read_skill(&name, &path));
+                Stored { name, path, skill }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// True when the directory holds no `.ts` file (or does not exist): nothing to load.
+    pub fn is_empty(&self) -> bool {
+        self.files().map_or(true, |files| files.is_empty())
+    }
+
+    /// The `.ts` files of the directory as `(stem, path)`, leaving out hidden (temporary) ones.
+    fn files(&self) -> Result<Vec<(String, PathBuf)>, SkillError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -330,16 +349,12 @@ impl SkillStore {
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| io_error(&self.dir, &e))?;
-            let path = entry.path();
             let file_name = entry.file_name();
             let Some(name) = file_name.to_str().and_then(|f| f.strip_suffix(".ts")) else { continue };
-            if name.starts_with('.') {
-                continue;
+            if !name.starts_with('.') {
+                out.push((name.to_string(), entry.path()));
             }
-            let skill = check_name(name).and_then(|()| read_skill(name, &path));
-            out.push(Stored { name: name.to_string(), path, skill });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 

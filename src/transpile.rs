@@ -103,15 +103,9 @@ pub(crate) fn transpile_skill(ts: &str) -> Result<String, ExecError> {
 pub(crate) fn type_declarations(ts: &str) -> Option<Vec<(String, String)>> {
     use swc_common::Spanned;
     use swc_ecma_ast::{Decl, Stmt};
-    let cm: Lrc<SourceMap> = Default::default();
-    let file =
-        cm.new_source_file(Lrc::new(swc_common::FileName::Anon), format!("{BODY_PREFIX}{ts}{BODY_SUFFIX}"));
-    let syntax = swc_ecma_parser::Syntax::Typescript(Default::default());
-    let module =
-        swc_ecma_parser::parse_file_as_module(&file, syntax, Default::default(), None, &mut Vec::new())
-            .ok()?;
+    let (module, _, start) = parse_body(ts)?;
     let body = wrapped_body(&module)?;
-    let at = |pos: swc_common::BytePos| (pos - file.start_pos).0 as usize - BODY_PREFIX.len();
+    let at = |pos: swc_common::BytePos| (pos - start).0 as usize - BODY_PREFIX.len();
     let mut out = Vec::new();
     for stmt in &body.stmts {
         let name = match stmt {
@@ -286,6 +280,20 @@ fn wrapped_body(module: &swc_ecma_ast::Module) -> Option<&swc_ecma_ast::Function
     }
 }
 
+/// A TypeScript program body parsed in its wrapper (for [`wrapped_body`]), with its source map
+/// and the position where the wrapped text starts; `None` when it does not parse.
+fn parse_body(ts: &str) -> Option<(swc_ecma_ast::Module, Lrc<SourceMap>, swc_common::BytePos)> {
+    let cm: Lrc<SourceMap> = Default::default();
+    let file =
+        cm.new_source_file(Lrc::new(swc_common::FileName::Anon), format!("{BODY_PREFIX}{ts}{BODY_SUFFIX}"));
+    let syntax = swc_ecma_parser::Syntax::Typescript(Default::default());
+    let module =
+        swc_ecma_parser::parse_file_as_module(&file, syntax, Default::default(), None, &mut Vec::new())
+            .ok()?;
+    let start = file.start_pos;
+    Some((module, cm, start))
+}
+
 /// The names a binding pattern declares.
 fn binding_names(pat: &swc_ecma_ast::Pat, out: &mut Vec<String>) {
     use swc_ecma_ast::{ObjectPatProp, Pat};
@@ -332,13 +340,7 @@ pub(crate) fn dropped_value_hint(ts: &str) -> Option<String> {
     if function_expression_candidate(ts).is_some() {
         return None;
     }
-    let cm: Lrc<SourceMap> = Default::default();
-    let file =
-        cm.new_source_file(Lrc::new(swc_common::FileName::Anon), format!("{BODY_PREFIX}{ts}{BODY_SUFFIX}"));
-    let syntax = swc_ecma_parser::Syntax::Typescript(Default::default());
-    let module =
-        swc_ecma_parser::parse_file_as_module(&file, syntax, Default::default(), None, &mut Vec::new())
-            .ok()?;
+    let (module, cm, _) = parse_body(ts)?;
     let body = wrapped_body(&module)?;
     let Some(Stmt::Expr(last)) = body.stmts.last() else { return None };
     let for_effect = match &*last.expr {

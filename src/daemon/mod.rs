@@ -469,14 +469,16 @@ impl Daemon {
             .ok_or_else(|| RpcError::params("source (the program's TypeScript) must be a string"))?;
         let skill = Skill::parse(name, source).map_err(|e| skill_refused(&e))?;
         let signature = skill.signature();
-        if let Some(store) = &self.inner.config.skills {
-            // Refused before it is added: a name whose file cannot be written is not kept.
-            store.path(name).map_err(|e| skill_refused(&e))?;
-        }
+        let previous = self.inner.engine.registry().skill(name).cloned();
         let diagnostics = self.inner.engine.add_skill(skill.clone()).await.map_err(|e| skill_refused(&e))?;
         let replaced = match &self.inner.config.skills {
+            // A skill that could not be kept is not offered either: the engine goes back to the
+            // version it had.
             Some(store) => store.save(&skill).map_err(|e| {
-                self.inner.engine.remove_skill(name);
+                match previous {
+                    Some(previous) => self.inner.engine.put_skill(previous),
+                    None => drop(self.inner.engine.remove_skill(name)),
+                }
                 skill_refused(&e)
             })?,
             None => false,

@@ -685,15 +685,17 @@ impl Registry {
         let mut ns = Namespace::new(skills::NAMESPACE);
         ns.description = SKILLS_DESCRIPTION.into();
         let mut tools = Vec::new();
+        // The sandbox never calls these entries: one validator of nothing serves them all.
+        let validator =
+            Arc::new(jsonschema::validator_for(&serde_json::json!({})).expect("the empty schema"));
         for skill in self.skills.values() {
             let name = skill.name().to_string();
             let tool =
                 Tool::new(name.clone(), skill.description(), serde_json::json!({}), |_: Value| async {
                     Err::<Value, _>(ToolError::new("a saved program runs inside the program that calls it"))
                 });
-            let validator = jsonschema::validator_for(&serde_json::json!({})).expect("the empty schema");
             let label: Arc<str> = format!("{}.{name}", skills::NAMESPACE).into();
-            ns.tools.insert(name, Arc::new(Entry { tool, validator: Arc::new(validator), label }));
+            ns.tools.insert(name, Arc::new(Entry { tool, validator: Arc::clone(&validator), label }));
             tools.push(skill.declaration());
         }
         ns.preset = Some(Arc::new(Declarations {

@@ -344,6 +344,18 @@ async fn the_daemon_saves_lists_shows_calls_and_removes_skills() {
         .unwrap()
         .contains("function statusTotal(input: statusTotal.Input)"));
 
+    // A save that cannot be written leaves the engine with the version it had.
+    let file = dir.join("skills/statusTotal.ts");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let r =
+        c.call(50, "skills/save", json!({ "name": "statusTotal", "source": "return 1" }), no_answer).await;
+    assert_eq!(r["error"]["code"], -32005, "{r}");
+    let r = c.call(51, "skills/show", json!({ "name": "statusTotal" }), no_answer).await;
+    assert_eq!(r["result"]["source"], TOTAL);
+    std::fs::remove_dir(&file).unwrap();
+    std::fs::write(&file, TOTAL).unwrap();
+
     // Refusals say why, with the diagnostics.
     let r = c
         .call(

@@ -131,8 +131,7 @@ pub(crate) fn tools(command: ToolsCommand) -> ExitCode {
 /// The tools plus the saved skills that still type-check: those need an engine (and its
 /// checker), started only when there are skills.
 fn with_skills(loaded: &load::Loaded) -> Result<Registry, ExitCode> {
-    let stored = load::skill_store(&loaded.config).and_then(|store| store.load().ok()).unwrap_or_default();
-    if stored.is_empty() {
+    if load::skill_store(&loaded.config).is_none_or(|store| store.is_empty()) {
         return Ok(loaded.registry.clone());
     }
     let engine = start(loaded, |b| b.workers(1).warm_sandboxes(0))?;
