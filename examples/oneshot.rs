@@ -5,7 +5,9 @@
 //! codemode is measured without a type checker (as `deno run`, which does not type-check) and
 //! with TypeScript 7 installed (the default `strict` check starts the compiler), beside
 //! `deno run --check`. Deno comes from examples/compare's npm lock (installed here with
-//! `npm ci` if missing), TypeScript 7 from tests/npm's.
+//! `npm ci` if missing), TypeScript 7 from tests/npm's. One more codemode run exports its spans
+//! to a stand-in OTLP collector on loopback: what tracing costs a one-shot command; and the demo
+//! workflow (`examples/spreadsheet.ts`, many tool calls) with and without exporting.
 //!
 //! `cargo build --release && cargo run --release --example oneshot -- [ROUNDS]` (default 15);
 //! BENCHMARKS.md records it.
@@ -47,6 +49,47 @@ fn measure(command: &mut Command) -> (Duration, u64) {
     (elapsed, usage.ru_maxrss as u64)
 }
 
+/// A stand-in OTLP/HTTP collector on a loopback port: reads each request and answers 200, so
+/// the run that exports its spans pays for sending them and nothing else. Its base URL.
+fn collector() -> String {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err()
+                        || stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
 fn median<T: Ord + Copy>(mut xs: Vec<T>) -> T {
     xs.sort_unstable();
     xs[xs.len() / 2]
@@ -70,6 +113,8 @@ fn main() {
     std::fs::write(&script, "console.log(1 + 1);\n").unwrap();
     let script_ts = dir.join("one.ts.mts");
     std::fs::write(&script_ts, "const x: number = 1 + 1;\nconsole.log(x);\n").unwrap();
+    let otlp = collector();
+    let demo = root.join("examples/spreadsheet.ts");
     // An empty cache: no checker unless pointed at one.
     let no_cache = dir.join("empty-cache");
 
@@ -93,6 +138,35 @@ fn main() {
                 c.args(["run", "--typecheck", "off"])
                     .arg(&program)
                     .env("CODEMODE_TYPESCRIPT_DIR", &typescript);
+                c
+            }),
+        ),
+        (
+            "codemode run --typecheck off, spans exported over OTLP",
+            Box::new(|| {
+                let mut c = Command::new(&codemode);
+                c.args(["run", "--typecheck", "off"])
+                    .arg(&program)
+                    .env("CODEMODE_TYPESCRIPT_DIR", &typescript)
+                    .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp);
+                c
+            }),
+        ),
+        (
+            "codemode run --typecheck off --demo examples/spreadsheet.ts",
+            Box::new(|| {
+                let mut c = Command::new(&codemode);
+                c.args(["run", "--typecheck", "off", "--demo"]).arg(&demo);
+                c
+            }),
+        ),
+        (
+            "the same, spans exported over OTLP",
+            Box::new(|| {
+                let mut c = Command::new(&codemode);
+                c.args(["run", "--typecheck", "off", "--demo"])
+                    .arg(&demo)
+                    .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp);
                 c
             }),
         ),
@@ -145,7 +219,8 @@ fn main() {
             rss[i].push(m);
         }
     }
-    let deno_wall = median(wall[3].clone()).as_secs_f64();
+    let deno_case = cases.iter().position(|(name, _)| *name == "deno run").unwrap();
+    let deno_wall = median(wall[deno_case].clone()).as_secs_f64();
     println!("| command | wall time, median of {rounds} | ÷ deno run | peak resident memory, median |");
     println!("|---|---:|---:|---:|");
     for (i, (name, _)) in cases.iter().enumerate() {

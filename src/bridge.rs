@@ -563,7 +563,22 @@ impl Bridge {
         let Queued { id, entry, args, since } = call;
         let handler = Arc::clone(entry.tool.handler());
         let label = Arc::clone(&entry.label);
-        let span = tracing::info_span!("tool_call", tool = %label, id);
+        let span = tracing::info_span!(
+            "tool_call",
+            tool = %label,
+            namespace = tracing::field::Empty,
+            id,
+            args_bytes = tracing::field::Empty,
+            result_bytes = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        // Sizes only, never the arguments or the result: they may be private.
+        if !span.is_disabled() {
+            span.record("namespace", label.split_once('.').map_or(&*label, |(ns, _)| ns));
+            span.record("args_bytes", args.to_string().len());
+        }
         let caller = Caller {
             tx: self.tx.clone(),
             logs: self.log_tx.clone(),
@@ -596,6 +611,18 @@ impl Bridge {
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "tool call done"
                 );
+                let span = tracing::Span::current();
+                match &result {
+                    Ok((text, _)) => {
+                        span.record("outcome", "ok");
+                        span.record("result_bytes", text.len());
+                    }
+                    Err(failure) => {
+                        span.record("outcome", "error");
+                        span.record("error_code", failure.code.as_deref());
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
                 result
             }
             .instrument(span),

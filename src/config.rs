@@ -83,6 +83,9 @@ pub struct Config {
     /// Tools whose calls wait for a person's approval.
     #[serde(default)]
     pub approvals: Option<Spanned<ApprovalsSection>>,
+    /// Where the binary exports its spans.
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
     /// Upstream MCP servers, each a namespace.
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
@@ -151,6 +154,21 @@ pub struct PrivacySection {
     /// `[EMPLOYEE_1]`).
     #[serde(default)]
     pub patterns: BTreeMap<String, String>,
+}
+
+/// `[telemetry]`: OpenTelemetry spans, exported over OTLP/HTTP with protobuf by the binary
+/// (built with the `telemetry` feature, as by default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// The collector's base URL, such as `http://localhost:4318`; spans are posted to its
+    /// `/v1/traces`, as with `OTEL_EXPORTER_OTLP_ENDPOINT`. Unset: the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` decide, and without
+    /// either nothing is exported. The other `OTEL_EXPORTER_OTLP_*` variables (headers,
+    /// timeout, compression) apply either way.
+    pub otlp_endpoint: Option<String>,
+    /// The spans' `service.name` (default `OTEL_SERVICE_NAME`, else `codemode`).
+    pub service_name: Option<String>,
 }
 
 /// `[daemon]`; unset keys keep [`DaemonConfig::default`].

@@ -818,7 +818,15 @@ impl Engine {
             Some(state) => Some(state.turn.lock().await),
             None => None,
         };
-        let span = tracing::info_span!("resume", approve);
+        let span = tracing::info_span!(
+            "resume",
+            approve,
+            outcome = tracing::field::Empty,
+            tool_calls = tracing::field::Empty,
+            tool_result_bytes = tracing::field::Empty,
+            returned_bytes = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let job = ResumeJob {
             approval: approval.into(),
@@ -838,7 +846,7 @@ impl Engine {
                 "the sandbox threads have stopped",
             )));
         }
-        let (mut outcome, worker) = outcome.instrument(span).await.unwrap_or_else(|_| {
+        let (mut outcome, worker) = outcome.instrument(span.clone()).await.unwrap_or_else(|_| {
             let stopped =
                 ExecError::new(ErrorKind::Internal, "a sandbox thread stopped during the execution");
             (Outcome::failed(stopped), run.worker)
@@ -857,6 +865,7 @@ impl Engine {
         if let Some(session) = session {
             self.session_outcome(session, &mut outcome);
         }
+        record_outcome(&span, &outcome);
         Ok(outcome)
     }
 
@@ -864,6 +873,27 @@ impl Engine {
     /// earlier programs for the type check): its outcome, and for a session's program that
     /// reached its sandbox the names its top level declared.
     async fn run(
+        &self,
+        code: &str,
+        options: ExecuteOptions,
+        session: Option<(&Arc<SessionState>, Vec<Arc<SessionFile>>)>,
+    ) -> (Outcome, Option<Vec<String>>) {
+        let span = tracing::info_span!(
+            "execute",
+            code_bytes = code.len(),
+            session = session.is_some(),
+            outcome = tracing::field::Empty,
+            tool_calls = tracing::field::Empty,
+            tool_result_bytes = tracing::field::Empty,
+            returned_bytes = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let (outcome, declared) = self.run_in_span(code, options, session).instrument(span.clone()).await;
+        record_outcome(&span, &outcome);
+        (outcome, declared)
+    }
+
+    async fn run_in_span(
         &self,
         code: &str,
         options: ExecuteOptions,
@@ -919,10 +949,10 @@ impl Engine {
                 return (outcome, None);
             }
         };
-        let span = tracing::info_span!("execute", code_bytes = code.len());
         let (reply, outcome) = tokio::sync::oneshot::channel();
         run.queued = Some(Instant::now());
-        let job = Job { run, reply, span: span.clone(), session: target.map(|(_, id)| id) };
+        // The sandbox thread enters the execution's span: tool calls are its children.
+        let job = Job { run, reply, span: tracing::Span::current(), session: target.map(|(_, id)| id) };
         let sent = match target {
             Some((worker, _)) => self.inner.own[worker].send(Own::Run(Box::new(job))).is_ok(),
             None => self.inner.jobs.send(job).is_ok(),
@@ -934,7 +964,7 @@ impl Engine {
                 None,
             );
         }
-        let outcome = outcome.instrument(span).await;
+        let outcome = outcome.await;
         let cancel = guard.0.take().expect("the execution's cancel handle");
         let (mut outcome, worker) = outcome.unwrap_or_else(|_| {
             let stopped =
@@ -1126,6 +1156,7 @@ impl Engine {
             session,
             left.min(MAX_CHECK_TIME),
         )
+        .instrument(tracing::info_span!("typecheck"))
         .await;
         run.compiled = Some(compiled);
         let result = result.map(|mut diagnostics| {
@@ -1252,6 +1283,25 @@ fn type_error(diagnostics: Vec<Diagnostic>) -> ExecError {
 }
 
 /// Why a request cannot run at all under `limits`, before anything is parsed.
+/// An execution's span learns how it ended and its sizes (never values, which may be private).
+fn record_outcome(span: &tracing::Span, outcome: &Outcome) {
+    if span.is_disabled() {
+        return;
+    }
+    let ended = match (&outcome.error, &outcome.paused) {
+        (Some(error), _) => error.kind.code(),
+        (None, Some(_)) => "paused",
+        (None, None) => "ok",
+    };
+    span.record("outcome", ended);
+    span.record("tool_calls", outcome.stats.tool_calls);
+    span.record("tool_result_bytes", outcome.stats.tool_result_bytes);
+    span.record("returned_bytes", outcome.stats.returned_bytes);
+    if outcome.error.is_some() {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
 fn refused(code: &str, limits: &Limits) -> Option<String> {
     if code.len() > limits.max_program_bytes {
         return Some(format!(

@@ -113,6 +113,8 @@ pub mod skills;
 #[cfg(feature = "runtime")]
 mod suggest;
 #[cfg(feature = "runtime")]
+pub mod telemetry;
+#[cfg(feature = "runtime")]
 mod transpile;
 #[cfg(feature = "runtime")]
 mod typecheck;

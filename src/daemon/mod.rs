@@ -325,14 +325,31 @@ impl Daemon {
         let conn = Arc::clone(conn);
         let method = method.to_string();
         let running = conn.out.begin();
-        tokio::spawn(async move {
-            let _running = running;
-            let result = daemon.call(&conn, &method, id.as_ref(), params).await;
-            // Notifications (no id) get no response, not even an error.
-            if let Some(id) = id {
-                conn.send(rpc::response(&id, result));
+        // A root: a trace is one request (or the caller's), not the whole connection.
+        let span = tracing::info_span!(
+            parent: None,
+            "request",
+            otel.name = %method,
+            otel.kind = "server",
+            rpc.system = "jsonrpc",
+            rpc.method = %method,
+            connection = conn.id,
+        );
+        let traced = follow_caller(&span, &params);
+        tokio::spawn(
+            async move {
+                let _running = running;
+                let result = match traced {
+                    Ok(()) => daemon.call(&conn, &method, id.as_ref(), params).await,
+                    Err(e) => Err(e),
+                };
+                // Notifications (no id) get no response, not even an error.
+                if let Some(id) = id {
+                    conn.send(rpc::response(&id, result));
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     async fn call(
@@ -762,4 +779,20 @@ fn skill_refused(e: &SkillError) -> RpcError {
         SkillError::Syntax { error: syntax, .. } => error.with_data(json!({ "error": syntax })),
         _ => error,
     }
+}
+
+/// Any request may carry the caller's W3C trace context as `traceparent` (and `tracestate`)
+/// params: its spans continue the caller's trace.
+fn follow_caller(span: &tracing::Span, params: &Value) -> Result<(), RpcError> {
+    let parent = match params.get("traceparent") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::String(parent)) => parent,
+        Some(_) => return Err(RpcError::params("traceparent must be a string")),
+    };
+    let state = match params.get("tracestate") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(state)) => Some(state.as_str()),
+        Some(_) => return Err(RpcError::params("tracestate must be a string")),
+    };
+    crate::telemetry::continue_trace(span, parent, state).map_err(|e| RpcError::params(e.to_string()))
 }

@@ -40,6 +40,7 @@ use rmcp::{ClientHandler, ServiceExt};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, Notify};
+use tracing::Instrument;
 
 use super::listing::{Listing, TappedHttp, Tee};
 use super::shapes::ShapeStore;
@@ -141,6 +142,16 @@ pub enum Transport {
         /// Headers sent with every request (`Authorization`, say).
         headers: BTreeMap<String, String>,
     },
+}
+
+impl Transport {
+    /// `"stdio"` or `"http"`, as status and spans name it.
+    fn kind(&self) -> &'static str {
+        match self {
+            Transport::Stdio { .. } => "stdio",
+            Transport::Http { .. } => "http",
+        }
+    }
 }
 
 impl UpstreamConfig {
@@ -645,10 +656,7 @@ impl Upstream {
         let state = self.state.lock().await;
         UpstreamStatus {
             namespace: self.config.namespace.clone(),
-            transport: match self.config.transport {
-                Transport::Stdio { .. } => "stdio",
-                Transport::Http { .. } => "http",
-            },
+            transport: self.config.transport.kind(),
             target: self.config.target(),
             connected: state.client.as_ref().is_some_and(|c| !c.is_closed()),
             pid: state.pid,
@@ -853,7 +861,31 @@ impl Upstream {
         learn: bool,
     ) -> Result<Value, ToolError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.call_inner(name, args, object_output).await;
+        let span = tracing::info_span!(
+            "upstream_request",
+            otel.kind = "client",
+            upstream = %self.config.namespace,
+            tool = name,
+            transport = self.config.transport.kind(),
+            result_bytes = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self.call_inner(name, args, object_output).instrument(span.clone()).await;
+        if !span.is_disabled() {
+            match &result {
+                Ok(value) => {
+                    span.record("outcome", "ok");
+                    span.record("result_bytes", value.to_string().len());
+                }
+                Err(e) => {
+                    span.record("outcome", "error");
+                    span.record("error_code", e.code.as_str());
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+        }
         match &result {
             Err(_) => {
                 self.failed_calls.fetch_add(1, Ordering::Relaxed);
@@ -871,6 +903,14 @@ impl Upstream {
         };
         let started = Instant::now();
         let mut request = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
+        // SEP-414: the trace goes on in the server; over HTTP also as the `traceparent` header
+        // (see `TappedHttp`).
+        if let Some((parent, state)) = crate::telemetry::current() {
+            request.set_traceparent(&parent);
+            if let Some(state) = state {
+                request.set_tracestate(&state);
+            }
+        }
         // The token ties the server's progress notifications to this call's execution.
         let _tracked = CallContext::current().map(|log| {
             let token = self.next_token.fetch_add(1, Ordering::Relaxed) as i64;

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use axum::http::{HeaderName, HeaderValue};
 use futures_util::StreamExt;
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestParamsMeta};
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
@@ -245,6 +245,23 @@ impl RawPost {
     }
 }
 
+/// A `tools/call` that carries the trace context in `_meta` (SEP-414) carries it as the W3C
+/// headers too, for the HTTP layers in front of the server (proxies, gateways) that trace.
+fn with_trace_headers(
+    message: &ClientJsonRpcMessage,
+    mut headers: HashMap<HeaderName, HeaderValue>,
+) -> HashMap<HeaderName, HeaderValue> {
+    let JsonRpcMessage::Request(request) = message else { return headers };
+    let ClientRequest::CallToolRequest(call) = &request.request else { return headers };
+    let context = [("traceparent", call.params.traceparent()), ("tracestate", call.params.tracestate())];
+    for (name, value) in context {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    headers
+}
+
 impl StreamableHttpClient for TappedHttp {
     type Error = reqwest::Error;
 
@@ -256,6 +273,7 @@ impl StreamableHttpClient for TappedHttp {
         auth_header: Option<String>,
         headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let headers = with_trace_headers(&message, headers);
         let again = RawPost::of(&uri, &message, &session_id, &auth_header, &headers);
         let response = self.inner.post_message(uri, message, session_id, auth_header, headers).await;
         self.tap(response, again).await
@@ -270,6 +288,7 @@ impl StreamableHttpClient for TappedHttp {
         headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let headers = with_trace_headers(&message, headers);
         let again = RawPost::of(&uri, &message, &session_id, &auth_header, &headers);
         let response = self
             .inner

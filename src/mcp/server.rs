@@ -17,6 +17,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer};
 use rmcp::ServerHandler;
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use crate::bridge::ClientRequests;
 use crate::engine::{CancelToken, Engine, ExecuteOptions, LogSink};
@@ -678,6 +679,14 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let token = request.progress_token().or_else(|| context.meta.get_progress_token());
+        let span = tracing::info_span!(
+            parent: None,
+            "tools/call",
+            otel.kind = "server",
+            rpc.system = "mcp",
+            tool = %request.name,
+        );
+        let traced = follow_caller(&span, &request, &context);
         let args = Value::Object(request.arguments.unwrap_or_default());
         let cancel = CancelToken::new();
         // The client's cancellation (notifications/cancelled) cancels the execution.
@@ -723,15 +732,21 @@ impl ServerHandler for McpServer {
             (true, true) => Asking::Rounds,
             (true, false) => Asking::Inline,
         };
-        let result = match &request.request_state {
+        let result = match traced {
+            Err(e) => Err(e),
             // A later round: the client's answer to the approval its last result asked about.
-            Some(approval) => {
-                let answer = request.input_responses.as_ref().and_then(|r| r.get(APPROVAL_INPUT)).cloned();
-                let answer = answer.unwrap_or_else(|| json!({ "action": "cancel" }));
-                let outcome = self.decide(approval, &answer).await;
-                Ok(self.answer(outcome, &client, asking).await)
-            }
-            None => self.call(&request.name, &args, cancel, on_log, client, asking).await,
+            Ok(()) => match &request.request_state {
+                Some(approval) => {
+                    let answer =
+                        request.input_responses.as_ref().and_then(|r| r.get(APPROVAL_INPUT)).cloned();
+                    let answer = answer.unwrap_or_else(|| json!({ "action": "cancel" }));
+                    let outcome = self.decide(approval, &answer).instrument(span).await;
+                    Ok(self.answer(outcome, &client, asking).await)
+                }
+                None => {
+                    self.call(&request.name, &args, cancel, on_log, client, asking).instrument(span).await
+                }
+            },
         };
         watcher.abort();
         if let Some((tx, forwarder)) = forwarder {
@@ -741,6 +756,26 @@ impl ServerHandler for McpServer {
         }
         result
     }
+}
+
+/// The caller's W3C trace context, from the request's `_meta` (SEP-414) or, over HTTP, its
+/// `traceparent` and `tracestate` headers: the call's spans continue the caller's trace.
+fn follow_caller(
+    span: &tracing::Span,
+    request: &CallToolRequestParams,
+    context: &RequestContext<RoleServer>,
+) -> Result<(), ErrorData> {
+    let headers = context.extensions.get::<axum::http::request::Parts>().map(|parts| &parts.headers);
+    let header = |name: &str| headers.and_then(|h| h.get(name)).and_then(|v| v.to_str().ok());
+    let (parent, state) = match request.traceparent().or_else(|| context.meta.get_traceparent()) {
+        Some(parent) => (parent, request.tracestate().or_else(|| context.meta.get_tracestate())),
+        None => match header("traceparent") {
+            Some(parent) => (parent, header("tracestate")),
+            None => return Ok(()),
+        },
+    };
+    crate::telemetry::continue_trace(span, parent, state)
+        .map_err(|e| ErrorData::invalid_params(e.to_string(), None))
 }
 
 /// The MCP client of an `execute_code` call, which upstream servers' sampling, elicitation and

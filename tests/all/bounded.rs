@@ -159,12 +159,24 @@ fn http(
     session: Option<&str>,
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
+    http_with(port, method, path, session, "", body)
+}
+
+/// [`http`] with more header lines (each ending in `\r\n`).
+pub(crate) fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    session: Option<&str>,
+    more: &str,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let session = session.map(|id| format!("Mcp-Session-Id: {id}\r\n")).unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n{session}\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n{session}{more}\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -188,7 +200,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"0"}}}"#;
 
 /// Opens a session; returns its id.
-fn open_session(port: u16) -> String {
+pub(crate) fn open_session(port: u16) -> String {
     let (status, headers, body) = http(port, "POST", "/mcp", None, INITIALIZE);
     assert_eq!(status, 200, "{body}");
     let id = header(&headers, "mcp-session-id").expect("a session id").to_string();

@@ -337,3 +337,34 @@ pub async fn in_memory_session(
     assert_eq!(hello["id"], json!(0), "{hello}");
     (lines, w)
 }
+
+/// Starts `command` (a face on stdin/stdout), writes each of `lines` and, for a request, waits
+/// for its response before the next (the faces answer requests concurrently); then closes its
+/// input, checks that it exits with success, and returns everything it wrote.
+pub fn converse(mut command: std::process::Command, lines: &[Value]) -> String {
+    use std::io::{BufRead, Write};
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    for line in lines {
+        writeln!(input, "{line}").unwrap();
+        let Some(id) = line.get("id") else { continue };
+        loop {
+            let mut read = String::new();
+            assert!(output.read_line(&mut read).unwrap() > 0, "no response to {line}: {out}");
+            out.push_str(&read);
+            if serde_json::from_str::<Value>(&read).unwrap().get("id") == Some(id) {
+                break;
+            }
+        }
+    }
+    drop(input);
+    assert!(child.wait().unwrap().success());
+    out
+}

@@ -8,6 +8,7 @@ const LAYERS: &[&str] = &[
     "definitions",
     "build",
     "globals",
+    "telemetry",
     "error",
     "nesting",
     "flow",

@@ -26,6 +26,8 @@ mod results;
 mod scripts;
 mod sessions;
 mod skills;
+#[cfg(feature = "telemetry")]
+mod telemetry;
 mod text;
 mod tools;
 mod typecheck;

@@ -97,41 +97,16 @@ async fn the_prompt_says_what_is_tokenized() {
     );
 }
 
-/// Runs `codemode ARGS` (with `--demo` and a configuration tokenizing emails and phones),
-/// writes each of `lines` and, for a request, waits for its response before the next (the
-/// faces answer requests concurrently); returns everything it wrote.
+/// Runs `codemode ARGS` (with `--demo` and a configuration tokenizing emails and phones) through
+/// `lines`; returns everything it wrote.
 fn face(args: &[&str], lines: &[serde_json::Value]) -> String {
-    use std::io::{BufRead, Write};
     let dir = std::env::temp_dir().join(format!("codemode-privacy-{}-{}", args[0], std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("codemode.toml");
     std::fs::write(&config, "[privacy]\ntokenize = [\"email\", \"phone\"]\n").unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codemode"))
-        .args(args)
-        .args(["--demo", "--config"])
-        .arg(&config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut out = String::new();
-    for line in lines {
-        writeln!(input, "{line}").unwrap();
-        let Some(id) = line.get("id") else { continue };
-        loop {
-            let mut read = String::new();
-            assert!(output.read_line(&mut read).unwrap() > 0, "no response to {line}: {out}");
-            out.push_str(&read);
-            if serde_json::from_str::<serde_json::Value>(&read).unwrap().get("id") == Some(id) {
-                break;
-            }
-        }
-    }
-    drop(input);
-    assert!(child.wait().unwrap().success());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_codemode"));
+    command.args(args).args(["--demo", "--config"]).arg(&config);
+    let out = crate::harness::converse(command, lines);
     std::fs::remove_dir_all(&dir).unwrap();
     out
 }

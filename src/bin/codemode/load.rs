@@ -14,6 +14,12 @@ pub(crate) struct Loaded {
     pub(crate) upstreams: Vec<std::sync::Arc<codemode::mcp::Upstream>>,
 }
 
+/// The configuration file: `--config`, else `./codemode.toml` when it exists.
+pub(crate) fn config_path(sources: &Sources) -> Option<PathBuf> {
+    let default = std::path::Path::new("codemode.toml");
+    sources.config.clone().or_else(|| default.exists().then(|| default.to_path_buf()))
+}
+
 /// Loads `sources` and the configuration, and connects the configured upstream servers; or
 /// says what is wrong and returns the exit code. Tools read from schema files have no handler;
 /// they are there to be declared and searched.
@@ -23,11 +29,8 @@ pub(crate) struct Loaded {
 pub(crate) fn load(sources: &Sources, forward_client_requests: bool) -> Result<Loaded, ExitCode> {
     let forward_client_requests =
         if forward_client_requests { codemode::mcp::ClientFeatures::ALL } else { Default::default() };
-    let config = match &sources.config {
-        Some(path) => Config::load(path),
-        None if std::path::Path::new("codemode.toml").exists() => {
-            Config::load(std::path::Path::new("codemode.toml"))
-        }
+    let config = match config_path(sources) {
+        Some(path) => Config::load(&path),
         None => Ok(Config::default()),
     }
     .map_err(|e| usage_error(e.to_string()))?;

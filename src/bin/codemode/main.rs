@@ -27,6 +27,7 @@ mod run;
 mod serve;
 mod setup;
 mod skills;
+mod telemetry;
 mod tools;
 
 use load::{load, start, typescript_dir};
@@ -261,10 +262,35 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The sources of a command that runs programs, whose spans may be exported.
+    fn traced(&self) -> Option<&Sources> {
+        match self {
+            Command::Run { sources, .. } | Command::Serve { sources, .. } | Command::Mcp { sources, .. } => {
+                Some(sources)
+            }
+            _ => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
-    match cli.command {
+    let (otel, exporter) = match telemetry::start(cli.command.traced()) {
+        Ok(Some((layer, exporter))) => (Some(layer), Some(exporter)),
+        Ok(None) => (None, None),
+        Err(e) => return usage_error(e),
+    };
+    init_tracing(cli.log_format, otel);
+    let code = dispatch(cli.command);
+    if let Some(exporter) = exporter {
+        exporter.finish();
+    }
+    code
+}
+
+fn dispatch(command: Command) -> ExitCode {
+    match command {
         Command::Run { file, sources, timeout_ms, memory_mb, json, tokens } => {
             run(file, sources, timeout_ms, memory_mb, json, tokens)
         }
@@ -277,18 +303,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`); and, when `otel` is given, spans
+/// to OpenTelemetry, filtered on their own (the log filter does not hide them).
+fn init_tracing(format: LogFormat, otel: Option<telemetry::BoxedLayer>) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let logs = match format {
+        LogFormat::Text => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry().with(otel.into_iter().chain([logs]).collect::<Vec<_>>()).init();
 }
 
 /// A program's text: the file, or standard input for `-`.
