@@ -42,7 +42,7 @@ fn builtin(registry: &Registry, name: &str, args: &Value) -> Result<Value, Strin
         "list" => Ok(serde_json::to_value(registry.list()).expect("serializable")),
         "search" => {
             let (query, detail, limit) = search_args(args).map_err(|e| format!("{label}: {e}"))?;
-            Ok(serde_json::to_value(registry.search(query, detail, limit)).expect("serializable"))
+            Ok(serde_json::to_value(registry.search(&query, detail, limit)).expect("serializable"))
         }
         "describe" => {
             let names = names_arg(args).map_err(|e| format!("{label}: {e}"))?;

@@ -97,6 +97,8 @@ mod nesting;
 #[cfg(feature = "runtime")]
 mod outcome;
 #[cfg(feature = "runtime")]
+mod params;
+#[cfg(feature = "runtime")]
 mod privacy;
 #[cfg(feature = "runtime")]
 mod prompt;

@@ -132,17 +132,6 @@ pub struct LimitsPatch {
 }
 
 impl LimitsPatch {
-    /// The keys a patch may hold.
-    pub const KEYS: [&'static str; 7] = [
-        "timeout_ms",
-        "memory_mb",
-        "max_tool_calls",
-        "max_concurrent_tool_calls",
-        "max_log_bytes",
-        "max_result_bytes",
-        "typecheck",
-    ];
-
     /// `base` with this patch's values.
     pub fn apply(&self, base: &Limits) -> Limits {
         self.merge(base, |_, v| v)

@@ -14,6 +14,7 @@
 
 mod connection;
 mod listen;
+mod params;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -31,7 +32,7 @@ use crate::definitions;
 use crate::engine::{CancelToken, Engine, ExecuteOptions};
 use crate::error::ToolError;
 use crate::flow::Outbox;
-use crate::limits::{Limits, LimitsPatch};
+use crate::limits::LimitsPatch;
 use crate::mcp::Upstream;
 use crate::outcome::{CallRecord, LogLine};
 use crate::registry::discovery::{names_arg, search_args};
@@ -377,7 +378,7 @@ impl Daemon {
             "tools/list" => Ok(json!({ "namespaces": conn.registry(&self.inner.engine).list() })),
             "tools/search" => {
                 let (query, detail, limit) = search_args(&params).map_err(RpcError::params)?;
-                Ok(json!({ "hits": conn.registry(&self.inner.engine).search(query, detail, limit) }))
+                Ok(json!({ "hits": conn.registry(&self.inner.engine).search(&query, detail, limit) }))
             }
             "tools/describe" => {
                 let names = names_arg(&params).map_err(RpcError::params)?;
@@ -390,10 +391,7 @@ impl Daemon {
             "code/execute" => self.execute(conn, id, &params).await,
             "code/resume" => self.resume(conn, id, &params).await,
             "code/cancel" => {
-                let target = params
-                    .get("id")
-                    .map(Value::to_string)
-                    .ok_or_else(|| RpcError::params("id (of the code/execute request) is required"))?;
+                let target = params::read::<params::Request>(&params)?.id.to_string();
                 let token =
                     self.inner.running.lock().expect("running lock").get(&(conn.id, target.clone())).cloned();
                 match token {
@@ -408,10 +406,7 @@ impl Daemon {
                 }
             }
             "code/calls" => {
-                let target = params
-                    .get("id")
-                    .map(Value::to_string)
-                    .ok_or_else(|| RpcError::params("id (of the code/execute request) is required"))?;
+                let target = params::read::<params::Request>(&params)?.id.to_string();
                 match conn.calls(&target) {
                     Some(calls) => Ok(json!({ "calls": calls })),
                     None => Err(RpcError::new(
@@ -424,9 +419,9 @@ impl Daemon {
                 }
             }
             "session/close" => {
-                let (name, shared) = session_param(&params)?.ok_or_else(|| {
-                    RpcError::params("session (the name given to code/execute) is required")
-                })?;
+                let close: params::CloseSession = params::read(&params)?;
+                let (name, shared) =
+                    params::session(Some(&close.session), close.shared)?.expect("a session is named");
                 let key = conn.session_key(name, shared);
                 conn.sessions.lock().expect("sessions lock").remove(&key);
                 Ok(json!({ "closed": self.inner.engine.close_session(&key) }))
@@ -447,7 +442,8 @@ impl Daemon {
             }
             "skills/save" => self.save_skill(&params).await,
             "skills/show" => {
-                let name = skill_name(&params)?;
+                let params::SkillName { name } = params::read(&params)?;
+                let name = name.as_str();
                 let registry = conn.registry(&self.inner.engine);
                 let skill =
                     registry.skill(name).ok_or_else(|| skill_refused(&SkillError::NotFound(name.into())))?;
@@ -460,7 +456,8 @@ impl Daemon {
                 }))
             }
             "skills/remove" => {
-                let name = skill_name(&params)?;
+                let params::SkillName { name } = params::read(&params)?;
+                let name = name.as_str();
                 let removed = self.inner.engine.remove_skill(name);
                 let deleted = match &self.inner.config.skills {
                     Some(store) => store.remove(name).map_err(|e| skill_refused(&e))?,
@@ -479,12 +476,9 @@ impl Daemon {
     /// `skills/save {name, source}`: checked against the engine's tools as the engine's limits
     /// ask, then kept (in the store, when there is one) and callable by every connection.
     async fn save_skill(&self, params: &Value) -> Result<Value, RpcError> {
-        let name = skill_name(params)?;
-        let source = params
-            .get("source")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::params("source (the program's TypeScript) must be a string"))?;
-        let skill = Skill::parse(name, source).map_err(|e| skill_refused(&e))?;
+        let params::SaveSkill { name, source } = params::read(params)?;
+        let name = name.as_str();
+        let skill = Skill::parse(name, &source).map_err(|e| skill_refused(&e))?;
         let signature = skill.signature();
         let previous = self.inner.engine.registry().skill(name).cloned();
         let diagnostics = self.inner.engine.add_skill(skill.clone()).await.map_err(|e| skill_refused(&e))?;
@@ -504,16 +498,12 @@ impl Daemon {
     }
 
     fn register(&self, conn: &Arc<Connection>, params: &Value) -> Result<Value, RpcError> {
-        let namespace = params
-            .get("namespace")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::params("namespace must be a string"))?;
-        let tools = match params.get("tools") {
-            Some(tools @ Value::Array(list)) if !list.is_empty() => tools,
-            Some(Value::Array(_)) => return Err(RpcError::params("tools must list at least one tool")),
-            _ => return Err(RpcError::params("tools must be an array of tool definitions")),
-        };
-        let defs = definitions::from_value(tools)
+        let params::Register { namespace, tools, description } = params::read(params)?;
+        let namespace = namespace.as_str();
+        if tools.is_empty() {
+            return Err(RpcError::params("tools must list at least one tool"));
+        }
+        let defs = definitions::from_value(&Value::Array(tools))
             .map_err(|e| RpcError::params(format!("tools: at {}: {}", e.at, e.message)))?;
         // All or nothing: register into a copy of the client's tools, then swap it in. Names
         // taken by the engine's tools are refused too.
@@ -530,7 +520,7 @@ impl Daemon {
             }
             own.register(namespace, tool).map_err(failed)?;
         }
-        if let Some(d) = params.get("description").and_then(Value::as_str) {
+        if let Some(d) = &description {
             own.describe_namespace(namespace, d).map_err(failed)?;
         }
         *own_guard = own;
@@ -546,15 +536,12 @@ impl Daemon {
         params: &Value,
     ) -> Result<Value, RpcError> {
         self.accepting()?;
-        let code = params
-            .get("code")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::params("code must be a string"))?;
-        let limits = match params.get("limits") {
-            None | Some(Value::Null) => self.inner.engine.limits().clone(),
-            Some(l) => tighten(self.inner.engine.limits(), l)?,
+        let execute: params::Execute = params::read(params)?;
+        let limits = match &execute.limits {
+            None => self.inner.engine.limits().clone(),
+            Some(patch) => patch.tighten(self.inner.engine.limits()),
         };
-        let session = session_param(params)?;
+        let session = params::session(execute.session.as_deref(), execute.shared)?;
         let session_key = session.map(|(name, shared)| conn.session_key(name, shared));
         if let (Some(key), Some((_, false))) = (&session_key, session) {
             conn.sessions.lock().expect("sessions lock").insert(key.clone());
@@ -582,10 +569,10 @@ impl Daemon {
         // the rest wait here, so one client's burst does not queue ahead of everyone else's.
         let outcome = {
             let _slot = conn.slots.acquire().await;
-            self.inner.engine.execute(code, options).await
+            self.inner.engine.execute(&execute.code, options).await
         };
         self.inner.running.lock().expect("running lock").remove(&key);
-        Ok(self.report(conn, id, params, outcome))
+        Ok(self.report(conn, id, execute.tokens, execute.calls, outcome))
     }
 
     /// Registers a request that runs a program, so that `code/cancel`, the client hanging up
@@ -630,23 +617,16 @@ impl Daemon {
         params: &Value,
     ) -> Result<Value, RpcError> {
         self.accepting()?;
-        let approval = params
-            .get("approval")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::params("approval (the id in a paused outcome) must be a string"))?;
-        let approve = params.get("approve").and_then(Value::as_bool).ok_or_else(|| {
-            RpcError::params("approve must be true (the call runs) or false (it is rejected)")
-        })?;
-        let reason = match params.get("reason") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(reason)) => Some(reason.as_str()),
-            Some(_) => return Err(RpcError::params("reason must be a string")),
-        };
+        let resume: params::Resume = params::read(params)?;
         let (key, token) = self.track(conn, id)?;
-        let outcome = self.inner.engine.resume_with(approval, approve, reason, Some(&token)).await;
+        let outcome = self
+            .inner
+            .engine
+            .resume_with(&resume.approval, resume.approve, resume.reason.as_deref(), Some(&token))
+            .await;
         self.inner.running.lock().expect("running lock").remove(&key);
         let outcome = outcome.map_err(|e| RpcError::new(rpc::NO_SUCH_EXECUTION, e.to_string()))?;
-        Ok(self.report(conn, id, params, outcome))
+        Ok(self.report(conn, id, resume.tokens, resume.calls, outcome))
     }
 
     /// The response to `code/execute` or `code/resume`: the outcome's report, counted in the
@@ -655,7 +635,8 @@ impl Daemon {
         &self,
         conn: &Arc<Connection>,
         id: Option<&Value>,
-        params: &Value,
+        tokens: Option<bool>,
+        calls: Option<bool>,
         outcome: crate::Outcome,
     ) -> Value {
         let mut stats = self.inner.stats.lock().expect("stats lock");
@@ -668,9 +649,9 @@ impl Daemon {
         }
         drop(stats);
         // The exact count costs about 8 ms per 100 KB of tool results; only on request.
-        let exact = params.get("tokens").and_then(Value::as_bool).unwrap_or(false);
+        let exact = tokens.unwrap_or(false);
         let mut report = if exact { outcome.to_report_exact() } else { outcome.to_report() };
-        if params.get("calls").and_then(Value::as_bool) != Some(true) {
+        if calls != Some(true) {
             if let Some(m) = report.as_object_mut() {
                 m.remove("calls");
             }
@@ -738,39 +719,6 @@ impl Daemon {
     }
 }
 
-/// `session` (a name) and `shared` (false unless given) of a request, if it names a session.
-fn session_param(params: &Value) -> Result<Option<(&str, bool)>, RpcError> {
-    let shared = match params.get("shared") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(RpcError::params("shared must be a boolean")),
-    };
-    match params.get("session") {
-        None | Some(Value::Null) if shared => Err(RpcError::params("shared needs a session name")),
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(name)) if !name.is_empty() && name.len() <= 256 => Ok(Some((name, shared))),
-        Some(_) => Err(RpcError::params("session must be a string of 1 to 256 bytes")),
-    }
-}
-
-/// A client's `limits`, each at most the engine's.
-fn tighten(base: &Limits, patch: &Value) -> Result<Limits, RpcError> {
-    let Value::Object(m) = patch else { return Err(RpcError::params("limits must be an object")) };
-    if let Some(other) = m.keys().find(|k| !LimitsPatch::KEYS.contains(&k.as_str())) {
-        return Err(RpcError::params(format!("unknown limit {other:?}")));
-    }
-    let patch: LimitsPatch =
-        serde_json::from_value(patch.clone()).map_err(|e| RpcError::params(format!("limits: {e}")))?;
-    Ok(patch.tighten(base))
-}
-
-fn skill_name(params: &Value) -> Result<&str, RpcError> {
-    params
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError::params("name (of the skill) must be a string"))
-}
-
 /// A skill refused, with its diagnostics or its syntax error as the error's data.
 fn skill_refused(e: &SkillError) -> RpcError {
     let error = RpcError::new(rpc::SKILL_REFUSED, e.to_string());
@@ -784,15 +732,12 @@ fn skill_refused(e: &SkillError) -> RpcError {
 /// Any request may carry the caller's W3C trace context as `traceparent` (and `tracestate`)
 /// params: its spans continue the caller's trace.
 fn follow_caller(span: &tracing::Span, params: &Value) -> Result<(), RpcError> {
-    let parent = match params.get("traceparent") {
-        None | Some(Value::Null) => return Ok(()),
-        Some(Value::String(parent)) => parent,
-        Some(_) => return Err(RpcError::params("traceparent must be a string")),
-    };
-    let state = match params.get("tracestate") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(state)) => Some(state.as_str()),
-        Some(_) => return Err(RpcError::params("tracestate must be a string")),
-    };
-    crate::telemetry::continue_trace(span, parent, state).map_err(|e| RpcError::params(e.to_string()))
+    // Most requests carry none: their params are not read twice.
+    if params.get("traceparent").is_none() {
+        return Ok(());
+    }
+    let trace: params::Trace = params::read(params)?;
+    let Some(parent) = trace.traceparent else { return Ok(()) };
+    crate::telemetry::continue_trace(span, &parent, trace.tracestate.as_deref())
+        .map_err(|e| RpcError::params(e.to_string()))
 }

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use crate::bridge::ClientRequests;
 use crate::engine::{CancelToken, Engine, ExecuteOptions, LogSink};
 use crate::outcome::{LogLine, Outcome};
+use crate::params;
 use crate::registry::discovery::{names_arg, search_args, SearchHit};
 
 use super::client::{ClientFeatures, Upstream};
@@ -252,7 +253,7 @@ impl McpServer {
         match name {
             "search_tools" => {
                 let (query, detail, limit) = search_args(args).map_err(|e| invalid(&e))?;
-                let hits = registry.search(query, detail, limit);
+                let hits = registry.search(&query, detail, limit);
                 let text = hits.iter().map(SearchHit::to_text).collect::<Vec<_>>().join("\n");
                 let mut result = CallToolResult::structured(json!({ "hits": hits }));
                 result.content = vec![ContentBlock::text(if text.is_empty() {
@@ -275,21 +276,14 @@ impl McpServer {
                 .into())
             }
             "execute_code" => {
-                let code = args
-                    .get("code")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| invalid("code must be a string"))?;
-                let named = match args.get("session") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => Some(s.as_str()),
-                    Some(_) => return Err(invalid("session must be a string of 1 to 256 bytes")),
-                };
-                let session = named.or(self.config.sessions.then_some(DEFAULT_SESSION));
+                let execute: params::Execute = params::parse(args).map_err(|e| invalid(&e))?;
+                let named = params::session(execute.session.as_deref(), None).map_err(|e| invalid(&e))?;
+                let session = named.map(|(name, _)| name).or(self.config.sessions.then_some(DEFAULT_SESSION));
                 let outcome = {
                     let _slot = self.slots.acquire().await;
                     self.engine
                         .execute(
-                            code,
+                            &execute.code,
                             ExecuteOptions {
                                 cancel: Some(cancel),
                                 on_log,
@@ -303,18 +297,10 @@ impl McpServer {
                 Ok(self.answer(outcome, &client, asking).await)
             }
             "resume_execution" => {
-                let approval = args
-                    .get("approval")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| invalid("approval (the id in a paused result) must be a string"))?;
-                let approve = args
-                    .get("approve")
-                    .and_then(Value::as_bool)
-                    .ok_or_else(|| invalid("approve must be true or false"))?;
-                let reason = args.get("reason").and_then(Value::as_str);
+                let resume: params::Resume = params::parse(args).map_err(|e| invalid(&e))?;
                 let outcome = {
                     let _slot = self.slots.acquire().await;
-                    self.engine.resume(approval, approve, reason).await
+                    self.engine.resume(&resume.approval, resume.approve, resume.reason.as_deref()).await
                 };
                 match outcome {
                     Ok(outcome) => Ok(self.answer(outcome, &client, asking).await),

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::{Namespace, Registry};
 use crate::error::DiscoveryError;
+use crate::params::{parse, Params};
 
 /// How much [`Registry::search`] says about each tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -374,34 +375,67 @@ impl Registry {
     }
 }
 
-/// Reads `{query, detail?, limit?}` as every face of discovery takes it (`codemode.search`,
-/// the daemon's `tools/search`, MCP's `search_tools`): detail defaults to summary, limit to 10.
-pub(crate) fn search_args(args: &Value) -> Result<(&str, Detail, usize), String> {
-    let query = args.get("query").and_then(Value::as_str).ok_or("query must be a string")?;
-    let detail = match args.get("detail") {
-        None | Some(Value::Null) => Detail::default(),
-        Some(Value::String(d)) => d.parse()?,
-        Some(_) => return Err("detail must be \"name\", \"summary\" or \"full\"".into()),
+/// The arguments of a search: `{query, detail?, limit?}`.
+#[derive(Deserialize)]
+struct SearchArgs {
+    query: String,
+    detail: Option<String>,
+    limit: Option<u64>,
+}
+
+impl Params for SearchArgs {
+    fn expected(field: &str) -> Option<&'static str> {
+        Some(match field {
+            "query" => "query must be a string",
+            "detail" => "detail must be \"name\", \"summary\" or \"full\"",
+            "limit" => LIMIT,
+            _ => return None,
+        })
+    }
+}
+
+const LIMIT: &str = "limit must be an integer from 1 to 100";
+
+/// Reads `{query, detail?, limit?}` for search: the daemon's `tools/search`, MCP's
+/// `search_tools` and `codemode.search` accept and refuse the same arguments.
+pub(crate) fn search_args(args: &Value) -> Result<(String, Detail, usize), String> {
+    let SearchArgs { query, detail, limit } = parse(args)?;
+    let detail = match detail {
+        None => Detail::default(),
+        Some(d) => d.parse()?,
     };
-    let limit = match args.get("limit") {
-        None | Some(Value::Null) => 10,
-        Some(l) => {
-            l.as_u64().filter(|l| (1..=100).contains(l)).ok_or("limit must be an integer from 1 to 100")?
-                as usize
-        }
-    };
-    Ok((query, detail, limit))
+    let limit = limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(LIMIT.into());
+    }
+    Ok((query, detail, limit as usize))
+}
+
+/// `{names}` for describe: a string or an array of strings.
+#[derive(Deserialize)]
+struct NamesArg {
+    names: Names,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Names {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Params for NamesArg {
+    fn expected(field: &str) -> Option<&'static str> {
+        (field == "names").then_some("names must be a string or an array of strings")
+    }
 }
 
 /// Reads `{names}` (a string or an array of strings) for describe.
 pub(crate) fn names_arg(args: &Value) -> Result<Vec<String>, String> {
-    match args.get("names") {
-        Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
-            Ok(a.iter().filter_map(Value::as_str).map(String::from).collect())
-        }
-        _ => Err("names must be a string or an array of strings".into()),
-    }
+    Ok(match parse::<NamesArg>(args)?.names {
+        Names::One(name) => vec![name],
+        Names::Many(names) => names,
+    })
 }
 
 /// `tools/<ns>/index.d.ts` → `<ns>`, `tools/<ns>/<tool>.d.ts` → `<ns>.<tool>`.

@@ -143,7 +143,31 @@ async fn bad_messages_get_json_rpc_errors_and_the_connection_keeps_serving() {
     c.send(request(4, "code/execute", json!({"code": 5}))).await;
     assert_eq!(error(&c.recv().await), (json!(4), -32602, "code must be a string".into()));
     c.send(request(5, "code/execute", json!({"code": "1", "limits": {"memory_gb": 1}}))).await;
-    assert_eq!(error(&c.recv().await), (json!(5), -32602, "unknown limit \"memory_gb\"".into()));
+    assert_eq!(
+        error(&c.recv().await),
+        (
+            json!(5),
+            -32602,
+            "limits.memory_gb: unknown field `memory_gb`, expected one of `timeout_ms`, `memory_mb`, \
+             `max_tool_calls`, `max_concurrent_tool_calls`, `max_log_bytes`, `max_result_bytes`, `typecheck`"
+                .into()
+        )
+    );
+    // Params are serde types: a field of the wrong type says what it must be, or where it is.
+    c.send(request(5, "code/execute", json!({"code": "1", "tokens": "yes"}))).await;
+    assert_eq!(error(&c.recv().await), (json!(5), -32602, "tokens must be a boolean".into()));
+    c.send(request(5, "code/execute", json!({"code": "1", "limits": {"timeout_ms": "soon"}}))).await;
+    assert_eq!(
+        error(&c.recv().await),
+        (json!(5), -32602, "limits.timeout_ms: invalid type: string \"soon\", expected u64".into())
+    );
+    c.send(request(5, "code/execute", json!(["return 1"]))).await;
+    assert_eq!(error(&c.recv().await), (json!(5), -32602, "params must be an object".into()));
+    c.send(request(5, "tools/describe", json!({"names": [1]}))).await;
+    assert_eq!(
+        error(&c.recv().await),
+        (json!(5), -32602, "names must be a string or an array of strings".into())
+    );
     c.send(request(6, "tools/search", json!({"query": "rows", "limit": 0}))).await;
     assert_eq!(error(&c.recv().await), (json!(6), -32602, "limit must be an integer from 1 to 100".into()));
     c.send(request(7, "tools/register", json!({"namespace": "n", "tools": []}))).await;

@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "flow",
     "rpc",
     "limits",
+    "params",
     "outcome",
     "privacy",
     "transpile",

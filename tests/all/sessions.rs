@@ -313,7 +313,10 @@ async fn daemon_sessions_are_the_connections_own_unless_shared() {
     let r = a.call(8, "code/execute", json!({ "code": "return 1;", "shared": true }), no_answer).await;
     assert_eq!(r["error"]["message"], "shared needs a session name");
     let r = a.call(9, "session/close", json!({}), no_answer).await;
-    assert_eq!(r["error"]["message"], "session (the name given to code/execute) is required");
+    assert_eq!(
+        r["error"]["message"],
+        "session (the name given to code/execute) must be a string of 1 to 256 bytes"
+    );
     // A connection's own sessions end with it; shared ones stay.
     let stats = a.call(10, "stats", json!({}), no_answer).await;
     assert_eq!(stats["result"]["sessions"], json!(3));
