@@ -3,9 +3,11 @@
 //! through [`parse`].
 
 use serde::de::DeserializeOwned;
+#[cfg(feature = "mcp")]
 use serde::Deserialize;
 use serde_json::Value;
 
+#[cfg(feature = "mcp")]
 use crate::limits::LimitsPatch;
 
 /// The params of one request, typed.
@@ -40,6 +42,7 @@ pub(crate) fn parse<T: Params>(params: &Value) -> Result<T, String> {
 }
 
 /// What a field shared by several methods must be.
+#[cfg(feature = "mcp")]
 pub(crate) fn common(field: &str) -> Option<&'static str> {
     Some(match field {
         "session" => "session must be a string of 1 to 256 bytes",
@@ -53,7 +56,9 @@ pub(crate) fn common(field: &str) -> Option<&'static str> {
 }
 
 /// `code/execute` of the daemon and MCP's `execute_code` (which reads `code` and `session`).
+#[cfg(feature = "mcp")]
 #[derive(Deserialize)]
+#[cfg_attr(not(feature = "daemon"), allow(dead_code, reason = "the daemon reads the rest"))]
 pub(crate) struct Execute {
     pub(crate) code: String,
     /// Each at most the engine's.
@@ -66,6 +71,7 @@ pub(crate) struct Execute {
     pub(crate) calls: Option<bool>,
 }
 
+#[cfg(feature = "mcp")]
 impl Params for Execute {
     fn expected(field: &str) -> Option<&'static str> {
         match field {
@@ -76,7 +82,9 @@ impl Params for Execute {
 }
 
 /// `code/resume` of the daemon and MCP's `resume_execution`.
+#[cfg(feature = "mcp")]
 #[derive(Deserialize)]
+#[cfg_attr(not(feature = "daemon"), allow(dead_code, reason = "the daemon reads the rest"))]
 pub(crate) struct Resume {
     pub(crate) approval: String,
     pub(crate) approve: bool,
@@ -85,6 +93,7 @@ pub(crate) struct Resume {
     pub(crate) calls: Option<bool>,
 }
 
+#[cfg(feature = "mcp")]
 impl Params for Resume {
     fn expected(field: &str) -> Option<&'static str> {
         match field {
@@ -97,6 +106,7 @@ impl Params for Resume {
 }
 
 /// A session's name and whether it is shared, when `session` names one.
+#[cfg(feature = "mcp")]
 pub(crate) fn session(name: Option<&str>, shared: Option<bool>) -> Result<Option<(&str, bool)>, String> {
     let shared = shared.unwrap_or(false);
     match name {
