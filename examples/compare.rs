@@ -2,12 +2,15 @@
 //! one run: Node's `vm.createContext` per execution (the machine's node), a Deno Web Worker per
 //! execution inside a warm Deno process, one `deno run` process per execution (Deno from the
 //! npm registry's `deno` package, which this program installs with `npm ci` from the lock in
-//! `examples/compare/`), and codemode with a warm pool and with every sandbox built cold.
+//! `examples/compare/`), Vercel's AI SDK code mode (`@ai-sdk/code-mode`, QuickJS compiled to
+//! WebAssembly in a worker thread, under that Deno), and codemode with a warm pool and with
+//! every sandbox built cold.
 //!
-//! Every runtime runs the same program text, and every tool lives in this Rust process: the
-//! peers reach it over their stdio (`examples/compare/peer.mjs`), codemode through its bridge.
-//! Workloads: `return 1 + 1`; the demo workflow (10,000 rows from the host, filter, aggregate,
-//! sort); 1,000 sequential tool calls; 100 concurrent tool calls.
+//! Every runtime runs the same program text (Vercel's calls tools as `tools.NAME`, so `host.`
+//! becomes `tools.`), and every tool lives in this Rust process: the peers reach it over their
+//! stdio (`examples/compare/peer.mjs`), codemode through its bridge. Workloads: `return 1 + 1`;
+//! the demo workflow (10,000 rows from the host, filter, aggregate, sort); 250 and 1,000
+//! sequential tool calls (Vercel's refuses more than 256 in a run); 100 concurrent tool calls.
 //!
 //! Run with `cargo run --release --features __internals --example compare -- [ITERATIONS]` (default 30); BENCHMARKS.md
 //! quotes its tables, and it
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use codemode::{Engine, ExecuteOptions, Limits, Registry, Tool, ToolError, ToolOutput};
 use serde_json::{json, Value};
 
-const WORKLOADS: [(&str, &str); 4] = [
+const WORKLOADS: [(&str, &str); 5] = [
     ("return 1 + 1", "return 1 + 1"),
     (
         "demo workflow (10,000 rows)",
@@ -33,6 +36,10 @@ const WORKLOADS: [(&str, &str); 4] = [
          for (const r of active) { const b = (byRegion[r.region] ??= { count: 0, total: 0 }); b.count += 1; b.total += r.amount; }\n\
          const top = [...active].sort((a, b) => b.amount - a.amount).slice(0, 3).map((r) => r.customer);\n\
          return { active: active.length, totalAmount: active.reduce((s, r) => s + r.amount, 0), byRegion, top };",
+    ),
+    (
+        "250 sequential tool calls",
+        "let s = 0; for (let i = 0; i < 250; i++) s += (await host.echo({ i })).i; return s",
     ),
     (
         "1,000 sequential tool calls",
@@ -88,7 +95,7 @@ impl Peer {
     }
 
     /// Runs `code`; returns (time to first instruction, total) as the peer measured them, and
-    /// the result.
+    /// the result. A peer with no hook for the first instruction reports none (zero).
     fn run(&mut self, code: &str, rows: &str) -> (Duration, Duration, Value) {
         writeln!(self.stdin, "{}", json!({ "run": true, "code": code })).expect("write");
         let mut line = String::new();
@@ -118,7 +125,7 @@ impl Drop for Peer {
 fn deno() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compare");
     let bin = dir.join("node_modules/.bin/deno");
-    if !bin.exists() {
+    if !bin.exists() || !dir.join("node_modules/@ai-sdk/code-mode").exists() {
         // `npm ci`: exactly the lock, which lists every platform's Deno binary package so
         // that npm picks this machine's and never rewrites the lock.
         let status = Command::new("npm")
@@ -204,15 +211,18 @@ fn chart(path: &Path, names: &[&str], groups: &[(&str, Vec<f64>)]) -> Result<(),
         RGBColor(44, 160, 44),
         RGBColor(255, 127, 14),
         RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
     ];
     let width = 0.8 / names.len() as f64;
     for (r, name) in names.iter().enumerate() {
         let color = colors[r % colors.len()];
         chart
-            .draw_series(groups.iter().enumerate().map(|(g, (_, values))| {
-                let x0 = g as f64 + 0.1 + r as f64 * width;
-                Rectangle::new([(x0, 100.0), (x0 + width * 0.9, values[r].max(100.0))], color.filled())
-            }))
+            .draw_series(groups.iter().enumerate().filter(|(_, (_, values))| !values[r].is_nan()).map(
+                |(g, (_, values))| {
+                    let x0 = g as f64 + 0.1 + r as f64 * width;
+                    Rectangle::new([(x0, 100.0), (x0 + width * 0.9, values[r].max(100.0))], color.filled())
+                },
+            ))
             .map_err(|e| e.to_string())?
             .label(*name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
@@ -263,8 +273,25 @@ fn main() {
     let cold = Engine::builder().registry(host_registry(rows.clone())).warm_sandboxes(0).build().unwrap();
     let mut vm = Peer::spawn(&["node", "peer.mjs", "vm"], &dir);
     let mut worker = Peer::spawn(&[deno, "run", "--quiet", "peer.mjs", "worker"], &dir);
+    // The package reads its WebAssembly from node_modules, and the AI SDK reads the environment
+    // and the host name as it loads; no network, no writes, no processes.
+    let mut vercel = Peer::spawn(
+        &[deno, "run", "--quiet", "--allow-read", "--allow-env", "--allow-sys", "peer.mjs", "vercel"],
+        &dir,
+    );
 
-    const NAMES: [&str; 5] = ["codemode warm", "codemode cold", "node vm", "deno worker", "deno run"];
+    const NAMES: [&str; 6] =
+        ["codemode warm", "codemode cold", "node vm", "deno worker", "deno run", "vercel code-mode"];
+    const VERCEL: usize = 5;
+    // Vercel's code mode refuses more than 256 tool calls in one run, and more than 32 in flight
+    // at once (it then ends its whole process with an uncaught rejection): why it sits a
+    // workload out.
+    let refused = |w: usize, r: usize| match WORKLOADS[w].0 {
+        _ if r != VERCEL => None,
+        name if name.starts_with("1,000") => Some("refused (over 256 tool calls)"),
+        name if name.starts_with("100 concurrent") => Some("refused (over 32 calls in flight)"),
+        _ => None,
+    };
     // samples[workload][runtime] = (first instruction, total)
     let mut samples = vec![vec![(Vec::new(), Vec::new()); NAMES.len()]; WORKLOADS.len()];
     let mut results: Vec<Option<Value>> = vec![None; WORKLOADS.len()];
@@ -273,6 +300,9 @@ fn main() {
     for round in 0..=iterations {
         for (w, (_, code)) in WORKLOADS.iter().enumerate() {
             for (r, _) in NAMES.iter().enumerate() {
+                if refused(w, r).is_some() {
+                    continue;
+                }
                 let (first, total, value) = match r {
                     0 | 1 => {
                         let engine = if r == 0 { &warm } else { &cold };
@@ -289,6 +319,10 @@ fn main() {
                     3 => {
                         let (f, t, v) = worker.run(code, &rows);
                         (Some(f), t, v)
+                    }
+                    VERCEL => {
+                        let (_, t, v) = vercel.run(code, &rows);
+                        (None, t, v)
                     }
                     _ => {
                         let started = Instant::now();
@@ -322,6 +356,9 @@ fn main() {
         let base = percentile(&mut samples[w][0].1, 0.5);
         let cells: Vec<String> = (0..NAMES.len())
             .map(|r| {
+                if let Some(why) = refused(w, r) {
+                    return why.to_string();
+                }
                 let p50 = percentile(&mut samples[w][r].1, 0.5);
                 let p99 = percentile(&mut samples[w][r].1, 0.99);
                 let ratio = p50.as_secs_f64() / base.as_secs_f64();
@@ -334,17 +371,29 @@ fn main() {
             .collect();
         println!("| {name} | {} |", cells.join(" | "));
     }
-    let groups: Vec<(&str, Vec<f64>)> =
-        ["return 1 + 1", "demo workflow", "1,000 sequential calls", "100 concurrent calls"]
-            .iter()
-            .enumerate()
-            .map(|(w, label)| {
-                let p50s = (0..NAMES.len())
-                    .map(|r| percentile(&mut samples[w][r].1, 0.5).as_secs_f64() * 1e6)
-                    .collect();
-                (*label, p50s)
+    let groups: Vec<(&str, Vec<f64>)> = [
+        "return 1 + 1",
+        "demo workflow",
+        "250 sequential calls",
+        "1,000 sequential calls",
+        "100 concurrent calls",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(w, label)| {
+        // A refused run has no bar.
+        let p50s = (0..NAMES.len())
+            .map(|r| {
+                if refused(w, r).is_some() {
+                    f64::NAN
+                } else {
+                    percentile(&mut samples[w][r].1, 0.5).as_secs_f64() * 1e6
+                }
             })
             .collect();
+        (*label, p50s)
+    })
+    .collect();
     let svg = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/compare.svg");
     match chart(&svg, &NAMES, &groups) {
         Ok(()) => println!("\nChart: {}", svg.display()),
@@ -360,12 +409,13 @@ fn main() {
     println!("| node vm context (n = 200) | {} |", mib(vm.per_sandbox(200)));
     println!("| deno worker (n = 20) | {} |", mib(worker.per_sandbox(20)));
     println!("| deno run (the whole process) | {} |", mib(once.rss()));
+    println!("| vercel code-mode (its whole process, after the runs) | {} |", mib(vercel.rss()));
     let base = percentile(&mut samples[0][0].1, 0.5);
     println!("\nTo the program's first instruction (`return 1 + 1`; codemode: its whole execution), p50:\n");
     println!("| runtime | p50 | ÷ codemode warm total |");
     println!("|---|---:|---:|");
     println!("| codemode warm (whole execution) | {} | 1.0× |", show(base));
-    for r in 2..NAMES.len() {
+    for r in 2..VERCEL {
         let p50 = percentile(&mut samples[0][r].0, 0.5);
         println!("| {} | {} | {:.0}× |", NAMES[r], show(p50), p50.as_secs_f64() / base.as_secs_f64());
     }

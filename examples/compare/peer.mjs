@@ -1,7 +1,8 @@
 // A peer runtime for examples/compare.rs, speaking newline-delimited JSON on stdio. Runs under
 // node (`node peer.mjs vm`: a fresh vm.createContext per execution) or deno (`deno run peer.mjs
 // worker`: a fresh Web Worker per execution; `deno run peer.mjs once`: this process is the one
-// execution). Rust → peer: {"run", "code"}; peer → Rust: {"call", "id", "args"} answered by
+// execution; `deno run -A peer.mjs vercel`: Vercel's AI SDK code mode, which needs Node 22.13's
+// APIs that Deno provides). Rust → peer: {"run", "code"}; peer → Rust: {"call", "id", "args"} answered by
 // {"id", "result"}: the tools live in the Rust host, as they do for codemode. At the end the
 // peer sends {"done", "first_ns", "total_ns"}: time to the program's first instruction, and to
 // its result.
@@ -82,6 +83,27 @@ async function perSandbox(n) {
   return Math.round((after - before) / n);
 }
 
+// Vercel's AI SDK code mode (`@ai-sdk/code-mode`: QuickJS compiled to WebAssembly, run in a
+// worker thread by the package itself): its tools are AI SDK tools whose `execute` asks the
+// Rust host, and programs call them as `tools.NAME` instead of `host.NAME`. It has no hook for
+// the program's first instruction; it refuses more than 256 tool calls in one run and more than
+// 32 in flight.
+let vercel = null;
+async function inVercel(code) {
+  if (vercel === null) {
+    const { experimental_runCodeMode: runCodeMode } = await import("@ai-sdk/code-mode");
+    const { tool, jsonSchema } = await import("ai");
+    const tools = {};
+    for (const name of ["getRows", "echo"]) {
+      tools[name] = tool({ description: name, inputSchema: jsonSchema({ type: "object" }), execute: call(name) });
+    }
+    vercel = { runCodeMode, tools };
+  }
+  const t0 = now();
+  const done = await vercel.runCodeMode({ js: code.replaceAll("host.", "tools."), tools: vercel.tools });
+  return { done, total_ns: Number(now() - t0) };
+}
+
 // The worker's own code, run from a blob URL so the worker needs no read permission (and,
 // like the main process, has none).
 function workerMain() {
@@ -114,6 +136,7 @@ const WORKER_URL = typeof Blob === "undefined" ? null
     if (msg.code === undefined) return answer(msg);
     if (mode === "vm") out(await inVm(msg.code));
     else if (mode === "worker") out(await inWorker(msg.code));
+    else if (mode === "vercel") out(await inVercel(msg.code));
     else {
       const t0 = now();
       let first = 0n;
