@@ -23,7 +23,7 @@ impl Exporter {
     }
 }
 
-/// The environment's say, read once: whether to export and where.
+/// An `OTEL_*` variable, as unset when it is empty.
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
