@@ -339,13 +339,11 @@ async fn the_mcp_http_server_follows_the_traceparent_header() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    crate::harness::eventually(std::time::Duration::from_secs(10), "the MCP HTTP server listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
+    })
+    .await;
     let body = tokio::task::spawn_blocking(move || {
-        let mut tries = 0;
-        while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
-            tries += 1;
-            assert!(tries < 500, "the MCP HTTP server never listened");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
         let session = open_session(http);
         let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "execute_code",
             "arguments": {"code": "return 1 + 1"}}});
