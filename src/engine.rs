@@ -645,11 +645,17 @@ impl Engine {
     /// The prompt helper ([`crate::prompt`]) for this engine's tools and limits; it promises a
     /// type check only when this engine has a checker.
     pub fn prompt(&self, session: bool) -> String {
+        self.prompt_for(&self.registry(), session)
+    }
+
+    /// The prompt helper for another view of the tools (a daemon client's, with its own
+    /// tools), under this engine's limits and privacy.
+    pub fn prompt_for(&self, registry: &Registry, session: bool) -> String {
         let mut limits = self.inner.limits.clone();
         if self.inner.checker.is_none() {
             limits.typecheck = TypeCheck::Off;
         }
-        let text = crate::prompt::prompt(&self.registry(), &limits, session);
+        let text = crate::prompt::prompt(registry, &limits, session);
         match self.inner.privacy.prompt_line() {
             Some(line) => text.replacen("\nNamespaces:\n", &format!("{line}\nNamespaces:\n"), 1),
             None => text,

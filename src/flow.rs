@@ -3,7 +3,8 @@
 //! bytes. Past `max_unsent` bytes unread (or `max_in_flight` requests running) the reader stops
 //! reading that client's requests until it catches up; past twice `max_unsent` the connection
 //! is given up: queued output is dropped, the writer stops, and the owner closes the
-//! connection. A client that sends and never reads cannot grow the host's memory.
+//! connection. A client that sends and never reads cannot grow the host's memory. Also here:
+//! standard input and output as such a connection's streams ([`stdio`]).
 
 // Shared by the daemon and the MCP stdio transport; a build with MCP but no daemon uses part.
 #![cfg_attr(not(feature = "daemon"), allow(dead_code))]
@@ -162,5 +163,94 @@ async fn overflow(flow: &Flow) {
             return;
         }
         signal.await;
+    }
+}
+
+/// One direction of standard input or output, whichever way it is read or written.
+pub(crate) type Input = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+pub(crate) type Output = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+/// Standard input and output as async streams for a line-delimited connection. When they are
+/// pipes (as when another program runs this one: an MCP host, the Python package) they are
+/// read and written through tokio's reactor, as sockets are; otherwise (a terminal, a file)
+/// through tokio's stdio, which hands every read and write to a blocking thread; that handoff
+/// showed in every request's round trip (BENCHMARKS.md, "Python").
+pub(crate) fn stdio() -> (Input, Output) {
+    use tokio::net::unix::pipe;
+    let input: Input = match Blocking::restored_on_drop(0, pipe::Receiver::from_owned_fd) {
+        Some(p) => Box::pin(p),
+        None => Box::pin(tokio::io::stdin()),
+    };
+    let output: Output = match Blocking::restored_on_drop(1, pipe::Sender::from_owned_fd) {
+        Some(p) => Box::pin(p),
+        None => Box::pin(tokio::io::stdout()),
+    };
+    (input, output)
+}
+
+/// A pipe end made non-blocking for the reactor. O_NONBLOCK belongs to the pipe's open file
+/// description, which a process that started this one (a shell running `codemode serve
+/// --stdio; more`) may share; the flag is cleared again when the stream is dropped.
+struct Blocking<T> {
+    inner: T,
+    fd: std::os::fd::OwnedFd,
+}
+
+impl<T> Blocking<T> {
+    fn restored_on_drop(
+        fd: std::os::fd::RawFd,
+        open: impl FnOnce(std::os::fd::OwnedFd) -> std::io::Result<T>,
+    ) -> Option<Self> {
+        // SAFETY: 0 and 1 are open for the life of the process; the borrow is only duplicated.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let keep = borrowed.try_clone_to_owned().ok()?;
+        let inner = open(borrowed.try_clone_to_owned().ok()?).ok()?;
+        Some(Blocking { inner, fd: keep })
+    }
+}
+
+impl<T> Drop for Blocking<T> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: fcntl on a descriptor this value owns.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Blocking<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Blocking<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

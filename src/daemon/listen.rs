@@ -7,7 +7,10 @@ impl Daemon {
     /// Serves standard input and output until the peer closes them or `shutdown` completes.
     pub async fn serve_stdio(&self, shutdown: impl Future<Output = ()>) {
         tokio::select! {
-            () = self.serve_connection_watching(tokio::io::stdin(), tokio::io::stdout(), hung_up(1)) => {}
+            () = async {
+                let (input, output) = crate::flow::stdio();
+                self.serve_connection_watching(input, output, hung_up(1)).await
+            } => {}
             () = shutdown => {}
         }
         self.shutdown().await;

@@ -2,7 +2,7 @@
 //! can run programs and register its own tools without linking Rust.
 //!
 //! Client → daemon: `initialize`, `tools/register`, `tools/list`, `tools/search`,
-//! `tools/describe`, `code/execute`, `code/resume`, `code/cancel`, `code/calls`,
+//! `tools/describe`, `prompt`, `code/execute`, `code/resume`, `code/cancel`, `code/calls`,
 //! `session/close`, `skills/save`, `skills/list`, `skills/show`, `skills/remove`, `stats`. Daemon → client: `code/log`
 //! notifications while a program runs, and `tools/call` requests when a program calls a tool the
 //! client registered (the client answers with the tool's value as `result`, or an `error`).
@@ -388,6 +388,11 @@ impl Daemon {
                     .map_err(|e| RpcError::new(rpc::NO_SUCH_TOOL, e.to_string()))?;
                 Ok(json!({ "declarations": text }))
             }
+            "prompt" => {
+                let params::Prompt { session } = params::read(&params)?;
+                let registry = conn.registry(&self.inner.engine);
+                Ok(json!({ "prompt": self.inner.engine.prompt_for(&registry, session.unwrap_or(false)) }))
+            }
             "code/execute" => self.execute(conn, id, &params).await,
             "code/resume" => self.resume(conn, id, &params).await,
             "code/cancel" => {
@@ -498,7 +503,7 @@ impl Daemon {
     }
 
     fn register(&self, conn: &Arc<Connection>, params: &Value) -> Result<Value, RpcError> {
-        let params::Register { namespace, tools, description } = params::read(params)?;
+        let params::Register { namespace, tools, description, approve } = params::read(params)?;
         let namespace = namespace.as_str();
         if tools.is_empty() {
             return Err(RpcError::params("tools must list at least one tool"));
@@ -522,6 +527,9 @@ impl Daemon {
         }
         if let Some(d) = &description {
             own.describe_namespace(namespace, d).map_err(failed)?;
+        }
+        for pattern in &approve {
+            own.require_approval(&format!("{namespace}.{pattern}"));
         }
         *own_guard = own;
         drop(own_guard);

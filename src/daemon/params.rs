@@ -67,6 +67,10 @@ pub(super) struct Register {
     /// Tool definitions, read by `definitions::from_value` (which says where one is wrong).
     pub(super) tools: Vec<Value>,
     pub(super) description: Option<String>,
+    /// Patterns of this namespace's tool names (`*` for any run of characters) whose calls
+    /// need a person's approval, as a `[[servers]]` entry's `approve`.
+    #[serde(default)]
+    pub(super) approve: Vec<String>,
 }
 
 impl Params for Register {
@@ -75,8 +79,21 @@ impl Params for Register {
             "namespace" => "namespace must be a string",
             "tools" => "tools must be an array of tool definitions",
             "description" => "description must be a string",
+            "approve" => "approve must be an array of tool name patterns (`*` matches any run of characters)",
             _ => return None,
         })
+    }
+}
+
+/// `prompt {session?}`: the instructions for programs run in a session, or each on its own.
+#[derive(Deserialize)]
+pub(super) struct Prompt {
+    pub(super) session: Option<bool>,
+}
+
+impl Params for Prompt {
+    fn expected(field: &str) -> Option<&'static str> {
+        (field == "session").then_some("session must be true (programs run in a session) or false")
     }
 }
 

@@ -155,7 +155,8 @@ impl McpServer {
 
     /// Serves one client over stdin and stdout until it disconnects.
     pub async fn serve_stdio(self) -> std::io::Result<()> {
-        self.serve_lines(tokio::io::stdin(), tokio::io::stdout()).await
+        let (input, output) = crate::flow::stdio();
+        self.serve_lines(input, output).await
     }
 
     /// Serves one client over a reader and a writer of newline-delimited JSON-RPC (what

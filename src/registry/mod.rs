@@ -427,6 +427,11 @@ impl Registry {
     /// are matched too. Returns how many registered tools it matched now.
     pub fn require_approval(&mut self, pattern: &str) -> usize {
         self.approve.push(pattern.to_string());
+        self.apply_approval(pattern)
+    }
+
+    /// Marks the registered tools matching `pattern` as needing approval; how many matched.
+    fn apply_approval(&mut self, pattern: &str) -> usize {
         let mut matched = 0;
         // A skill runs in its caller's sandbox: its tool calls are what may need approval.
         for ns in self.namespaces.values_mut().filter(|ns| ns.preset.is_none()) {
@@ -541,8 +546,11 @@ impl Registry {
     }
 
     /// Adds every tool of `other` to this registry, a tool of `other` replacing one of the same
-    /// JS name here. The daemon lays each client's own tools over the engine's this way.
+    /// JS name here. The daemon lays each client's own tools over the engine's this way. This
+    /// registry's approval patterns cover the added tools too: a deployment's `[approvals]`
+    /// binds a client's tools as it binds the engine's.
     pub fn overlay(&mut self, other: &Registry) {
+        let ours = std::mem::take(&mut self.approve);
         for (js, theirs) in other.namespaces.iter().filter(|(_, ns)| ns.preset.is_none()) {
             match self.namespaces.get_mut(js) {
                 None => {
@@ -562,6 +570,10 @@ impl Registry {
         for (js, reader) in &other.resources {
             self.resources.insert(js.clone(), Arc::clone(reader));
         }
+        for pattern in &ours {
+            self.apply_approval(pattern);
+        }
+        self.approve = ours;
         self.approve.extend(other.approve.iter().cloned());
         self.derived = Arc::default();
         if !other.skills.is_empty() {

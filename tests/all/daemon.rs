@@ -343,6 +343,85 @@ async fn a_clients_tools_are_its_own_and_vanish_with_it() {
     assert_eq!(r["result"]["value"], "sales");
 }
 
+/// A client's tools answer to the deployment's approval patterns as the engine's do, and a
+/// client may ask for approval of its own tools when it registers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_tools_need_approval_by_the_engines_patterns_or_their_own() {
+    let mut registry = codemode::demo::registry();
+    registry.require_approval("shop.refund");
+    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let d = Daemon::new(engine, DaemonConfig::default());
+    let mut c = connect(&d);
+    let tool = |name: &str| json!({"name": name, "inputSchema": {"type": "object"}});
+    c.call(
+        1,
+        "tools/register",
+        json!({"namespace": "shop", "tools": [tool("refund"), tool("stock")]}),
+        no_answer,
+    )
+    .await;
+    c.call(
+        2,
+        "tools/register",
+        json!({"namespace": "till", "approve": ["open*"], "tools": [tool("openDrawer"), tool("total")]}),
+        no_answer,
+    )
+    .await;
+    let answered = |p: &Value| {
+        json!(format!("{}.{} ran", p["namespace"].as_str().unwrap(), p["name"].as_str().unwrap()))
+    };
+    for (id, call) in [(3, "shop.refund"), (4, "till.openDrawer")] {
+        let r = c
+            .call(id, "code/execute", json!({"code": format!("return await {call}({{}})")}), no_answer)
+            .await;
+        assert_eq!(r["result"]["paused"]["tool"], call, "{r}");
+        let approval = r["result"]["paused"]["approval"].clone();
+        let r =
+            c.call(id + 10, "code/resume", json!({"approval": approval, "approve": true}), answered).await;
+        assert_eq!(r["result"]["value"], format!("{call} ran"), "{r}");
+    }
+    for (id, call) in [(5, "shop.stock"), (6, "till.total")] {
+        let r =
+            c.call(id, "code/execute", json!({"code": format!("return await {call}({{}})")}), answered).await;
+        assert_eq!(r["result"]["value"], format!("{call} ran"), "{r}");
+    }
+    let r = c
+        .call(
+            7,
+            "tools/register",
+            json!({"namespace": "x", "approve": "all", "tools": [tool("y")]}),
+            no_answer,
+        )
+        .await;
+    assert_eq!(
+        r["error"]["message"],
+        "approve must be an array of tool name patterns (`*` matches any run of characters)"
+    );
+}
+
+/// `prompt` is the engine's prompt over the client's own view of the tools, so an adapter
+/// can give its model the instructions with the client's tools in the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_lists_the_clients_own_namespaces_and_says_whether_state_persists() {
+    let engine = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
+    let d = Daemon::new(engine.clone(), DaemonConfig::default());
+    let mut a = connect(&d);
+    let mut b = connect(&d);
+    a.call(1, "tools/register", json!({"namespace": "shop", "description": "The shop's stock.", "tools": [{"name": "stock", "inputSchema": {}}]}), no_answer).await;
+    let text = |r: Value| r["result"]["prompt"].as_str().expect("a prompt string").to_string();
+    let a_alone = text(a.call(2, "prompt", json!({}), no_answer).await);
+    let a_session = text(a.call(3, "prompt", json!({"session": true}), no_answer).await);
+    let b_alone = text(b.call(2, "prompt", Value::Null, no_answer).await);
+    assert!(a_alone.contains("\n- shop (1 tool): The shop's stock. — stock\n"), "{a_alone}");
+    assert_eq!(b_alone, engine.prompt(false));
+    assert_eq!(a_alone.replace("- shop (1 tool): The shop's stock. — stock\n", ""), b_alone);
+    assert!(a_alone.contains("Each program starts from nothing"), "{a_alone}");
+    assert!(a_session.contains("State persists between your programs"), "{a_session}");
+    let r = a.call(4, "prompt", json!({"session": "yes"}), no_answer).await;
+    assert_eq!(r["error"]["code"], -32602);
+    assert_eq!(r["error"]["message"], "session must be true (programs run in a session) or false");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_refuses_new_work_and_cancels_what_outlives_the_grace_period() {
     let engine = Engine::builder().workers(2).build().unwrap();

@@ -266,9 +266,8 @@ pub fn real_registry() -> Registry {
 
 /// A `python3` command whose PYTHONPATH holds the packages of tests/python/requirements.txt,
 /// which the first caller installs with pip into target/python (so the README's test command
-/// does its own set-up). `None` when python3 or pip is not on this machine.
-/// python3 with tests/python's requirements installed by pip. The tests that need it fail
-/// without it, saying so; they never pass silently (CI has it).
+/// does its own set-up). The tests that need it fail without python3 and pip, saying so; they
+/// never pass silently (CI has both).
 pub fn python() -> std::process::Command {
     static INSTALLED: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
     let dir = INSTALLED.get_or_init(|| {
