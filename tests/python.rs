@@ -93,8 +93,10 @@ fn the_python_package_builds_installs_and_passes_its_tests() {
     // tests/npm is laid out as `codemode setup` lays out its directory.
     let typescript = harness::typescript7().ancestors().nth(5).unwrap().to_path_buf();
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let ran = Command::new(&python)
-        .args(["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs"])
+    // The `pytest` script, not `python -m pytest`, which would put python/ (the source) on
+    // sys.path ahead of the installed package.
+    let ran = Command::new(python.with_file_name("pytest"))
+        .args(["-p", "no:cacheprovider", "-q", "-rfEs"])
         .current_dir(root().join("python"))
         .env("CODEMODE_TYPESCRIPT_DIR", typescript)
         .env("XDG_CACHE_HOME", tmp.join("python-cache"))

@@ -451,11 +451,12 @@ class Engine:
     async def _serve_call(self, message: dict[str, Any]) -> None:
         """Answers the daemon's `tools/call` with the Python function's result or its error."""
         params = message.get("params") or {}
-        tool = self._tools.get((params.get("namespace"), params.get("name")))
+        namespace, name = str(params.get("namespace")), str(params.get("name"))
+        tool = self._tools.get((namespace, name))
         reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"]}
         try:
             if tool is None:
-                raise ToolError(f"no Python tool {params.get('namespace')}.{params.get('name')}", "not_found")
+                raise ToolError(f"no Python tool {namespace}.{name}", "not_found")
             reply["result"] = await tool.call(params.get("arguments"))
         except ToolError as e:
             reply["error"] = {"code": -32000, "message": e.message, "data": {"code": e.code}}

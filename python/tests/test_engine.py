@@ -39,8 +39,10 @@ async def test_the_smallest_use_from_the_readme() -> None:
         assert outcome.text() == "result: 3"
 
 
-def test_the_binary_is_the_one_the_wheel_installed() -> None:
+def test_the_package_and_binary_are_the_ones_the_wheel_installed() -> None:
     assert Path(codemode.find_binary()) == Path(sys.prefix) / "bin" / "codemode"
+    site = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    assert Path(codemode.__file__) == site / "codemode" / "__init__.py"
 
 
 class Line(pydantic.BaseModel):
@@ -327,3 +329,19 @@ async def test_the_processs_diagnostics_go_to_python_logging(caplog: pytest.LogC
         async with Engine(typecheck="off") as engine:
             await engine.execute("return 1")
     assert ("codemode", logging.INFO, "codemode: daemon serving JSON-RPC on standard input and output (0 tools)") in caplog.record_tuples
+
+
+def test_the_package_type_checks_strictly(tmp_path: Path) -> None:
+    # The package ships py.typed: its annotations must hold for its users' checkers. Checked
+    # as installed (`-p`, from elsewhere than the source tree, which would shadow it).
+    import subprocess
+
+    config = Path(__file__).parent.parent / "pyproject.toml"
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(config), "--no-incremental", "--cache-dir", os.devnull, "-p", "codemode"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout == "Success: no issues found in 7 source files\n", checked.stdout
