@@ -365,7 +365,13 @@ class Engine:
         if on_log is not None:
             self._log_handlers[request_id] = on_log
         try:
-            await self._send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": dict(params)})
+            try:
+                await self._send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": dict(params)})
+            except BaseException:
+                # The reader may have failed the future too; the send's error says the same.
+                if future.done() and not future.cancelled():
+                    future.exception()
+                raise
             return await future
         finally:
             self._waiting.pop(request_id, None)
@@ -439,9 +445,20 @@ class Engine:
         handler = self._log_handlers.get(params.get("id"))  # type: ignore[arg-type]
         if handler is None:
             return
-        result = handler(LogLine(params["level"], params["message"]))
-        if inspect.isawaitable(result):
-            self._spawn(result)
+        # A failing callback is the caller's bug, not the connection's: it is logged, and the
+        # reader goes on serving every other request.
+        try:
+            result = handler(LogLine(params["level"], params["message"]))
+            if inspect.isawaitable(result):
+                self._spawn(self._logged(result))
+        except Exception:
+            log.exception("an on_log callback failed")
+
+    async def _logged(self, work: Awaitable[Any]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("an on_log callback failed")
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)

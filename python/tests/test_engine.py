@@ -221,6 +221,25 @@ async def test_logs_arrive_while_the_program_runs() -> None:
         assert outcome.logs == tuple(seen)
 
 
+async def test_a_failing_log_callback_is_logged_and_the_program_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(line: LogLine) -> None:
+        raise RuntimeError(f"cannot show {line.message}")
+
+    async def broken_later(line: LogLine) -> None:
+        raise RuntimeError(f"cannot show {line.message} either")
+
+    async with Engine(typecheck="off") as engine:
+        first = await engine.execute("console.log('a'); return 1", on_log=broken)
+        second = await engine.execute("console.log('b'); return 2", on_log=broken_later)
+        assert (first.value, second.value) == (1, 2)
+        assert first.logs == (LogLine("log", "a"),)
+    failures = [r for r in caplog.records if r.name == "codemode" and r.levelno == logging.ERROR]
+    assert [(r.getMessage(), str(r.exc_info[1])) for r in failures if r.exc_info] == [
+        ("an on_log callback failed", "cannot show a"),
+        ("an on_log callback failed", "cannot show b either"),
+    ]
+
+
 async def test_a_session_keeps_state_until_it_is_closed() -> None:
     async with Engine(typecheck="off") as engine:
         first = await engine.execute("const basket = ['pears']; return basket.length", session="s")
