@@ -191,29 +191,24 @@ pub(crate) fn stdio() -> (Input, Output) {
 /// A pipe end made non-blocking for the reactor. O_NONBLOCK belongs to the pipe's open file
 /// description, which a process that started this one (a shell running `codemode serve
 /// --stdio; more`) may share; the flag is cleared again when the stream is dropped.
-struct Blocking<T> {
-    inner: T,
-    fd: std::os::fd::OwnedFd,
-}
+struct Blocking<T: std::os::fd::AsRawFd>(T);
 
-impl<T> Blocking<T> {
+impl<T: std::os::fd::AsRawFd> Blocking<T> {
     fn restored_on_drop(
         fd: std::os::fd::RawFd,
         open: impl FnOnce(std::os::fd::OwnedFd) -> std::io::Result<T>,
     ) -> Option<Self> {
         // SAFETY: 0 and 1 are open for the life of the process; the borrow is only duplicated.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let keep = borrowed.try_clone_to_owned().ok()?;
-        let inner = open(borrowed.try_clone_to_owned().ok()?).ok()?;
-        Some(Blocking { inner, fd: keep })
+        open(borrowed.try_clone_to_owned().ok()?).ok().map(Blocking)
     }
 }
 
-impl<T> Drop for Blocking<T> {
+impl<T: std::os::fd::AsRawFd> Drop for Blocking<T> {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: fcntl on a descriptor this value owns.
+        // The pipe (and its descriptor) is dropped after this, so the descriptor is open here.
+        let fd = self.0.as_raw_fd();
+        // SAFETY: fcntl on an open descriptor.
         unsafe {
             let flags = libc::fcntl(fd, libc::F_GETFL);
             if flags >= 0 {
@@ -223,34 +218,34 @@ impl<T> Drop for Blocking<T> {
     }
 }
 
-impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Blocking<T> {
+impl<T: tokio::io::AsyncRead + std::os::fd::AsRawFd + Unpin> tokio::io::AsyncRead for Blocking<T> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Blocking<T> {
+impl<T: AsyncWrite + std::os::fd::AsRawFd + Unpin> AsyncWrite for Blocking<T> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
     }
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
     }
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }

@@ -1,7 +1,7 @@
 // A peer runtime for examples/compare.rs, speaking newline-delimited JSON on stdio. Runs under
 // node (`node peer.mjs vm`: a fresh vm.createContext per execution) or deno (`deno run peer.mjs
 // worker`: a fresh Web Worker per execution; `deno run peer.mjs once`: this process is the one
-// execution; `deno run -A peer.mjs vercel`: Vercel's AI SDK code mode, which needs Node 22.13's
+// execution; `deno run --allow-read --allow-env --allow-sys peer.mjs vercel`: Vercel's AI SDK code mode, which needs Node 22.13's
 // APIs that Deno provides). Rust → peer: {"run", "code"}; peer → Rust: {"call", "id", "args"} answered by
 // {"id", "result"}: the tools live in the Rust host, as they do for codemode. At the end the
 // peer sends {"done", "first_ns", "total_ns"}: time to the program's first instruction, and to

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import sysconfig
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal, Mapping, Sequence, TypeVar, Union, overload
@@ -44,7 +43,7 @@ class CodemodeError(Exception):
 def find_binary() -> str:
     """The `codemode` binary this package installed (in the environment's scripts folder),
     or else the one on PATH."""
-    name = "codemode.exe" if sys.platform == "win32" else "codemode"
+    name = "codemode"
     beside = Path(sysconfig.get_path("scripts")) / name
     if beside.is_file():
         return str(beside)

@@ -362,6 +362,43 @@ fn serve_stdio_answers_on_stdout_until_stdin_closes() {
     assert_eq!(result["result"]["value"], json!(1));
 }
 
+/// `serve --stdio` reads a pipe through the reactor, which makes the pipe non-blocking; the
+/// flag belongs to the pipe's file description, which the process that started it may share
+/// (a shell's next command), so it is cleared again when the daemon ends.
+#[test]
+fn serve_stdio_leaves_a_shared_pipe_blocking_when_it_ends() {
+    use std::os::fd::AsRawFd;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    // Shares the reading end's description, as the shell's next command would.
+    let kept = reader.try_clone().unwrap();
+    let nonblocking = || {
+        // SAFETY: fcntl F_GETFL on a descriptor this test owns.
+        let flags = unsafe { libc::fcntl(kept.as_raw_fd(), libc::F_GETFL) };
+        assert!(flags >= 0);
+        flags & libc::O_NONBLOCK != 0
+    };
+    let mut child = codemode()
+        .args(["serve", "--stdio", "--typecheck", "off"])
+        .stdin(reader)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(
+        writer,
+        r#"{{"jsonrpc":"2.0","id":1,"method":"code/execute","params":{{"code":"return 1 + 1"}}}}"#
+    )
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&line).unwrap()["result"]["value"], json!(2));
+    assert!(nonblocking(), "while serving, the pipe is read through the reactor");
+    drop(writer);
+    assert!(child.wait().unwrap().success());
+    assert!(!nonblocking(), "the daemon left the shared pipe non-blocking");
+}
+
 #[test]
 fn run_with_a_config_file_uses_its_limits_and_upstream_servers() {
     let memory = crate::harness::npm_script("@modelcontextprotocol/server-memory");
