@@ -51,7 +51,7 @@ use toml::Spanned;
 
 use crate::daemon::DaemonConfig;
 use crate::limits::{Limits, LimitsPatch};
-use crate::mcp::{McpConfig, Transport, UpstreamConfig};
+use crate::mcp::{Grant, McpConfig, OAuthConfig, Transport, UpstreamConfig};
 use crate::privacy::Privacy;
 use crate::session::SessionLimits;
 
@@ -241,6 +241,30 @@ pub struct ServerConfig {
     /// JS name; `*` matches any run of characters (`write_*`).
     #[serde(default)]
     pub approve: Vec<String>,
+    /// OAuth for an HTTP server that requires it (`[servers.oauth]`).
+    pub oauth: Option<OAuthServerConfig>,
+}
+
+/// A server's `[servers.oauth]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthServerConfig {
+    /// A client registered beforehand; omitted, the client registers itself dynamically (or
+    /// uses `client_metadata_url`).
+    pub client_id: Option<String>,
+    /// A confidential client's secret; `env:NAME` or `file:PATH`.
+    pub client_secret: Option<String>,
+    /// `authorization_code` (the default: `codemode auth login`) or `client_credentials`.
+    #[serde(default)]
+    pub grant: Grant,
+    /// Scopes to ask for; omitted, the server's challenge and metadata decide.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The HTTPS URL of this client's metadata document, used as its client ID by
+    /// authorization servers that support them.
+    pub client_metadata_url: Option<String>,
+    /// The loopback port that receives the browser's redirect (default: any free one).
+    pub redirect_port: Option<u16>,
 }
 
 /// A configuration error: where, and what.
@@ -304,6 +328,31 @@ impl Config {
                     return Err(fail(format!("server {name:?}: `url` must start with http:// or https://")))
                 }
                 _ => {}
+            }
+            if let Some(oauth) = &s.oauth {
+                if s.command.is_some() {
+                    return Err(fail(format!(
+                        "server {name:?}: `oauth` needs `url`; a stdio server takes `env`"
+                    )));
+                }
+                if s.headers.keys().any(|h| h.eq_ignore_ascii_case("authorization")) {
+                    return Err(fail(format!(
+                        "server {name:?}: set an `Authorization` header or `oauth`, not both"
+                    )));
+                }
+                match oauth.grant {
+                    Grant::ClientCredentials if oauth.client_id.is_none() || oauth.client_secret.is_none() => {
+                        return Err(fail(format!(
+                            "server {name:?}: oauth: the client_credentials grant needs `client_id` and `client_secret`"
+                        )))
+                    }
+                    Grant::AuthorizationCode if oauth.client_secret.is_some() && oauth.client_id.is_none() => {
+                        return Err(fail(format!(
+                            "server {name:?}: oauth: `client_secret` belongs to a pre-registered client; set `client_id` too"
+                        )))
+                    }
+                    _ => {}
+                }
             }
             if seen.contains(&name) {
                 return Err(fail(format!("server {name:?}: namespace listed twice")));
@@ -481,6 +530,22 @@ impl Config {
                 (None, url) => Transport::Http {
                     url: url.clone().unwrap_or_default(),
                     headers: resolve_all("headers", &s.headers)?,
+                    oauth: match &s.oauth {
+                        None => None,
+                        Some(o) => Some(OAuthConfig {
+                            client_id: o.client_id.clone(),
+                            client_secret: match &o.client_secret {
+                                Some(secret) => Some(resolve(secret, &env).map_err(|why| {
+                                    fail(format!("server {name:?}: oauth.client_secret: {why}"))
+                                })?),
+                                None => None,
+                            },
+                            grant: o.grant,
+                            scopes: o.scopes.clone(),
+                            client_metadata_url: o.client_metadata_url.clone(),
+                            redirect_port: o.redirect_port.unwrap_or(0),
+                        }),
+                    },
                 },
             };
             let mut cfg = UpstreamConfig::with_transport(name.clone(), transport);

@@ -141,6 +141,8 @@ pub enum Transport {
         url: String,
         /// Headers sent with every request (`Authorization`, say).
         headers: BTreeMap<String, String>,
+        /// How to obtain a token, for a server that requires OAuth.
+        oauth: Option<super::OAuthConfig>,
     },
 }
 
@@ -165,7 +167,10 @@ impl UpstreamConfig {
 
     /// A server at a streamable HTTP `url`, for `namespace`.
     pub fn http(namespace: impl Into<String>, url: impl Into<String>) -> Self {
-        Self::with_transport(namespace, Transport::Http { url: url.into(), headers: BTreeMap::new() })
+        Self::with_transport(
+            namespace,
+            Transport::Http { url: url.into(), headers: BTreeMap::new(), oauth: None },
+        )
     }
 
     /// A server reached through `transport`, for `namespace`, with the default timeouts.
@@ -182,12 +187,27 @@ impl UpstreamConfig {
 
     /// The file of this server's learned result types, in the state directory.
     fn shapes_file(&self) -> Option<PathBuf> {
+        self.state_file("shapes", "json")
+    }
+
+    /// This server's file in the folder `kind` of the state directory.
+    pub(crate) fn state_file(&self, kind: &str, extension: &str) -> Option<PathBuf> {
         let safe: String = self
             .namespace
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
             .collect();
-        Some(self.state_dir.as_ref()?.join("shapes").join(format!("{safe}.json")))
+        Some(self.state_dir.as_ref()?.join(kind).join(format!("{safe}.{extension}")))
+    }
+
+    /// An error about this server.
+    pub(crate) fn error(&self, message: String) -> UpstreamError {
+        UpstreamError::Connect { namespace: self.namespace.clone(), target: self.target(), message }
+    }
+
+    /// The error of a server that needs a token codemode does not have.
+    pub(crate) fn needs_login(&self) -> UpstreamError {
+        self.error(format!("it needs authorization: run `codemode auth login {}`", self.namespace))
     }
 
     /// Where the server is, for messages: the command, or the URL without credentials or query.
@@ -435,6 +455,8 @@ struct Client {
     ended: Arc<AtomicBool>,
     /// A stdio server's process, killed when the client is dropped.
     _child: Option<tokio::process::Child>,
+    /// A client-credentials token to renew before calls, for an OAuth server.
+    renewal: Option<super::oauth::Renewal>,
 }
 
 impl Client {
@@ -494,7 +516,7 @@ where
     let ended = Arc::new(AtomicBool::new(false));
     let watched = Watched { inner: transport, ended: Arc::clone(&ended), listener: listener.clone() };
     let service = listener.serve(watched).await?;
-    Ok(Client { service, ended, _child: child })
+    Ok(Client { service, ended, _child: child, renewal: None })
 }
 
 /// A connected upstream server.
@@ -571,7 +593,9 @@ impl Upstream {
         });
         let client = Arc::new(client);
         upstream.state.lock().await.client = Some(Arc::clone(&client));
-        let listed = upstream.list(&client).await.map_err(|e| connect_error(&upstream.config, e))?;
+        let listed = upstream.list(&client).await.map_err(|e| {
+            upstream.config.error(scope_refusal(&upstream.config, &upstream.listener.listing).unwrap_or(e))
+        })?;
         let n = upstream.install(registry, &client, listed)?;
         upstream.state.lock().await.tools = n;
         Ok(upstream)
@@ -608,7 +632,7 @@ impl Upstream {
         if *self.listener.forward.lock().expect("features lock") == ClientFeatures::ALL {
             return Ok(Vec::new());
         }
-        let failed = |e: String| connect_error(&self.config, e);
+        let failed = |e: String| self.config.error(e);
         let client = self.client().await.map_err(|e| failed(e.message))?;
         let ours = client.list_all_tools().await.map_err(|e| failed(format!("tools/list failed: {e}")))?;
         let probe = Listener { forward: Arc::new(ClientFeatures::ALL.into()), ..Listener::default() };
@@ -898,6 +922,9 @@ impl Upstream {
 
     async fn call_inner(&self, name: &str, args: Value, object_output: bool) -> Result<Value, ToolError> {
         let client = self.client().await?;
+        if let Some(renewal) = &client.renewal {
+            renewal.ensure().await?;
+        }
         let Value::Object(arguments) = args else {
             return Err(ToolError::with_code("invalid_argument", "MCP tool arguments must be an object"));
         };
@@ -928,19 +955,34 @@ impl Upstream {
             Ok(Err(ServiceError::McpError(e))) => {
                 Err(ToolError::with_code("upstream_error", e.message.to_string()))
             }
-            Ok(Err(e @ (ServiceError::TransportClosed | ServiceError::TransportSend(_)))) => {
+            Ok(Err(e)) if matches!(e, ServiceError::TransportClosed | ServiceError::TransportSend(_)) => {
                 let mut state = self.state.lock().await;
                 state.client = None;
                 state.pid = None;
-                Err(ToolError::with_code(
-                    "upstream_disconnected",
-                    format!("the connection to the server was lost ({e})"),
-                ))
+                // Refused for lack of a scope: the next connection uses the token signed in
+                // for it.
+                Err(match scope_refusal(&self.config, &self.listener.listing) {
+                    Some(advice) => ToolError::with_code("upstream_unauthorized", advice),
+                    None => ToolError::with_code(
+                        "upstream_disconnected",
+                        format!("the connection to the server was lost ({e})"),
+                    ),
+                })
             }
-            Ok(Err(e)) => Err(ToolError::with_code("upstream_error", e.to_string())),
+            Ok(Err(e)) => Err(match scope_refusal(&self.config, &self.listener.listing) {
+                Some(advice) => ToolError::with_code("upstream_unauthorized", advice),
+                None => ToolError::with_code("upstream_error", e.to_string()),
+            }),
             Ok(Ok(result)) => to_value(result, object_output),
         }
     }
+}
+
+/// What to do when the server refused the last request for lack of a scope (which is kept
+/// for the next login), if it did.
+fn scope_refusal(config: &UpstreamConfig, listing: &Listing) -> Option<String> {
+    let scope = listing.take_wanted_scope()?;
+    Some(super::oauth::want_scope(config, &scope))
 }
 
 async fn connect(
@@ -959,40 +1001,68 @@ async fn connect(
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| connect_error(config, format!("cannot start it: {e}")))?;
+                .map_err(|e| config.error(format!("cannot start it: {e}")))?;
             let pid = child.id();
             let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
-                return Err(connect_error(config, "its stdin or stdout could not be opened".into()));
+                return Err(config.error("its stdin or stdout could not be opened".into()));
             };
             let reader = Tee::new(stdout, Arc::clone(&listener.listing));
             let transport = rmcp::transport::async_rw::AsyncRwTransport::new_client(reader, stdin);
             let client = serve_watched(listener, transport, Some(child))
                 .await
-                .map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
+                .map_err(|e| config.error(format!("handshake failed: {e}")))?;
             Ok((client, pid))
         }
-        Transport::Http { url, headers } => {
+        Transport::Http { url, headers, oauth } => {
             let mut custom = HashMap::with_capacity(headers.len());
             for (name, value) in headers {
-                let name = axum::http::HeaderName::try_from(name.as_str()).map_err(|_| {
-                    connect_error(config, format!("header {name:?} is not a valid header name"))
-                })?;
+                let name = axum::http::HeaderName::try_from(name.as_str())
+                    .map_err(|_| config.error(format!("header {name:?} is not a valid header name")))?;
                 // The value may be a secret: the error names the header only.
                 let value = axum::http::HeaderValue::try_from(value.as_str()).map_err(|_| {
-                    connect_error(config, format!("header {name}: the value is not a valid header value"))
+                    config.error(format!("header {name}: the value is not a valid header value"))
                 })?;
                 custom.insert(name, value);
             }
-            let transport = StreamableHttpClientTransport::with_client(
-                TappedHttp::new(Arc::clone(&listener.listing)),
-                StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
-            );
-            let client = serve_watched(listener, transport, None)
-                .await
-                .map_err(|e| connect_error(config, format!("handshake failed: {e}")))?;
-            Ok((client, None))
+            let http = TappedHttp::new(Arc::clone(&listener.listing));
+            let transport_config =
+                StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
+            let listing = Arc::clone(&listener.listing);
+            let handshake_failed = |e: rmcp::service::ClientInitializeError| {
+                if let Some(advice) = scope_refusal(config, &listing) {
+                    config.error(advice)
+                } else if oauth.is_some() && refused_authorization(&e) {
+                    config.needs_login()
+                } else {
+                    config.error(format!("handshake failed: {e}"))
+                }
+            };
+            let (client, renewal) = match oauth {
+                None => {
+                    let transport = StreamableHttpClientTransport::with_client(http, transport_config);
+                    (serve_watched(listener, transport, None).await.map_err(handshake_failed)?, None)
+                }
+                Some(oauth) => {
+                    let (http, renewal) = super::oauth::authorized_http(config, url, oauth, http).await?;
+                    let transport = StreamableHttpClientTransport::with_client(http, transport_config);
+                    (serve_watched(listener, transport, None).await.map_err(handshake_failed)?, renewal)
+                }
+            };
+            Ok((Client { renewal, ..client }, None))
         }
     }
+}
+
+/// Whether the server answered 401 to the token (or its refresh) rmcp offered.
+fn refused_authorization(e: &rmcp::service::ClientInitializeError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if error.is::<rmcp::transport::streamable_http_client::AuthRequiredError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A namespace's description from its server: the name and a summary line on the first line
@@ -1041,10 +1111,6 @@ fn mcp_result_type() -> ResultType {
         .map(String::from)
         .to_vec(),
     }
-}
-
-fn connect_error(config: &UpstreamConfig, message: String) -> UpstreamError {
-    UpstreamError::Connect { namespace: config.namespace.clone(), target: config.target(), message }
 }
 
 fn to_value(result: CallToolResult, object_output: bool) -> Result<Value, ToolError> {

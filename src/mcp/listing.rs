@@ -32,6 +32,8 @@ const MAX_LINE: usize = 16 << 20;
 pub(crate) struct Listing {
     active: AtomicBool,
     found: Mutex<HashMap<String, String>>,
+    /// The scope an HTTP server last said a request lacked (a 403 `insufficient_scope`).
+    wanted_scope: Mutex<Option<String>>,
 }
 
 impl Listing {
@@ -46,6 +48,11 @@ impl Listing {
     pub(crate) fn end(&self) -> HashMap<String, String> {
         self.active.store(false, Ordering::SeqCst);
         std::mem::take(&mut *self.found.lock().expect("listing lock"))
+    }
+
+    /// The scope the server last said a request lacked, once.
+    pub(crate) fn take_wanted_scope(&self) -> Option<String> {
+        self.wanted_scope.lock().expect("listing lock").take()
     }
 
     fn look_at(&self, line: &[u8]) {
@@ -162,6 +169,11 @@ impl TappedHttp {
         response: Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
         again: Option<RawPost>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+        if let Err(StreamableHttpError::InsufficientScope(e)) = &response {
+            if let Some(scope) = e.get_required_scope() {
+                *self.listing.wanted_scope.lock().expect("listing lock") = Some(scope.to_string());
+            }
+        }
         let Some(again) = again else { return response };
         match response? {
             StreamableHttpPostResponse::Sse(events, session) => {

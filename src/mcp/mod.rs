@@ -3,11 +3,15 @@
 
 mod client;
 mod listing;
+mod oauth;
 mod server;
 mod sessions;
 pub(crate) mod shapes;
 mod stdio;
 
 pub use client::{ClientFeatures, Transport, Upstream, UpstreamConfig, UpstreamError, UpstreamStatus};
+pub use oauth::{
+    login, logout, needs_login, token_status, Grant, Login, OAuthConfig, TokenStatus, LOGIN_WAIT,
+};
 pub use server::{McpConfig, McpServer};
 pub use sessions::SessionStats;

@@ -546,7 +546,7 @@ impl ShapeStore {
             let file = File { version: VERSION, tools: state.tools.clone() };
             serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?
         };
-        write_atomically(path, text.as_bytes()).map_err(|e| {
+        write_atomically(path, text.as_bytes(), false).map_err(|e| {
             let message = format!("cannot write {}: {e}", path.display());
             tracing::warn!(error = %message, "learned result types not saved");
             self.state.lock().expect("shape store lock").dirty = true;
@@ -579,14 +579,31 @@ fn read(path: &Path) -> Result<BTreeMap<String, Learned>, String> {
     Ok(file.tools)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a reader
+/// never sees half a file. With `private`, the file is readable by its owner only (mode 0600)
+/// from the moment it exists: tokens are written this way.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     let tmp = path.with_file_name(name);
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    let mode = if private { 0o600 } else { 0o644 };
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut file| {
+            // A temporary file left by an earlier process keeps its mode when reopened.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            file.write_all(bytes)
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -71,6 +71,7 @@ headers = {{ Authorization = "env:CRM_TOKEN" }}
         Transport::Http {
             url: "https://crm.example/mcp".into(),
             headers: [("Authorization".to_string(), "tok-123".to_string())].into(),
+            oauth: None,
         }
     );
     assert_eq!(up[0].call_timeout, Duration::from_millis(1500));
@@ -155,5 +156,87 @@ fn approvals_are_configured_by_pattern_and_per_server() {
     assert_eq!(
         e,
         "codemode.toml:2:1: [approvals] tools: \"updateRow\" names no tool; write namespace.tool (\"sheets.updateRow\", \"crm.*\")"
+    );
+}
+
+#[test]
+fn oauth_is_configured_per_http_server_with_its_secret_resolved_host_side() {
+    let config = parse(
+        r#"
+[[servers]]
+namespace = "crm"
+url = "https://crm.example/mcp"
+[servers.oauth]
+client_id = "codemode-cli"
+client_secret = "env:CRM_CLIENT_SECRET"
+grant = "client_credentials"
+scopes = ["crm:read", "crm:write"]
+
+[[servers]]
+namespace = "docs"
+url = "https://docs.example/mcp"
+[servers.oauth]
+redirect_port = 8765
+"#,
+    )
+    .unwrap();
+    let up = config.upstreams(|name| (name == "CRM_CLIENT_SECRET").then(|| "cs-9".to_string())).unwrap();
+    let Transport::Http { oauth: Some(crm), .. } = &up[0].transport else { panic!("{:?}", up[0].transport) };
+    assert_eq!(
+        crm,
+        &codemode::mcp::OAuthConfig {
+            client_id: Some("codemode-cli".into()),
+            client_secret: Some("cs-9".into()),
+            grant: codemode::mcp::Grant::ClientCredentials,
+            scopes: vec!["crm:read".into(), "crm:write".into()],
+            client_metadata_url: None,
+            redirect_port: 0,
+        }
+    );
+    // The secret never shows in a debug print.
+    assert!(!format!("{crm:?}").contains("cs-9"), "{crm:?}");
+    let Transport::Http { oauth: Some(docs), .. } = &up[1].transport else { panic!() };
+    assert_eq!(
+        docs,
+        &codemode::mcp::OAuthConfig {
+            grant: codemode::mcp::Grant::AuthorizationCode,
+            redirect_port: 8765,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        config.upstreams(|_| None).unwrap_err().to_string(),
+        "codemode.toml:3:13: server \"crm\": oauth.client_secret: environment variable CRM_CLIENT_SECRET is not set"
+    );
+}
+
+#[test]
+fn oauth_mistakes_are_reported_before_anything_connects() {
+    let server = "[[servers]]\nnamespace = \"a\"\n";
+    let e = parse(&format!("{server}command = \"x\"\n[servers.oauth]\n")).unwrap_err();
+    assert_eq!(e, "codemode.toml:2:13: server \"a\": `oauth` needs `url`; a stdio server takes `env`");
+    let e = parse(&format!(
+        "{server}url = \"https://h/mcp\"\nheaders = {{ Authorization = \"Bearer x\" }}\n[servers.oauth]\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e, "codemode.toml:2:13: server \"a\": set an `Authorization` header or `oauth`, not both");
+    let e =
+        parse(&format!("{server}url = \"https://h/mcp\"\n[servers.oauth]\ngrant = \"client_credentials\"\n"))
+            .unwrap_err();
+    assert_eq!(
+        e,
+        "codemode.toml:2:13: server \"a\": oauth: the client_credentials grant needs `client_id` and `client_secret`"
+    );
+    let e = parse(&format!("{server}url = \"https://h/mcp\"\n[servers.oauth]\nclient_secret = \"s\"\n"))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "codemode.toml:2:13: server \"a\": oauth: `client_secret` belongs to a pre-registered client; set `client_id` too"
+    );
+    let e = parse(&format!("{server}url = \"https://h/mcp\"\n[servers.oauth]\ngrant = \"password\"\n"))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "codemode.toml:5:9: unknown variant `password`, expected `authorization_code` or `client_credentials`"
     );
 }

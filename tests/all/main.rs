@@ -21,6 +21,7 @@ mod layers;
 mod limits;
 mod mcp;
 mod nesting;
+mod oauth;
 mod privacy;
 mod results;
 mod scripts;

@@ -77,6 +77,7 @@ pub(crate) fn load(sources: &Sources, forward_client_requests: bool) -> Result<L
     let mut connected = Vec::with_capacity(upstreams.len());
     for mut upstream in upstreams {
         upstream.forward_client_requests = forward_client_requests;
+        sign_in_if_interactive(&runtime, &upstream);
         let up =
             runtime.block_on(codemode::mcp::Upstream::register(upstream, &mut registry)).map_err(|e| {
                 eprintln!("codemode: {e}");
@@ -85,6 +86,21 @@ pub(crate) fn load(sources: &Sources, forward_client_requests: bool) -> Result<L
         connected.push(up);
     }
     Ok(Loaded { runtime, typecheck: sources.typecheck, registry, config, upstreams: connected })
+}
+
+/// A server that needs a token codemode lacks starts the browser flow when a person is at the
+/// terminal; otherwise connecting fails with the command to run.
+fn sign_in_if_interactive(runtime: &tokio::runtime::Runtime, upstream: &codemode::mcp::UpstreamConfig) {
+    use std::io::IsTerminal;
+    if !codemode::mcp::needs_login(upstream)
+        || !std::io::stdin().is_terminal()
+        || !std::io::stderr().is_terminal()
+    {
+        return;
+    }
+    if let Err(e) = runtime.block_on(super::auth::sign_in(upstream)) {
+        eprintln!("codemode: {e}");
+    }
 }
 
 /// The engine for `loaded`, with the configuration's limits and pool size and the saved

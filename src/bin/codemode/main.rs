@@ -22,6 +22,7 @@ macro_rules! outln {
     ($($arg:tt)*) => { write_out(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+mod auth;
 mod load;
 mod run;
 mod serve;
@@ -188,6 +189,40 @@ enum SkillsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Sign in to an OAuth server: opens the authorization page with $BROWSER (or prints its
+    /// URL), receives the code on a loopback redirect and keeps the token in the state
+    /// directory (mode 0600). For a client_credentials server, requests a token.
+    Login {
+        /// The server's namespace.
+        namespace: String,
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say, for each OAuth server (or NAMESPACE), whether a token is kept, for which client
+    /// and scopes, and when it expires. Never prints a token.
+    Status {
+        /// One server's namespace.
+        namespace: Option<String>,
+        #[command(flatten)]
+        sources: Sources,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the token kept for a server.
+    Logout {
+        /// The server's namespace.
+        namespace: String,
+        #[command(flatten)]
+        sources: Sources,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DetailArg {
     Name,
@@ -211,6 +246,9 @@ enum Command {
     /// Saved programs: save, list, show, remove (kept in <state dir>/skills).
     #[command(subcommand)]
     Skills(SkillsCommand),
+    /// OAuth tokens for upstream servers: login, status, logout (kept in <state dir>/oauth).
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Serve MCP (search_tools, describe_tools, execute_code) on stdin/stdout, or on
     /// streamable HTTP at http://ADDR/mcp.
     Mcp {
@@ -297,6 +335,13 @@ fn dispatch(command: Command) -> ExitCode {
         Command::Types { sources, json } => types(sources, json),
         Command::Tools(command) => tools(command),
         Command::Skills(command) => skills(command),
+        Command::Auth(AuthCommand::Login { namespace, sources, json }) => {
+            auth::login(namespace, sources, json)
+        }
+        Command::Auth(AuthCommand::Status { namespace, sources, json }) => {
+            auth::status(namespace, sources, json)
+        }
+        Command::Auth(AuthCommand::Logout { namespace, sources }) => auth::logout(namespace, sources),
         Command::Serve { socket, stdio, sources } => serve(socket, stdio, sources),
         Command::Mcp { http, sources } => mcp(http, sources),
         Command::Setup { dir } => setup(dir),
