@@ -345,10 +345,13 @@ fn worker(
                 (Ok(sandbox), session, reply, span, Step::Resume(approve, reason))
             }
         };
-        let _entered = span.enter();
+        // Left before the reply goes: a span still held here when the caller has its outcome
+        // could close after a one-shot command has flushed its spans and be lost.
+        let entered = span.entered();
         let mut sandbox = match sandbox {
             Ok(sandbox) => sandbox,
             Err(e) => {
+                drop(entered);
                 let _ = reply.send((Outcome::failed(e), index));
                 continue;
             }
@@ -370,6 +373,7 @@ fn worker(
         };
         let paused = outcome.paused.as_ref().filter(|_| sound).map(|p| p.approval.clone());
         let keep = session.filter(|_| sound && !resets_session(&outcome));
+        drop(entered);
         let _ = reply.send((outcome, index));
         match (paused, keep) {
             (Some(approval), _) => drop(kept.paused.insert(approval, (sandbox, session))),
