@@ -356,7 +356,9 @@ fn init_tracing(format: LogFormat, otel: Option<telemetry::BoxedLayer>) {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+        // rmcp's OAuth code logs the authorization code at debug level; no RUST_LOG shows it.
+        .add_directive("rmcp::transport::auth=info".parse().expect("a valid directive"));
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
