@@ -1028,11 +1028,18 @@ async fn connect(
             let transport_config =
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
             let listing = Arc::clone(&listener.listing);
+            listing.take_refused();
             let handshake_failed = |e: rmcp::service::ClientInitializeError| {
                 if let Some(advice) = scope_refusal(config, &listing) {
                     config.error(advice)
-                } else if oauth.is_some() && refused_authorization(&e) {
-                    config.needs_login()
+                } else if listing.take_refused() {
+                    match oauth {
+                        Some(o) if o.grant == super::Grant::ClientCredentials => {
+                            config.error("the server refused the token of the client credentials".into())
+                        }
+                        Some(_) => config.needs_login(),
+                        None => config.error(format!("handshake failed: {e}")),
+                    }
                 } else {
                     config.error(format!("handshake failed: {e}"))
                 }
@@ -1051,18 +1058,6 @@ async fn connect(
             Ok((Client { renewal, ..client }, None))
         }
     }
-}
-
-/// Whether the server answered 401 to the token (or its refresh) rmcp offered.
-fn refused_authorization(e: &rmcp::service::ClientInitializeError) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(error) = source {
-        if error.is::<rmcp::transport::streamable_http_client::AuthRequiredError>() {
-            return true;
-        }
-        source = error.source();
-    }
-    false
 }
 
 /// A namespace's description from its server: the name and a summary line on the first line

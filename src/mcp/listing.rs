@@ -34,6 +34,8 @@ pub(crate) struct Listing {
     found: Mutex<HashMap<String, String>>,
     /// The scope an HTTP server last said a request lacked (a 403 `insufficient_scope`).
     wanted_scope: Mutex<Option<String>>,
+    /// An HTTP server answered 401 since this was last taken.
+    refused: AtomicBool,
 }
 
 impl Listing {
@@ -48,6 +50,11 @@ impl Listing {
     pub(crate) fn end(&self) -> HashMap<String, String> {
         self.active.store(false, Ordering::SeqCst);
         std::mem::take(&mut *self.found.lock().expect("listing lock"))
+    }
+
+    /// Whether the server answered 401 since the last time this was asked.
+    pub(crate) fn take_refused(&self) -> bool {
+        self.refused.swap(false, Ordering::SeqCst)
     }
 
     /// The scope the server last said a request lacked, once.
@@ -169,10 +176,14 @@ impl TappedHttp {
         response: Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
         again: Option<RawPost>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
-        if let Err(StreamableHttpError::InsufficientScope(e)) = &response {
-            if let Some(scope) = e.get_required_scope() {
-                *self.listing.wanted_scope.lock().expect("listing lock") = Some(scope.to_string());
+        match &response {
+            Err(StreamableHttpError::InsufficientScope(e)) => {
+                if let Some(scope) = e.get_required_scope() {
+                    *self.listing.wanted_scope.lock().expect("listing lock") = Some(scope.to_string());
+                }
             }
+            Err(StreamableHttpError::AuthRequired(_)) => self.listing.refused.store(true, Ordering::SeqCst),
+            _ => {}
         }
         let Some(again) = again else { return response };
         match response? {

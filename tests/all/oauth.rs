@@ -75,6 +75,11 @@ fn suite() -> Command {
 
 /// Runs `scenario` with the client script; returns the suite's whole output.
 fn scenario(name: &str, record: Option<&Path>) -> String {
+    scenario_with(name, record, false)
+}
+
+/// [`scenario`], the program run in a pseudo-terminal with no sign-in first when `terminal`.
+fn scenario_with(name: &str, record: Option<&Path>, terminal: bool) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/oauth_client.py");
     let mut command = suite();
     command
@@ -84,6 +89,9 @@ fn scenario(name: &str, record: Option<&Path>) -> String {
         .env_remove("BROWSER");
     if let Some(record) = record {
         command.env("CODEMODE_CONFORMANCE_RECORD", record);
+    }
+    if terminal {
+        command.env("CODEMODE_CONFORMANCE_TERMINAL", "1");
     }
     let out = command.output().expect("deno runs the conformance suite");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
@@ -208,6 +216,26 @@ fn a_signed_in_server_gets_its_token_which_stays_private_until_logout_forgets_it
 }
 
 #[test]
+fn a_command_at_a_terminal_signs_in_by_itself_when_it_has_no_token() {
+    let dir = record_dir("terminal");
+    let output = scenario_with("auth/metadata-default", Some(&dir), true);
+    assert_eq!(verdict(&output), "passed", "{output}");
+    let shown = recorded(&dir, "terminal.out");
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 5, "{shown}");
+    assert_eq!(lines[0], "exit 0", "{shown}");
+    // Then `$BROWSER`, which the client script set to its python and browser.py.
+    assert!(lines[1].starts_with("codemode: opening the sign-in page for conf with "), "{shown}");
+    assert!(lines[1].ends_with("tests/conformance/browser.py"), "{shown}");
+    assert_eq!(lines[2..4], ["testTool \"test\"", "null"], "{shown}");
+    assert!(lines[4].starts_with("— ok in "), "{shown}");
+    assert!(
+        lines[4].ends_with(" ms · 1 tool call · ~3 tokens of tool results kept out of context, ~5 returned"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn a_machine_client_gets_a_token_again_by_itself_after_logout() {
     let dir = record_dir("machine");
     let output = scenario("auth/client-credentials-basic", Some(&dir));
@@ -288,4 +316,269 @@ fn a_corrupt_token_file_is_reported_and_left_as_it_was() {
     let (code, _, err, _) = auth("corrupt", &["tools", "list"]);
     assert_eq!((code, err), (1, expected));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "{ not json");
+}
+
+/// What the refresh tests' server saw: each request's path, `Authorization` header and body.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>, String)>>>;
+
+/// A protected MCP server with its authorization server on one port, for refreshes (which the
+/// conformance suite does not exercise): it takes only `Bearer <valid>`, and its token endpoint
+/// answers a refresh with the next token of `issued`.
+async fn protected_server(valid: &'static str, issued: &'static [&'static str]) -> (u16, Seen) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let seen: Seen = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let valid = std::sync::Arc::new(std::sync::Mutex::new(valid.to_string()));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let record = {
+        let seen = seen.clone();
+        move |path: &str, headers: &HeaderMap, body: &str| {
+            let auth = headers.get("authorization").map(|v| v.to_str().unwrap().to_string());
+            seen.lock().unwrap().push((path.to_string(), auth, body.to_string()));
+        }
+    };
+    let prm = json_of(serde_json::json!({
+        "resource": format!("{base}/mcp"),
+        "authorization_servers": [base.clone()],
+    }));
+    let metadata = json_of(serde_json::json!({
+        "issuer": base.clone(),
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+    }));
+    let token = {
+        let (record, valid) = (record.clone(), valid.clone());
+        move |headers: HeaderMap, body: String| async move {
+            record("/token", &headers, &body);
+            let token = issued[next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)];
+            *valid.lock().unwrap() = token.to_string();
+            if body.starts_with("grant_type=client_credentials") {
+                // rmcp counts a token as expired 30 s early: this one is good for 1 s.
+                return json_of(
+                    serde_json::json!({"access_token": token, "token_type": "bearer", "expires_in": 31}),
+                );
+            }
+            json_of(serde_json::json!({
+                "access_token": token, "token_type": "bearer", "expires_in": 3600,
+                "refresh_token": format!("refresh-after-{token}"),
+            }))
+        }
+    };
+    let mcp = {
+        let base = base.clone();
+        move |headers: HeaderMap, body: String| async move {
+            record("/mcp", &headers, &body);
+            let expected = format!("Bearer {}", valid.lock().unwrap());
+            if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+                let challenge =
+                    format!("Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\"");
+                return (StatusCode::UNAUTHORIZED, [("www-authenticate", challenge)]).into_response();
+            }
+            let request: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let result = match request["method"].as_str() {
+                Some("initialize") => serde_json::json!({"protocolVersion": "2025-06-18",
+                    "capabilities": {"tools": {}}, "serverInfo": {"name": "vault", "version": "1"}}),
+                Some("tools/list") => serde_json::json!({"tools": [{"name": "whoami",
+                    "inputSchema": {"type": "object"}}]}),
+                Some("tools/call") => serde_json::json!({"content": [{"type": "text", "text": "alice"}]}),
+                _ => return StatusCode::ACCEPTED.into_response(),
+            };
+            json_of(serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": result}))
+                .into_response()
+        }
+    };
+    let app = axum::Router::new()
+        .route("/.well-known/oauth-protected-resource/mcp", axum::routing::get(move || async move { prm }))
+        .route("/.well-known/oauth-authorization-server", axum::routing::get(move || async move { metadata }))
+        .route("/token", axum::routing::post(token))
+        .route("/mcp", axum::routing::post(mcp));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, seen)
+}
+
+fn json_of(value: serde_json::Value) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], value.to_string())
+}
+
+/// `codemode run` of a program calling `vault.whoami`, with a data directory holding `file` as
+/// the server's token file.
+fn run_against(port: u16, name: &str, file: Option<&Value>) -> (i32, String, PathBuf) {
+    run_program(port, name, file, "", "return await vault.whoami({})")
+}
+
+/// `codemode run` of `program`, with `oauth` as the lines of the server's `[servers.oauth]`.
+fn run_program(
+    port: u16,
+    name: &str,
+    file: Option<&Value>,
+    oauth: &str,
+    program: &str,
+) -> (i32, String, PathBuf) {
+    let home =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oauth-refresh-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let tokens = home.join("data/codemode/oauth/vault.json");
+    std::fs::create_dir_all(tokens.parent().unwrap()).unwrap();
+    if let Some(file) = file {
+        std::fs::write(&tokens, file.to_string()).unwrap();
+    }
+    std::fs::write(
+        home.join("codemode.toml"),
+        format!(
+            "[[servers]]\nnamespace = \"vault\"\nurl = \"http://127.0.0.1:{port}/mcp\"\n[servers.oauth]\n{oauth}"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_codemode"))
+        .args(["run", "-", "--json", "--typecheck", "off", "--config"])
+        .arg(home.join("codemode.toml"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(program.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap(), text, tokens)
+}
+
+/// A token file as `codemode auth login` writes it after a dynamic registration.
+fn token_file(port: u16, access: &str, received_secs_ago: u64) -> Value {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    serde_json::json!({
+        "url": format!("http://127.0.0.1:{port}/mcp"),
+        "client_secret": "reg-secret",
+        "credentials": {
+            "client_id": "reg-client",
+            "token_response": {"access_token": access, "token_type": "bearer", "expires_in": 3600,
+                "refresh_token": format!("refresh-after-{access}")},
+            "granted_scopes": [],
+            "token_received_at": now - received_secs_ago,
+            "issuer": format!("http://127.0.0.1:{port}"),
+        },
+    })
+}
+
+/// The token endpoint's requests, with their client authentication.
+fn token_requests(seen: &Seen) -> Vec<(Option<String>, String)> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|(path, ..)| path == "/token")
+        .map(|(_, a, b)| (a.clone(), b.clone()))
+        .collect()
+}
+
+/// The `Authorization` header (empty when none) of each MCP request whose body holds `part`.
+fn mcp_authorizations(seen: &Seen, part: &str) -> Vec<String> {
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .filter(|(path, _, body)| path == "/mcp" && body.contains(part))
+        .map(|(_, auth, _)| auth.clone().unwrap_or_default())
+        .collect()
+}
+
+/// A refresh of `refresh-after-TOKEN`, with the `resource` the MCP spec requires.
+fn refresh_body(token: &str, port: u16) -> String {
+    format!("grant_type=refresh_token&refresh_token=refresh-after-{token}&resource=http%3A%2F%2F127.0.0.1%3A{port}%2Fmcp")
+}
+
+// `reg-client:reg-secret`: the client and the secret its registration issued, kept in the file.
+const REGISTERED: &str = "Basic cmVnLWNsaWVudDpyZWctc2VjcmV0";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_with_the_registered_secret_and_kept() {
+    let (port, seen) = protected_server("old", &["fresh"]).await;
+    let file = token_file(port, "old", 4000);
+    let (code, out, tokens) =
+        tokio::task::spawn_blocking(move || run_against(port, "expired", Some(&file))).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    let outcome: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(outcome["value"], "alice", "{out}");
+    assert_eq!(token_requests(&seen), [(Some(REGISTERED.to_string()), refresh_body("old", port))]);
+    // Every MCP request carried the new token; the old one was never sent.
+    let bearers = mcp_authorizations(&seen, "");
+    assert!(bearers.iter().all(|a| a == "Bearer fresh"), "{bearers:?}");
+    // The file holds the new token and refresh token, still with the secret, still 0600.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&tokens).unwrap().permissions().mode() & 0o777, 0o600);
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&tokens).unwrap()).unwrap();
+    assert_eq!(kept["client_secret"], "reg-secret");
+    assert_eq!(kept["credentials"]["token_response"]["access_token"], "fresh");
+    assert_eq!(kept["credentials"]["token_response"]["refresh_token"], "refresh-after-fresh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_the_server_rejects_is_refreshed_once_and_the_request_sent_again() {
+    // The stored token has not expired, but the server no longer takes it (revoked).
+    let (port, seen) = protected_server("replaced", &["renewed"]).await;
+    let file = token_file(port, "revoked", 10);
+    let (code, out, _) =
+        tokio::task::spawn_blocking(move || run_against(port, "revoked", Some(&file))).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(token_requests(&seen), [(Some(REGISTERED.to_string()), refresh_body("revoked", port))]);
+    let bearers = mcp_authorizations(&seen, "");
+    assert_eq!(bearers[0], "Bearer revoked", "{bearers:?}");
+    assert!(bearers[1..].iter().all(|a| a == "Bearer renewed"), "{bearers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_for_another_url_is_not_sent_to_this_server() {
+    let (port, seen) = protected_server("theirs", &[]).await;
+    let mut file = token_file(port, "theirs", 10);
+    file["url"] = serde_json::json!("https://other.example/mcp");
+    let (code, out, _) =
+        tokio::task::spawn_blocking(move || run_against(port, "elsewhere", Some(&file))).await.unwrap();
+    assert_eq!(
+        (code, out),
+        (
+            1,
+            format!(
+                "codemode: upstream \"vault\" (http://127.0.0.1:{port}/mcp): it needs authorization: run `codemode auth login vault`\n"
+            )
+        )
+    );
+    assert!(seen.lock().unwrap().iter().all(|(_, auth, _)| auth.is_none()), "{:?}", seen.lock().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_clients_token_is_requested_again_before_a_call_once_it_has_expired() {
+    let (port, seen) = protected_server("none yet", &["cc-1", "cc-2", "cc-3"]).await;
+    let oauth = "grant = \"client_credentials\"\nclient_id = \"machine\"\nclient_secret = \"m-secret\"\n";
+    let program = "const first = await vault.whoami({});\n\
+        await new Promise((r) => setTimeout(r, 2000));\n\
+        return [first, await vault.whoami({})]";
+    let (code, out, tokens) =
+        tokio::task::spawn_blocking(move || run_program(port, "machine", None, oauth, program))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{out}");
+    let outcome: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(outcome["value"], serde_json::json!(["alice", "alice"]), "{out}");
+    let resource = format!("resource=http%3A%2F%2F127.0.0.1%3A{port}%2Fmcp");
+    // `machine:m-secret`, by client_secret_basic: the only method the server's metadata lists.
+    let basic = Some("Basic bWFjaGluZTptLXNlY3JldA==".to_string());
+    let grant = (basic, format!("grant_type=client_credentials&{resource}"));
+    let requests = token_requests(&seen);
+    assert!(requests.iter().all(|r| *r == grant), "{requests:?}");
+    let calls = mcp_authorizations(&seen, "tools/call");
+    // The token of the first call had expired by the second, which went with a new one: the
+    // last issued.
+    assert_eq!(calls.len(), 2);
+    assert_ne!(calls[0], calls[1], "{calls:?}");
+    assert_eq!(calls[1], format!("Bearer cc-{}", requests.len()), "{calls:?} after {requests:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&tokens).unwrap().permissions().mode() & 0o777, 0o600);
 }

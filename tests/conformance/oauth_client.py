@@ -10,6 +10,10 @@ tools. When that fails saying to run `codemode auth login` (the server wants a s
 token lacks), it signs in again and runs the program once more, as a person would.
 CODEMODE_BIN is the binary under test.
 
+With CODEMODE_CONFORMANCE_TERMINAL=1 it runs the program in a pseudo-terminal without signing
+in first, as a person at a terminal would, and writes what the terminal showed to
+$CODEMODE_CONFORMANCE_RECORD/terminal.out.
+
 With CODEMODE_CONFORMANCE_RECORD=DIR it also records, for the Rust test to check, what a person
 would look at afterwards: the token file's mode and contents, `codemode auth status --json`,
 the program's output, `codemode auth logout`, and a run after it.
@@ -17,6 +21,7 @@ the program's output, `codemode auth logout`, and a run after it.
 
 import json
 import os
+import pty
 import subprocess
 import sys
 import tempfile
@@ -64,6 +69,14 @@ def main() -> int:
             "const result = await (conf as any)[names[0]]({});\n"
             "console.log(names[0], JSON.stringify(result));\n"
         )
+        if os.environ.get("CODEMODE_CONFORMANCE_TERMINAL") == "1":
+            source = Path(home) / "program.ts"
+            source.write_text(program)
+            code, shown = in_terminal([binary, "run", str(source), *common], env)
+            (Path(os.environ["CODEMODE_CONFORMANCE_RECORD"]) / "terminal.out").write_text(
+                f"exit {code}\n{shown}"
+            )
+            return code
         for attempt in range(2):
             login = subprocess.run(
                 [binary, "auth", "login", "conf", *common], env=env, stdin=subprocess.DEVNULL
@@ -86,6 +99,25 @@ def main() -> int:
                     afterwards(Path(record), binary, common, env, program, run)
                 return run.returncode
         return 1
+
+
+def in_terminal(argv: list, env: dict) -> tuple:
+    """Runs argv with a pseudo-terminal as its stdin, stdout and stderr; its exit code and
+    everything it wrote."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(argv[0], argv, env)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not chunk:
+            break
+        shown += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace").replace("\r\n", "\n")
 
 
 def afterwards(record: Path, binary: str, common: list, env: dict, program: str, run) -> None:
