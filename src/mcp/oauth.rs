@@ -256,13 +256,10 @@ pub(crate) fn want_scope(config: &UpstreamConfig, scope: &str) -> String {
     );
     let Ok((url, _, _)) = oauth_of(config) else { return advice };
     let store = TokenStore::open(config, url);
-    let (Some(path), Ok(Some(mut file))) = (&store.path, store.read()) else { return advice };
+    let Ok(Some(mut file)) = store.read() else { return advice };
     if !file.wanted_scopes.iter().any(|s| s == scope) {
         file.wanted_scopes.push(scope.to_string());
-        let written = serde_json::to_string_pretty(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|text| write_atomically(path, text.as_bytes(), true).map_err(|e| e.to_string()));
-        if let Err(e) = written {
+        if let Err(e) = store.write(&file) {
             tracing::warn!(upstream = %config.namespace, error = %e, "the wanted scope is not remembered");
         }
     }
@@ -581,6 +578,14 @@ impl TokenStore {
         Ok((file.url == self.url).then_some(file))
     }
 
+    /// Writes `file` as the token file (mode 0600, atomically); nothing without a state directory.
+    fn write(&self, file: &TokenFile) -> Result<(), String> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let text = serde_json::to_string_pretty(file).map_err(|e| e.to_string())?;
+        write_atomically(path, text.as_bytes(), true)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
     fn load_cached(&self) -> Result<Option<StoredCredentials>, AuthError> {
         let mut cached = self.cached.lock().expect("token cache lock");
         if cached.is_none() {
@@ -619,13 +624,7 @@ impl CredentialStore for TokenStore {
             wanted_scopes,
             credentials,
         };
-        if let Some(path) = &self.path {
-            let text = serde_json::to_string_pretty(&file)
-                .map_err(|e| AuthError::CredentialStoreError(e.to_string()))?;
-            write_atomically(path, text.as_bytes(), true).map_err(|e| {
-                AuthError::CredentialStoreError(format!("cannot write {}: {e}", path.display()))
-            })?;
-        }
+        self.write(&file).map_err(AuthError::CredentialStoreError)?;
         *self.cached.lock().expect("token cache lock") = Some(Some(file));
         Ok(())
     }
