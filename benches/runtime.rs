@@ -8,6 +8,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 
 fn engine(warm: usize) -> Engine {
+    builder(warm).build().unwrap()
+}
+
+fn builder(warm: usize) -> codemode::EngineBuilder {
     let mut registry = codemode::demo::registry();
     registry
         .register(
@@ -18,7 +22,7 @@ fn engine(warm: usize) -> Engine {
         )
         .unwrap();
     let _: &Registry = &registry;
-    Engine::builder().registry(registry).warm_sandboxes(warm).build().unwrap()
+    Engine::builder().registry(registry).warm_sandboxes(warm)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -101,23 +105,7 @@ fn benches(c: &mut Criterion) {
     });
     // Per-call cost: one program making 1,000 sequential calls, divided by 1,000.
     c.bench_function("tool_call/round_trip", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let warm = warm.clone();
-            async move {
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(1000);
-                    let code = format!("for (let i = 0; i < {n}; i++) await bench.noop({{}}); return {n}");
-                    let started = Instant::now();
-                    let o = warm.execute(&code, ExecuteOptions::default()).await;
-                    total += started.elapsed();
-                    assert!(o.is_ok(), "{:?}", o.error);
-                    left -= n;
-                }
-                total
-            }
-        })
+        b.to_async(&rt).iter_custom(|iters| round_trips(warm.clone(), iters))
     });
     c.bench_function("execute/demo_workflow", |b| {
         b.to_async(&rt).iter(|| async {
@@ -213,6 +201,28 @@ fn benches(c: &mut Criterion) {
             })
         });
     }
+    // The same three with every sandbox in a sealed worker process, for the ratios.
+    let sealed = builder(4)
+        .isolation(codemode::Isolation::Process)
+        .worker_program(env!("CARGO_BIN_EXE_codemode"))
+        .build()
+        .unwrap();
+    let _ = rt.block_on(sealed.execute("return 1 + 1", ExecuteOptions::default()));
+    c.bench_function("sealed/execute/return_1_plus_1/warm_pool", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = sealed.execute("return 1 + 1", ExecuteOptions::default()).await;
+            assert_eq!(o.value, json!(2));
+        })
+    });
+    c.bench_function("sealed/tool_call/round_trip", |b| {
+        b.to_async(&rt).iter_custom(|iters| round_trips(sealed.clone(), iters))
+    });
+    c.bench_function("sealed/execute/demo_workflow", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = sealed.execute(spreadsheet, ExecuteOptions::default()).await;
+            assert_eq!(o.value["active"], json!(3334));
+        })
+    });
     // Throughput: 1,000 trivial executions in flight at once; time per execution.
     c.bench_function("throughput/trivial_x1000", |b| {
         b.to_async(&rt).iter_custom(|iters| {
@@ -236,6 +246,22 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
+}
+
+/// `iters` sequential tool calls, 1,000 per program: the time they took.
+async fn round_trips(engine: Engine, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(1000);
+        let code = format!("for (let i = 0; i < {n}; i++) await bench.noop({{}}); return {n}");
+        let started = Instant::now();
+        let o = engine.execute(&code, ExecuteOptions::default()).await;
+        total += started.elapsed();
+        assert!(o.is_ok(), "{:?}", o.error);
+        left -= n;
+    }
+    total
 }
 
 criterion_group! {

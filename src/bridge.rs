@@ -347,6 +347,16 @@ impl Bridge {
         }
     }
 
+    /// Whether log lines are tokenized (privacy is on).
+    pub(crate) fn redacts(&self) -> bool {
+        self.privacy.is_some()
+    }
+
+    /// Whether the caller takes log lines as they are written.
+    pub(crate) fn streams(&self) -> bool {
+        self.log_sink.is_some()
+    }
+
     pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }

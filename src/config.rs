@@ -65,6 +65,9 @@ pub struct Config {
     /// The sandbox pool.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Where sandboxes run.
+    #[serde(default)]
+    pub engine: EngineSection,
     /// The daemon (`codemode serve`).
     #[serde(default)]
     pub daemon: DaemonSection,
@@ -103,6 +106,14 @@ pub struct PoolConfig {
     pub workers: Option<usize>,
     /// Warm sandboxes kept per thread (default 4).
     pub warm: Option<usize>,
+}
+
+/// `[engine]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// `"thread"` (in process, the default) or `"process"` (sealed worker processes).
+    pub isolation: Option<crate::Isolation>,
 }
 
 /// `[state]`.

@@ -27,7 +27,7 @@ const MAX_CHECK_TIME: Duration = Duration::from_secs(10);
 
 /// Native stack of each sandbox thread. The engine's own stack limit (`Limits::stack_bytes`) is
 /// kept well below it, so deep recursion is a JS `RangeError` and never a host overflow.
-const THREAD_STACK_BYTES: usize = 32 << 20;
+pub(crate) const THREAD_STACK_BYTES: usize = 32 << 20;
 /// The largest engine stack limit accepted; larger requests are clamped.
 const MAX_ENGINE_STACK_BYTES: usize = 16 << 20;
 
@@ -67,6 +67,9 @@ struct Inner {
     sessions: Sessions,
     privacy: Privacy,
     approval_timeout: Duration,
+    isolation: Isolation,
+    #[cfg(target_os = "linux")]
+    seal: Option<crate::sealed::SealReport>,
     /// Executions paused for approval, by approval id.
     paused: Mutex<HashMap<String, PausedRun>>,
     /// Approvals that expired, newest last.
@@ -160,6 +163,34 @@ pub struct EngineBuilder {
     sessions: SessionLimits,
     privacy: Privacy,
     approval_timeout: Duration,
+    isolation: Isolation,
+    worker_program: Option<std::path::PathBuf>,
+    test_hooks: bool,
+}
+
+/// Where sandboxes run.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// On the engine's own threads, in the host's process: the fastest, and the default. A
+    /// program reaches nothing but what the sandbox gives it, but a bug in the JS engine would
+    /// be a bug in the host.
+    #[default]
+    Thread,
+    /// In sealed worker processes, one per sandbox thread (Linux): the worker keeps no
+    /// filesystem, network, or system calls beyond a short allow-list, and reaches tools only
+    /// through the host. See [`crate::sealed`].
+    Process,
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isolation::Thread => "thread",
+            Isolation::Process => "process",
+        })
+    }
 }
 
 /// Why an engine could not be built.
@@ -172,6 +203,9 @@ pub enum BuildError {
     /// The engine could not build a sandbox (the prelude did not load): a bug, not bad input.
     #[error("could not build a sandbox: {0}")]
     Sandbox(ExecError),
+    /// A sealed worker process could not be started or could not seal itself.
+    #[error("could not start a sealed sandbox process: {0}")]
+    Worker(String),
 }
 
 impl Default for EngineBuilder {
@@ -185,6 +219,9 @@ impl Default for EngineBuilder {
             sessions: SessionLimits::default(),
             privacy: Privacy::default(),
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+            isolation: Isolation::Thread,
+            worker_program: None,
+            test_hooks: false,
         }
     }
 }
@@ -242,10 +279,51 @@ impl EngineBuilder {
         self
     }
 
-    /// Starts the sandbox threads.
+    /// Where sandboxes run (default [`Isolation::Thread`]).
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// The program started as a sealed worker ([`Isolation::Process`]): a binary that calls
+    /// [`crate::sealed::serve_if_worker`] first thing in `main`. Default: the running
+    /// executable.
+    pub fn worker_program(mut self, program: impl Into<std::path::PathBuf>) -> Self {
+        self.worker_program = Some(program.into());
+        self
+    }
+
+    /// Starts workers with the hooks the seal's tests use. Not for production.
+    #[doc(hidden)]
+    pub fn worker_test_hooks(mut self, on: bool) -> Self {
+        self.test_hooks = on;
+        self
+    }
+
+    /// Starts the sandbox threads (and, with [`Isolation::Process`], their workers: the first
+    /// is started here, so a worker that cannot seal itself fails the build).
     pub fn build(self) -> Result<Engine, BuildError> {
         // Fail here, not in the first execution, if a sandbox cannot be built at all.
         drop(Sandbox::new().map_err(BuildError::Sandbox)?);
+        #[cfg(target_os = "linux")]
+        let (command, mut first) = match self.isolation {
+            Isolation::Thread => (None, None),
+            Isolation::Process => {
+                let program = match self.worker_program.clone() {
+                    Some(program) => program,
+                    None => std::env::current_exe()
+                        .map_err(|e| BuildError::Worker(format!("the running executable is unknown: {e}")))?,
+                };
+                let command =
+                    crate::sealed::WorkerCommand { program, warm: self.warm.max(1), hooks: self.test_hooks };
+                let first = crate::sealed::probe(&command).map_err(BuildError::Worker)?;
+                (Some(command), Some(first))
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        if self.isolation == Isolation::Process {
+            return Err(BuildError::Worker("sealed sandbox processes need Linux".into()));
+        }
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let (own, own_rx): (Vec<_>, Vec<_>) =
             (0..self.workers).map(|_| crossbeam_channel::unbounded()).unzip();
@@ -260,17 +338,26 @@ impl EngineBuilder {
             sessions: Sessions::new(self.sessions, self.workers),
             privacy: self.privacy,
             approval_timeout: self.approval_timeout,
+            isolation: self.isolation,
+            #[cfg(target_os = "linux")]
+            seal: first.as_ref().map(|(_, seal)| seal.clone()),
             paused: Mutex::default(),
             expired: Mutex::default(),
         });
         for (i, own) in own_rx.into_iter().enumerate() {
             let rx = rx.clone();
-            let warm = self.warm;
             let engine = Arc::downgrade(&inner);
+            #[cfg(target_os = "linux")]
+            let pool = match &command {
+                None => Pool::Thread(self.warm),
+                Some(command) => Pool::Process(command.clone(), first.take()),
+            };
+            #[cfg(not(target_os = "linux"))]
+            let pool = Pool::Thread(self.warm);
             thread::Builder::new()
                 .name(format!("codemode-sandbox-{i}"))
                 .stack_size(THREAD_STACK_BYTES)
-                .spawn(move || worker(i, rx, own, warm, engine))?;
+                .spawn(move || worker(i, rx, own, pool, engine))?;
         }
         Ok(Engine { inner })
     }
@@ -283,11 +370,12 @@ fn worker(
     index: usize,
     jobs: crossbeam_channel::Receiver<Job>,
     own: crossbeam_channel::Receiver<Own>,
-    warm: usize,
+    pool: Pool,
     engine: Weak<Inner>,
 ) {
     use crossbeam_channel::TryRecvError;
-    let mut ready: Vec<Sandbox> = Vec::with_capacity(warm);
+    let (warm, slots) = pool.start();
+    let mut ready: Vec<Slot> = Vec::with_capacity(warm);
     let mut kept = Kept::default();
     loop {
         let job = match own.try_recv() {
@@ -298,7 +386,7 @@ fn worker(
                 Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => {
                     if ready.len() < warm {
-                        if let Ok(sandbox) = Sandbox::new() {
+                        if let Ok(sandbox) = slots.fresh() {
                             ready.push(sandbox);
                             continue;
                         }
@@ -328,7 +416,7 @@ fn worker(
             Some(Work::Run(Job { run, reply, span, session })) => {
                 let sandbox = match session.and_then(|id| kept.sessions.remove(&id)) {
                     Some(sandbox) => Ok(sandbox),
-                    None => ready.pop().map_or_else(Sandbox::new, Ok),
+                    None => ready.pop().map_or_else(|| slots.fresh(), Ok),
                 };
                 (sandbox, session, reply, span, Step::Run(run))
             }
@@ -363,13 +451,7 @@ fn worker(
         }));
         let (outcome, sound) = match ran {
             Ok(outcome) => (outcome, true),
-            Err(_) => (
-                Outcome::failed(ExecError::new(
-                    ErrorKind::Internal,
-                    "the sandbox failed unexpectedly (a bug); the host is unaffected",
-                )),
-                false,
-            ),
+            Err(_) => (Outcome::failed(sandbox_bug()), false),
         };
         let paused = outcome.paused.as_ref().filter(|_| sound).map(|p| p.approval.clone());
         let keep = session.filter(|_| sound && !resets_session(&outcome));
@@ -384,13 +466,87 @@ fn worker(
     }
 }
 
+/// The error of an execution whose sandbox panicked.
+pub(crate) fn sandbox_bug() -> ExecError {
+    ExecError::new(ErrorKind::Internal, "the sandbox failed unexpectedly (a bug); the host is unaffected")
+}
+
+/// How a sandbox thread gets its sandboxes.
+enum Pool {
+    /// In this process, keeping this many warm.
+    Thread(usize),
+    /// In a sealed worker process (the first one maybe started already), which keeps its own
+    /// warm set.
+    #[cfg(target_os = "linux")]
+    Process(crate::sealed::WorkerCommand, Option<(crate::sealed::Worker, crate::sealed::SealReport)>),
+}
+
+/// What makes a sandbox thread's sandboxes, once the thread runs.
+enum Slots {
+    Thread,
+    #[cfg(target_os = "linux")]
+    Process(std::rc::Rc<std::cell::RefCell<crate::sealed::Host>>),
+}
+
+impl Pool {
+    /// The warm sandboxes the thread keeps itself, and its maker.
+    fn start(self) -> (usize, Slots) {
+        match self {
+            Pool::Thread(warm) => (warm, Slots::Thread),
+            #[cfg(target_os = "linux")]
+            Pool::Process(command, first) => {
+                let host = crate::sealed::Host::new(command, first);
+                // Started now rather than at the first execution; a failure is reported then.
+                let _ = host.borrow_mut().ensure();
+                (0, Slots::Process(host))
+            }
+        }
+    }
+}
+
+impl Slots {
+    fn fresh(&self) -> Result<Slot, ExecError> {
+        match self {
+            Slots::Thread => Sandbox::new().map(Slot::Thread),
+            #[cfg(target_os = "linux")]
+            Slots::Process(host) => Ok(Slot::Process(crate::sealed::Sandbox::new(host))),
+        }
+    }
+}
+
+/// A sandbox, in this process or in a sealed worker.
+#[allow(clippy::large_enum_variant, reason = "held one at a time, never moved in bulk")]
+enum Slot {
+    Thread(Sandbox),
+    #[cfg(target_os = "linux")]
+    Process(crate::sealed::Sandbox),
+}
+
+impl Slot {
+    fn run(&mut self, job: RunJob) -> Outcome {
+        match self {
+            Slot::Thread(sandbox) => sandbox.run(job),
+            #[cfg(target_os = "linux")]
+            Slot::Process(sandbox) => sandbox.run(job),
+        }
+    }
+
+    fn resume(&mut self, approve: bool, reason: Option<&str>) -> Outcome {
+        match self {
+            Slot::Thread(sandbox) => sandbox.resume(approve, reason),
+            #[cfg(target_os = "linux")]
+            Slot::Process(sandbox) => sandbox.resume(approve, reason),
+        }
+    }
+}
+
 /// The sandboxes a sandbox thread keeps between jobs.
 #[derive(Default)]
 struct Kept {
     /// Sessions' sandboxes, by session id.
-    sessions: HashMap<u64, Sandbox>,
+    sessions: HashMap<u64, Slot>,
     /// Paused executions' sandboxes by approval id, with their session's id.
-    paused: HashMap<String, (Sandbox, Option<u64>)>,
+    paused: HashMap<String, (Slot, Option<u64>)>,
 }
 
 impl Kept {
@@ -425,7 +581,7 @@ enum Step {
 }
 
 /// An execution that ended so leaves its session's sandbox unfit to run on: it is replaced.
-fn resets_session(outcome: &Outcome) -> bool {
+pub(crate) fn resets_session(outcome: &Outcome) -> bool {
     outcome
         .error
         .as_ref()
@@ -639,6 +795,17 @@ impl Engine {
     /// How many sandbox threads it runs.
     pub fn workers(&self) -> usize {
         self.inner.workers
+    }
+
+    /// Where its sandboxes run.
+    pub fn isolation(&self) -> Isolation {
+        self.inner.isolation
+    }
+
+    /// With [`Isolation::Process`]: what sealing the first worker achieved.
+    #[cfg(target_os = "linux")]
+    pub fn seal(&self) -> Option<&crate::sealed::SealReport> {
+        self.inner.seal.as_ref()
     }
 
     /// The default limits of its executions.

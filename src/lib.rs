@@ -108,6 +108,8 @@ mod registry;
 mod rpc;
 #[cfg(feature = "runtime")]
 mod sandbox;
+#[cfg(all(feature = "runtime", target_os = "linux"))]
+pub mod sealed;
 #[cfg(feature = "runtime")]
 mod session;
 #[cfg(feature = "runtime")]
@@ -134,8 +136,8 @@ pub struct ReadmeDoctests;
 pub use {
     bridge::{tool_log, CallContext, ClientRequests, PendingCall},
     engine::{
-        BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, LogSink, ResumeError, Session,
-        WeakEngine,
+        BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, Isolation, LogSink, ResumeError,
+        Session, WeakEngine,
     },
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
     globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS},

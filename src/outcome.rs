@@ -258,10 +258,15 @@ impl Outcome {
     }
 
     pub(crate) fn failed(error: ExecError) -> Outcome {
+        Outcome { error: Some(error), ..Outcome::empty() }
+    }
+
+    /// No value, no logs, no error: what an outcome is before anything is filled in.
+    pub(crate) fn empty() -> Outcome {
         Outcome {
             value: Value::Null,
             logs: Vec::new(),
-            error: Some(error),
+            error: None,
             stats: Stats::default(),
             diagnostics: Vec::new(),
             hint: None,

@@ -31,7 +31,7 @@ const EXPR_SUFFIX: &str = "\n);\n";
 const DECORATORS: &str = "Decorators (`@decorator`) are not supported: programs run without a transform step";
 
 /// The JavaScript to run and how to read its positions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Compiled {
     /// A module whose default export is the program's promise, or a function to call.
     pub(crate) js: String,

@@ -13,6 +13,9 @@
 #[allow(dead_code)]
 mod harness;
 
+/// The harness's engines (this binary builds none through it).
+pub const ISOLATION: codemode::Isolation = codemode::Isolation::Thread;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -28,7 +28,7 @@ pub(super) fn internal_js(e: rquickjs::Error) -> ExecError {
     ExecError::new(ErrorKind::Internal, format!("sandbox failure: {e}"))
 }
 
-pub(super) fn abort_error(kind: ErrorKind, limits: &Limits) -> ExecError {
+pub(crate) fn abort_error(kind: ErrorKind, limits: &Limits) -> ExecError {
     let message = match kind {
         ErrorKind::Timeout => format!("the program ran past its {} ms deadline", limits.timeout.as_millis()),
         ErrorKind::MemoryLimit => {

@@ -124,7 +124,7 @@ pub(super) fn host_functions<'js>(
         let exec = Rc::clone(exec);
         let unknown = Function::new(ctx.clone(), move |namespace: String, name: String| -> String {
             match exec.borrow().as_ref() {
-                Some(e) => crate::suggest::unknown_tool(e.bridge.registry(), &namespace, &name),
+                Some(e) => e.bridge.unknown_tool(&namespace, &name),
                 None => format!("{namespace}.{name} is not a tool of {namespace}"),
             }
         })?;
@@ -136,10 +136,7 @@ pub(super) fn host_functions<'js>(
         // (a script named after the skill's file, so its frames say where they are).
         let skill =
             Function::new(ctx.clone(), move |ctx: Ctx<'js>, name: String| -> rquickjs::Result<Value<'js>> {
-                let js = exec
-                    .borrow()
-                    .as_ref()
-                    .and_then(|e| e.bridge.registry().skill(&name).map(|s| Arc::clone(&s.js)));
+                let js = exec.borrow().as_ref().and_then(|e| e.bridge.skill(&name));
                 let Some(js) = js else {
                     return Err(rquickjs::Exception::throw_type(
                         &ctx,

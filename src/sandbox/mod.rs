@@ -12,6 +12,7 @@ mod errors;
 mod host;
 mod inspect;
 mod json;
+mod link;
 mod prelude;
 
 use std::cell::{Cell, RefCell};
@@ -32,6 +33,7 @@ use rquickjs::{
 use crate::bridge::{Bridge, Next, Settlement, Target, ToolFailure};
 use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
+use crate::outcome::Paused;
 use crate::outcome::{LogLevel, LogLine, Outcome, Stats};
 use crate::registry::Registry;
 use crate::transpile::{self, Compiled, SCRIPT_NAME};
@@ -40,8 +42,10 @@ use self::alloc::{Budget, CountingAllocator};
 use self::cache::Script;
 pub(crate) use self::cache::ScriptCache;
 use self::convert::{Overflow, Walker};
-use self::errors::{abort_error, describe_reason, internal_js, map_stack, pending_text};
+pub(crate) use self::errors::abort_error;
+use self::errors::{describe_reason, internal_js, map_stack, pending_text};
 use self::host::{host_functions, tool_result};
+pub(crate) use self::link::{reference_note, Link};
 use self::prelude::{load_prelude, prelude_bytecode};
 
 /// The built-ins a program gets beyond the base objects. Chosen, not defaulted: typed arrays
@@ -69,6 +73,9 @@ struct Control {
     cancel: RefCell<Option<Arc<AtomicBool>>>,
     abort: Cell<Option<ErrorKind>>,
     budget: Rc<Budget>,
+    /// In a sealed worker: the channel whose host may send a cancellation while the program runs.
+    #[cfg(target_os = "linux")]
+    host: RefCell<Option<Rc<crate::sealed::child::Channel>>>,
 }
 
 impl Control {
@@ -79,7 +86,7 @@ impl Control {
         }
         let kind = if self.budget.exceeded.get() {
             ErrorKind::MemoryLimit
-        } else if self.cancel.borrow().as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+        } else if self.cancelled() {
             ErrorKind::Cancelled
         } else if self.deadline.get().is_some_and(|d| Instant::now() >= d) {
             ErrorKind::Timeout
@@ -89,6 +96,14 @@ impl Control {
         self.abort.set(Some(kind));
         Some(kind)
     }
+
+    fn cancelled(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(host) = self.host.borrow().as_ref() {
+            host.poll_cancel();
+        }
+        self.cancel.borrow().as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 /// The state of the execution in progress, reached from the host functions.
@@ -97,7 +112,7 @@ const MAX_UNHANDLED: usize = 64;
 const SHOWN_UNHANDLED: usize = 10;
 
 struct Exec {
-    bridge: Bridge,
+    bridge: Link,
     limits: Limits,
     logs: Vec<LogLine>,
     log_bytes: usize,
@@ -280,11 +295,48 @@ impl Sandbox {
         })
     }
 
+    /// Gives programs `__codemodeSyscall(name)`, which makes a system call a sealed worker
+    /// must not (`socket`, `openat`, `execve`) or spins where no interrupt reaches (`spin`):
+    /// only for tests of the seal, in workers started with test hooks.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn install_test_hooks(&self) {
+        let _ = self.context.with(|ctx| -> rquickjs::Result<()> {
+            let call = Function::new(ctx.clone(), |name: String| -> i64 {
+                let path = c"/etc/hostname";
+                let argv = [path.as_ptr(), std::ptr::null()];
+                (unsafe {
+                    match name.as_str() {
+                        "socket" => libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) as libc::c_long,
+                        "openat" => libc::open(path.as_ptr(), libc::O_RDONLY) as libc::c_long,
+                        "execve" => {
+                            libc::execve(path.as_ptr(), argv.as_ptr(), std::ptr::null()) as libc::c_long
+                        }
+                        // Native code that never reaches the interrupt handler: only the host's
+                        // kill stops it.
+                        "spin" => loop {
+                            std::hint::spin_loop();
+                        },
+                        _ => -1,
+                    }
+                }) as i64
+            })?;
+            ctx.globals().set("__codemodeSyscall", call)
+        });
+    }
+
     /// Runs one program to its outcome. Outside a session the sandbox must not run another:
     /// drop it (after the outcome is on its way, since freeing a runtime costs a full GC). A
     /// session's sandbox runs its next program with the globals the last one left.
     pub(crate) fn run(&mut self, job: RunJob) -> Outcome {
-        let RunJob { code, compiled, limits, bridge, cache, started, queued, session } = job;
+        let clock = job.clock();
+        let RunJob { code, compiled, limits, bridge, cache, session, .. } = job;
+        let names = Names::Registry(Arc::clone(bridge.registry()));
+        self.start(Start { code, compiled, limits, link: Link::Local(bridge), cache, clock, session, names })
+    }
+
+    /// Runs one program whose host may be in this process or across a process boundary.
+    pub(crate) fn start(&mut self, start: Start) -> Outcome {
+        let Start { code, compiled, limits, link, cache, clock, session, names } = start;
         // A session's sandbox runs again: the last run's stop reason and timers must not carry over.
         self.control.abort.set(None);
         self.control.budget.exceeded.set(false);
@@ -300,14 +352,15 @@ impl Sandbox {
             }
         }
         self.runs += 1;
-        // The deadline counts the time before the queue (the type check) and the run, not the
-        // wait for a free sandbox thread: a burst of executions must not time out in line.
-        let picked = Instant::now();
-        let waited = queued.map_or(Duration::ZERO, |q| picked.saturating_duration_since(q));
-        let registry = Arc::clone(bridge.registry());
-        let deadline = started + waited + limits.timeout;
-        self.control.deadline.set(Some(deadline));
-        *self.control.cancel.borrow_mut() = Some(bridge.cancel_flag());
+        self.control.deadline.set(Some(clock.deadline));
+        *self.control.cancel.borrow_mut() = Some(link.cancel_flag());
+        #[cfg(target_os = "linux")]
+        {
+            *self.control.host.borrow_mut() = match &link {
+                Link::Remote(channel) => Some(Rc::clone(channel)),
+                Link::Local(_) => None,
+            };
+        }
         let budget = &self.control.budget;
         let mut limit = budget.used.get().saturating_add(limits.memory_bytes);
         if let Some(cap) = session {
@@ -327,7 +380,7 @@ impl Sandbox {
         // of the memory budget.
         self.runtime.set_gc_threshold(limits.memory_bytes / 4);
         *self.exec.borrow_mut() = Some(Exec {
-            bridge,
+            bridge: link,
             limits: limits.clone(),
             logs: Vec::new(),
             log_bytes: 0,
@@ -346,91 +399,72 @@ impl Sandbox {
         // Cached bytecode is loaded without copying: it must outlive the runtime.
         self._script = cached.clone();
         let cache = if session.is_some() { None } else { Some(&*cache) };
-        let result = self.execute(&code, compiled, cached, cache, &registry, &limits, deadline);
-        self.finish(result, Run { code, limits, started, waited, deadline })
+        let result = self.execute(&code, compiled, cached, cache, &names, &limits, clock.deadline);
+        self.finish(result, Run { code, limits, clock })
+    }
+
+    /// Whether a run is paused in it, waiting for [`Sandbox::resume`].
+    #[cfg(target_os = "linux")]
+    pub(crate) fn is_paused(&self) -> bool {
+        self.suspended.is_some()
     }
 
     /// Continues the run that paused for approval, with the decision on the call it waits on:
     /// the time it spent paused counts neither in its deadline nor in its duration.
     pub(crate) fn resume(&mut self, approve: bool, reason: Option<&str>) -> Outcome {
-        let Some(Suspended { promise, script, mut run, left, paused_at }) = self.suspended.take() else {
+        let Some(Suspended { promise, script, mut run }) = self.suspended.take() else {
             return Outcome::failed(ExecError::new(
                 ErrorKind::Internal,
                 "no execution is paused in this sandbox",
             ));
         };
-        let now = Instant::now();
-        run.started += now.saturating_duration_since(paused_at);
-        run.deadline = now + left;
-        self.control.deadline.set(Some(run.deadline));
+        run.clock.resume();
+        self.control.deadline.set(Some(run.clock.deadline));
         self.exec.borrow_mut().as_mut().expect("a paused run keeps its state").bridge.decide(approve, reason);
         let result = self.context.with(|ctx| {
             let promise = promise.restore(&ctx).map_err(internal_js)?;
-            self.drive(&ctx, promise, script, &run.limits, run.deadline)
+            self.drive(&ctx, promise, script, &run.limits, run.clock.deadline)
         });
         self.finish(result, run)
     }
 
     /// The outcome of a run that finished, failed, or paused for approval (then the sandbox
     /// keeps its state for [`Sandbox::resume`], and the outcome carries the logs so far).
-    fn finish(&mut self, result: Result<Step, ExecError>, run: Run) -> Outcome {
+    fn finish(&mut self, result: Result<Step, ExecError>, mut run: Run) -> Outcome {
         let result = match result {
             Ok(Step::Paused(promise, script)) => {
-                let mut guard = self.exec.borrow_mut();
-                let exec = guard.as_mut().expect("execution state present");
-                let awaiting = exec.bridge.awaiting().expect("a paused run waits on a call");
-                let paused = crate::outcome::Paused {
-                    approval: awaiting.approval.clone(),
-                    tool: awaiting.tool().to_string(),
-                    arguments: awaiting.args.clone(),
-                    pending_since: crate::outcome::rfc3339(awaiting.at),
-                };
+                let mut exec = self.exec.borrow_mut();
+                let exec = exec.as_mut().expect("execution state present");
                 let logs = std::mem::take(&mut exec.logs);
                 let returned_bytes = logs.iter().map(|l| l.message.len()).sum::<usize>();
-                let stats = Stats {
-                    duration: run.started.elapsed(),
-                    queued: run.waited,
-                    tool_calls: exec.bridge.calls().min(run.limits.max_tool_calls),
-                    tool_result_bytes: exec.bridge.tool_result_bytes,
-                    returned_bytes: returned_bytes as u64,
-                    tool_result_texts: exec.bridge.samples.clone(),
-                    tokenized: exec.bridge.tokenized.clone(),
-                    ..Stats::default()
-                };
-                let calls = exec.bridge.calls_so_far();
-                drop(guard);
-                let now = Instant::now();
-                let left = run.deadline.saturating_duration_since(now);
-                self.suspended = Some(Suspended { promise, script, run, left, paused_at: now });
-                return Outcome {
-                    value: serde_json::Value::Null,
+                let mut outcome = Outcome {
                     logs,
-                    error: None,
-                    stats,
-                    diagnostics: Vec::new(),
-                    hint: None,
-                    calls,
-                    session: None,
-                    paused: Some(paused),
+                    stats: Stats {
+                        duration: run.clock.started.elapsed(),
+                        queued: run.clock.waited,
+                        returned_bytes: returned_bytes as u64,
+                        ..Stats::default()
+                    },
+                    ..Outcome::empty()
                 };
+                if let Some(bridge) = exec.bridge.bridge() {
+                    from_bridge(&mut outcome, bridge, &run.limits, true);
+                }
+                run.clock.pause();
+                self.suspended = Some(Suspended { promise, script, run });
+                return outcome;
             }
             Ok(Step::Done(returned)) => Ok(returned),
             Err(e) => Err(e),
         };
-        let Run { code, limits, started, waited, .. } = run;
+        let Run { code, limits, clock } = run;
         let mut exec = self.exec.borrow_mut().take().expect("execution state present");
         let (value, truncated, error, hint) = match result {
             Ok(r) => {
                 let hint = if r.nothing { r.script.hint(&code) } else { None };
                 (r.json, r.truncated, None, hint)
             }
-            Err(mut e) => {
-                if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Cancelled) {
-                    e.pending = exec.bridge.pending();
-                    e.message.push_str(&pending_text(&e.pending));
-                }
-                (serde_json::Value::Null, false, Some(e), None)
-            }
+            Err(e) => (serde_json::Value::Null, false, Some(e), None),
         };
         let mut logs = std::mem::take(&mut exec.logs);
         if exec.logs_dropped > 0 {
@@ -451,29 +485,18 @@ impl Sandbox {
         }
         let returned_bytes = value.to_string().len() + logs.iter().map(|l| l.message.len()).sum::<usize>();
         let stats = Stats {
-            duration: started.elapsed(),
-            queued: waited,
-            tool_calls: exec.bridge.calls().min(limits.max_tool_calls),
-            tool_result_bytes: exec.bridge.tool_result_bytes,
+            duration: clock.started.elapsed(),
+            queued: clock.waited,
             returned_bytes: returned_bytes as u64,
             result_truncated: truncated,
             logs_truncated: exec.logs_dropped > 0 || exec.line_cut,
-            tool_result_texts: exec.bridge.samples.clone(),
-            tokenized: std::mem::take(&mut exec.bridge.tokenized),
             ..Stats::default()
         };
-        let calls = exec.bridge.take_calls();
-        Outcome {
-            value,
-            logs,
-            error,
-            stats,
-            diagnostics: Vec::new(),
-            hint,
-            calls,
-            session: None,
-            paused: None,
+        let mut outcome = Outcome { value, logs, error, stats, hint, ..Outcome::empty() };
+        if let Some(bridge) = exec.bridge.bridge() {
+            from_bridge(&mut outcome, bridge, &limits, false);
         }
+        outcome
     }
 
     /// Logs the unhandled rejections within what the log caps leave (the lines the program
@@ -566,7 +589,7 @@ impl Sandbox {
         compiled: Option<Compiled>,
         cached: Option<Arc<Script>>,
         cache: Option<&ScriptCache>,
-        registry: &Registry,
+        names: &Names,
         limits: &Limits,
         deadline: Instant,
     ) -> Result<Step, ExecError> {
@@ -593,8 +616,7 @@ impl Sandbox {
             let install: Function = exports.get("install").map_err(internal_js)?;
             // Positions follow `Registry::entries`: namespaces in order, then tools by JS name.
             let mut first = 0;
-            for (js_name, ns) in registry.namespaces() {
-                let tools: Vec<&str> = ns.tools.keys().map(String::as_str).collect();
+            names.each(|js_name, tools| {
                 let count = tools.len();
                 if js_name == crate::skills::NAMESPACE {
                     let install: Function = exports.get("installSkills").map_err(internal_js)?;
@@ -603,7 +625,8 @@ impl Sandbox {
                     install.call::<_, ()>((js_name, tools, first)).map_err(internal_js)?;
                 }
                 first += count;
-            }
+                Ok(())
+            })?;
             let start: Function = exports.get("start").map_err(internal_js)?;
 
             let promise: Promise = (|| {
@@ -824,15 +847,9 @@ impl Sandbox {
         err.code = own_string("code").filter(|_| err.tool.is_some());
         // `sheet is not defined` for the namespace `sheets`.
         if name == "ReferenceError" {
-            let registry =
-                self.exec.try_borrow().ok().and_then(|e| e.as_ref().map(|e| Arc::clone(e.bridge.registry())));
-            let undefined = err.message.strip_suffix(" is not defined").map(str::to_string);
-            let note = undefined.zip(registry).and_then(|(undefined, registry)| {
-                if undefined == crate::skills::NAMESPACE {
-                    return crate::suggest::left_out_note(&registry, None);
-                }
-                let namespace = crate::suggest::namespace_for(&registry, &undefined)?;
-                Some(format!("; did you mean the tool namespace {namespace}?"))
+            let note = err.message.strip_suffix(" is not defined").and_then(|undefined| {
+                let exec = self.exec.try_borrow().ok()?;
+                exec.as_ref()?.bridge.reference_note(undefined)
             });
             if let Some(note) = note {
                 err.message.push_str(&note);
@@ -869,9 +886,38 @@ enum Step {
 struct Run {
     code: Arc<str>,
     limits: Limits,
-    started: Instant,
-    waited: Duration,
-    deadline: Instant,
+    clock: Clock,
+}
+
+/// A run's times: when it started and its deadline, which stop while it is paused for approval
+/// (the time it spends paused counts neither in its deadline nor in its duration).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    pub(crate) started: Instant,
+    /// The wait for a free sandbox thread, which the deadline does not count.
+    pub(crate) waited: Duration,
+    pub(crate) deadline: Instant,
+    /// Set while paused: when it paused, and the time it had left.
+    paused: Option<(Instant, Duration)>,
+}
+
+impl Clock {
+    pub(crate) fn new(started: Instant, waited: Duration, deadline: Instant) -> Clock {
+        Clock { started, waited, deadline, paused: None }
+    }
+
+    pub(crate) fn pause(&mut self) {
+        let now = Instant::now();
+        self.paused = Some((now, self.deadline.saturating_duration_since(now)));
+    }
+
+    pub(crate) fn resume(&mut self) {
+        if let Some((at, left)) = self.paused.take() {
+            let now = Instant::now();
+            self.started += now.saturating_duration_since(at);
+            self.deadline = now + left;
+        }
+    }
 }
 
 /// A run paused for approval.
@@ -879,9 +925,79 @@ struct Suspended {
     promise: Persistent<Promise<'static>>,
     script: Arc<Script>,
     run: Run,
-    /// Time left before the deadline when it paused.
-    left: Duration,
-    paused_at: Instant,
+}
+
+/// The tool namespaces a program sees: its registry's, or (in a sealed worker, which has no
+/// registry) their names as the host sent them.
+pub(crate) enum Names {
+    Registry(Arc<Registry>),
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    List(Arc<Vec<(String, Vec<String>)>>),
+}
+
+impl Names {
+    /// Namespaces in order, each with its tools' JS names in order: the order
+    /// [`Registry::entries`] numbers tools in.
+    pub(crate) fn each(
+        &self,
+        mut f: impl FnMut(&str, Vec<&str>) -> Result<(), ExecError>,
+    ) -> Result<(), ExecError> {
+        match self {
+            Names::Registry(registry) => {
+                for (js_name, ns) in registry.namespaces() {
+                    f(js_name, ns.tools.keys().map(String::as_str).collect())?;
+                }
+            }
+            Names::List(list) => {
+                for (js_name, tools) in list.iter() {
+                    f(js_name, tools.iter().map(String::as_str).collect())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One run as a sandbox takes it, wherever its host is.
+pub(crate) struct Start {
+    pub(crate) code: Arc<str>,
+    pub(crate) compiled: Option<Compiled>,
+    pub(crate) limits: Limits,
+    pub(crate) link: Link,
+    pub(crate) cache: Arc<ScriptCache>,
+    pub(crate) clock: Clock,
+    pub(crate) session: Option<usize>,
+    pub(crate) names: Names,
+}
+
+/// Fills in what the bridge knows: the calls and their bytes, the call a paused run waits on,
+/// the calls still pending when a run timed out or was cancelled. One place for a sandbox in
+/// this process and for the host of a sealed one.
+pub(crate) fn from_bridge(outcome: &mut Outcome, bridge: &mut Bridge, limits: &Limits, paused: bool) {
+    if let Some(e) =
+        outcome.error.as_mut().filter(|e| matches!(e.kind, ErrorKind::Timeout | ErrorKind::Cancelled))
+    {
+        e.pending = bridge.pending();
+        e.message.push_str(&pending_text(&e.pending));
+    }
+    let stats = &mut outcome.stats;
+    stats.tool_calls = bridge.calls().min(limits.max_tool_calls);
+    stats.tool_result_bytes = bridge.tool_result_bytes;
+    stats.tool_result_texts = bridge.samples.clone();
+    if paused {
+        let awaiting = bridge.awaiting().expect("a paused run waits on a call");
+        outcome.paused = Some(Paused {
+            approval: awaiting.approval.clone(),
+            tool: awaiting.tool().to_string(),
+            arguments: awaiting.args.clone(),
+            pending_since: crate::outcome::rfc3339(awaiting.at),
+        });
+        stats.tokenized = bridge.tokenized.clone();
+        outcome.calls = bridge.calls_so_far();
+    } else {
+        stats.tokenized = std::mem::take(&mut bridge.tokenized);
+        outcome.calls = bridge.take_calls();
+    }
 }
 
 /// What a program that finished returned.
@@ -908,4 +1024,14 @@ pub(crate) struct RunJob {
     /// For a session's program: the heap its sandbox may hold in all (`compiled` is then the
     /// session's transpilation, and the script cache is not used).
     pub(crate) session: Option<usize>,
+}
+
+impl RunJob {
+    /// The run's clock from now: the deadline counts the time before the queue (the type
+    /// check) and the run, not the wait for a free sandbox thread, so a burst of executions
+    /// does not time out in line.
+    pub(crate) fn clock(&self) -> Clock {
+        let waited = self.queued.map_or(Duration::ZERO, |q| Instant::now().saturating_duration_since(q));
+        Clock::new(self.started, waited, self.started + waited + self.limits.timeout)
+    }
 }

@@ -38,7 +38,7 @@ fn mail() -> (Registry, Arc<Mutex<Vec<Value>>>) {
 }
 
 fn engine(registry: Registry) -> Engine {
-    Engine::builder().registry(registry).workers(2).build().unwrap()
+    crate::harness::builder().registry(registry).workers(2).build().unwrap()
 }
 
 fn audited() -> ExecuteOptions {
@@ -156,7 +156,7 @@ async fn calls_made_together_pause_one_at_a_time() {
 #[tokio::test]
 async fn an_approval_nobody_decides_expires_and_frees_its_execution() {
     let (registry, sent) = mail();
-    let engine = Engine::builder()
+    let engine = crate::harness::builder()
         .registry(registry)
         .workers(1)
         .approval_timeout(Duration::from_millis(100))
@@ -208,7 +208,7 @@ async fn a_paused_session_keeps_its_state_and_runs_nothing_else_until_decided() 
 async fn a_session_waiting_on_a_person_is_not_evicted() {
     let (registry, _) = mail();
     let limits = codemode::SessionLimits { max_sessions: 1, ..Default::default() };
-    let engine = Engine::builder().registry(registry).workers(1).sessions(limits).build().unwrap();
+    let engine = crate::harness::builder().registry(registry).workers(1).sessions(limits).build().unwrap();
     let o = engine
         .session("a")
         .execute("await mail.send({ to: 'a@b.c' }); return 1", ExecuteOptions::default())

@@ -19,7 +19,12 @@ use crate::harness::eventually;
 
 fn engine(workers: usize, timeout: Duration) -> Engine {
     let limits = Limits { timeout, ..Limits::default() };
-    Engine::builder().registry(codemode::demo::registry()).limits(limits).workers(workers).build().unwrap()
+    crate::harness::builder()
+        .registry(codemode::demo::registry())
+        .limits(limits)
+        .workers(workers)
+        .build()
+        .unwrap()
 }
 
 fn mcp_lines(id: u64, code: &str) -> String {
@@ -496,7 +501,7 @@ async fn a_tool_flooding_the_log_fills_it_and_the_program_goes_on() {
     });
     registry.register("noisy", flood).unwrap();
     let limits = Limits { max_log_lines: 100, ..Limits::default() };
-    let engine = Engine::builder().registry(registry).limits(limits).workers(1).build().unwrap();
+    let engine = crate::harness::builder().registry(registry).limits(limits).workers(1).build().unwrap();
     let o = engine.execute("return await noisy.flood({})", Default::default()).await;
     assert_eq!((o.error, o.value), (None, json!("done")));
     assert_eq!(o.logs.len(), 101);

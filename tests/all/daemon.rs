@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use codemode::daemon::{Daemon, DaemonConfig};
-use codemode::Engine;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
 
@@ -73,7 +72,7 @@ pub(crate) fn connect(daemon: &Daemon) -> Client {
 }
 
 pub(crate) fn daemon() -> Daemon {
-    let engine = Engine::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
+    let engine = crate::harness::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
     Daemon::new(engine, DaemonConfig { tool_call_timeout: Duration::from_millis(500), ..Default::default() })
 }
 
@@ -105,7 +104,7 @@ fn request(id: u64, method: &str, params: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_get_json_rpc_errors_and_the_connection_keeps_serving() {
-    let engine = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
+    let engine = crate::harness::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
     let d = Daemon::new(engine, DaemonConfig { max_line_bytes: 1024, ..Default::default() });
     let mut c = connect(&d);
     let error = |m: &Value| {
@@ -349,7 +348,7 @@ async fn a_clients_tools_are_its_own_and_vanish_with_it() {
 async fn a_clients_tools_need_approval_by_the_engines_patterns_or_their_own() {
     let mut registry = codemode::demo::registry();
     registry.require_approval("shop.refund");
-    let engine = Engine::builder().registry(registry).workers(1).build().unwrap();
+    let engine = crate::harness::builder().registry(registry).workers(1).build().unwrap();
     let d = Daemon::new(engine, DaemonConfig::default());
     let mut c = connect(&d);
     let tool = |name: &str| json!({"name": name, "inputSchema": {"type": "object"}});
@@ -403,7 +402,7 @@ async fn a_clients_tools_need_approval_by_the_engines_patterns_or_their_own() {
 /// can give its model the instructions with the client's tools in the index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_lists_the_clients_own_namespaces_and_says_whether_state_persists() {
-    let engine = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
+    let engine = crate::harness::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
     let d = Daemon::new(engine.clone(), DaemonConfig::default());
     let mut a = connect(&d);
     let mut b = connect(&d);
@@ -424,7 +423,7 @@ async fn prompt_lists_the_clients_own_namespaces_and_says_whether_state_persists
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_refuses_new_work_and_cancels_what_outlives_the_grace_period() {
-    let engine = Engine::builder().workers(2).build().unwrap();
+    let engine = crate::harness::builder().workers(2).build().unwrap();
     let d = Daemon::new(
         engine,
         // The second program's 500 ms fit in the grace period; the loop never ends.
@@ -453,7 +452,7 @@ async fn shutdown_refuses_new_work_and_cancels_what_outlives_the_grace_period() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_or_stringly_answer_to_tools_call_settles_that_call_at_once() {
     // Long time-outs: a call that waited for them would end the test with `timeout`.
-    let engine = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
+    let engine = crate::harness::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
     let d = Daemon::new(
         engine,
         DaemonConfig { tool_call_timeout: Duration::from_secs(30), ..Default::default() },
@@ -550,7 +549,7 @@ fn never_reading_client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_not_read_from_until_it_reads() {
-    let engine = Engine::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
+    let engine = crate::harness::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
     let config = DaemonConfig { max_unsent_bytes: 1 << 20, max_in_flight: 4, ..Default::default() };
     let d = Daemon::new(engine, config);
     // 2,000 requests for 100 KB results, at most 4 running: once 1 MiB is unread the daemon
@@ -572,7 +571,7 @@ async fn a_client_that_never_reads_is_not_read_from_until_it_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_left_with_twice_the_bound_unread_is_disconnected() {
-    let engine = Engine::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
+    let engine = crate::harness::builder().registry(codemode::demo::registry()).workers(2).build().unwrap();
     let d = Daemon::new(engine, DaemonConfig { max_unsent_bytes: 1 << 20, ..Default::default() });
     // Every request is read before any answer is ready, so their answers (20 MB) pass twice
     // the bound: the daemon closes the connection by itself and logs why.
@@ -588,7 +587,7 @@ async fn a_client_left_with_twice_the_bound_unread_is_disconnected() {
 
 #[tokio::test]
 async fn execute_estimates_tokens_unless_asked_for_the_exact_count() {
-    let engine = Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
+    let engine = crate::harness::builder().registry(codemode::demo::registry()).workers(1).build().unwrap();
     let d = Daemon::new(engine, DaemonConfig::default());
     let mut c = connect(&d);
     let code = "return 'hello world'";

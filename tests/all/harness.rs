@@ -86,10 +86,21 @@ pub fn registry() -> Registry {
     r
 }
 
+/// An engine builder for the engine this test binary runs against (`crate::ISOLATION`): every
+/// test that builds an engine starts here, so the same tests run in each.
+pub fn builder() -> codemode::EngineBuilder {
+    let builder = Engine::builder().isolation(crate::ISOLATION);
+    // The binary is a worker when started as one; the test binary is not.
+    match option_env!("CARGO_BIN_EXE_codemode") {
+        Some(program) => builder.worker_program(program),
+        None => builder,
+    }
+}
+
 /// One engine shared by the tests of this binary (the pool is what production uses too).
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| Engine::builder().registry(registry()).build().unwrap())
+    ENGINE.get_or_init(|| builder().registry(registry()).build().unwrap())
 }
 
 pub async fn run(code: &str) -> Outcome {

@@ -210,7 +210,7 @@ async fn sandbox_heaps_are_on_small_pages() {
             ),
         )
         .unwrap();
-    let engine = codemode::Engine::builder().registry(registry).workers(1).build().unwrap();
+    let engine = crate::harness::builder().registry(registry).workers(1).build().unwrap();
     // About 40 MB of live objects, measured while they are alive.
     let code = "const keep: any[] = [];\nfor (let i = 0; i < 300000; i++) keep.push({ i, s: 'row ' + i });\nreturn [keep.length, await host.hugePages()];";
     let limits = Limits { memory_bytes: 256 << 20, ..Limits::default() };
@@ -224,7 +224,7 @@ async fn sandbox_heaps_are_on_small_pages() {
 async fn a_burst_of_executions_is_not_charged_its_wait_for_a_sandbox_thread() {
     // 60 executions of 50 ms each on 2 sandbox threads: the last waits about 1.5 s in line,
     // far past its 400 ms deadline, which counts only its own run.
-    let engine = codemode::Engine::builder().registry(registry()).workers(2).build().unwrap();
+    let engine = crate::harness::builder().registry(registry()).workers(2).build().unwrap();
     let limits = Limits { timeout: Duration::from_millis(400), ..Limits::default() };
     let runs = (0..60).map(|_| {
         let engine = engine.clone();

@@ -3,6 +3,10 @@
 
 mod harness;
 
+/// Where this binary's engines run their sandboxes; `tests/sealed` runs the engine's tests
+/// again with [`codemode::Isolation::Process`].
+pub const ISOLATION: codemode::Isolation = codemode::Isolation::Thread;
+
 mod approvals;
 mod audit;
 mod bounded;

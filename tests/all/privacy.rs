@@ -9,7 +9,7 @@ fn engine() -> Engine {
     let privacy = Privacy::new(["email", "phone"], []).unwrap();
     let mut registry = codemode::demo::registry();
     codemode::demo::register_crm(&mut registry).unwrap();
-    Engine::builder().registry(registry).privacy(privacy).workers(2).build().unwrap()
+    crate::harness::builder().registry(registry).privacy(privacy).workers(2).build().unwrap()
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::harness::*;
 
 fn engine_with(limits: SessionLimits) -> Engine {
-    Engine::builder().registry(registry()).sessions(limits).workers(2).build().unwrap()
+    crate::harness::builder().registry(registry()).sessions(limits).workers(2).build().unwrap()
 }
 
 #[tokio::test]
@@ -221,7 +221,7 @@ async fn evicted_and_expired_sessions_say_so_on_their_next_use() {
 
 #[tokio::test]
 async fn the_checker_sees_what_earlier_programs_of_the_session_declared() {
-    let engine = Engine::builder()
+    let engine = crate::harness::builder()
         .registry(registry())
         .type_checker(type_checker("sessions"))
         .workers(2)
@@ -353,7 +353,7 @@ pub(crate) async fn mcp_execute(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_mcp_client_keeps_its_own_session_and_may_name_more() {
     use codemode::mcp::{McpConfig, McpServer};
-    let engine = Engine::builder().registry(registry()).workers(2).build().unwrap();
+    let engine = crate::harness::builder().registry(registry()).workers(2).build().unwrap();
     let server = McpServer::new(engine.clone());
     let (mut lines, mut w) = in_memory_session(server.clone(), json!({})).await;
     let (mut lines2, mut w2) = in_memory_session(server, json!({})).await;

@@ -30,11 +30,11 @@ fn expected(status: usize) -> Value {
 }
 
 fn checked_engine(registry: Registry, name: &str) -> Engine {
-    Engine::builder().registry(registry).type_checker(type_checker(name)).workers(1).build().unwrap()
+    crate::harness::builder().registry(registry).type_checker(type_checker(name)).workers(1).build().unwrap()
 }
 
 fn unchecked_engine() -> Engine {
-    Engine::builder().registry(codemode::demo::registry()).workers(1).build().unwrap()
+    crate::harness::builder().registry(codemode::demo::registry()).workers(1).build().unwrap()
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn skills_are_type_checked_and_so_are_their_callers() {
     assert_eq!((diagnostics[0].line, diagnostics[0].column, diagnostics[0].code), (1, 21, 2551));
     assert!(engine.registry().skill("wrong").is_none() && engine.registry().skill("misspelt").is_none());
     // In `warn` mode the limits ask for, it is added with its diagnostics.
-    let warn = Engine::builder()
+    let warn = crate::harness::builder()
         .registry(codemode::demo::registry())
         .type_checker(type_checker("skills-warn"))
         .limits(Limits { typecheck: TypeCheck::Warn, ..Limits::default() })

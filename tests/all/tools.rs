@@ -38,7 +38,7 @@ async fn every_tool_reaches_its_own_handler_across_namespaces_and_overlays() {
         .unwrap();
     overlay.register("beta", Tool::new("new", "", json!({"type": "object"}), named("beta.new"))).unwrap();
     base.overlay(&overlay);
-    let engine = codemode::Engine::builder().registry(base).workers(1).build().unwrap();
+    let engine = crate::harness::builder().registry(base).workers(1).build().unwrap();
     let code = "const out = [];\n                for (const ns of ['alpha', 'beta', 'mid', 'zeta']) for (const k of Object.keys(globalThis[ns])) out.push(await globalThis[ns][k]({}));\n                return out;";
     let outcome = engine.execute(code, Default::default()).await;
     assert_eq!(

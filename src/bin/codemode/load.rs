@@ -9,6 +9,8 @@ pub(crate) struct Loaded {
     pub(crate) runtime: tokio::runtime::Runtime,
     /// `--typecheck`, over the configuration's `[limits] typecheck`.
     pub(crate) typecheck: Option<TypeCheck>,
+    /// `--isolation`, over the configuration's `[engine] isolation`.
+    pub(crate) isolation: Option<codemode::Isolation>,
     pub(crate) registry: Registry,
     pub(crate) config: Config,
     pub(crate) upstreams: Vec<std::sync::Arc<codemode::mcp::Upstream>>,
@@ -85,7 +87,14 @@ pub(crate) fn load(sources: &Sources, forward_client_requests: bool) -> Result<L
             })?;
         connected.push(up);
     }
-    Ok(Loaded { runtime, typecheck: sources.typecheck, registry, config, upstreams: connected })
+    Ok(Loaded {
+        runtime,
+        typecheck: sources.typecheck,
+        isolation: sources.isolation,
+        registry,
+        config,
+        upstreams: connected,
+    })
 }
 
 /// A server that needs a token codemode lacks starts the browser flow when a person is at the
@@ -164,6 +173,13 @@ fn build_engine(
     }
     if let Some(w) = loaded.config.pool.warm {
         builder = builder.warm_sandboxes(w);
+    }
+    if let Some(isolation) = loaded.isolation.or(loaded.config.engine.isolation) {
+        builder = builder.isolation(isolation);
+    }
+    // Tests of the seal start workers that can be told to break it; nothing else should.
+    if std::env::var_os("CODEMODE_TEST_HOOKS").is_some_and(|v| v == "1") {
+        builder = builder.worker_test_hooks(true);
     }
     let engine = tweak(builder).build().map_err(|e| {
         eprintln!("codemode: {e}");

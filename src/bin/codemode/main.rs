@@ -86,6 +86,18 @@ struct Sources {
     /// Needs TypeScript 7, which `codemode setup` installs.
     #[arg(long, value_name = "MODE")]
     typecheck: Option<TypeCheck>,
+    /// Where sandboxes run: thread (in this process, the default) or process (sealed worker
+    /// processes: seccomp, namespaces, Landlock; Linux).
+    #[arg(long, value_name = "WHERE", value_parser = parse_isolation)]
+    isolation: Option<codemode::Isolation>,
+}
+
+fn parse_isolation(text: &str) -> Result<codemode::Isolation, String> {
+    match text {
+        "thread" => Ok(codemode::Isolation::Thread),
+        "process" => Ok(codemode::Isolation::Process),
+        other => Err(format!("{other:?} is not an isolation: thread or process")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -313,6 +325,8 @@ impl Command {
 }
 
 fn main() -> ExitCode {
+    // Started again as a sealed sandbox worker: that is all this process does.
+    codemode::sealed::serve_if_worker();
     let cli = Cli::parse();
     let (otel, exporter) = match telemetry::start(cli.command.traced()) {
         Ok(Some((layer, exporter))) => (Some(layer), Some(exporter)),

@@ -1,0 +1,49 @@
+//! The engine's integration tests again, with every sandbox in a sealed worker process
+//! ([`codemode::Isolation::Process`]): the same files as `tests/all`, so the two cannot drift.
+//! Every one of them holds unchanged for sealed workers (no test needed an exception); what only
+//! sealed workers have (the seal itself, a worker that dies or will not stop) is tested in
+//! `seal.rs`.
+#![allow(clippy::print_stderr, reason = "a test that cannot run says so on stderr")]
+
+#[path = "../all/harness.rs"]
+#[allow(dead_code, reason = "helpers of the tests that run only in tests/all")]
+mod harness;
+
+/// Where this binary's engines run their sandboxes.
+pub const ISOLATION: codemode::Isolation = codemode::Isolation::Process;
+
+#[path = "../all/approvals.rs"]
+mod approvals;
+#[path = "../all/audit.rs"]
+mod audit;
+#[path = "../all/bounded.rs"]
+mod bounded;
+#[path = "../all/console.rs"]
+mod console;
+#[path = "../all/daemon.rs"]
+mod daemon;
+#[path = "../all/errors.rs"]
+mod errors;
+#[path = "../all/hostile.rs"]
+mod hostile;
+#[path = "../all/isolation.rs"]
+mod isolation;
+#[path = "../all/limits.rs"]
+mod limits;
+#[path = "../all/nesting.rs"]
+mod nesting;
+#[path = "../all/privacy.rs"]
+mod privacy;
+#[path = "../all/results.rs"]
+mod results;
+#[path = "../all/scripts.rs"]
+mod scripts;
+mod seal;
+#[path = "../all/sessions.rs"]
+mod sessions;
+#[path = "../all/skills.rs"]
+mod skills;
+#[path = "../all/text.rs"]
+mod text;
+#[path = "../all/tools.rs"]
+mod tools;
