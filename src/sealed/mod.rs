@@ -5,10 +5,10 @@
 //! mount namespaces where the kernel allows, Landlock with no filesystem or network access,
 //! `no_new_privs`, and a seccomp-bpf allow-list whose every other system call kills it). The
 //! worker holds QuickJS sandboxes and nothing else: tools, secrets and upstream connections stay
-//! in the host, and the bridge with them. The sandbox asks the host for everything through
-//! [`Link`](crate::sandbox::Link) over a socket pair ([`wire`]); the host's sandbox thread
-//! answers from the execution's [`Bridge`], so validation, approvals, privacy and the caps are
-//! the same code whatever the isolation.
+//! in the host, and the bridge with them. The sandbox asks the host for everything over a
+//! socket pair (`Link` in the sandbox, the frames of `wire`); the host's sandbox thread answers
+//! from the execution's bridge, so validation, approvals, privacy and the caps are the same
+//! code whatever the isolation.
 //!
 //! A worker that dies (a crash, a forbidden system call, a program that will not stop) ends
 //! only the execution it was running (`internal`, with the signal), the sessions it held lose
