@@ -3,14 +3,16 @@
 //! execution inside a warm Deno process, one `deno run` process per execution (Deno from the
 //! npm registry's `deno` package, which this program installs with `npm ci` from the lock in
 //! `examples/compare/`), Vercel's AI SDK code mode (`@ai-sdk/code-mode`, QuickJS compiled to
-//! WebAssembly in a worker thread, under that Deno), and codemode with a warm pool and with
-//! every sandbox built cold.
+//! WebAssembly in a worker thread, under that Deno), and codemode with a warm pool, with every
+//! sandbox built cold, and with its sandboxes in sealed worker processes (`Isolation::Process`:
+//! this example is its own worker, as an embedder's binary is).
 //!
 //! Every runtime runs the same program text (Vercel's calls tools as `tools.NAME`, so `host.`
 //! becomes `tools.`), and every tool lives in this Rust process: the peers reach it over their
 //! stdio (`examples/compare/peer.mjs`), codemode through its bridge. Workloads: `return 1 + 1`;
 //! the demo workflow (10,000 rows from the host, filter, aggregate, sort); 250 and 1,000
-//! sequential tool calls (Vercel's refuses more than 256 in a run); 100 concurrent tool calls.
+//! sequential tool calls (Vercel's refuses more than 256 in a run); 100 concurrent tool calls;
+//! and a compute-heavy loop of 3,000,000 steps, where a JIT shows.
 //!
 //! Run with `cargo run --release --features __internals --example compare -- [ITERATIONS]` (default 30); BENCHMARKS.md
 //! quotes its tables, and it
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use codemode::{Engine, ExecuteOptions, Limits, Registry, Tool, ToolError, ToolOutput};
 use serde_json::{json, Value};
 
-const WORKLOADS: [(&str, &str); 5] = [
+const WORKLOADS: [(&str, &str); 6] = [
     ("return 1 + 1", "return 1 + 1"),
     (
         "demo workflow (10,000 rows)",
@@ -48,6 +50,10 @@ const WORKLOADS: [(&str, &str); 5] = [
     (
         "100 concurrent tool calls",
         "return (await Promise.all(Array.from({ length: 100 }, (_, i) => host.echo({ i })))).length",
+    ),
+    (
+        "compute: 3,000,000-step loop",
+        "let s = 0; for (let i = 0; i < 3000000; i++) s = (s + i * i) % 1000003; return s",
     ),
 ];
 
@@ -168,6 +174,20 @@ fn rss_of(status: &str) -> u64 {
     kib * 1024
 }
 
+/// Resident memory of one of this process's sealed workers.
+fn worker_rss() -> u64 {
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(codemode::sealed::WORKER_FLAG) {
+                return rss_of(&format!("/proc/{pid}/status"));
+            }
+        }
+    }
+    0
+}
+
 /// Resident memory per live codemode sandbox: `n` built (runtime, context, prelude) and alive.
 fn codemode_per_sandbox(n: usize) -> u64 {
     let before = rss_of("/proc/self/status");
@@ -187,7 +207,7 @@ fn chart(path: &Path, names: &[&str], groups: &[(&str, Vec<f64>)]) -> Result<(),
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..groups.len() as f64, (100f64..1_000_000f64).log_scale())
+        .build_cartesian_2d(0f64..groups.len() as f64, (100f64..10_000_000f64).log_scale())
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
@@ -212,6 +232,7 @@ fn chart(path: &Path, names: &[&str], groups: &[(&str, Vec<f64>)]) -> Result<(),
         RGBColor(255, 127, 14),
         RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
+        RGBColor(23, 190, 207),
     ];
     let width = 0.8 / names.len() as f64;
     for (r, name) in names.iter().enumerate() {
@@ -252,6 +273,8 @@ fn show(d: Duration) -> String {
 }
 
 fn main() {
+    // Started again as a sealed sandbox worker: that is all this process does then.
+    codemode::sealed::serve_if_worker();
     let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(30);
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compare");
@@ -271,6 +294,11 @@ fn main() {
 
     let warm = Engine::builder().registry(host_registry(rows.clone())).build().unwrap();
     let cold = Engine::builder().registry(host_registry(rows.clone())).warm_sandboxes(0).build().unwrap();
+    let sealed = Engine::builder()
+        .registry(host_registry(rows.clone()))
+        .isolation(codemode::Isolation::Process)
+        .build()
+        .unwrap();
     let mut vm = Peer::spawn(&["node", "peer.mjs", "vm"], &dir);
     let mut worker = Peer::spawn(&[deno, "run", "--quiet", "peer.mjs", "worker"], &dir);
     // The package reads its WebAssembly from node_modules, and the AI SDK reads the environment
@@ -280,9 +308,17 @@ fn main() {
         &dir,
     );
 
-    const NAMES: [&str; 6] =
-        ["codemode warm", "codemode cold", "node vm", "deno worker", "deno run", "vercel code-mode"];
+    const NAMES: [&str; 7] = [
+        "codemode warm",
+        "codemode cold",
+        "node vm",
+        "deno worker",
+        "deno run",
+        "vercel code-mode",
+        "codemode sealed",
+    ];
     const VERCEL: usize = 5;
+    const SEALED: usize = 6;
     // Vercel's code mode refuses more than 256 tool calls in one run, and more than 32 in flight
     // at once (it then ends its whole process with an uncaught rejection): why it sits a
     // workload out.
@@ -304,8 +340,8 @@ fn main() {
                     continue;
                 }
                 let (first, total, value) = match r {
-                    0 | 1 => {
-                        let engine = if r == 0 { &warm } else { &cold };
+                    0 | 1 | SEALED => {
+                        let engine = [&warm, &cold, &sealed][r.min(2)];
                         let started = Instant::now();
                         let o = runtime.block_on(engine.execute(code, ExecuteOptions::default()));
                         assert!(o.error.is_none(), "{code}: {:?}", o.error);
@@ -324,7 +360,7 @@ fn main() {
                         let (_, t, v) = vercel.run(code, &rows);
                         (None, t, v)
                     }
-                    _ => {
+                    4 => {
                         let started = Instant::now();
                         let mut once = Peer::spawn(&[deno, "run", "--quiet", "peer.mjs", "once"], &dir);
                         let (f, t, v) = once.run(code, &rows);
@@ -332,6 +368,7 @@ fn main() {
                         // The process start is part of the cost: first instruction as seen from here.
                         (Some(total.saturating_sub(t - f)), total, v)
                     }
+                    _ => unreachable!("seven runtimes"),
                 };
                 // Every runtime must compute the same answer.
                 match &results[w] {
@@ -377,6 +414,7 @@ fn main() {
         "250 sequential calls",
         "1,000 sequential calls",
         "100 concurrent calls",
+        "compute loop",
     ]
     .iter()
     .enumerate()
@@ -406,6 +444,10 @@ fn main() {
     println!("| runtime | per sandbox |");
     println!("|---|---:|");
     println!("| codemode (n = 200) | {} |", mib(codemode_per_sandbox(200)));
+    println!(
+        "| codemode sealed (a worker process: its warm sandboxes and the one that ran) | {} |",
+        mib(worker_rss())
+    );
     println!("| node vm context (n = 200) | {} |", mib(vm.per_sandbox(200)));
     println!("| deno worker (n = 20) | {} |", mib(worker.per_sandbox(20)));
     println!("| deno run (the whole process) | {} |", mib(once.rss()));

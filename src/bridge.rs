@@ -247,6 +247,16 @@ pub(crate) enum Target<'a> {
     Entry(&'a Arc<Entry>),
 }
 
+impl Target<'_> {
+    /// Whether the call counts in `stats.tool_calls` and against `max_tool_calls`. Reading a
+    /// resource reaches a server: it is a tool call in all but name. Discovery
+    /// (`codemode.list/search/describe`) and the store are answered by the host and are not
+    /// (the deadline bounds a program that loops on them).
+    pub(crate) fn counts(&self) -> bool {
+        !matches!(self, Target::Builtin(name) if *name != "readResource")
+    }
+}
+
 pub(crate) struct Bridge {
     registry: Arc<Registry>,
     /// The registry's entries, which a sandbox names by position.
@@ -439,10 +449,7 @@ impl Bridge {
             }
             other => other,
         };
-        // Discovery (`codemode.list/search/describe`) is answered here and is not a tool call:
-        // it neither counts in `stats.tool_calls` nor uses up `max_tool_calls` (the deadline
-        // bounds a program that loops on it).
-        if !matches!(target, Target::Builtin(_)) {
+        if target.counts() {
             self.calls += 1;
             if self.calls > self.max_calls {
                 return Err(ErrorKind::ToolCallLimit);

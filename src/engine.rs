@@ -15,7 +15,7 @@ use crate::outcome::CheckStatus;
 use crate::outcome::{Outcome, SessionInfo};
 use crate::privacy::Privacy;
 use crate::registry::Registry;
-use crate::sandbox::{RunJob, Sandbox, ScriptCache};
+use crate::sandbox::{resets_session, sandbox_bug, RunJob, Sandbox, ScriptCache, THREAD_STACK_BYTES};
 use crate::session::{self, SessionFile, SessionLimits, SessionState, Sessions};
 use crate::skills::{Skill, SkillError, SkillStore};
 use crate::transpile;
@@ -25,9 +25,6 @@ use crate::typecheck::{Diagnostic, TypeCheck, TypeChecker};
 /// replaced and the check fails.
 const MAX_CHECK_TIME: Duration = Duration::from_secs(10);
 
-/// Native stack of each sandbox thread. The engine's own stack limit (`Limits::stack_bytes`) is
-/// kept well below it, so deep recursion is a JS `RangeError` and never a host overflow.
-pub(crate) const THREAD_STACK_BYTES: usize = 32 << 20;
 /// The largest engine stack limit accepted; larger requests are clamped.
 const MAX_ENGINE_STACK_BYTES: usize = 16 << 20;
 
@@ -314,8 +311,7 @@ impl EngineBuilder {
                     None => std::env::current_exe()
                         .map_err(|e| BuildError::Worker(format!("the running executable is unknown: {e}")))?,
                 };
-                let command =
-                    crate::sealed::WorkerCommand { program, warm: self.warm.max(1), hooks: self.test_hooks };
+                let command = crate::sealed::WorkerCommand { program, hooks: self.test_hooks };
                 let first = crate::sealed::probe(&command).map_err(BuildError::Worker)?;
                 (Some(command), Some(first))
             }
@@ -350,7 +346,7 @@ impl EngineBuilder {
             #[cfg(target_os = "linux")]
             let pool = match &command {
                 None => Pool::Thread(self.warm),
-                Some(command) => Pool::Process(command.clone(), first.take()),
+                Some(command) => Pool::Process(command.clone(), first.take(), self.warm),
             };
             #[cfg(not(target_os = "linux"))]
             let pool = Pool::Thread(self.warm);
@@ -386,7 +382,7 @@ fn worker(
                 Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => {
                     if ready.len() < warm {
-                        if let Ok(sandbox) = slots.fresh() {
+                        if let Ok(sandbox) = slots.warm() {
                             ready.push(sandbox);
                             continue;
                         }
@@ -466,19 +462,15 @@ fn worker(
     }
 }
 
-/// The error of an execution whose sandbox panicked.
-pub(crate) fn sandbox_bug() -> ExecError {
-    ExecError::new(ErrorKind::Internal, "the sandbox failed unexpectedly (a bug); the host is unaffected")
-}
-
 /// How a sandbox thread gets its sandboxes.
+#[allow(clippy::large_enum_variant, reason = "one per sandbox thread, moved into it once")]
 enum Pool {
     /// In this process, keeping this many warm.
     Thread(usize),
-    /// In a sealed worker process (the first one maybe started already), which keeps its own
-    /// warm set.
+    /// In a sealed worker process (the first one maybe started already), where this thread
+    /// keeps this many built.
     #[cfg(target_os = "linux")]
-    Process(crate::sealed::WorkerCommand, Option<(crate::sealed::Worker, crate::sealed::SealReport)>),
+    Process(crate::sealed::WorkerCommand, Option<(crate::sealed::Worker, crate::sealed::SealReport)>, usize),
 }
 
 /// What makes a sandbox thread's sandboxes, once the thread runs.
@@ -494,17 +486,27 @@ impl Pool {
         match self {
             Pool::Thread(warm) => (warm, Slots::Thread),
             #[cfg(target_os = "linux")]
-            Pool::Process(command, first) => {
+            Pool::Process(command, first, warm) => {
                 let host = crate::sealed::Host::new(command, first);
                 // Started now rather than at the first execution; a failure is reported then.
                 let _ = host.borrow_mut().ensure();
-                (0, Slots::Process(host))
+                (warm, Slots::Process(host))
             }
         }
     }
 }
 
 impl Slots {
+    /// A sandbox built now, to keep warm.
+    fn warm(&self) -> Result<Slot, ExecError> {
+        match self {
+            Slots::Thread => Sandbox::new().map(Slot::Thread),
+            #[cfg(target_os = "linux")]
+            Slots::Process(host) => crate::sealed::Sandbox::build(host).map(Slot::Process),
+        }
+    }
+
+    /// A sandbox for a job waiting now (a worker builds it as the job starts, in one step).
     fn fresh(&self) -> Result<Slot, ExecError> {
         match self {
             Slots::Thread => Sandbox::new().map(Slot::Thread),
@@ -578,14 +580,6 @@ enum Work {
 enum Step {
     Run(RunJob),
     Resume(bool, Option<String>),
-}
-
-/// An execution that ended so leaves its session's sandbox unfit to run on: it is replaced.
-pub(crate) fn resets_session(outcome: &Outcome) -> bool {
-    outcome
-        .error
-        .as_ref()
-        .is_some_and(|e| matches!(e.kind, ErrorKind::MemoryLimit | ErrorKind::Timeout | ErrorKind::Internal))
 }
 
 impl Inner {

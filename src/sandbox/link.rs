@@ -1,8 +1,7 @@
 //! What a sandbox reaches its host through: the bridge itself when it runs in the host's process,
-//! or the channel to it from a sealed worker process ([`crate::sealed`]). Every question a
+//! or the channel to it from a sealed worker process (`remote`). Every question a
 //! sandbox asks its host goes through here, so the two differ in this one place.
 
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use crate::registry::Registry;
 pub(crate) enum Link {
     Local(Bridge),
     #[cfg(target_os = "linux")]
-    Remote(Rc<crate::sealed::child::Channel>),
+    Remote(super::remote::Remote),
 }
 
 impl Link {
@@ -30,7 +29,7 @@ impl Link {
         match self {
             Link::Local(bridge) => bridge.call(target, args),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.call(target, args),
+            Link::Remote(remote) => remote.call(target, args),
         }
     }
 
@@ -38,7 +37,7 @@ impl Link {
         match self {
             Link::Local(bridge) => bridge.timer(delay),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.timer(delay),
+            Link::Remote(remote) => remote.timer(delay),
         }
     }
 
@@ -46,7 +45,7 @@ impl Link {
         match self {
             Link::Local(bridge) => bridge.clear_timer(id),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.clear_timer(id),
+            Link::Remote(remote) => remote.channel.clear_timer(id),
         }
     }
 
@@ -55,7 +54,7 @@ impl Link {
         match self {
             Link::Local(bridge) => bridge.next(deadline),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.next(),
+            Link::Remote(remote) => remote.channel.next(),
         }
     }
 
@@ -64,7 +63,7 @@ impl Link {
         match self {
             Link::Local(bridge) => bridge.redact(text),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.redact(text),
+            Link::Remote(remote) => remote.channel.redact(text),
         }
     }
 
@@ -73,7 +72,7 @@ impl Link {
         match self {
             Link::Local(bridge) => bridge.emit_log(line),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.emit_log(line),
+            Link::Remote(remote) => remote.channel.emit_log(line),
         }
     }
 
@@ -82,7 +81,7 @@ impl Link {
         match self {
             Link::Local(bridge) => bridge.cancel_flag(),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.cancel_flag(),
+            Link::Remote(remote) => remote.channel.cancel_flag(),
         }
     }
 
@@ -101,7 +100,7 @@ impl Link {
         match self {
             Link::Local(bridge) => crate::suggest::unknown_tool(bridge.registry(), namespace, name),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.unknown_tool(namespace, name),
+            Link::Remote(remote) => remote.channel.unknown_tool(namespace, name),
         }
     }
 
@@ -110,7 +109,7 @@ impl Link {
         match self {
             Link::Local(bridge) => bridge.registry().skill(name).map(|s| Arc::clone(&s.js)),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.skill(name),
+            Link::Remote(remote) => remote.channel.skill(name),
         }
     }
 
@@ -119,7 +118,7 @@ impl Link {
         match self {
             Link::Local(bridge) => reference_note(bridge.registry(), undefined),
             #[cfg(target_os = "linux")]
-            Link::Remote(channel) => channel.reference_note(undefined),
+            Link::Remote(remote) => remote.channel.reference_note(undefined),
         }
     }
 

@@ -14,6 +14,10 @@ mod inspect;
 mod json;
 mod link;
 mod prelude;
+#[cfg(target_os = "linux")]
+pub(crate) mod remote;
+#[cfg(target_os = "linux")]
+pub(crate) mod wire;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -66,6 +70,23 @@ type SandboxIntrinsics = (
     intrinsic::Performance,
 );
 
+/// Native stack of each sandbox thread. The engine's own stack limit (`Limits::stack_bytes`) is
+/// kept well below it, so deep recursion is a JS `RangeError` and never a host overflow.
+pub(crate) const THREAD_STACK_BYTES: usize = 32 << 20;
+
+/// The error of an execution whose sandbox panicked.
+pub(crate) fn sandbox_bug() -> ExecError {
+    ExecError::new(ErrorKind::Internal, "the sandbox failed unexpectedly (a bug); the host is unaffected")
+}
+
+/// An execution that ended so leaves its session's sandbox unfit to run on: it is replaced.
+pub(crate) fn resets_session(outcome: &Outcome) -> bool {
+    outcome
+        .error
+        .as_ref()
+        .is_some_and(|e| matches!(e.kind, ErrorKind::MemoryLimit | ErrorKind::Timeout | ErrorKind::Internal))
+}
+
 /// Why the interrupt handler stopped the program.
 #[derive(Default)]
 struct Control {
@@ -75,7 +96,7 @@ struct Control {
     budget: Rc<Budget>,
     /// In a sealed worker: the channel whose host may send a cancellation while the program runs.
     #[cfg(target_os = "linux")]
-    host: RefCell<Option<Rc<crate::sealed::child::Channel>>>,
+    host: RefCell<Option<Rc<remote::Channel>>>,
 }
 
 impl Control {
@@ -357,7 +378,7 @@ impl Sandbox {
         #[cfg(target_os = "linux")]
         {
             *self.control.host.borrow_mut() = match &link {
-                Link::Remote(channel) => Some(Rc::clone(channel)),
+                Link::Remote(remote) => Some(Rc::clone(&remote.channel)),
                 Link::Local(_) => None,
             };
         }

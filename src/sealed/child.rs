@@ -1,7 +1,7 @@
 //! The worker's side: a sealed process that runs programs in QuickJS sandboxes and reaches its
-//! host only through [`Channel`].
+//! host only through its socket.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
@@ -10,178 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::wire::{self, Finished, FromWorker, RunSpec, ToWorker, WireNext, WireTarget};
-use crate::bridge::{Next, Settlement, Target, ToolFailure};
 use crate::error::{ErrorKind, ExecError};
-use crate::outcome::{LogLine, Outcome};
-use crate::sandbox::{Clock, Link, Names, Sandbox, ScriptCache, Start};
+use crate::outcome::Outcome;
+use crate::sandbox::remote::{Channel, Remote};
+use crate::sandbox::wire::{Finished, FromWorker, RunSpec, ToWorker};
+use crate::sandbox::{resets_session, sandbox_bug, Clock, Link, Names, Sandbox, ScriptCache, Start};
 
 /// The descriptor the host hands the worker its end of the socket on.
 pub(crate) const SOCKET_FD: i32 = 3;
 
-/// How often a running program's interrupt handler looks for a cancellation.
-const CANCEL_POLL: Duration = Duration::from_millis(2);
-
-/// The worker's end of the socket, as the sandbox's [`Link`] uses it.
-pub(crate) struct Channel {
-    sock: UnixStream,
-    cancelled: Arc<AtomicBool>,
-    redact: Cell<bool>,
-    stream: Cell<bool>,
-    polled: Cell<Instant>,
-}
-
-impl Channel {
-    fn send(&self, message: &FromWorker) {
-        if wire::write(&self.sock, message, &[]).is_err() {
-            host_gone();
-        }
-    }
-
-    /// Asks the host and waits for its answer. A `Cancel` that crossed the question is noted.
-    fn ask(&self, message: &FromWorker) -> (ToWorker, Vec<u8>) {
-        self.send(message);
-        loop {
-            match wire::read::<ToWorker>(&self.sock) {
-                Ok((ToWorker::Cancel, _)) => self.cancelled.store(true, Ordering::Relaxed),
-                Ok(answer) => return answer,
-                Err(_) => host_gone(),
-            }
-        }
-    }
-
-    fn text(&self, message: &FromWorker) -> Option<String> {
-        match self.ask(message) {
-            (ToWorker::Text { text }, _) => text,
-            _ => host_gone(),
-        }
-    }
-
-    pub(crate) fn call(&self, target: Target<'_>, args: Result<Value, String>) -> Result<u64, ErrorKind> {
-        let target = match target {
-            Target::Tool(index) => WireTarget::Tool(index),
-            Target::Builtin(name) => WireTarget::Builtin(name.to_string()),
-            // Made by the bridge itself, on the host's side; never by a program.
-            Target::Entry(_) => WireTarget::Tool(usize::MAX),
-        };
-        match self.ask(&FromWorker::Call { target, args }) {
-            (ToWorker::Called { stop: Some(kind), .. }, _) => Err(kind),
-            (ToWorker::Called { id, stop: None }, _) => Ok(id),
-            _ => host_gone(),
-        }
-    }
-
-    pub(crate) fn timer(&self, delay: Duration) -> u64 {
-        match self.ask(&FromWorker::Timer { delay }) {
-            (ToWorker::Timer { id }, _) => id,
-            _ => host_gone(),
-        }
-    }
-
-    pub(crate) fn clear_timer(&self, id: u64) {
-        self.send(&FromWorker::ClearTimer { id });
-    }
-
-    pub(crate) fn next(&self) -> Next {
-        let (next, body) = match self.ask(&FromWorker::Next) {
-            (ToWorker::Next { next }, body) => (next, body),
-            _ => host_gone(),
-        };
-        match next {
-            WireNext::Value { id, tool } => {
-                let json = match String::from_utf8(body) {
-                    Ok(json) => json,
-                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                };
-                Next::Settle(id, Settlement::Value { json: Arc::from(json), tool: Arc::from(tool) })
-            }
-            WireNext::Error { id, failure } => Next::Settle(
-                id,
-                Settlement::Error(ToolFailure {
-                    name: if failure.type_error { "TypeError" } else { "ToolError" },
-                    message: failure.message,
-                    tool: failure.tool,
-                    code: failure.code,
-                    path: failure.path,
-                }),
-            ),
-            WireNext::Timer { id } => Next::Settle(id, Settlement::Timer),
-            WireNext::Log { line } => Next::Log(line),
-            WireNext::Idle => Next::Idle,
-            WireNext::Paused => Next::Paused,
-            WireNext::TimedOut => Next::TimedOut,
-            WireNext::Cancelled => Next::Cancelled,
-        }
-    }
-
-    pub(crate) fn redact(&self, text: String) -> String {
-        if !self.redact.get() {
-            return text;
-        }
-        self.text(&FromWorker::Redact { text }).unwrap_or_default()
-    }
-
-    pub(crate) fn emit_log(&self, line: &LogLine) {
-        if self.stream.get() {
-            self.send(&FromWorker::Log { line: line.clone() });
-        }
-    }
-
-    pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.cancelled)
-    }
-
-    pub(crate) fn unknown_tool(&self, namespace: &str, name: &str) -> String {
-        let ask = FromWorker::UnknownTool { namespace: namespace.into(), name: name.into() };
-        self.text(&ask).unwrap_or_default()
-    }
-
-    pub(crate) fn skill(&self, name: &str) -> Option<Arc<str>> {
-        self.text(&FromWorker::Skill { name: name.into() }).map(Arc::from)
-    }
-
-    pub(crate) fn reference_note(&self, undefined: &str) -> Option<String> {
-        self.text(&FromWorker::Note { undefined: undefined.into() })
-    }
-
-    /// Reads a `Cancel` the host sent while the program runs, at most every [`CANCEL_POLL`]:
-    /// called from the interrupt handler, so it must stay cheap.
-    pub(crate) fn poll_cancel(&self) {
-        let now = Instant::now();
-        if now.saturating_duration_since(self.polled.get()) < CANCEL_POLL {
-            return;
-        }
-        self.polled.set(now);
-        let mut byte = 0u8;
-        let waiting = unsafe {
-            libc::recv(
-                std::os::fd::AsRawFd::as_raw_fd(&self.sock),
-                (&raw mut byte).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if waiting > 0 {
-            match wire::read::<ToWorker>(&self.sock) {
-                Ok((ToWorker::Cancel, _)) => self.cancelled.store(true, Ordering::Relaxed),
-                _ => host_gone(),
-            }
-        } else if waiting == 0 {
-            host_gone();
-        }
-    }
-}
-
-/// The host went away or broke the protocol: nothing here is worth keeping.
-fn host_gone() -> ! {
-    std::process::exit(0)
-}
-
 /// Options of the worker, from its command line.
 pub(crate) struct Options {
-    pub(crate) warm: usize,
     pub(crate) hooks: bool,
 }
 
@@ -190,6 +29,7 @@ pub(crate) struct Options {
 pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>) {
     let channel = Rc::new(Channel {
         sock,
+        reader: RefCell::default(),
         cancelled: Arc::new(AtomicBool::new(false)),
         redact: Cell::new(false),
         stream: Cell::new(false),
@@ -197,6 +37,7 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
     });
     let cache = Arc::new(ScriptCache::default());
     let mut names: Arc<Vec<(String, Vec<String>)>> = Arc::default();
+    // The sandbox built before the seal, for the first that is asked for.
     let mut ready: Vec<Sandbox> = Vec::new();
     if let Some(sandbox) = first {
         if options.hooks {
@@ -204,8 +45,10 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
         }
         ready.push(sandbox);
     }
-    // Sandboxes the host may come back to (a session's, a paused run's), and whether they
-    // belong to a session.
+    // Sandboxes by the host's id: built ahead for the host's warm set, a session's, a paused
+    // run's; and whether they belong to a session. The host decides when to build one (when
+    // its thread has nothing else to do, as a thread refills its own warm set), so a run never
+    // waits behind a build it did not ask for.
     let mut kept: HashMap<u64, (Sandbox, bool)> = HashMap::new();
     let fresh = |hooks: bool| -> Result<Sandbox, ExecError> {
         let sandbox = Sandbox::new()?;
@@ -215,13 +58,7 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
         Ok(sandbox)
     };
     loop {
-        if ready.len() < options.warm && !readable(&channel.sock) {
-            if let Ok(sandbox) = fresh(options.hooks) {
-                ready.push(sandbox);
-                continue;
-            }
-        }
-        let message = match wire::read::<ToWorker>(&channel.sock) {
+        let message = match channel.reader.borrow_mut().read::<ToWorker>(&channel.sock) {
             Ok((message, _)) => message,
             Err(_) => return,
         };
@@ -248,11 +85,12 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
                     None => ready.pop().map_or_else(|| fresh(options.hooks), Ok),
                 };
                 let now = Instant::now();
+                let max_calls = limits.max_tool_calls;
                 let start = Start {
                     code: Arc::from(code),
                     compiled,
                     limits,
-                    link: Link::Remote(Rc::clone(&channel)),
+                    link: Link::Remote(Remote::new(Rc::clone(&channel), max_calls)),
                     cache: Arc::clone(&cache),
                     clock: Clock::new(now, Duration::ZERO, now + deadline_in),
                     session,
@@ -270,6 +108,17 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
             },
             ToWorker::Drop { sandbox } => {
                 kept.remove(&sandbox);
+                continue;
+            }
+            ToWorker::Build { sandbox: id } => {
+                let error = match ready.pop().map_or_else(|| fresh(options.hooks), Ok) {
+                    Ok(sandbox) => {
+                        kept.insert(id, (sandbox, false));
+                        None
+                    }
+                    Err(e) => Some(e.message),
+                };
+                channel.send(&FromWorker::Built { error });
                 continue;
             }
             // Meant for a run that has ended.
@@ -290,11 +139,11 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
         }));
         let (outcome, sound) = match ran {
             Ok(outcome) => (outcome, true),
-            Err(_) => (Outcome::failed(crate::engine::sandbox_bug()), false),
+            Err(_) => (Outcome::failed(sandbox_bug()), false),
         };
         // The host's bridge knows which call it waits on; here, only that it waits.
         let paused = sound && sandbox.is_paused();
-        let keep = sound && (paused || (session && !crate::engine::resets_session(&outcome)));
+        let keep = sound && (paused || (session && !resets_session(&outcome)));
         channel.send(&FromWorker::Done(Box::new(finished(outcome, paused))));
         if keep {
             kept.insert(id, (sandbox, session));
@@ -313,13 +162,6 @@ fn finished(outcome: Outcome, paused: bool) -> Finished {
         logs_truncated: outcome.stats.logs_truncated,
         paused,
     }
-}
-
-/// Whether a frame is waiting (so the worker serves it before warming another sandbox).
-fn readable(sock: &UnixStream) -> bool {
-    let mut poll =
-        libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(sock), events: libc::POLLIN, revents: 0 };
-    unsafe { libc::poll(&mut poll, 1, 0) > 0 }
 }
 
 /// The worker's end of the socket, where the host put it.

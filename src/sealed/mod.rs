@@ -16,7 +16,6 @@
 
 pub(crate) mod child;
 mod seal;
-pub(crate) mod wire;
 
 use std::cell::RefCell;
 use std::io;
@@ -30,14 +29,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use self::wire::{Finished, FromWorker, RunSpec, ToWorker, WireFailure, WireNext, WireTarget};
 use crate::bridge::{Bridge, Next, Settlement, Target};
 use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
 use crate::outcome::{Outcome, Stats};
 use crate::registry::Registry;
+use crate::sandbox::wire::{
+    self, Finished, FromWorker, RunSpec, ToWorker, WireFailure, WireNext, WireTarget,
+};
 use crate::sandbox::{abort_error, from_bridge, reference_note, Clock, RunJob};
 
 /// The first argument that makes the binary a worker ([`serve_if_worker`]).
@@ -46,27 +45,16 @@ pub const WORKER_FLAG: &str = "--codemode-sandbox-worker";
 /// How long a new worker may take to seal itself and say so.
 const HELLO_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a worker may take to build a sandbox.
+const BUILD_WAIT: Duration = Duration::from_secs(10);
+
 /// How long past its deadline a program's worker may take to stop before it is killed.
 const GRACE: Duration = Duration::from_secs(1);
 
 /// How often the host looks at a running execution's cancel flag.
 const TICK: Duration = Duration::from_millis(10);
 
-/// What sealing a worker achieved. Seccomp and `no_new_privs` are required (a worker without
-/// them never runs a program); the other layers are applied where the kernel allows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealReport {
-    /// The seccomp-bpf allow-list is installed on every thread of the worker.
-    pub seccomp: bool,
-    /// Namespaces the worker left for new, empty ones (`user`, `net`, `mount`, `ipc`, `uts`).
-    pub namespaces: Vec<String>,
-    /// Why the kernel refused new namespaces, when it did.
-    pub namespaces_refused: Option<String>,
-    /// Landlock: "fully enforced", or why not.
-    pub landlock: String,
-    /// Resource limits set, as `name=value`.
-    pub rlimits: Vec<String>,
-}
+pub use crate::sandbox::wire::SealReport;
 
 /// Runs the worker and exits, when the process was started as one (its first argument is
 /// [`WORKER_FLAG`]); returns at once otherwise. A binary that builds an engine with
@@ -78,15 +66,7 @@ pub fn serve_if_worker() {
     if args.next().is_none_or(|flag| flag != WORKER_FLAG) {
         return;
     }
-    let mut options = child::Options { warm: 2, hooks: false };
-    for arg in args {
-        let arg = arg.to_string_lossy();
-        if let Some(warm) = arg.strip_prefix("--warm=") {
-            options.warm = warm.parse().unwrap_or(options.warm);
-        } else if arg == "--test-hooks" {
-            options.hooks = true;
-        }
-    }
+    let options = child::Options { hooks: args.any(|arg| arg == "--test-hooks") };
     let sock = child::socket();
     // One malloc arena for every thread: glibc reads /proc/sys/vm/overcommit_memory the first
     // time it shrinks a thread's own arena, which the seal would turn into a kill.
@@ -94,19 +74,20 @@ pub fn serve_if_worker() {
     let mut report = seal::prepare();
     // The sandbox thread, with the stack the engine's sandbox threads have; sealed from its
     // first instruction on, with the main thread (waiting on it) sealed too.
-    let worker = std::thread::Builder::new().stack_size(crate::engine::THREAD_STACK_BYTES).spawn(move || {
-        // The first sandbox is built before the seal: the allocator probes the machine (NUMA
-        // nodes under /sys) the first time it maps memory, and could not afterwards.
-        let first = crate::sandbox::Sandbox::new().ok();
-        if let Err(message) = seal::seccomp() {
-            let _ = wire::write(&sock, &FromWorker::Failed { message }, &[]);
-            return;
-        }
-        report.seccomp = true;
-        if wire::write(&sock, &FromWorker::Hello { seal: report }, &[]).is_ok() {
-            child::serve(sock, &options, first);
-        }
-    });
+    let worker =
+        std::thread::Builder::new().stack_size(crate::sandbox::THREAD_STACK_BYTES).spawn(move || {
+            // The first sandbox is built before the seal: the allocator probes the machine (NUMA
+            // nodes under /sys) the first time it maps memory, and could not afterwards.
+            let first = crate::sandbox::Sandbox::new().ok();
+            if let Err(message) = seal::seccomp() {
+                let _ = wire::write(&sock, &FromWorker::Failed { message }, &[]);
+                return;
+            }
+            report.seccomp = true;
+            if wire::write(&sock, &FromWorker::Hello { seal: report }, &[]).is_ok() {
+                child::serve(sock, &options, first);
+            }
+        });
     let code = match worker.map(|w| w.join()) {
         Ok(Ok(())) => 0,
         _ => 1,
@@ -118,7 +99,6 @@ pub fn serve_if_worker() {
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerCommand {
     pub(crate) program: PathBuf,
-    pub(crate) warm: usize,
     pub(crate) hooks: bool,
 }
 
@@ -126,6 +106,7 @@ pub(crate) struct WorkerCommand {
 pub(crate) struct Worker {
     process: std::process::Child,
     sock: UnixStream,
+    reader: wire::Reader,
     /// The registry whose names the worker has, so they are sent only when they change.
     names: Weak<Registry>,
 }
@@ -143,7 +124,7 @@ impl WorkerCommand {
         let (sock, theirs) = UnixStream::pair().map_err(|e| format!("could not make a socket pair: {e}"))?;
         let fd = theirs.as_raw_fd();
         let mut command = Command::new(&self.program);
-        command.arg(WORKER_FLAG).arg(format!("--warm={}", self.warm));
+        command.arg(WORKER_FLAG);
         if self.hooks {
             command.arg("--test-hooks");
         }
@@ -166,9 +147,9 @@ impl WorkerCommand {
             .spawn()
             .map_err(|e| format!("could not start the worker {}: {e}", self.program.display()))?;
         drop(theirs);
-        let mut worker = Worker { process, sock, names: Weak::new() };
+        let mut worker = Worker { process, sock, reader: wire::Reader::default(), names: Weak::new() };
         let _ = worker.sock.set_read_timeout(Some(HELLO_WAIT));
-        let hello = wire::read::<FromWorker>(&worker.sock);
+        let hello = worker.reader.read::<FromWorker>(&worker.sock);
         let _ = worker.sock.set_read_timeout(None);
         match hello {
             Ok((FromWorker::Hello { seal }, _)) => Ok((worker, seal)),
@@ -254,8 +235,10 @@ pub(crate) fn probe(command: &WorkerCommand) -> Result<(Worker, SealReport), Str
 pub(crate) struct Sandbox {
     host: Rc<RefCell<Host>>,
     id: u64,
-    /// The worker it lives in, once it has run.
+    /// The worker it lives in, once built or run.
     generation: Option<u64>,
+    /// It has run a program (so it may hold a session's state).
+    ran: bool,
     /// The worker keeps it (a session's, or a paused run's), until told to drop it.
     kept: bool,
     paused: Option<Paused>,
@@ -283,7 +266,43 @@ impl Sandbox {
             host.next_sandbox += 1;
             host.next_sandbox
         };
-        Sandbox { host: Rc::clone(host), id, generation: None, kept: false, paused: None }
+        Sandbox { host: Rc::clone(host), id, generation: None, ran: false, kept: false, paused: None }
+    }
+
+    /// A sandbox the worker builds now, for a run to come: what a sandbox thread keeps warm.
+    pub(crate) fn build(host: &Rc<RefCell<Host>>) -> Result<Sandbox, ExecError> {
+        let mut sandbox = Sandbox::new(host);
+        let mut host = host.borrow_mut();
+        host.ensure()?;
+        let generation = host.generation;
+        let worker = host.worker.as_mut().expect("a worker was started");
+        let built = wire::write(&worker.sock, &ToWorker::Build { sandbox: sandbox.id }, &[]).and_then(|()| {
+            // Not on any execution's path: wait without spinning, leaving the core to others.
+            if !worker.reader.buffered() && !readable(&worker.sock, BUILD_WAIT) {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            worker.reader.read::<FromWorker>(&worker.sock)
+        });
+        match built {
+            Ok((FromWorker::Built { error: None }, _)) => {
+                sandbox.generation = Some(generation);
+                sandbox.kept = true;
+                Ok(sandbox)
+            }
+            Ok((FromWorker::Built { error: Some(why) }, _)) => Err(ExecError::new(ErrorKind::Internal, why)),
+            other => {
+                // Dropping the worker kills it; the next sandbox starts a new one.
+                host.worker = None;
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "it broke the protocol".into(),
+                };
+                Err(ExecError::new(
+                    ErrorKind::Internal,
+                    format!("the worker could not build a sandbox: {why}"),
+                ))
+            }
+        }
     }
 
     pub(crate) fn run(&mut self, job: RunJob) -> Outcome {
@@ -294,12 +313,17 @@ impl Sandbox {
             return Outcome::failed(e);
         }
         if self.generation.is_some_and(|g| g != host.generation) {
-            return Outcome::failed(ExecError::new(
-                ErrorKind::Internal,
-                "the worker process that held this session's sandbox ended, and its state with it",
-            ));
+            if self.ran {
+                return Outcome::failed(ExecError::new(
+                    ErrorKind::Internal,
+                    "the worker process that held this session's sandbox ended, and its state with it",
+                ));
+            }
+            // Built in a worker that has died since: the new one builds it as it runs.
+            self.kept = false;
         }
         self.generation = Some(host.generation);
+        self.ran = true;
         let worker = host.worker.as_mut().expect("a worker was started");
         let registry = bridge.registry();
         let names = match worker.names.upgrade() {
@@ -361,9 +385,9 @@ impl Sandbox {
     /// Answers the worker's questions from the bridge until the run ends or pauses.
     fn serve(&mut self, mut bridge: Bridge, limits: Limits, mut clock: Clock) -> Outcome {
         let finished = {
-            let host = self.host.borrow();
-            let worker = host.worker.as_ref().expect("a worker serves this run");
-            answer(&worker.sock, &mut bridge, &clock)
+            let mut host = self.host.borrow_mut();
+            let worker = host.worker.as_mut().expect("a worker serves this run");
+            answer(&worker.sock, &mut worker.reader, &mut bridge, &clock)
         };
         let finished = match finished {
             Ok(finished) => finished,
@@ -426,40 +450,53 @@ impl Drop for Sandbox {
 
 /// Serves one run: each question of the worker answered from `bridge`, a cancellation passed
 /// on, and a worker past its deadline (plus [`GRACE`]) killed.
-fn answer(sock: &UnixStream, bridge: &mut Bridge, clock: &Clock) -> Result<Finished, Lost> {
+fn answer(
+    sock: &UnixStream,
+    reader: &mut wire::Reader,
+    bridge: &mut Bridge,
+    clock: &Clock,
+) -> Result<Finished, Lost> {
     let cancel = bridge.cancel_flag();
     let mut cancel_sent = false;
     let died = |e: io::Error| Lost::Died(format!("; {e}"));
     loop {
-        loop {
+        // Past the look, sleep in ticks: a cancellation is passed on, a worker past its
+        // deadline is killed.
+        let mut here = reader.spin(sock, wire::SPIN).map_err(died)?;
+        while !here {
             let now = Instant::now();
             let hard = clock.deadline + GRACE;
             if now >= hard {
                 return Err(Lost::Stuck);
             }
             let wait = if cancel_sent { hard - now } else { TICK.min(hard - now) };
-            if readable(sock, wait) {
-                break;
-            }
-            if !cancel_sent && cancel.load(Ordering::Relaxed) {
+            here = readable(sock, wait);
+            if !here && !cancel_sent && cancel.load(Ordering::Relaxed) {
                 wire::write(sock, &ToWorker::Cancel, &[]).map_err(died)?;
                 cancel_sent = true;
             }
         }
-        let (question, _) = wire::read::<FromWorker>(sock).map_err(died)?;
+        let (question, _) = reader.read::<FromWorker>(sock).map_err(died)?;
         let (answer, body): (ToWorker, Vec<u8>) = match question {
             FromWorker::Done(finished) => return Ok(*finished),
-            FromWorker::Call { target, args } => {
+            FromWorker::Call { id, target, args } => {
                 let target = match &target {
                     WireTarget::Tool(index) => Target::Tool(*index),
                     WireTarget::Builtin(name) => Target::Builtin(name.as_str()),
                 };
-                match bridge.call(target, args) {
-                    Ok(id) => (ToWorker::Called { id, stop: None }, Vec::new()),
-                    Err(kind) => (ToWorker::Called { id: 0, stop: Some(kind) }, Vec::new()),
+                // Past the limit the worker has stopped the program already.
+                let numbered = bridge.call(target, args).unwrap_or(id);
+                if numbered != id {
+                    return Err(Lost::Died("; it numbered a call out of turn".into()));
                 }
+                continue;
             }
-            FromWorker::Timer { delay } => (ToWorker::Timer { id: bridge.timer(delay) }, Vec::new()),
+            FromWorker::Timer { id, delay } => {
+                if bridge.timer(delay) != id {
+                    return Err(Lost::Died("; it numbered a timer out of turn".into()));
+                }
+                continue;
+            }
             FromWorker::ClearTimer { id } => {
                 bridge.clear_timer(id);
                 continue;
@@ -481,7 +518,7 @@ fn answer(sock: &UnixStream, bridge: &mut Bridge, clock: &Clock) -> Result<Finis
             FromWorker::Note { undefined } => {
                 (ToWorker::Text { text: reference_note(bridge.registry(), &undefined) }, Vec::new())
             }
-            FromWorker::Hello { .. } | FromWorker::Failed { .. } => {
+            FromWorker::Hello { .. } | FromWorker::Failed { .. } | FromWorker::Built { .. } => {
                 return Err(Lost::Died("; it broke the protocol".into()));
             }
         };

@@ -189,6 +189,14 @@ async fn a_worker_without_test_hooks_has_no_way_to_make_system_calls() {
     assert!(seal.seccomp);
     assert_eq!(seal.rlimits, ["fsize=0", "core=0", "nofile=16", "memlock=0"]);
     assert_eq!(seal.namespaces.is_empty(), seal.namespaces_refused.is_some(), "{seal:?}");
+    // What Landlock can do here decides what the report must say: the seal asks for ABI 6.
+    let abi =
+        unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) };
+    match abi {
+        6.. => assert_eq!(seal.landlock, "fully enforced"),
+        1..=5 => assert_eq!(seal.landlock, "partially enforced (an older Landlock ABI)"),
+        _ => assert!(seal.landlock.starts_with("not enforced ("), "{}", seal.landlock),
+    }
     failure("return globalThis.process.pid", ErrorKind::Exception).await;
 }
 
