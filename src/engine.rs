@@ -312,7 +312,7 @@ impl EngineBuilder {
                         .map_err(|e| BuildError::Worker(format!("the running executable is unknown: {e}")))?,
                 };
                 let command = crate::sealed::WorkerCommand { program, hooks: self.test_hooks };
-                let first = crate::sealed::probe(&command).map_err(BuildError::Worker)?;
+                let first = command.start().map_err(BuildError::Worker)?;
                 (Some(command), Some(first))
             }
         };

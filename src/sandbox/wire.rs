@@ -183,11 +183,13 @@ pub(crate) struct Finished {
 /// Writes one frame whole. `send` with `MSG_NOSIGNAL`: a peer that died is an error here, not
 /// a `SIGPIPE` for the whole host.
 pub(crate) fn write<T: Serialize>(sock: &UnixStream, header: &T, body: &[u8]) -> io::Result<()> {
-    let head = serde_json::to_vec(header).map_err(io::Error::other)?;
-    let mut frame = Vec::with_capacity(8 + head.len() + body.len());
-    frame.extend_from_slice(&(head.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&head);
+    // The header is written in place, its length filled in after: one buffer per frame.
+    let mut frame = Vec::with_capacity(128 + body.len());
+    frame.extend_from_slice(&[0; 8]);
+    serde_json::to_writer(&mut frame, header).map_err(io::Error::other)?;
+    let head = frame.len() - 8;
+    frame[..4].copy_from_slice(&(head as u32).to_le_bytes());
+    frame[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
     frame.extend_from_slice(body);
     let mut sent = 0;
     while sent < frame.len() {
@@ -221,11 +223,6 @@ impl Reader {
     /// Whether bytes of a frame are here already.
     pub(crate) fn buffered(&self) -> bool {
         self.start < self.buf.len()
-    }
-
-    /// Receives what is there without waiting: `Ok(true)` when bytes came.
-    fn try_fill(&mut self, sock: &UnixStream) -> io::Result<bool> {
-        self.fill(sock, libc::MSG_DONTWAIT)
     }
 
     fn fill(&mut self, sock: &UnixStream, flags: libc::c_int) -> io::Result<bool> {
@@ -262,7 +259,7 @@ impl Reader {
         }
         let started = std::time::Instant::now();
         loop {
-            if self.try_fill(sock)? {
+            if self.fill(sock, libc::MSG_DONTWAIT)? {
                 return Ok(true);
             }
             if started.elapsed() >= spin {

@@ -119,8 +119,9 @@ impl Drop for Worker {
 }
 
 impl WorkerCommand {
-    /// Starts a worker and waits until it has sealed itself.
-    fn start(&self) -> Result<(Worker, SealReport), String> {
+    /// Starts a worker and waits until it has sealed itself (the engine's builder starts the
+    /// first this way, so a worker that cannot seal itself fails the build).
+    pub(crate) fn start(&self) -> Result<(Worker, SealReport), String> {
         let (sock, theirs) = UnixStream::pair().map_err(|e| format!("could not make a socket pair: {e}"))?;
         let fd = theirs.as_raw_fd();
         let mut command = Command::new(&self.program);
@@ -224,11 +225,6 @@ impl Host {
         }
         Ok(())
     }
-}
-
-/// Starts one worker as a probe (for the engine's builder): its seal report, and the worker.
-pub(crate) fn probe(command: &WorkerCommand) -> Result<(Worker, SealReport), String> {
-    command.start()
 }
 
 /// A sandbox in a worker, as the host's sandbox thread holds it.
