@@ -223,6 +223,36 @@ fn benches(c: &mut Criterion) {
             assert_eq!(o.value["active"], json!(3334));
         })
     });
+    // The same three on the V8 engine, and a compute-heavy program on each engine.
+    let v8 = builder(4).engine(codemode::EngineKind::V8).node_program(node()).build().unwrap();
+    let _ = rt.block_on(v8.execute("return 1 + 1", ExecuteOptions::default()));
+    c.bench_function("v8/execute/return_1_plus_1/warm_pool", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = v8.execute("return 1 + 1", ExecuteOptions::default()).await;
+            assert_eq!(o.value, json!(2));
+        })
+    });
+    c.bench_function("v8/tool_call/round_trip", |b| {
+        b.to_async(&rt).iter_custom(|iters| round_trips(v8.clone(), iters))
+    });
+    c.bench_function("v8/execute/demo_workflow", |b| {
+        b.to_async(&rt).iter(|| async {
+            let o = v8.execute(spreadsheet, ExecuteOptions::default()).await;
+            assert_eq!(o.value["active"], json!(3334));
+        })
+    });
+    const LOOP: &str =
+        "let n = 0;\nfor (let i = 0; i < 10_000_000; i++) n = (n + i * 7) % 1_000_003;\nreturn n;";
+    let roomy = codemode::Limits { timeout: Duration::from_secs(60), ..codemode::Limits::default() };
+    for (name, engine) in [("quickjs", &warm), ("v8", &v8)] {
+        c.bench_function(&format!("compute/loop_10m/{name}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let options = ExecuteOptions { limits: Some(roomy.clone()), ..ExecuteOptions::default() };
+                let o = engine.execute(LOOP, options).await;
+                assert!(o.is_ok(), "{:?}", o.error);
+            })
+        });
+    }
     // Throughput: 1,000 trivial executions in flight at once; time per execution.
     c.bench_function("throughput/trivial_x1000", |b| {
         b.to_async(&rt).iter_custom(|iters| {
@@ -246,6 +276,22 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
+}
+
+/// Node.js for the V8 engine, installed by `codemode setup v8` on first use.
+fn node() -> std::path::PathBuf {
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("node-{}", codemode::NODE_VERSION));
+    let node = codemode::installed_node(&dir);
+    if !node.is_file() {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_codemode"))
+            .args(["setup", "v8", "--dir"])
+            .arg(&dir)
+            .status()
+            .expect("codemode setup v8 runs");
+        assert!(status.success(), "`codemode setup v8` failed");
+    }
+    node
 }
 
 /// `iters` sequential tool calls, 1,000 per program: the time they took.

@@ -114,6 +114,11 @@ pub struct PoolConfig {
 pub struct EngineSection {
     /// `"thread"` (in process, the default) or `"process"` (sealed worker processes).
     pub isolation: Option<crate::Isolation>,
+    /// `"quickjs"` (the default) or `"v8"` (Node.js processes; `codemode setup v8`).
+    pub kind: Option<crate::EngineKind>,
+    /// The Node.js binary for `kind = "v8"` (a relative path is taken from the configuration
+    /// file's folder); default: the one `codemode setup v8` installed.
+    pub node: Option<PathBuf>,
 }
 
 /// `[state]`.
@@ -490,6 +495,12 @@ impl Config {
         }
         out.sessions = self.sessions.mcp.unwrap_or(true);
         out
+    }
+
+    /// `[engine] node`, a relative path taken from the configuration file's folder.
+    pub fn node_program(&self) -> Option<PathBuf> {
+        let node = self.engine.node.as_ref()?;
+        Some(self.file.parent().unwrap_or(Path::new("")).join(node))
     }
 
     /// The state directory: `[state] dir`, else the user's data directory by `env` (the

@@ -65,6 +65,7 @@ struct Inner {
     privacy: Privacy,
     approval_timeout: Duration,
     isolation: Isolation,
+    kind: EngineKind,
     #[cfg(target_os = "linux")]
     seal: Option<crate::sealed::SealReport>,
     /// Executions paused for approval, by approval id.
@@ -162,7 +163,33 @@ pub struct EngineBuilder {
     approval_timeout: Duration,
     isolation: Isolation,
     worker_program: Option<std::path::PathBuf>,
+    kind: EngineKind,
+    node: Option<std::path::PathBuf>,
     test_hooks: bool,
+}
+
+/// The JavaScript engine programs run in.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// QuickJS-ng, in this process or in sealed workers ([`Isolation`]): a sandbox costs tens
+    /// of microseconds, and no JIT. The default.
+    #[default]
+    QuickJs,
+    /// V8 (Linux), in Node.js processes the engine starts ([`EngineBuilder::node_program`]),
+    /// each program in a fresh context of a pooled isolate with its own heap limit: a JIT for
+    /// compute-heavy programs, at a higher cost per execution. See [`crate::sealed`].
+    V8,
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EngineKind::QuickJs => "quickjs",
+            EngineKind::V8 => "v8",
+        })
+    }
 }
 
 /// Where sandboxes run.
@@ -203,6 +230,10 @@ pub enum BuildError {
     /// A sealed worker process could not be started or could not seal itself.
     #[error("could not start a sealed sandbox process: {0}")]
     Worker(String),
+    /// The V8 engine could not be started (Node.js is not installed, or not where it was
+    /// said to be).
+    #[error("could not start the V8 engine: {0}")]
+    V8(String),
 }
 
 impl Default for EngineBuilder {
@@ -218,6 +249,8 @@ impl Default for EngineBuilder {
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
             isolation: Isolation::Thread,
             worker_program: None,
+            kind: EngineKind::QuickJs,
+            node: None,
             test_hooks: false,
         }
     }
@@ -290,6 +323,20 @@ impl EngineBuilder {
         self
     }
 
+    /// The JavaScript engine (default [`EngineKind::QuickJs`]). [`EngineKind::V8`] needs
+    /// [`EngineBuilder::node_program`].
+    pub fn engine(mut self, kind: EngineKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The Node.js binary (22 or newer) that hosts the V8 engine: `codemode setup v8`
+    /// installs a pinned one from npm ([`crate::NODE_VERSION`]).
+    pub fn node_program(mut self, node: impl Into<std::path::PathBuf>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
     /// Starts workers with the hooks the seal's tests use. Not for production.
     #[doc(hidden)]
     pub fn worker_test_hooks(mut self, on: bool) -> Self {
@@ -303,15 +350,27 @@ impl EngineBuilder {
         // Fail here, not in the first execution, if a sandbox cannot be built at all.
         drop(Sandbox::new().map_err(BuildError::Sandbox)?);
         #[cfg(target_os = "linux")]
-        let (command, mut first) = match self.isolation {
-            Isolation::Thread => (None, None),
-            Isolation::Process => {
+        let (command, mut first) = match (self.kind, self.isolation) {
+            (EngineKind::V8, _) => {
+                let Some(program) = self.node.clone() else {
+                    return Err(BuildError::V8(
+                        "no Node.js binary was named: run `codemode setup v8` to install the pinned one, \
+                         or name one with EngineBuilder::node_program"
+                            .into(),
+                    ));
+                };
+                let command = crate::sealed::WorkerCommand { program, hooks: self.test_hooks, v8: true };
+                let first = command.start().map_err(BuildError::V8)?;
+                (Some(command), Some(first))
+            }
+            (EngineKind::QuickJs, Isolation::Thread) => (None, None),
+            (EngineKind::QuickJs, Isolation::Process) => {
                 let program = match self.worker_program.clone() {
                     Some(program) => program,
                     None => std::env::current_exe()
                         .map_err(|e| BuildError::Worker(format!("the running executable is unknown: {e}")))?,
                 };
-                let command = crate::sealed::WorkerCommand { program, hooks: self.test_hooks };
+                let command = crate::sealed::WorkerCommand { program, hooks: self.test_hooks, v8: false };
                 let first = command.start().map_err(BuildError::Worker)?;
                 (Some(command), Some(first))
             }
@@ -319,6 +378,10 @@ impl EngineBuilder {
         #[cfg(not(target_os = "linux"))]
         if self.isolation == Isolation::Process {
             return Err(BuildError::Worker("sealed sandbox processes need Linux".into()));
+        }
+        #[cfg(not(target_os = "linux"))]
+        if self.kind == EngineKind::V8 {
+            return Err(BuildError::V8("the V8 engine needs Linux".into()));
         }
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let (own, own_rx): (Vec<_>, Vec<_>) =
@@ -335,6 +398,7 @@ impl EngineBuilder {
             privacy: self.privacy,
             approval_timeout: self.approval_timeout,
             isolation: self.isolation,
+            kind: self.kind,
             #[cfg(target_os = "linux")]
             seal: first.as_ref().map(|(_, seal)| seal.clone()),
             paused: Mutex::default(),
@@ -791,12 +855,20 @@ impl Engine {
         self.inner.workers
     }
 
-    /// Where its sandboxes run.
+    /// Where its sandboxes run. V8 always runs in processes of its own: [`Isolation::Process`].
     pub fn isolation(&self) -> Isolation {
-        self.inner.isolation
+        match self.inner.kind {
+            EngineKind::V8 => Isolation::Process,
+            EngineKind::QuickJs => self.inner.isolation,
+        }
     }
 
-    /// With [`Isolation::Process`]: what sealing the first worker achieved.
+    /// The JavaScript engine programs run in.
+    pub fn kind(&self) -> EngineKind {
+        self.inner.kind
+    }
+
+    /// With [`Isolation::Process`] or V8: what sealing the first worker achieved.
     #[cfg(target_os = "linux")]
     pub fn seal(&self) -> Option<&crate::sealed::SealReport> {
         self.inner.seal.as_ref()

@@ -136,11 +136,11 @@ pub struct ReadmeDoctests;
 pub use {
     bridge::{tool_log, CallContext, ClientRequests, PendingCall},
     engine::{
-        BuildError, CancelToken, Engine, EngineBuilder, ExecuteOptions, Isolation, LogSink, ResumeError,
-        Session, WeakEngine,
+        BuildError, CancelToken, Engine, EngineBuilder, EngineKind, ExecuteOptions, Isolation, LogSink,
+        ResumeError, Session, WeakEngine,
     },
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
-    globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS},
+    globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS, V8_SANDBOX_GLOBALS},
     limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
     outcome::{
         estimate_tokens, CallRecord, CheckStatus, LogLevel, LogLine, Outcome, Paused, SessionInfo,
@@ -159,6 +159,9 @@ pub use {
         TYPESCRIPT_VERSION,
     },
 };
+
+#[cfg(all(feature = "runtime", target_os = "linux"))]
+pub use sealed::v8::{installed_node, NODE_PACKAGE_JSON, NODE_PACKAGE_LOCK, NODE_VERSION};
 
 /// The checks of the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]

@@ -231,13 +231,29 @@ impl TypeChecker {
     /// `npm ci` to install from, atomically. A `package.json` or lock there that an earlier
     /// call did not write is never replaced: the error says which.
     pub fn write_install_files(install_dir: &Path) -> Result<(), String> {
-        let files = [("package.json", INSTALL_PACKAGE_JSON), ("package-lock.json", INSTALL_PACKAGE_LOCK)];
-        for (name, text) in files {
-            let path = install_dir.join(name);
+        Self::write_package_files(
+            install_dir,
+            "codemode-type-checker",
+            INSTALL_PACKAGE_JSON,
+            INSTALL_PACKAGE_LOCK,
+        )
+    }
+
+    /// Writes a `package.json` and its lock (the package named `name`) into `install_dir` for
+    /// `npm ci`, atomically, as [`TypeChecker::write_install_files`] does; `codemode setup v8`
+    /// writes Node.js's ([`crate::NODE_PACKAGE_JSON`]) this way.
+    pub fn write_package_files(
+        install_dir: &Path,
+        name: &str,
+        package: &str,
+        lock: &str,
+    ) -> Result<(), String> {
+        let files = [("package.json", package), ("package-lock.json", lock)];
+        for (file, text) in files {
+            let path = install_dir.join(file);
             let Ok(existing) = std::fs::read_to_string(&path) else { continue };
-            let ours = existing == text
-                || serde_json::from_str::<Value>(&existing)
-                    .is_ok_and(|v| v["name"] == "codemode-type-checker");
+            let ours =
+                existing == text || serde_json::from_str::<Value>(&existing).is_ok_and(|v| v["name"] == name);
             if !ours {
                 return Err(format!("{} exists and was not written by codemode", path.display()));
             }

@@ -15,6 +15,8 @@ mod harness;
 
 /// The harness's engines (this binary builds none through it).
 pub const ISOLATION: codemode::Isolation = codemode::Isolation::Thread;
+/// The engine this binary's engines run programs in.
+pub const ENGINE: codemode::EngineKind = codemode::EngineKind::QuickJs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -23,9 +23,9 @@ pub(super) const SCRIPT_CACHE_ENTRIES: usize = 512;
 /// quarter of this is not kept at all.
 pub(super) const SCRIPT_CACHE_BYTES: usize = 64 << 20;
 
-pub(super) struct Script {
+pub(crate) struct Script {
     pub(super) bytecode: Vec<u8>,
-    pub(super) compiled: Compiled,
+    pub(crate) compiled: Compiled,
     /// The hint for a run of this program that returns nothing, made at most once per source
     /// (it parses the program again).
     pub(super) hint: std::sync::OnceLock<Option<String>>,
@@ -36,7 +36,7 @@ impl Script {
         Script { bytecode, compiled, hint: Default::default() }
     }
 
-    pub(super) fn hint(&self, source: &str) -> Option<String> {
+    pub(crate) fn hint(&self, source: &str) -> Option<String> {
         self.hint.get_or_init(|| transpile::dropped_value_hint(source)).clone()
     }
 

@@ -65,7 +65,7 @@ pub(super) fn describe_reason<'js>(
 
 /// Rewrites `agent.ts:L:C` positions in a stack to the agent's own columns (only the first line
 /// carries the wrapper) and drops the prelude's frames.
-pub(super) fn map_stack(stack: &str, compiled: &Compiled) -> (String, Option<(u32, u32)>) {
+pub(crate) fn map_stack(stack: &str, compiled: &Compiled) -> (String, Option<(u32, u32)>) {
     let needle = format!("{SCRIPT_NAME}:");
     let mut out = Vec::new();
     let mut first = None;

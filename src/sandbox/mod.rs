@@ -43,8 +43,7 @@ use crate::registry::Registry;
 use crate::transpile::{self, Compiled, SCRIPT_NAME};
 
 use self::alloc::{Budget, CountingAllocator};
-use self::cache::Script;
-pub(crate) use self::cache::ScriptCache;
+pub(crate) use self::cache::{Script, ScriptCache};
 use self::convert::{Overflow, Walker};
 pub(crate) use self::errors::abort_error;
 use self::errors::{describe_reason, internal_js, map_stack, pending_text};
@@ -74,6 +73,54 @@ type SandboxIntrinsics = (
 /// kept well below it, so deep recursion is a JS `RangeError` and never a host overflow.
 pub(crate) const THREAD_STACK_BYTES: usize = 32 << 20;
 
+/// The program as JavaScript for an engine in another process (V8), which runs what this
+/// process transpiled: from the cache, or transpiled now and cached. A session's program
+/// comes transpiled for its session and is not cached.
+pub(crate) fn compiled(
+    code: &Arc<str>,
+    compiled: Option<Compiled>,
+    cache: &ScriptCache,
+    session: bool,
+) -> Result<Arc<Script>, ExecError> {
+    if let Some(compiled) = compiled {
+        let script = Arc::new(Script::new(Vec::new(), compiled));
+        if !session {
+            cache.put(Arc::clone(code), Arc::clone(&script));
+        }
+        return Ok(script);
+    }
+    if let Some(script) = cache.get(code) {
+        return Ok(script);
+    }
+    let script = Arc::new(Script::new(Vec::new(), transpile::transpile(code)?));
+    cache.put(Arc::clone(code), Arc::clone(&script));
+    Ok(script)
+}
+
+/// The failure of a call whose handler returned JSON text that does not parse (`error`, where
+/// it does not; `None` when only the engine refused it).
+pub(crate) fn invalid_json(tool: &str, error: Option<serde_json::Error>) -> ToolFailure {
+    let detail = error.map_or_else(|| "the sandbox could not parse it".to_string(), |e| e.to_string());
+    ToolFailure {
+        name: "ToolError",
+        message: format!("{tool}: the tool returned invalid JSON: {detail}"),
+        tool: tool.to_string(),
+        code: Some("invalid_output".into()),
+        path: None,
+    }
+}
+
+/// An error another engine reported with its raw stack, at the agent's own positions.
+pub(crate) fn map_error(e: &mut ExecError, compiled: &Compiled) {
+    let Some(stack) = e.stack.take() else { return };
+    let (stack, first) = map_stack(&stack, compiled);
+    if let Some((line, column)) = first {
+        e.line = Some(line);
+        e.column = Some(column);
+    }
+    e.stack = Some(stack).filter(|s| !s.is_empty());
+}
+
 /// The error of an execution whose sandbox panicked.
 pub(crate) fn sandbox_bug() -> ExecError {
     ExecError::new(ErrorKind::Internal, "the sandbox failed unexpectedly (a bug); the host is unaffected")
@@ -81,11 +128,15 @@ pub(crate) fn sandbox_bug() -> ExecError {
 
 /// An execution that ended so leaves its session's sandbox unfit to run on: it is replaced.
 pub(crate) fn resets_session(outcome: &Outcome) -> bool {
-    outcome
-        .error
-        .as_ref()
-        .is_some_and(|e| matches!(e.kind, ErrorKind::MemoryLimit | ErrorKind::Timeout | ErrorKind::Internal))
+    outcome.error.as_ref().is_some_and(|e| {
+        matches!(e.kind, ErrorKind::MemoryLimit | ErrorKind::Timeout | ErrorKind::Internal)
+            || e.message.ends_with(SANDBOX_LOST)
+    })
 }
+
+/// Ends the message of an execution that V8 could only stop by ending its isolate (a
+/// cancelled loop, a limit passed in one): a session's sandbox went with it.
+pub(crate) const SANDBOX_LOST: &str = " (its V8 isolate was ended to stop it, and its sandbox with it)";
 
 /// Why the interrupt handler stopped the program.
 #[derive(Default)]
@@ -765,18 +816,8 @@ impl Sandbox {
                                     return Err(abort_error(kind, limits));
                                 }
                                 // Only a handler's own JSON text can be malformed; say where.
-                                let detail =
-                                    serde_json::from_str::<serde::de::IgnoredAny>(&json).err().map_or_else(
-                                        || "the sandbox could not parse it".to_string(),
-                                        |e| e.to_string(),
-                                    );
-                                reject(ToolFailure {
-                                    name: "ToolError",
-                                    message: format!("{tool}: the tool returned invalid JSON: {detail}"),
-                                    tool: tool.to_string(),
-                                    code: Some("invalid_output".into()),
-                                    path: None,
-                                })
+                                let error = serde_json::from_str::<serde::de::IgnoredAny>(&json).err();
+                                reject(invalid_json(&tool, error))
                             }
                         },
                         Settlement::Error(failure) => reject(failure),

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ExecError;
+use crate::error::{ErrorKind, ExecError};
 use crate::limits::Limits;
 use crate::outcome::LogLine;
 use crate::transpile::Compiled;
@@ -44,6 +44,9 @@ pub(crate) enum ToWorker {
     /// Go on with the paused run of this sandbox: the host has decided on its call.
     Resume {
         sandbox: u64,
+        /// Time left before the deadline as the run goes on (the V8 host enforces it).
+        #[serde(default)]
+        deadline_in: Duration,
     },
     /// Build a sandbox under this id, for a run to come (the host's warm set).
     Build {
@@ -83,6 +86,9 @@ pub(crate) struct RunSpec {
     pub(crate) redact: bool,
     /// Send each kept log line to the host as it is written (the caller streams logs).
     pub(crate) stream: bool,
+    /// The sandbox has run a program before (a session's): if it is gone, so is its state.
+    #[serde(default)]
+    pub(crate) ran: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -158,6 +164,19 @@ pub(crate) enum FromWorker {
         undefined: String,
     },
     Done(Box<Finished>),
+    /// The run was stopped before it could say `Done` (by the V8 host: a deadline, a
+    /// cancellation, a memory breach or a tool-call limit), with the lines it had logged.
+    Stopped {
+        kind: ErrorKind,
+        logs: Vec<LogLine>,
+        /// What happened, for `internal`; the host words the limits' own messages.
+        message: Option<String>,
+        #[serde(default)]
+        logs_truncated: bool,
+        /// The run's isolate ended with it, and a session's sandbox with it.
+        #[serde(default)]
+        lost: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -178,6 +197,9 @@ pub(crate) struct Finished {
     pub(crate) result_truncated: bool,
     pub(crate) logs_truncated: bool,
     pub(crate) paused: bool,
+    /// The program returned `undefined` (the V8 host leaves the hint to the host).
+    #[serde(default)]
+    pub(crate) nothing: bool,
 }
 
 /// Writes one frame whole. `send` with `MSG_NOSIGNAL`: a peer that died is an error here, not

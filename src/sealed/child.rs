@@ -74,6 +74,7 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
                     names: sent,
                     redact,
                     stream,
+                    ..
                 } = *spec;
                 if let Some(sent) = sent {
                     names = Arc::new(sent);
@@ -98,7 +99,7 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
                 };
                 (id, session.is_some(), sandbox, Some(start))
             }
-            ToWorker::Resume { sandbox: id } => match kept.remove(&id) {
+            ToWorker::Resume { sandbox: id, .. } => match kept.remove(&id) {
                 Some((sandbox, session)) => (id, session, Ok(sandbox), None),
                 None => {
                     let gone =
@@ -161,6 +162,7 @@ fn finished(outcome: Outcome, paused: bool) -> Finished {
         result_truncated: outcome.stats.result_truncated,
         logs_truncated: outcome.stats.logs_truncated,
         paused,
+        nothing: false,
     }
 }
 

@@ -16,6 +16,7 @@
 
 pub(crate) mod child;
 mod seal;
+pub(crate) mod v8;
 
 use std::cell::RefCell;
 use std::io;
@@ -98,8 +99,11 @@ pub fn serve_if_worker() {
 /// How a sandbox thread starts its worker.
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerCommand {
+    /// This binary (a sealed QuickJS worker), or Node.js (the V8 host).
     pub(crate) program: PathBuf,
     pub(crate) hooks: bool,
+    /// The worker is the V8 host (`js/v8/host.js` run by `program`), not a QuickJS one.
+    pub(crate) v8: bool,
 }
 
 /// A running worker.
@@ -122,6 +126,9 @@ impl WorkerCommand {
     /// Starts a worker and waits until it has sealed itself (the engine's builder starts the
     /// first this way, so a worker that cannot seal itself fails the build).
     pub(crate) fn start(&self) -> Result<(Worker, SealReport), String> {
+        if self.v8 {
+            return v8::start(self);
+        }
         let (sock, theirs) = UnixStream::pair().map_err(|e| format!("could not make a socket pair: {e}"))?;
         let fd = theirs.as_raw_fd();
         let mut command = Command::new(&self.program);
@@ -238,6 +245,9 @@ pub(crate) struct Sandbox {
     /// The worker keeps it (a session's, or a paused run's), until told to drop it.
     kept: bool,
     paused: Option<Paused>,
+    /// The V8 host's run: the JavaScript it was sent, to map its errors back to the agent's
+    /// positions.
+    script: Option<(Arc<crate::sandbox::Script>, Arc<str>)>,
 }
 
 /// A run paused for approval: the host keeps its bridge.
@@ -262,7 +272,15 @@ impl Sandbox {
             host.next_sandbox += 1;
             host.next_sandbox
         };
-        Sandbox { host: Rc::clone(host), id, generation: None, ran: false, kept: false, paused: None }
+        Sandbox {
+            host: Rc::clone(host),
+            id,
+            generation: None,
+            ran: false,
+            kept: false,
+            paused: None,
+            script: None,
+        }
     }
 
     /// A sandbox the worker builds now, for a run to come: what a sandbox thread keeps warm.
@@ -303,8 +321,18 @@ impl Sandbox {
 
     pub(crate) fn run(&mut self, job: RunJob) -> Outcome {
         let clock = job.clock();
-        let RunJob { code, compiled, limits, bridge, session, .. } = job;
+        let RunJob { code, compiled, limits, bridge, session, cache, .. } = job;
         let mut host = self.host.borrow_mut();
+        // V8 runs the JavaScript the host made, and the host maps its errors back.
+        let (compiled, script) = if host.command.v8 {
+            match crate::sandbox::compiled(&code, compiled, &cache, session.is_some()) {
+                Ok(script) => (Some(script.compiled.clone()), Some((script, Arc::clone(&code)))),
+                Err(e) => return Outcome::failed(e),
+            }
+        } else {
+            (compiled, None)
+        };
+        self.script = script;
         if let Err(e) = host.ensure() {
             return Outcome::failed(e);
         }
@@ -319,7 +347,6 @@ impl Sandbox {
             self.kept = false;
         }
         self.generation = Some(host.generation);
-        self.ran = true;
         let worker = host.worker.as_mut().expect("a worker was started");
         let registry = bridge.registry();
         let names = match worker.names.upgrade() {
@@ -344,9 +371,11 @@ impl Sandbox {
             names,
             redact: bridge.redacts(),
             stream: bridge.streams(),
+            ran: self.ran,
         };
         let sent = wire::write(&worker.sock, &ToWorker::Run(Box::new(spec)), &[]);
         drop(host);
+        self.ran = true;
         if sent.is_err() {
             return self.lost(Lost::Died(String::new()), &limits);
         }
@@ -367,7 +396,9 @@ impl Sandbox {
             let host = self.host.borrow();
             match host.worker.as_ref().filter(|_| self.generation == Some(host.generation)) {
                 Some(worker) => {
-                    wire::write(&worker.sock, &ToWorker::Resume { sandbox: self.id }, &[]).is_ok()
+                    let deadline_in = clock.deadline.saturating_duration_since(Instant::now());
+                    let resume = ToWorker::Resume { sandbox: self.id, deadline_in };
+                    wire::write(&worker.sock, &resume, &[]).is_ok()
                 }
                 None => false,
             }
@@ -383,14 +414,30 @@ impl Sandbox {
         let finished = {
             let mut host = self.host.borrow_mut();
             let worker = host.worker.as_mut().expect("a worker serves this run");
-            answer(&worker.sock, &mut worker.reader, &mut bridge, &clock)
+            answer(&worker.sock, &mut worker.reader, &mut bridge, &clock, &limits, self.script.is_some())
         };
         let finished = match finished {
             Ok(finished) => finished,
             Err(lost) => return self.lost(lost, &limits),
         };
-        let Finished { value, logs, error, hint, returned_bytes, result_truncated, logs_truncated, paused } =
-            finished;
+        let Finished {
+            value,
+            logs,
+            mut error,
+            mut hint,
+            returned_bytes,
+            result_truncated,
+            logs_truncated,
+            paused,
+            nothing,
+        } = finished;
+        if let Some((script, code)) = &self.script {
+            if let Some(e) = error.as_mut() {
+                crate::sandbox::map_error(e, &script.compiled);
+            } else if nothing {
+                hint = script.hint(code);
+            }
+        }
         let stats = Stats {
             duration: clock.started.elapsed(),
             queued: clock.waited,
@@ -451,6 +498,8 @@ fn answer(
     reader: &mut wire::Reader,
     bridge: &mut Bridge,
     clock: &Clock,
+    limits: &Limits,
+    check_json: bool,
 ) -> Result<Finished, Lost> {
     let cancel = bridge.cancel_flag();
     let mut cancel_sent = false;
@@ -475,6 +524,27 @@ fn answer(
         let (question, _) = reader.read::<FromWorker>(sock).map_err(died)?;
         let (answer, body): (ToWorker, Vec<u8>) = match question {
             FromWorker::Done(finished) => return Ok(*finished),
+            FromWorker::Stopped { kind, logs, message, logs_truncated, lost } => {
+                let mut error = match message {
+                    Some(message) => ExecError::new(kind, message),
+                    None => abort_error(kind, limits),
+                };
+                if lost {
+                    error.message.push_str(crate::sandbox::SANDBOX_LOST);
+                }
+                let returned_bytes = logs.iter().map(|l| l.message.len() as u64).sum();
+                return Ok(Finished {
+                    value: serde_json::Value::Null,
+                    logs,
+                    error: Some(error),
+                    hint: None,
+                    returned_bytes,
+                    result_truncated: false,
+                    logs_truncated,
+                    paused: false,
+                    nothing: false,
+                });
+            }
             FromWorker::Call { id, target, args } => {
                 let target = match &target {
                     WireTarget::Tool(index) => Target::Tool(*index),
@@ -501,7 +571,20 @@ fn answer(
                 bridge.emit_log(&line);
                 continue;
             }
-            FromWorker::Next => wire_next(bridge.next(clock.deadline)),
+            FromWorker::Next => {
+                let mut next = bridge.next(clock.deadline);
+                // V8 reads a result with JSON.parse, whose message would not say where a
+                // handler's text went wrong: it is checked here, as QuickJS's reader does.
+                if check_json {
+                    if let Next::Settle(_, settlement @ Settlement::Value { .. }) = &mut next {
+                        let Settlement::Value { json, tool } = &*settlement else { unreachable!() };
+                        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
+                            *settlement = Settlement::Error(crate::sandbox::invalid_json(tool, Some(e)));
+                        }
+                    }
+                }
+                wire_next(next)
+            }
             FromWorker::Redact { text } => (ToWorker::Text { text: Some(bridge.redact(text)) }, Vec::new()),
             FromWorker::UnknownTool { namespace, name } => {
                 let text = crate::suggest::unknown_tool(bridge.registry(), &namespace, &name);

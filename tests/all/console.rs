@@ -34,7 +34,9 @@ console.log(Array.from({ length: 102 }, (_, i) => i).length);
             "Ada is 36.5 years extra",
             "{ 'not-ident': 1 } [] {}",
             "bad [Function: named] Symbol(s)",
-            "{ name: 'cyc', self: [Circular *] }",
+            crate::differences::expected("console.circular", json!("{ name: 'cyc', self: [Circular *] }"))
+                .as_str()
+                .unwrap(),
             "102",
         ]
     );
@@ -123,10 +125,15 @@ console.log(long);
             "[ 0, 1, shown: 3 ]",
             // Node groups long numeric arrays in columns; the order of the tail is the same:
             // the items left out, then the array's other keys.
-            &format!(
-                "[\n{}\n  ... 50 more items,\n  tag: 't'\n]",
-                (0..100).map(|i| format!("  {i},")).collect::<Vec<_>>().join("\n")
-            ),
+            crate::differences::expected(
+                "console.grouped_numbers",
+                json!(format!(
+                    "[\n{}\n  ... 50 more items,\n  tag: 't'\n]",
+                    (0..100).map(|i| format!("  {i},")).collect::<Vec<_>>().join("\n")
+                )),
+            )
+            .as_str()
+            .unwrap(),
         ]
     );
 }

@@ -89,12 +89,42 @@ pub fn registry() -> Registry {
 /// An engine builder for the engine this test binary runs against (`crate::ISOLATION`): every
 /// test that builds an engine starts here, so the same tests run in each.
 pub fn builder() -> codemode::EngineBuilder {
-    let builder = Engine::builder().isolation(crate::ISOLATION);
+    let mut builder = Engine::builder().isolation(crate::ISOLATION).engine(crate::ENGINE);
+    if crate::ENGINE == codemode::EngineKind::V8 {
+        builder = builder.node_program(node());
+    }
     // The binary is a worker when started as one; the test binary is not.
     match option_env!("CARGO_BIN_EXE_codemode") {
         Some(program) => builder.worker_program(program),
         None => builder,
     }
+}
+
+/// Node.js for the V8 engine, installed on first use by `codemode setup v8` into this test
+/// binary's temporary folder (so the README's test command does its own set-up). Without npm
+/// the V8 tests fail, saying so; they never pass silently.
+pub fn node() -> std::path::PathBuf {
+    static INSTALLED: OnceLock<std::path::PathBuf> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("node-{}", codemode::NODE_VERSION));
+            let node = codemode::installed_node(&dir);
+            if !node.is_file() {
+                let status = std::process::Command::new(env!("CARGO_BIN_EXE_codemode"))
+                    .args(["setup", "v8", "--dir"])
+                    .arg(&dir)
+                    .status()
+                    .expect("codemode setup v8 runs");
+                assert!(
+                    status.success(),
+                    "`codemode setup v8` failed: the V8 tests need npm to install Node.js"
+                );
+            }
+            assert!(node.is_file(), "{} is missing after `codemode setup v8`", node.display());
+            node
+        })
+        .clone()
 }
 
 /// One engine shared by the tests of this binary (the pool is what production uses too).

@@ -1,11 +1,14 @@
 //! One integration-test binary, split by topic, over a shared harness.
 #![allow(clippy::print_stderr, reason = "a test that cannot run says so on stderr")]
 
+mod differences;
 mod harness;
 
 /// Where this binary's engines run their sandboxes; `tests/sealed` runs the engine's tests
 /// again with [`codemode::Isolation::Process`].
 pub const ISOLATION: codemode::Isolation = codemode::Isolation::Thread;
+/// The engine this binary's engines run programs in.
+pub const ENGINE: codemode::EngineKind = codemode::EngineKind::QuickJs;
 
 mod approvals;
 mod audit;

@@ -104,8 +104,17 @@ async fn uncaught_exception_has_name_message_and_agent_lines() {
 async fn exception_on_first_line_has_agent_column() {
     let e = failure("null.x", ErrorKind::Exception).await;
     assert_eq!(e.name.as_deref(), Some("TypeError"));
-    assert_eq!((e.line, e.column), (Some(1), Some(1)));
-    assert_eq!(e.message, "cannot read property 'x' of null");
+    assert_eq!(
+        json!([e.line, e.column]),
+        crate::differences::expected("scripts.first_line.position", json!([1, 1]))
+    );
+    assert_eq!(
+        json!(e.message),
+        crate::differences::expected(
+            "scripts.null_property.message",
+            json!("cannot read property 'x' of null")
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,7 +81,13 @@ async fn a_skill_runs_within_the_callers_limits_and_its_errors_say_where() {
 
     let e = engine.execute("await skills.throws('luck');", ExecuteOptions::default()).await.error.unwrap();
     assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Exception, "no luck"));
-    assert_eq!(e.stack.as_deref(), Some("    at <anonymous> (skills/throws.ts:3:23)"));
+    assert_eq!(
+        json!(e.stack),
+        crate::differences::expected(
+            "skills.throw.stack",
+            json!("    at <anonymous> (skills/throws.ts:3:23)")
+        )
+    );
     // On the first line, where the wrapper sits, the skill's columns are the program's.
     let line = "const a = 1; throw new Error('first line');";
     engine.add_skill(Skill::parse("firstLine", line).unwrap()).await.unwrap();

@@ -12,8 +12,14 @@ async fn every_line_terminator_keeps_line_column_and_stack() {
     for sep in ["\n", "\r\n", "\r", "\u{2028}", "\u{2029}"] {
         let code = format!("const a = 1;{sep}const b = 2;{sep}throw new Error('x');");
         let e = failure(&code, ErrorKind::Exception).await;
-        assert_eq!((e.line, e.column), (Some(3), Some(11)), "{sep:?}");
-        assert_eq!(e.stack.as_deref(), Some("    at <anonymous> (agent.ts:3:11)"), "{sep:?}");
+        assert_eq!(
+            json!([e.line, e.column]),
+            crate::differences::expected("text.throw.position", json!([3, 11])),
+            "{sep:?}"
+        );
+        let stack =
+            crate::differences::expected("text.throw.stack", json!("    at <anonymous> (agent.ts:3:11)"));
+        assert_eq!(json!(e.stack), stack, "{sep:?}");
         let code = format!("const a = 1;{sep}const = 2;");
         let e = failure(&code, ErrorKind::Syntax).await;
         assert_eq!((e.line, e.column), (Some(2), Some(7)), "{sep:?}");

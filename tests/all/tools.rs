@@ -146,8 +146,15 @@ async fn uncaught_tool_error_fails_the_run() {
     assert_eq!(e.message, "sheets.getRows: unknown sheet id \"nope\"; listSheets() returns the ids");
     // The error is the one made at the call, so it carries the agent's position and stack (the
     // runtime's own frames are not shown), and the tool and code the handler gave.
-    assert_eq!((e.line, e.column), (Some(1), Some(13)));
-    assert_eq!(e.stack.as_deref(), Some("    at <anonymous> (agent.ts:1:13)"));
+    assert_eq!(
+        json!([e.line, e.column]),
+        crate::differences::expected("tools.uncaught_tool_error.position", json!([1, 13]))
+    );
+    let stack = crate::differences::expected(
+        "tools.uncaught_tool_error.stack",
+        json!("    at <anonymous> (agent.ts:1:13)"),
+    );
+    assert_eq!(json!(e.stack), stack);
     assert_eq!((e.tool.as_deref(), e.code.as_deref()), (Some("sheets.getRows"), Some("not_found")));
 }
 

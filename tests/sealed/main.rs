@@ -9,8 +9,13 @@
 #[allow(dead_code, reason = "helpers of the tests that run only in tests/all")]
 mod harness;
 
+#[path = "../all/differences.rs"]
+mod differences;
+
 /// Where this binary's engines run their sandboxes.
 pub const ISOLATION: codemode::Isolation = codemode::Isolation::Process;
+/// The engine this binary's engines run programs in.
+pub const ENGINE: codemode::EngineKind = codemode::EngineKind::QuickJs;
 
 #[path = "../all/approvals.rs"]
 mod approvals;

@@ -11,6 +11,8 @@ pub(crate) struct Loaded {
     pub(crate) typecheck: Option<TypeCheck>,
     /// `--isolation`, over the configuration's `[engine] isolation`.
     pub(crate) isolation: Option<codemode::Isolation>,
+    /// `--engine`, over the configuration's `[engine] kind`.
+    pub(crate) engine: Option<codemode::EngineKind>,
     pub(crate) registry: Registry,
     pub(crate) config: Config,
     pub(crate) upstreams: Vec<std::sync::Arc<codemode::mcp::Upstream>>,
@@ -91,6 +93,7 @@ pub(crate) fn load(sources: &Sources, forward_client_requests: bool) -> Result<L
         runtime,
         typecheck: sources.typecheck,
         isolation: sources.isolation,
+        engine: sources.engine,
         registry,
         config,
         upstreams: connected,
@@ -177,6 +180,27 @@ fn build_engine(
     if let Some(isolation) = loaded.isolation.or(loaded.config.engine.isolation) {
         builder = builder.isolation(isolation);
     }
+    if let Some(kind) = loaded.engine.or(loaded.config.engine.kind) {
+        builder = builder.engine(kind);
+        if kind == codemode::EngineKind::V8 {
+            let node =
+                loaded.config.node_program().or_else(|| v8_dir().map(|d| codemode::installed_node(&d)));
+            match node {
+                Some(node) if node.is_file() => builder = builder.node_program(node),
+                Some(node) => {
+                    eprintln!(
+                        "codemode: the V8 engine needs Node.js, and {} does not exist: run `codemode setup v8`",
+                        node.display()
+                    );
+                    return Err(ExitCode::FAILURE);
+                }
+                None => {
+                    eprintln!("codemode: the V8 engine needs Node.js: run `codemode setup v8`");
+                    return Err(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
     // Tests of the seal start workers that can be told to break it; nothing else should.
     if std::env::var_os("CODEMODE_TEST_HOOKS").is_some_and(|v| v == "1") {
         builder = builder.worker_test_hooks(true);
@@ -200,6 +224,15 @@ pub(crate) fn typescript_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(dir));
     }
     Some(cache_dir()?.join(format!("typescript-{}", codemode::TYPESCRIPT_VERSION)))
+}
+
+/// Where `codemode setup v8` installs Node.js: `$CODEMODE_V8_DIR`, else the user's cache
+/// directory.
+pub(crate) fn v8_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CODEMODE_V8_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    Some(cache_dir()?.join(format!("node-{}", codemode::NODE_VERSION)))
 }
 
 pub(crate) fn cache_dir() -> Option<PathBuf> {

@@ -61,6 +61,13 @@ struct Cli {
     command: Command,
 }
 
+/// What `codemode setup` installs.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SetupTarget {
+    Typescript,
+    V8,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -90,6 +97,18 @@ struct Sources {
     /// processes: seccomp, namespaces, Landlock; Linux).
     #[arg(long, value_name = "WHERE", value_parser = parse_isolation)]
     isolation: Option<codemode::Isolation>,
+    /// The JavaScript engine: quickjs (the default) or v8 (Node.js processes, which
+    /// `codemode setup v8` installs; Linux).
+    #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
+    engine: Option<codemode::EngineKind>,
+}
+
+fn parse_engine(text: &str) -> Result<codemode::EngineKind, String> {
+    match text {
+        "quickjs" => Ok(codemode::EngineKind::QuickJs),
+        "v8" => Ok(codemode::EngineKind::V8),
+        other => Err(format!("{other:?} is not an engine: quickjs or v8")),
+    }
 }
 
 fn parse_isolation(text: &str) -> Result<codemode::Isolation, String> {
@@ -282,11 +301,15 @@ enum Command {
         #[command(flatten)]
         sources: Sources,
     },
-    /// Install the TypeScript compiler that type-checks programs (TypeScript 7, pinned, with
-    /// npm) and say where it is.
+    /// Install, pinned and with npm, the TypeScript compiler that type-checks programs
+    /// (TypeScript 7; the default) or the V8 engine (`v8`: Node.js), and say where it is.
     Setup {
+        /// What to install: typescript (the default) or v8.
+        #[arg(value_name = "WHAT", default_value = "typescript")]
+        what: SetupTarget,
         /// Install into this directory instead of the cache directory
-        /// ($CODEMODE_TYPESCRIPT_DIR, else $XDG_CACHE_HOME/codemode/typescript-VERSION).
+        /// ($CODEMODE_TYPESCRIPT_DIR, else $XDG_CACHE_HOME/codemode/typescript-VERSION; for v8
+        /// $CODEMODE_V8_DIR, else $XDG_CACHE_HOME/codemode/node-VERSION).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
@@ -358,7 +381,7 @@ fn dispatch(command: Command) -> ExitCode {
         Command::Auth(AuthCommand::Logout { namespace, sources }) => auth::logout(namespace, sources),
         Command::Serve { socket, stdio, sources } => serve(socket, stdio, sources),
         Command::Mcp { http, sources } => mcp(http, sources),
-        Command::Setup { dir } => setup(dir),
+        Command::Setup { what, dir } => setup(what, dir),
     }
 }
 
