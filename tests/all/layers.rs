@@ -41,6 +41,7 @@ const ROOT_NAMES: &[(&str, &str)] = &[
     ("EngineBuilder", "engine"),
     ("ExecuteOptions", "engine"),
     ("Isolation", "engine"),
+    ("EngineKind", "engine"),
     ("CheckError", "typecheck"),
     ("TypeChecker", "typecheck"),
     ("RUNTIME_DECLARATIONS", "globals"),
