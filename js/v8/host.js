@@ -905,10 +905,11 @@ function isolate() {
   }
 
   function stopped(kind) {
-    const logs = exec.logs;
-    end({ t: "stopped", kind, logs, message: null });
+    const truncated = exec.dropped > 0 || exec.lineCut;
+    end({ t: "stopped", kind, logs: closing(exec), message: null, logs_truncated: truncated });
     return null;
   }
+
 
   function finish(result, error) {
     if (exec === null) {
