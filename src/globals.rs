@@ -62,68 +62,14 @@ pub const SANDBOX_GLOBALS: &[&str] = &[
     "unescape",
 ];
 
-/// The globals of the V8 engine's sandboxes ([`crate::EngineKind::V8`]), reviewed the same
-/// way: [`SANDBOX_GLOBALS`] without QuickJS's own `InternalError`, and with V8's `Intl`
-/// (formatting by locale, with the ICU data Node carries; it reaches nothing outside). Binary
+/// How the V8 engine's globals ([`crate::EngineKind::V8`]) differ from [`SANDBOX_GLOBALS`],
+/// reviewed the same way: V8 adds `Intl` (formatting by locale, with the ICU data Node
+/// carries; it reaches nothing outside) and lacks QuickJS's own `InternalError`. Binary
 /// buffers, shared memory, `Atomics` and `WebAssembly` are removed in both: V8's heap limit
 /// does not count an `ArrayBuffer`'s memory.
-pub const V8_SANDBOX_GLOBALS: &[&str] = &[
-    "AggregateError",
-    "Array",
-    "AsyncDisposableStack",
-    "BigInt",
-    "Boolean",
-    "Date",
-    "DisposableStack",
-    "Error",
-    "EvalError",
-    "FinalizationRegistry",
-    "Function",
-    "Infinity",
-    "Intl",
-    "Iterator",
-    "JSON",
-    "Map",
-    "Math",
-    "NaN",
-    "Number",
-    "Object",
-    "Promise",
-    "Proxy",
-    "RangeError",
-    "ReferenceError",
-    "Reflect",
-    "RegExp",
-    "Set",
-    "String",
-    "SuppressedError",
-    "Symbol",
-    "SyntaxError",
-    "TypeError",
-    "URIError",
-    "WeakMap",
-    "WeakRef",
-    "WeakSet",
-    "clearTimeout",
-    "codemode",
-    "console",
-    "decodeURI",
-    "decodeURIComponent",
-    "encodeURI",
-    "encodeURIComponent",
-    "escape",
-    "eval",
-    "globalThis",
-    "isFinite",
-    "isNaN",
-    "parseFloat",
-    "parseInt",
-    "performance",
-    "queueMicrotask",
-    "setTimeout",
-    "undefined",
-    "unescape",
-];
+pub const V8_GLOBALS_ADDED: &[&str] = &["Intl"];
+/// See [`V8_GLOBALS_ADDED`].
+pub const V8_GLOBALS_REMOVED: &[&str] = &["InternalError"];
 
 /// The declarations of the sandbox's own globals (`console`, `setTimeout`, `codemode.search`,
 /// ...), to show an agent beside the tools' declarations.

