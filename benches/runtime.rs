@@ -241,17 +241,37 @@ fn benches(c: &mut Criterion) {
             assert_eq!(o.value["active"], json!(3334));
         })
     });
-    const LOOP: &str =
-        "let n = 0;\nfor (let i = 0; i < 10_000_000; i++) n = (n + i * 7) % 1_000_003;\nreturn n;";
+    // Compute-heavy programs, where a JIT shows: a sum, a loop whose body is an integer
+    // division (which a JIT speeds up least), and sorting a million numbers.
+    const COMPUTE: [(&str, &str, i64); 3] = [
+        (
+            "sum_10m",
+            "let n = 0;\nfor (let i = 0; i < 10_000_000; i++) n += i;\nreturn n;",
+            49_999_995_000_000,
+        ),
+        (
+            "loop_10m",
+            "let n = 0;\nfor (let i = 0; i < 10_000_000; i++) n = (n + i * 7) % 1_000_003;\nreturn n;",
+            3255,
+        ),
+        (
+            "sort_1m",
+            "const a = Array.from({ length: 1_000_000 }, (_, i) => (i * 7919) % 1_000_003);\n\
+             a.sort((x, y) => x - y);\nreturn a[500_000];",
+            500_000,
+        ),
+    ];
     let roomy = codemode::Limits { timeout: Duration::from_secs(60), ..codemode::Limits::default() };
-    for (name, engine) in [("quickjs", &warm), ("v8", &v8)] {
-        c.bench_function(&format!("compute/loop_10m/{name}"), |b| {
-            b.to_async(&rt).iter(|| async {
-                let options = ExecuteOptions { limits: Some(roomy.clone()), ..ExecuteOptions::default() };
-                let o = engine.execute(LOOP, options).await;
-                assert!(o.is_ok(), "{:?}", o.error);
-            })
-        });
+    for (workload, code, expected) in COMPUTE {
+        for (name, engine) in [("quickjs", &warm), ("v8", &v8)] {
+            c.bench_function(&format!("compute/{workload}/{name}"), |b| {
+                b.to_async(&rt).iter(|| async {
+                    let options = ExecuteOptions { limits: Some(roomy.clone()), ..ExecuteOptions::default() };
+                    let o = engine.execute(code, options).await;
+                    assert_eq!(o.value, json!(expected), "{:?}", o.error);
+                })
+            });
+        }
     }
     // Throughput: 1,000 trivial executions in flight at once; time per execution.
     c.bench_function("throughput/trivial_x1000", |b| {

@@ -1,29 +1,71 @@
 // The V8 engine's host: one Node.js process per sandbox thread of the engine, started by
-// src/v8.rs with this script as `node -e` and its end of a socket pair on descriptor 3. It
-// speaks the sealed workers' frames (src/sandbox/wire.rs): the same host loop answers both.
+// src/sealed/v8.rs with this script as `node -e` and two sockets: descriptor 3 carries the
+// frames both ways, descriptor 4 what the host must have stopped (`stop`: a deadline passed,
+// a cancellation) to this process's main thread. It speaks the sealed workers' frames
+// (src/sandbox/wire.rs): the same host loop answers both.
 //
-// The main thread only routes. Programs run on one worker thread, a V8 isolate with its own
-// heap limit (`resourceLimits`), each in a fresh `vm` context (a realm: its own globals and
-// built-ins) made ahead of demand; a session's context lives in an isolate of its own. A
-// program that breaches the heap limit ends its isolate alone (ERR_WORKER_OUT_OF_MEMORY), not
-// the process; a deadline or a cancellation terminates the isolate. In each case this thread
-// ends the execution (`Stopped`) with the lines it had logged, and the next one gets a new
-// isolate.
+// Programs run on worker threads, V8 isolates with their own heap limit (`resourceLimits`),
+// each in a fresh `vm` context (a realm: its own globals and built-ins) built ahead of demand
+// by the home isolate; a session's context lives in an isolate of its own. A program that
+// breaches the heap limit ends its isolate alone (ERR_WORKER_OUT_OF_MEMORY), not the process;
+// a deadline or a cancellation terminates the isolate. In each case the main thread ends the
+// execution (`Stopped`) with the lines it had kept, and the next one gets a new isolate.
 //
-// The worker writes its frames to the socket itself and blocks on Atomics.wait for answers,
-// which this thread reads and hands over through a MessagePort: an answer costs one wake-up
-// of the worker, not a trip through its event loop.
+// The main thread is off every run's path. One isolate at a time reads descriptor 3, in
+// blocking reads: the home isolate between runs, and the running one for its answers (an
+// answer costs one wake-up). A frame the home isolate is not to serve (a session's run, a
+// run under another heap limit) goes to the main thread, which places it in the right
+// isolate and hands the socket over; that isolate gives it back when its run ends. A thread
+// blocked in a read cannot be terminated, and need not be: the host answers a run past its
+// deadline, or cancelled, with the news. So `state[RUN]` carries a WAITING bit the isolate
+// sets while it waits on the host, and the main thread stops only a run without it.
 "use strict";
 
 const { Worker, MessageChannel, receiveMessageOnPort, isMainThread, workerData } = require("node:worker_threads");
 const fs = require("node:fs");
 
 const FD = 3;
+const CONTROL_FD = 4;
+// `shared`, one for the process: the isolate that reads descriptor 3 now (0: none, the main
+// thread is placing a frame), the home isolate (which reads it between runs), a count that
+// moves whenever an isolate waiting on either should look again, and the isolate running a
+// program.
+const HOLDER = 0, HOME = 1, EPOCH = 2, RUNNING = 3, SHARED_WORDS = 4;
+// An isolate's `state`: RUN is 0 between runs, n > 0 while it runs its run n (with WAITING
+// while it waits on the host), -n once the main thread has stopped run n; BUILDING is 1 while
+// it builds a sandbox; the LOG_ words describe the lines its run kept, in its log buffer.
+const RUN = 0, BUILDING = 1, LOG_BYTES = 2, LOG_DROPPED = 3, LOG_CUT = 4, LOG_MAX_LINES = 5, LOG_MAX_BYTES = 6;
+const STATE_WORDS = 8;
+// After the words: when its run began (monotonic nanoseconds, as the host's clock reads it).
+const STATE_BYTES = 4 * STATE_WORDS + 8;
+const begunOf = (state) => new BigInt64Array(state.buffer, 4 * STATE_WORDS, 1);
+const WAITING = 1 << 30;
+// The log buffer's reach (address space only; it grows with the lines kept).
+const MAX_LOG_BUFFER = 1 << 30;
+
+// Gives descriptor 3 to isolate `id`, and wakes the waiting ones to look.
+function handOver(shared, id) {
+  Atomics.store(shared, HOLDER, id);
+  Atomics.add(shared, EPOCH, 1);
+  Atomics.notify(shared, EPOCH);
+}
+
+// The note that closes a run's lines when some were dropped.
+function droppedNote(dropped, maxLines, maxBytes) {
+  return { level: "warn", message: `[codemode] ${dropped} more log line(s) dropped: the log is capped at ${maxLines} lines and ${maxBytes} bytes` };
+}
+
+// The lines a run kept (JSON, one per line, in `buffer`), as the main thread reads them
+// after the isolate has ended.
+function keptLines(buffer, state) {
+  const text = Buffer.from(buffer, 0, state[LOG_BYTES]).toString("utf8");
+  const logs = text === "" ? [] : text.slice(0, -1).split("\n").map((line) => JSON.parse(line));
+  if (state[LOG_DROPPED] > 0) logs.push(droppedNote(state[LOG_DROPPED], state[LOG_MAX_LINES], state[LOG_MAX_BYTES]));
+  return { logs, truncated: state[LOG_DROPPED] > 0 || state[LOG_CUT] === 1 };
+}
 
 // Writes one frame: u32 header length, u32 body length (little-endian), JSON header, body.
-// The socket is non-blocking (the main thread reads it through libuv): a full buffer is
-// waited out.
-function writeFrame(header, body, wait) {
+function writeFrame(header, body) {
   // A lone surrogate would be an escape JSON readers refuse: it becomes U+FFFD, as the
   // QuickJS sandboxes make it.
   const head = Buffer.from(JSON.stringify(header, (_, v) => (typeof v === "string" ? v.toWellFormed() : v)));
@@ -34,14 +76,7 @@ function writeFrame(header, body, wait) {
   head.copy(frame, 8);
   rest.copy(frame, 8 + head.length);
   let sent = 0;
-  while (sent < frame.length) {
-    try {
-      sent += fs.writeSync(FD, frame, sent, frame.length - sent);
-    } catch (e) {
-      if (e.code !== "EAGAIN") throw e;
-      wait();
-    }
-  }
+  while (sent < frame.length) sent += fs.writeSync(FD, frame, sent, frame.length - sent);
 }
 
 if (isMainThread) main();
@@ -52,27 +87,27 @@ else isolate();
 function main() {
   const net = require("node:net");
   const [source, prelude, version, hooks] = process.argv.slice(1);
-  // `state[0]` of an isolate: 0 idle, n > 0 it runs run n, -n this thread stopped run n.
-  // `state[1]` counts frames handed to it.
-  let pool = null; // the isolate fresh contexts come from
-  const held = new Map(); // sandbox id -> the isolate that holds it (a session's, a paused run's)
-  let runs = 0;
-  let running = null; // { isolate, run, timer, logs, why }
+  const shared = new Int32Array(new SharedArrayBuffer(4 * SHARED_WORDS));
+  const isolates = new Map(); // id -> isolate
+  let nextId = 0;
+  let pool = null; // the home isolate: fresh contexts come from it
+  const held = new Map(); // sandbox id -> the isolate of its session
   let memory = 64 << 20;
+  let names = [];
   const CANCEL_GRACE = 100;
-  // The tool names, sent when they change: a new isolate needs them too.
-  let names = null;
+  let cancelling = null; // the isolate and run a cancellation is pending for
+  const RECHECK = 5;
 
-  const sleep = new Int32Array(new SharedArrayBuffer(4));
-  const wait = () => Atomics.wait(sleep, 0, 0, 1);
-
-  function spawn(memoryBytes) {
+  function spawn(memoryBytes, session) {
+    const id = ++nextId;
     const { port1, port2 } = new MessageChannel();
-    const state = new Int32Array(new SharedArrayBuffer(16));
+    const state = new Int32Array(new SharedArrayBuffer(STATE_BYTES));
+    // The lines its run keeps, so a run ended from here still returns them.
+    const logs = new SharedArrayBuffer(0, { maxByteLength: MAX_LOG_BUFFER });
     const mb = Math.max(8, Math.ceil(memoryBytes / (1 << 20)));
     const worker = new Worker(source, {
       eval: true,
-      workerData: { port: port2, state, prelude, version, hooks: hooks === "1" },
+      workerData: { id, port: port2, state, shared, logs, names, prelude, version, hooks: hooks === "1", memoryBytes },
       transferList: [port2],
       // The stack of the isolate's thread: V8's parser recurses on a long flat chain
       // (`1 + 1 + …` a hundred thousand times), which QuickJS parses.
@@ -81,16 +116,9 @@ function main() {
       stderr: true,
       env: {},
     });
-    const isolate = { worker, port: port1, state, memoryBytes, dead: false, error: null };
-    // Each line the program keeps, so a run this thread stops still returns its logs; or
-    // the limit the program passed, as the worker ends itself.
-    worker.on("message", (message) => {
-      if (!running || running.isolate !== isolate) return;
-      if (message.stop === undefined) return void running.logs.push(message);
-      running.why = message.stop;
-      running.logs = message.logs;
-      running.truncated = message.truncated;
-    });
+    const isolate = { id, worker, port: port1, state, logs, memoryBytes, session, dead: false, error: null, why: null };
+    isolates.set(id, isolate);
+    worker.on("message", (header) => forwarded(header));
     worker.on("error", (e) => {
       isolate.error = e;
     });
@@ -98,164 +126,138 @@ function main() {
     return isolate;
   }
 
-  function ended(isolate) {
-    isolate.dead = true;
-    if (pool === isolate) pool = null;
-    if (!running || running.isolate !== isolate) {
-      for (const [id, holder] of held) if (holder === isolate) held.delete(id);
-      return;
-    }
-    const { run, logs, why, truncated } = running;
-    clearTimeout(running.timer);
-    running = null;
-    // The worker wrote its run's last frame itself unless the state still names the run.
-    const was = Atomics.compareExchange(isolate.state, 0, run, -run);
-    if (was !== run && was !== -run) return;
-    const oom = isolate.error !== null && isolate.error.code === "ERR_WORKER_OUT_OF_MEMORY";
-    const kind = why ?? (oom ? "memory_limit" : "internal");
-    const cause = isolate.error === null ? "it exited" : isolate.error.message;
-    const message = kind === "internal" ? `the V8 isolate running it ended (${cause})` : null;
-    // A session's state ended with its isolate: the host replaces the session's sandbox.
-    const session = isolate.session === true && !["timeout", "memory_limit", "internal"].includes(kind);
-    for (const [id, holder] of held) if (holder === isolate) held.delete(id);
-    writeFrame({ t: "stopped", kind, logs, message, logs_truncated: truncated === true, lost: session }, undefined, wait);
-  }
-
-  function deliver(isolate, frame) {
-    isolate.port.postMessage(frame);
-    Atomics.add(isolate.state, 1, 1);
-    Atomics.notify(isolate.state, 1);
-  }
-
-  // Ends the running program from outside (run `only`, if given): the isolate is terminated.
-  function stop(why, only) {
-    if (!running || (only !== undefined && running.run !== only)) return;
-    const { isolate, run } = running;
-    if (Atomics.compareExchange(isolate.state, 0, run, -run) !== run) return;
-    running.why = why;
-    isolate.worker.terminate();
-  }
-
-  function warm(memoryBytes) {
+  // A new home isolate (its heap limit is fixed when it starts: another limit needs another
+  // isolate). The old one's sandboxes (runs paused there) end with it.
+  function home(memoryBytes) {
+    const old = pool;
     memory = memoryBytes;
-    if (pool && pool.memoryBytes === memoryBytes) return pool;
-    // An isolate's heap limit is fixed when it starts: another limit needs another isolate.
-    if (pool && ![...held.values()].includes(pool)) pool.worker.terminate();
-    pool = spawn(memoryBytes);
+    pool = spawn(memoryBytes, false);
+    Atomics.store(shared, HOME, pool.id);
+    if (old !== null && !old.dead) old.worker.terminate();
     return pool;
   }
 
-  function begin(isolate, frame, deadlineIn) {
-    runs += 1;
-    if (running) clearTimeout(running.timer);
-    Atomics.store(isolate.state, 0, runs);
-    running = { isolate, run: runs, logs: [], why: null, timer: null };
-    const ms = deadlineIn.secs * 1000 + deadlineIn.nanos / 1e6;
-    running.timer = setTimeout(() => stop("timeout"), Math.max(0, ms));
-    deliver(isolate, frame);
-  }
-
-  function onFrame(header, body) {
+  // A frame the home isolate read and is not its to serve.
+  function forwarded(header) {
     switch (header.t) {
+      case "names":
+        names = header.names;
+        return;
       case "run": {
-        if (header.names === null) header.names = names;
-        else names = header.names;
+        names = header.names;
         let isolate = held.get(header.sandbox);
-        if (isolate === undefined) {
-          if (header.session === null) isolate = warm(header.limits.memory_bytes);
-          else {
-            // A session's context lives in an isolate of its own: another program's breach
-            // must not end it. Its heap limit is the session's, across its executions.
-            isolate = spawn(Math.min(header.limits.memory_bytes, header.session));
-            isolate.session = true;
-            held.set(header.sandbox, isolate);
-          }
+        if (isolate === undefined && header.session !== null) {
+          // A session's context lives in an isolate of its own: another program's breach
+          // must not end it. Its heap limit is the session's, across its executions.
+          isolate = spawn(Math.min(header.limits.memory_bytes, header.session), true);
+          held.set(header.sandbox, isolate);
         }
-        begin(isolate, { header }, header.deadline_in);
+        give(isolate ?? home(header.limits.memory_bytes), header);
         return;
       }
       case "resume": {
-        const isolate = held.get(header.sandbox) ?? pool;
-        if (isolate === null) {
-          writeFrame({ t: "stopped", kind: "internal", logs: [], message: "the paused execution's V8 isolate is gone" }, undefined, wait);
-          return;
-        }
-        begin(isolate, { header }, header.deadline_in);
+        const isolate = held.get(header.sandbox);
+        if (isolate !== undefined) return void give(isolate, header);
+        writeFrame({ t: "stopped", kind: "internal", logs: [], message: "the paused execution's V8 isolate is gone" });
+        handOver(shared, Atomics.load(shared, HOME));
         return;
       }
-      case "build":
-        // The pool isolate makes its contexts ahead of demand itself; here it is only
-        // started again if it has ended.
-        warm(memory);
-        writeFrame({ t: "built", error: null }, undefined, wait);
-        return;
       case "drop": {
-        const isolate = held.get(header.sandbox) ?? pool;
+        const isolate = held.get(header.sandbox);
         held.delete(header.sandbox);
-        if (isolate === null) return;
-        if (isolate !== pool && ![...held.values()].includes(isolate)) isolate.worker.terminate();
-        else deliver(isolate, { header });
+        if (isolate !== undefined) isolate.worker.terminate();
         return;
       }
-      case "cancel": {
-        // A program waiting on the host hears of it from its next answer and ends itself,
-        // keeping a session's state; one that does not within a moment is terminated.
-        if (running) setTimeout(stop, CANCEL_GRACE, "cancelled", running.run);
-        return;
-      }
-      case "next":
-      case "text":
-        // An answer to the running program; or to one stopped here, which nobody awaits.
-        if (!running) return;
-        // A result larger than the isolate's whole heap cannot be read into it: reading it
-        // would end the process, not the isolate.
-        if (body.length > running.isolate.memoryBytes) return void stop("memory_limit");
-        deliver(running.isolate, { header, body });
-        return;
     }
   }
 
-  let pending = Buffer.alloc(0);
-  // A large frame arrives in many chunks: they are joined once it is whole.
-  let chunks = [];
-  let buffered = 0;
-  let wanted = 8;
-  const sock = new net.Socket({ fd: FD, readable: true, writable: false });
-  sock.on("data", (chunk) => {
-    chunks.push(chunk);
-    buffered += chunk.length;
-    if (buffered < wanted) return;
-    pending = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-    chunks = [];
-    buffered = 0;
-    wanted = 8;
-    for (;;) {
-      if (pending.length < 8) break;
-      const need = 8 + pending.readUInt32LE(0) + pending.readUInt32LE(4);
-      if (pending.length < need) {
-        wanted = need;
-        break;
-      }
-      const head = pending.readUInt32LE(0);
-      const len = pending.readUInt32LE(4);
-      const header = JSON.parse(pending.toString("utf8", 8, 8 + head));
-      const body = pending.toString("utf8", 8 + head, 8 + head + len);
-      pending = pending.subarray(8 + head + len);
-      onFrame(header, body);
+  // The isolate serves the frame, and reads the socket until its run ends.
+  function give(isolate, header) {
+    isolate.port.postMessage(header);
+    handOver(shared, isolate.id);
+  }
+
+  function ended(isolate) {
+    isolate.dead = true;
+    isolates.delete(isolate.id);
+    for (const [id, holder] of held) if (holder === isolate) held.delete(id);
+    const { state } = isolate;
+    const was = Atomics.load(state, RUN);
+    if (was > 0 && (was & WAITING) !== 0) {
+      // It ended in a read of its answer (only a crash does that): the host may write that
+      // answer still, where the next isolate would read it. A new process starts clean.
+      process.exit(70);
     }
-    if (pending.length > 0) {
-      chunks.push(pending);
-      buffered = pending.length;
+    if (Atomics.load(state, BUILDING) === 1) {
+      writeFrame({ t: "built", error: "the V8 isolate ended before it built the sandbox" });
+    } else if (was !== 0) {
+      // A run it did not end itself: stopped from here, or its heap full, or it failed.
+      const oom = isolate.error !== null && isolate.error.code === "ERR_WORKER_OUT_OF_MEMORY";
+      const kind = isolate.why ?? (oom ? "memory_limit" : "internal");
+      const cause = isolate.error === null ? "it exited" : isolate.error.message;
+      const message = kind === "internal" ? `the V8 isolate running it ended (${cause})` : null;
+      const { logs, truncated } = keptLines(isolate.logs, state);
+      // A session's state ended with its isolate: the host replaces the session's sandbox.
+      const lost = isolate.session && !["timeout", "memory_limit", "internal"].includes(kind);
+      writeFrame({ t: "stopped", kind, logs, message, logs_truncated: truncated, lost });
+    }
+    if (Atomics.load(shared, RUNNING) === isolate.id) Atomics.store(shared, RUNNING, 0);
+    if (isolate === pool) home(memory);
+    if (Atomics.load(shared, HOLDER) === isolate.id) handOver(shared, Atomics.load(shared, HOME));
+  }
+
+  // Ends the running program from outside (run `only`, if given; one begun before `sent`,
+  // if given): its isolate is terminated. One waiting on the host hears of it from the host;
+  // should it go on computing after an answer that crossed the news, it is looked at again
+  // shortly.
+  function stop(why, only, sent) {
+    const isolate = isolates.get(Atomics.load(shared, RUNNING));
+    if (isolate === undefined) return;
+    const was = Atomics.load(isolate.state, RUN);
+    const run = was & ~WAITING;
+    if (was <= 0 || (only !== undefined && run !== only)) return;
+    if (sent !== undefined && begunOf(isolate.state)[0] > BigInt(sent)) return;
+    if (was !== run) return void setTimeout(stop, RECHECK, why, run);
+    if (Atomics.compareExchange(isolate.state, RUN, run, -run) !== run) return void setTimeout(stop, 0, why, run);
+    isolate.why = why;
+    isolate.worker.terminate();
+  }
+
+  // The host says it again at each tick while the program is silent, until the run ends;
+  // news older than the running run is not for it.
+  function onFrame(header) {
+    if (header.t !== "stop") return;
+    if (header.timeout) return stop("timeout", undefined, header.sent);
+    // A program waiting on the host hears of a cancellation from its next answer and ends
+    // itself, keeping a session's state; one that does not within a moment is terminated.
+    const isolate = isolates.get(Atomics.load(shared, RUNNING));
+    if (isolate === undefined || begunOf(isolate.state)[0] > BigInt(header.sent)) return;
+    const run = Atomics.load(isolate.state, RUN) & ~WAITING;
+    const key = `${isolate.id}:${run}`;
+    if (run <= 0 || cancelling === key) return;
+    cancelling = key;
+    setTimeout(stop, CANCEL_GRACE, "cancelled", run);
+  }
+
+  let pending = Buffer.alloc(0);
+  const control = new net.Socket({ fd: CONTROL_FD, readable: true, writable: false });
+  control.on("data", (chunk) => {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    while (pending.length >= 8) {
+      const head = pending.readUInt32LE(0);
+      const need = 8 + head + pending.readUInt32LE(4);
+      if (pending.length < need) break;
+      onFrame(JSON.parse(pending.toString("utf8", 8, 8 + head)));
+      pending = pending.subarray(need);
     }
   });
   // The host hung up: nothing here is worth keeping.
-  sock.on("end", () => process.exit(0));
-  sock.on("error", () => process.exit(0));
+  control.on("end", () => process.exit(0));
+  control.on("error", () => process.exit(0));
 
-  warm(memory);
-  // What sealed the process was done before it started: the host knows it already.
-  const seal = { seccomp: false, namespaces: [], namespaces_refused: null, landlock: "", rlimits: [] };
-  writeFrame({ t: "hello", seal }, undefined, wait);
+  // The first home isolate says hello once it is ready: starting it is part of starting the
+  // process, not of the first execution.
+  handOver(shared, home(memory).id);
 }
 
 // -- the isolate ----------------------------------------------------------------------------
@@ -263,20 +265,49 @@ function main() {
 function isolate() {
   const vm = require("node:vm");
   const util = require("node:util");
-  const { port, state, prelude, version, hooks } = workerData;
+  const { id, port, state, shared, logs: logBuffer, prelude, version, hooks, memoryBytes } = workerData;
   const { parentPort } = require("node:worker_threads");
-  const sleep = new Int32Array(new SharedArrayBuffer(4));
-  const wait = () => Atomics.wait(sleep, 0, 0, 1);
-  const send = (header, body) => writeFrame(header, body, wait);
+  const send = writeFrame;
+  const logBytes = new Uint8Array(logBuffer);
 
-  // Waits for the main thread's next frame for this isolate.
-  let seen = 0;
-  function receive() {
-    for (;;) {
-      const m = receiveMessageOnPort(port);
-      if (m !== undefined) return m.message;
-      Atomics.wait(state, 1, seen);
-      seen = Atomics.load(state, 1);
+  // Never returns: the main thread has stopped the run and is terminating this isolate.
+  function halt() {
+    for (;;) Atomics.wait(state, STATE_WORDS - 1, 0);
+  }
+
+  // Asks the host (`header`) and reads its answer from the socket. The run is marked as
+  // waiting first, so the main thread does not terminate this thread in the read; if it has
+  // stopped the run already, the question is not asked.
+  function question(header) {
+    const run = Atomics.load(state, RUN);
+    if (run <= 0 || Atomics.compareExchange(state, RUN, run, run | WAITING) !== run) halt();
+    send(header);
+    const frame = readFrame(memoryBytes);
+    Atomics.store(state, RUN, run);
+    // A result larger than the isolate's whole heap cannot be read into it: reading it would
+    // end the process, not the isolate. It was read past, and the run ends as its heap would.
+    if (frame === null) abort("memory_limit");
+    return frame;
+  }
+
+  // Reads one frame from the socket (`null` if it is larger than `most`: then read past).
+  const lengths = Buffer.alloc(8);
+  function readFrame(most) {
+    readFully(lengths);
+    const head = lengths.readUInt32LE(0);
+    const len = lengths.readUInt32LE(4);
+    const tooLarge = head + len > most;
+    const frame = Buffer.allocUnsafe(tooLarge ? Math.min(1 << 16, head + len) : head + len);
+    for (let left = head + len; left > 0; left -= frame.length) readFully(frame.subarray(0, Math.min(left, frame.length)));
+    if (tooLarge) return null;
+    return { header: JSON.parse(frame.toString("utf8", 0, head)), body: frame.toString("utf8", head, head + len) };
+  }
+  function readFully(buffer) {
+    let got = 0;
+    while (got < buffer.length) {
+      const n = fs.readSync(FD, buffer, got, buffer.length - got);
+      if (n === 0) process.exit(0); // The host hung up.
+      got += n;
     }
   }
 
@@ -334,28 +365,57 @@ function isolate() {
     return watch;
   }`;
   const preludeSource = `(function () {"use strict";\n${prelude}\nreturn init;\n})()`;
+  // What each context is set up with, compiled once: the guard, the prelude, and what this
+  // thread uses of the context's own. All are made before any program runs (which may patch
+  // what they use), and in the context: a promise's reactions run in the realm of their
+  // handlers, and only the context's own microtask queue is run. `stack` is V8's own accessor,
+  // the only getter of an error read here (it runs no program code; one the program defined
+  // is not called).
+  const SETUP = new vm.Script(
+    `[${GUARD}, ${preludeSource}, ${WATCH}, Object.getOwnPropertyDescriptor(new Error(), "stack").get, JSON.parse, ReferenceError]`,
+    { filename: "codemode:prelude" },
+  );
+
+  // `import()` rejects with the context's own ReferenceError: Node's default is an error of
+  // the host's realm, whose constructor would reach the host's `Function` (and `process`).
+  // (Outside a run nothing of a program runs; a string has no realm.)
+  function refuseImport(specifier) {
+    const message = `could not load module '${String(specifier).slice(0, 200)}': the sandbox has no modules`;
+    if (exec === null) throw message;
+    throw new exec.sandbox.ReferenceError(message);
+  }
+
+  // Programs compiled, by their JavaScript: a script is bound to no context, and an agent
+  // runs the same program again. Small ones only, as the cache lives in the heap programs
+  // are limited to.
+  const scripts = new Map();
+  const SCRIPT_CACHE = 64;
+  const SCRIPT_CACHE_MOST = 16 * 1024;
+  function script(js) {
+    let compiled = scripts.get(js);
+    if (compiled !== undefined) return compiled;
+    compiled = new vm.Script(js, { filename: "agent.ts", importModuleDynamically: refuseImport });
+    if (js.length <= SCRIPT_CACHE_MOST) {
+      if (scripts.size >= SCRIPT_CACHE) scripts.delete(scripts.keys().next().value);
+      scripts.set(js, compiled);
+    }
+    return compiled;
+  }
 
   // One run's state; `null` between runs.
   let exec = null;
-  // The context being used by the run: its settle functions.
-  const contexts = new Map(); // sandbox id -> sandbox
-  let spare = null;
+  // The sandboxes built ahead of their run, and those kept between runs (a session's, a
+  // paused run's), by the host's id.
+  const contexts = new Map();
 
   function build() {
     const sandbox = { context: null, exports: null, runs: 0, paused: null };
-    // `import()` rejects with the context's own ReferenceError: Node's default is an error of
-    // the host's realm, whose constructor would reach the host's `Function` (and `process`).
-    const importModuleDynamically = (specifier) => {
-      throw new sandbox.ReferenceError(`could not load module '${String(specifier).slice(0, 200)}': the sandbox has no modules`);
-    };
     const context = vm.createContext({}, {
       microtaskMode: "afterEvaluate",
       codeGeneration: { strings: true, wasm: false },
-      importModuleDynamically,
+      importModuleDynamically: refuseImport,
     });
     sandbox.context = context;
-    sandbox.ReferenceError = vm.runInContext("ReferenceError", context);
-    sandbox.importModuleDynamically = importModuleDynamically;
     const host = {
       call(target, args, site, resolve, reject) {
         if (exec === null) return;
@@ -401,24 +461,19 @@ function isolate() {
       skill(name) {
         const js = ask({ t: "skill", name: String(name) });
         if (js === null || js === undefined) return undefined;
-        return vm.runInContext(js, context, { filename: `skills/${name}.ts`, importModuleDynamically });
+        return vm.runInContext(js, context, { filename: `skills/${name}.ts`, importModuleDynamically: refuseImport });
       },
       version,
       // Milliseconds since the sandbox was made, as QuickJS's `performance.now()`.
       now: () => Number(process.hrtime.bigint() - made) / 1e6,
     };
     const made = process.hrtime.bigint();
-    const guarded = vm.runInContext(GUARD, context)(host, REMOVED);
-    const init = vm.runInContext(preludeSource, context, { filename: "codemode:prelude" });
-    sandbox.exports = init(guarded);
-    // Made here, before any program runs (which may patch what it uses), and in the context:
-    // a promise's reactions run in the realm of their handlers, and only the context's own
-    // microtask queue is run.
-    sandbox.watch = vm.runInContext(WATCH, context);
-    // V8's own `stack` accessor, the only getter of an error read here (it runs no program
-    // code; one the program defined is not called).
-    sandbox.stack = vm.runInContext('Object.getOwnPropertyDescriptor(new Error(), "stack").get', context);
-    sandbox.parse = vm.runInContext("JSON.parse", context);
+    const [guard, init, watch, stack, parse, ReferenceError] = SETUP.runInContext(context);
+    sandbox.exports = init(guard(host, REMOVED));
+    sandbox.watch = watch;
+    sandbox.stack = stack;
+    sandbox.parse = parse;
+    sandbox.ReferenceError = ReferenceError;
     if (hooks) {
       // The seal tests' hook: here only "spin", a loop that only the deadline ends.
       vm.runInContext('globalThis.__codemodeSyscall = (name) => { if (name === "spin") for (;;); return -1; }', context);
@@ -429,23 +484,22 @@ function isolate() {
   // Ends the run at once, whatever the program catches: this isolate ends, and the main
   // thread reports the limit with the lines logged so far.
   function abort(kind) {
-    parentPort.postMessage({ stop: kind, logs: closing(exec), truncated: exec.dropped > 0 || exec.lineCut });
+    const truncated = exec.dropped > 0 || exec.lineCut;
+    // The isolate ends with the run, and a session's state with it.
+    const lost = exec.spec.session !== null;
+    end({ t: "stopped", kind, logs: closing(exec), message: null, logs_truncated: truncated, lost });
     process.exit(0);
   }
 
   // The run's lines, with the note of those dropped.
   function closing(exec) {
     const logs = exec.logs;
-    if (exec.dropped > 0) {
-      const limits = exec.limits;
-      logs.push({ level: "warn", message: `[codemode] ${exec.dropped} more log line(s) dropped: the log is capped at ${limits.max_log_lines} lines and ${limits.max_log_bytes} bytes` });
-    }
+    if (exec.dropped > 0) logs.push(droppedNote(exec.dropped, exec.limits.max_log_lines, exec.limits.max_log_bytes));
     return logs;
   }
 
   function ask(header) {
-    send(header);
-    const { header: answer } = receive();
+    const { header: answer } = question(header);
     if (answer.t !== "text") process.exit(1);
     return answer.text;
   }
@@ -469,13 +523,24 @@ function isolate() {
     } else message = null;
     if (message === null) {
       exec.dropped += 1;
+      state[LOG_DROPPED] = exec.dropped;
       return;
     }
     exec.logBytes += Buffer.byteLength(message);
     const line = { level, message };
     exec.logs.push(line);
-    parentPort.postMessage(line);
+    remember(line);
     if (exec.stream) send({ t: "log", line });
+  }
+
+  // A kept line, also where the main thread finds it if it has to end the run.
+  function remember(line) {
+    const text = Buffer.from(`${JSON.stringify(line)}\n`);
+    const at = state[LOG_BYTES];
+    if (at + text.length > logBuffer.byteLength) logBuffer.grow(Math.min(MAX_LOG_BUFFER, Math.max(at + text.length, 2 * logBuffer.byteLength)));
+    text.copy(logBytes, at);
+    state[LOG_BYTES] = at + text.length;
+    state[LOG_CUT] = exec.lineCut ? 1 : 0;
   }
 
   const INSPECT = {
@@ -778,19 +843,19 @@ function isolate() {
     if (sandbox === undefined && spec.ran) {
       return finish(null, { kind: "internal", message: "the V8 isolate that held this session's sandbox ended, and its state with it" });
     }
-    if (sandbox === undefined) {
-      sandbox = spare ?? build();
-      spare = null;
-    }
+    if (sandbox === undefined) sandbox = build();
     if (spec.session !== null) contexts.set(spec.sandbox, sandbox);
     if (sandbox.runs > 0) sandbox.exports.reset();
     sandbox.runs += 1;
     if (spec.names !== null) names = spec.names;
+    // Where it came from this isolate's socket, the main thread learns of new names too.
+    if (spec.names !== null && id === Atomics.load(shared, HOME)) parentPort.postMessage({ t: "names", names });
     exec = {
       sandbox, spec, limits: spec.limits, logs: [], logBytes: 0, dropped: 0, lineCut: false, attempted: 0,
       nextId: 1, calls: 0, resolvers: new Map(), redact: spec.redact, stream: spec.stream,
       unhandled: [], unhandledMore: 0,
     };
+    logsFrom(exec);
     const compiled = spec.compiled;
     let main;
     try {
@@ -804,20 +869,22 @@ function isolate() {
       // the default export, at the same positions ("use strict"; takes the place of
       // `export default `).
       const js = compiled.js.startsWith("export default ") ? `"use strict";  ${compiled.js.slice(15)}` : `"use strict";${compiled.js}`;
-      let script;
+      let program;
       try {
-        script = new vm.Script(js, { filename: "agent.ts", importModuleDynamically: sandbox.importModuleDynamically });
+        program = script(js);
       } catch (e) {
         return finish(null, errorOf(e, "syntax"));
       }
-      main = sandbox.exports.start(script.runInContext(sandbox.context), compiled.call_default);
+      main = sandbox.exports.start(program.runInContext(sandbox.context), compiled.call_default);
     } catch (e) {
       return finish(null, errorOf(e, "exception"));
     }
     return drive(sandbox.watch(main));
   }
 
-  let names = [];
+  // The tool names, sent by the host when they change (to the process: an isolate started
+  // later gets them from the main thread).
+  let names = workerData.names;
 
   function drive(watch) {
     for (;;) {
@@ -841,8 +908,7 @@ function isolate() {
         continue;
       }
       exec.ticked = false;
-      send({ t: "next" });
-      const { header, body } = receive();
+      const { header, body } = question({ t: "next" });
       if (header.t !== "next") process.exit(1);
       const next = header.next;
       switch (next.t) {
@@ -930,37 +996,107 @@ function isolate() {
   }
 
   // The run's last frame, unless the main thread has stopped the run (then it is ending this
-  // isolate and says so itself).
+  // isolate and says so itself). An isolate other than the home one gives the socket back.
   function end(frame) {
-    const run = Atomics.load(state, 0);
-    if (run <= 0 || Atomics.compareExchange(state, 0, run, 0) !== run) {
-      for (;;) Atomics.wait(state, 3, 0);
-    }
+    const run = Atomics.load(state, RUN);
+    if (run <= 0 || Atomics.compareExchange(state, RUN, run, 0) !== run) halt();
+    Atomics.store(shared, RUNNING, 0);
     const session = exec && exec.spec.session !== null;
     if (exec && !frame.paused && !session) contexts.delete(exec.spec.sandbox);
     exec = null;
     send(frame);
+    const home = Atomics.load(shared, HOME);
+    if (home !== id) handOver(shared, home);
   }
 
-  // The loop: frames from the main thread.
-  spare = build();
-  for (;;) {
-    const { header } = receive();
-    if (header.t === "run") {
-      start(header);
-      if (spare === null) spare = build();
-    } else if (header.t === "resume") {
-      const sandbox = contexts.get(header.sandbox);
-      if (!sandbox || !sandbox.paused) {
-        finish(null, { kind: "internal", message: "no execution is paused in this sandbox" });
-        continue;
-      }
-      exec = sandbox.paused.exec;
-      const watch = sandbox.paused.watch;
-      sandbox.paused = null;
-      drive(watch);
-    } else if (header.t === "drop") {
-      contexts.delete(header.sandbox);
+  // A run begins (or goes on after a pause): the main thread can now stop it.
+  let runs = 0;
+  const begun = begunOf(state);
+  function begin() {
+    runs += 1;
+    begun[0] = process.hrtime.bigint();
+    Atomics.store(state, RUN, runs);
+    Atomics.store(shared, RUNNING, id);
+  }
+
+  function resume(header) {
+    const sandbox = contexts.get(header.sandbox);
+    if (!sandbox || !sandbox.paused) return finish(null, { kind: "internal", message: "no execution is paused in this sandbox" });
+    exec = sandbox.paused.exec;
+    const watch = sandbox.paused.watch;
+    sandbox.paused = null;
+    logsFrom(exec);
+    return drive(watch);
+  }
+
+  // The lines of the run so far are the ones it keeps from now (a paused run sent its own).
+  function logsFrom(exec) {
+    state[LOG_BYTES] = 0;
+    state[LOG_DROPPED] = exec.dropped;
+    state[LOG_CUT] = exec.lineCut ? 1 : 0;
+    state[LOG_MAX_LINES] = Math.min(exec.limits.max_log_lines, 2 ** 31 - 1);
+    state[LOG_MAX_BYTES] = Math.min(exec.limits.max_log_bytes, 2 ** 31 - 1);
+  }
+
+  // A frame the main thread placed here: this isolate now reads the socket for its run.
+  function serve(header) {
+    begin();
+    if (header.t === "run") start(header);
+    else resume(header);
+  }
+
+  // A frame read from the socket by the home isolate: served here, or passed to the main
+  // thread (a session's isolate, a new heap limit), which places it and the socket with it.
+  function route(header) {
+    switch (header.t) {
+      case "run":
+        if (header.session !== null || header.limits.memory_bytes !== memoryBytes) {
+          // Built here ahead of demand, it runs elsewhere: the host's id is no longer this
+          // isolate's to answer for.
+          contexts.delete(header.sandbox);
+          return forward(header, true);
+        }
+        return serve(header);
+      case "resume":
+        if (!contexts.has(header.sandbox)) return forward(header, true);
+        return serve(header);
+      case "build":
+        Atomics.store(state, BUILDING, 1);
+        contexts.set(header.sandbox, build());
+        Atomics.store(state, BUILDING, 0);
+        return send({ t: "built", error: null });
+      case "drop":
+        if (contexts.has(header.sandbox)) return void contexts.delete(header.sandbox);
+        return forward(header, false);
     }
+    // Anything else answers a question nobody asks any more.
+  }
+
+  function forward(header, release) {
+    if (release) Atomics.store(shared, HOLDER, 0);
+    if (header.t === "run" && header.names === null) header.names = names;
+    parentPort.postMessage(header);
+  }
+
+  if (id === 1) {
+    // What sealed the process was done before it started: the host knows it already.
+    const seal = { seccomp: false, namespaces: [], namespaces_refused: null, landlock: "", rlimits: [] };
+    send({ t: "hello", seal });
+  }
+
+  // The loop: a frame the main thread placed here, or, while this isolate holds the socket,
+  // the host's next frame.
+  // A placed frame is served only once the socket is this isolate's: a run that ended before
+  // the main thread handed it over would give it back first, and the hand-over would then
+  // leave it here.
+  for (;;) {
+    const epoch = Atomics.load(shared, EPOCH);
+    if (Atomics.load(shared, HOLDER) !== id) {
+      Atomics.wait(shared, EPOCH, epoch);
+      continue;
+    }
+    const placed = receiveMessageOnPort(port);
+    if (placed !== undefined) serve(placed.message);
+    else route(readFrame(Infinity).header);
   }
 }

@@ -1,7 +1,7 @@
 //! The frames between the host and a sealed worker, over one Unix socket pair: a JSON header
 //! and a body of raw bytes, which carries a tool's JSON text as it is (no escaping, no parse on
-//! the way). The worker asks and the host answers, one question at a time; the only frame the
-//! host sends unasked is `Cancel`.
+//! the way). The worker asks and the host answers, one question at a time; the only frames the
+//! host sends unasked are `Cancel` and (to the V8 host) `Stop`.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -58,6 +58,14 @@ pub(crate) enum ToWorker {
     },
     /// Stop the running program: sent unasked, read by the worker's interrupt handler.
     Cancel,
+    /// Stop the running program, past its deadline (`timeout`) or cancelled: sent unasked to
+    /// the V8 host in place of `Cancel` (its isolates keep no clock of their own; a sealed
+    /// QuickJS worker ends its runs itself). `sent` is when, on the monotonic clock in
+    /// nanoseconds: a run that began later is not the one meant.
+    Stop {
+        timeout: bool,
+        sent: u64,
+    },
     /// Answer to `Next`; a settled value's JSON text is the body.
     Next {
         next: WireNext,

@@ -123,7 +123,7 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
                 continue;
             }
             // Meant for a run that has ended.
-            ToWorker::Cancel => continue,
+            ToWorker::Cancel | ToWorker::Stop { .. } => continue,
             _ => return,
         };
         channel.cancelled.store(false, Ordering::Relaxed);

