@@ -110,8 +110,8 @@ pub(crate) struct WorkerCommand {
 pub(crate) struct Worker {
     process: std::process::Child,
     sock: UnixStream,
-    /// Where the V8 host's main thread hears of what it must stop (`Cancel`, `Deadline`),
-    /// while an isolate reads everything else from `sock` itself. A QuickJS worker has one
+    /// Where the V8 host's main thread hears of the run it must stop (`Stop`), while an
+    /// isolate reads everything else from `sock` itself. A QuickJS worker has one
     /// socket for everything.
     control: Option<UnixStream>,
     reader: wire::Reader,
@@ -176,7 +176,8 @@ impl WorkerCommand {
 /// (async-signal-safe calls only).
 fn sockets_to_child(fds: &[i32]) -> io::Result<()> {
     const MAX: usize = 2;
-    assert!(fds.len() <= MAX);
+    // (No assertion: nothing may panic between fork and exec. The callers pass one or two.)
+    let fds = &fds[..fds.len().min(MAX)];
     // Copied above the targets first: one end's number may be another's target.
     let mut high = [0; MAX];
     for (i, fd) in fds.iter().enumerate() {

@@ -7,9 +7,9 @@
 //! Node worker thread with `resourceLimits` ends alone (`ERR_WORKER_OUT_OF_MEMORY`), which is
 //! what "a memory breach ends that execution only" needs.
 //!
-//! Two socket pairs join it to the host: descriptor 3 carries the running isolate's frames
-//! both ways (it reads its answers there itself, blocking), descriptor 4 what the host sends
-//! unasked to Node's main thread, which routes runs to isolates and ends the ones that must end.
+//! Two socket pairs join it to the host: descriptor 3 carries every frame both ways, read by
+//! one isolate at a time (blocking: one wake-up per answer), descriptor 4 the `Stop`s the host
+//! sends unasked to Node's main thread, which ends the isolate of a run that must end.
 //!
 //! The process is started with an empty environment, Node's permission model (`--permission`:
 //! no filesystem, no child processes, no native addons or WASI; worker threads allowed, which
@@ -60,8 +60,8 @@ const NAMESPACES: [(&[&str], libc::c_int); 2] = [
 /// Starts a V8 host and waits for its hello.
 pub(super) fn start(command: &WorkerCommand) -> Result<(Worker, SealReport), String> {
     let pair = || UnixStream::pair().map_err(|e| format!("could not make a socket pair: {e}"));
-    // Descriptor 3 carries the isolates' frames both ways, descriptor 4 what the host sends
-    // unasked (runs, builds, drops, cancellations) to Node's main thread.
+    // Descriptor 3 carries the isolates' frames both ways, descriptor 4 the host's `Stop`s to
+    // Node's main thread.
     let (sock, theirs) = pair()?;
     let (control, their_control) = pair()?;
     let fds = [theirs.as_raw_fd(), their_control.as_raw_fd()];
