@@ -102,9 +102,9 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
-    /// Sandbox threads (default: two per core).
+    /// Sandbox threads (default: two per core; one per core with the V8 engine).
     pub workers: Option<usize>,
-    /// Warm sandboxes kept per thread (default 4).
+    /// Warm sandboxes kept per thread (default 4; a sealed worker or a V8 process keeps one).
     pub warm: Option<usize>,
 }
 

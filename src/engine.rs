@@ -155,7 +155,8 @@ struct Job {
 pub struct EngineBuilder {
     registry: Registry,
     limits: Limits,
-    workers: usize,
+    /// `None`: the engine's default for its kind.
+    workers: Option<usize>,
     warm: usize,
     checker: Option<TypeChecker>,
     sessions: SessionLimits,
@@ -241,7 +242,7 @@ impl Default for EngineBuilder {
         EngineBuilder {
             registry: Registry::new(),
             limits: Limits::default(),
-            workers: 2 * thread::available_parallelism().map_or(2, |n| n.get()),
+            workers: None,
             warm: 4,
             checker: None,
             sessions: SessionLimits::default(),
@@ -267,14 +268,18 @@ impl EngineBuilder {
         self.limits = limits;
         self
     }
-    /// Sandbox threads (default: twice the number of cores). Each runs one program at a time
-    /// and refills its warm set between programs; with more threads than cores, a program that
-    /// arrives while one thread is building a sandbox finds another thread waiting.
+    /// Sandbox threads (default: twice the number of cores; with the V8 engine, one per core).
+    /// Each runs one program at a time and refills its warm set between programs; with more
+    /// threads than cores, a program that arrives while one thread is building a sandbox finds
+    /// another thread waiting. A V8 thread's Node.js process builds its next context itself and
+    /// costs ~80 MiB: more of them than cores only spread the same work over colder caches.
     pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers.max(1);
+        self.workers = Some(workers.max(1));
         self
     }
     /// Warm sandboxes each thread keeps ready (default 4; 0 builds every sandbox on demand).
+    /// A sealed worker or a V8 process keeps one whatever the number above 0, built by the
+    /// worker itself as soon as a run ends.
     pub fn warm_sandboxes(mut self, warm: usize) -> Self {
         self.warm = warm;
         self
@@ -350,6 +355,8 @@ impl EngineBuilder {
         // Fail here, not in the first execution, if a sandbox cannot be built at all.
         drop(Sandbox::new().map_err(BuildError::Sandbox)?);
         #[cfg(target_os = "linux")]
+        let warm = self.warm > 0;
+        #[cfg(target_os = "linux")]
         let (command, mut first) = match (self.kind, self.isolation) {
             (EngineKind::V8, _) => {
                 let Some(program) = self.node.clone() else {
@@ -359,7 +366,8 @@ impl EngineBuilder {
                             .into(),
                     ));
                 };
-                let command = crate::sealed::WorkerCommand { program, hooks: self.test_hooks, v8: true };
+                let command =
+                    crate::sealed::WorkerCommand { program, hooks: self.test_hooks, warm, v8: true };
                 let first = command.start().map_err(BuildError::V8)?;
                 (Some(command), Some(first))
             }
@@ -370,7 +378,8 @@ impl EngineBuilder {
                     None => std::env::current_exe()
                         .map_err(|e| BuildError::Worker(format!("the running executable is unknown: {e}")))?,
                 };
-                let command = crate::sealed::WorkerCommand { program, hooks: self.test_hooks, v8: false };
+                let command =
+                    crate::sealed::WorkerCommand { program, hooks: self.test_hooks, warm, v8: false };
                 let first = command.start().map_err(BuildError::Worker)?;
                 (Some(command), Some(first))
             }
@@ -383,18 +392,19 @@ impl EngineBuilder {
         if self.kind == EngineKind::V8 {
             return Err(BuildError::V8("the V8 engine needs Linux".into()));
         }
+        let cores = thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = self.workers.unwrap_or(if self.kind == EngineKind::V8 { cores } else { 2 * cores });
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let (own, own_rx): (Vec<_>, Vec<_>) =
-            (0..self.workers).map(|_| crossbeam_channel::unbounded()).unzip();
+        let (own, own_rx): (Vec<_>, Vec<_>) = (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let inner = Arc::new(Inner {
             registry: RwLock::new(Arc::new(self.registry)),
             limits: self.limits,
             jobs: tx,
             own,
             cache: Arc::new(ScriptCache::default()),
-            workers: self.workers,
+            workers,
             checker: self.checker,
-            sessions: Sessions::new(self.sessions, self.workers),
+            sessions: Sessions::new(self.sessions, workers),
             privacy: self.privacy,
             approval_timeout: self.approval_timeout,
             isolation: self.isolation,
@@ -410,7 +420,8 @@ impl EngineBuilder {
             #[cfg(target_os = "linux")]
             let pool = match &command {
                 None => Pool::Thread(self.warm),
-                Some(command) => Pool::Process(command.clone(), first.take(), self.warm),
+                // The worker keeps its own sandbox warm; the thread, a handle on a live worker.
+                Some(command) => Pool::Process(command.clone(), first.take(), self.warm.min(1)),
             };
             #[cfg(not(target_os = "linux"))]
             let pool = Pool::Thread(self.warm);
@@ -531,8 +542,8 @@ fn worker(
 enum Pool {
     /// In this process, keeping this many warm.
     Thread(usize),
-    /// In a sealed worker process (the first one maybe started already), where this thread
-    /// keeps this many built.
+    /// In a sealed worker process (the first one maybe started already), which keeps its own
+    /// sandbox warm; this thread keeps this many handles on it, replacing a worker that died.
     #[cfg(target_os = "linux")]
     Process(crate::sealed::WorkerCommand, Option<(crate::sealed::Worker, crate::sealed::SealReport)>, usize),
 }
@@ -566,7 +577,12 @@ impl Slots {
         match self {
             Slots::Thread => Sandbox::new().map(Slot::Thread),
             #[cfg(target_os = "linux")]
-            Slots::Process(host) => crate::sealed::Sandbox::build(host).map(Slot::Process),
+            // The worker builds its own (as soon as a run ends, while this thread replies): here
+            // only a worker that died is replaced, before a job needs it.
+            Slots::Process(host) => {
+                host.borrow_mut().ensure()?;
+                Ok(Slot::Process(crate::sealed::Sandbox::new(host)))
+            }
         }
     }
 

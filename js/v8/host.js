@@ -32,9 +32,9 @@ const CONTROL_FD = 4;
 // program.
 const HOLDER = 0, HOME = 1, EPOCH = 2, RUNNING = 3, SHARED_WORDS = 4;
 // An isolate's `state`: RUN is 0 between runs, n > 0 while it runs its run n (with WAITING
-// while it waits on the host), -n once the main thread has stopped run n; BUILDING is 1 while
-// it builds a sandbox; the LOG_ words describe the lines its run kept, in its log buffer.
-const RUN = 0, BUILDING = 1, LOG_BYTES = 2, LOG_DROPPED = 3, LOG_CUT = 4, LOG_MAX_LINES = 5, LOG_MAX_BYTES = 6;
+// while it waits on the host), -n once the main thread has stopped run n; the LOG_ words
+// describe the lines its run kept, in its log buffer.
+const RUN = 0, LOG_BYTES = 1, LOG_DROPPED = 2, LOG_CUT = 3, LOG_MAX_LINES = 4, LOG_MAX_BYTES = 5;
 const STATE_WORDS = 8;
 // After the words: when its run began (monotonic nanoseconds, as the host's clock reads it).
 const STATE_BYTES = 4 * STATE_WORDS + 8;
@@ -86,7 +86,7 @@ else isolate();
 
 function main() {
   const net = require("node:net");
-  const [source, prelude, version, hooks] = process.argv.slice(1);
+  const [source, prelude, version, hooks, warm] = process.argv.slice(1);
   const shared = new Int32Array(new SharedArrayBuffer(4 * SHARED_WORDS));
   const isolates = new Map(); // id -> isolate
   let nextId = 0;
@@ -106,7 +106,7 @@ function main() {
     const mb = Math.max(8, Math.ceil(memoryBytes / (1 << 20)));
     const worker = new Worker(source, {
       eval: true,
-      workerData: { id, port: port2, state, shared, logs, names, prelude, version, hooks: hooks === "1", memoryBytes },
+      workerData: { id, port: port2, state, shared, logs, names, prelude, version, hooks: hooks === "1", warm: warm === "1" && !session, memoryBytes },
       transferList: [port2],
       // The stack of the isolate's thread: V8's parser recurses on a long flat chain
       // (`1 + 1 + …` a hundred thousand times), which QuickJS parses.
@@ -187,9 +187,7 @@ function main() {
       // answer still, where the next isolate would read it. A new process starts clean.
       process.exit(70);
     }
-    if (Atomics.load(state, BUILDING) === 1) {
-      writeFrame({ t: "built", error: "the V8 isolate ended before it built the sandbox" });
-    } else if (was !== 0) {
+    if (was !== 0) {
       // A run it did not end itself: stopped from here, or its heap full, or it failed.
       const oom = isolate.error !== null && isolate.error.code === "ERR_WORKER_OUT_OF_MEMORY";
       const kind = isolate.why ?? (oom ? "memory_limit" : "internal");
@@ -267,7 +265,7 @@ function main() {
 function isolate() {
   const vm = require("node:vm");
   const util = require("node:util");
-  const { id, port, state, shared, logs: logBuffer, prelude, version, hooks, memoryBytes } = workerData;
+  const { id, port, state, shared, logs: logBuffer, prelude, version, hooks, warm, memoryBytes } = workerData;
   const { parentPort } = require("node:worker_threads");
   const send = writeFrame;
   const logBytes = new Uint8Array(logBuffer);
@@ -406,13 +404,19 @@ function isolate() {
 
   // One run's state; `null` between runs.
   let exec = null;
-  // The sandboxes built ahead of their run, and those kept between runs (a session's, a
-  // paused run's), by the host's id.
+  // The sandboxes kept between runs (a session's, a paused run's), by the host's id.
   const contexts = new Map();
+  // A home isolate's sandbox for the next run, built as soon as the last one ended (while the
+  // host still reads its outcome), so a run finds it ready: a fresh context costs more than
+  // running `return 1 + 1`. `null` once taken, or without a warm pool.
+  let spare = null;
 
   function build() {
-    const sandbox = { context: null, exports: null, runs: 0, paused: null };
-    const context = vm.createContext({}, {
+    const sandbox = { context: null, exports: null, runs: 0, paused: null, names: null };
+    // A context without Node's interceptors in front of its global (the global is the
+    // context's own object): a third cheaper to make, and a program's globals behave as in any
+    // realm.
+    const context = vm.createContext(vm.constants.DONT_CONTEXTIFY, {
       microtaskMode: "afterEvaluate",
       codeGeneration: { strings: true, wasm: false },
       importModuleDynamically: refuseImport,
@@ -476,6 +480,7 @@ function isolate() {
     sandbox.stack = stack;
     sandbox.parse = parse;
     sandbox.ReferenceError = ReferenceError;
+    install(sandbox);
     if (hooks) {
       // The seal tests' hook: here only "spin", a loop that only the deadline ends.
       vm.runInContext('globalThis.__codemodeSyscall = (name) => { if (name === "spin") for (;;); return -1; }', context);
@@ -841,16 +846,20 @@ function isolate() {
   // -- runs ---------------------------------------------------------------------------------
 
   function start(spec) {
+    // Filled in by the isolate that read the run, if the host sent none (they had not changed).
+    names = spec.names;
     let sandbox = contexts.get(spec.sandbox);
     if (sandbox === undefined && spec.ran) {
       return finish(null, { kind: "internal", message: "the V8 isolate that held this session's sandbox ended, and its state with it" });
     }
-    if (sandbox === undefined) sandbox = build();
+    if (sandbox === undefined) {
+      // The spare has the tools of its day: a registry changed since gets a context of its own.
+      sandbox = spare !== null && spare.names === names ? spare : build();
+      spare = null;
+    }
     if (spec.session !== null) contexts.set(spec.sandbox, sandbox);
     if (sandbox.runs > 0) sandbox.exports.reset();
     sandbox.runs += 1;
-    // Filled in by the isolate that read the run, if the host sent none (they had not changed).
-    names = spec.names;
     exec = {
       sandbox, spec, limits: spec.limits, logs: [], logBytes: 0, dropped: 0, lineCut: false, attempted: 0,
       nextId: 1, calls: 0, resolvers: new Map(), redact: spec.redact, stream: spec.stream,
@@ -860,12 +869,7 @@ function isolate() {
     const compiled = spec.compiled;
     let main;
     try {
-      let first = 0;
-      for (const [js, tools] of names) {
-        if (js === "skills") sandbox.exports.installSkills(js, tools);
-        else sandbox.exports.install(js, tools, first);
-        first += tools.length;
-      }
+      if (sandbox.names !== names) install(sandbox);
       // The program is a module for QuickJS; here a strict script whose completion value is
       // the default export, at the same positions ("use strict"; takes the place of
       // `export default `).
@@ -886,6 +890,17 @@ function isolate() {
   // The tool names, sent by the host when they change (to the process: an isolate started
   // later gets them from the main thread).
   let names = workerData.names;
+
+  // The tools as globals, by the names this isolate has now.
+  function install(sandbox) {
+    let first = 0;
+    for (const [js, tools] of names) {
+      if (js === "skills") sandbox.exports.installSkills(js, tools);
+      else sandbox.exports.install(js, tools, first);
+      first += tools.length;
+    }
+    sandbox.names = names;
+  }
 
   function drive(watch) {
     for (;;) {
@@ -1055,21 +1070,11 @@ function isolate() {
         // home, a session's) gets them from the main thread, or with the run placed in it.
         if (header.names === null) header.names = names;
         else parentPort.postMessage({ t: "names", names: header.names });
-        if (header.session !== null || header.limits.memory_bytes !== memoryBytes) {
-          // Built here ahead of demand, it runs elsewhere: the host's id is no longer this
-          // isolate's to answer for.
-          contexts.delete(header.sandbox);
-          return forward(header, true);
-        }
+        if (header.session !== null || header.limits.memory_bytes !== memoryBytes) return forward(header, true);
         return serve(header);
       case "resume":
         if (!contexts.has(header.sandbox)) return forward(header, true);
         return serve(header);
-      case "build":
-        Atomics.store(state, BUILDING, 1);
-        contexts.set(header.sandbox, build());
-        Atomics.store(state, BUILDING, 0);
-        return send({ t: "built", error: null });
       case "drop":
         if (contexts.has(header.sandbox)) return void contexts.delete(header.sandbox);
         return forward(header, false);
@@ -1082,6 +1087,13 @@ function isolate() {
     parentPort.postMessage(header);
   }
 
+  // A home isolate makes its spare before it reads the first frame (the first one before the
+  // process says hello: the engine's start pays for it), and again after each run, while the
+  // host reads its outcome.
+  const refill = () => {
+    if (warm && spare === null) spare = build();
+  };
+  refill();
   if (id === 1) {
     // What sealed the process was done before it started: the host knows it already.
     const seal = { seccomp: false, namespaces: [], namespaces_refused: null, landlock: "", rlimits: [] };
@@ -1102,5 +1114,6 @@ function isolate() {
     const placed = receiveMessageOnPort(port);
     if (placed !== undefined) serve(placed.message);
     else route(readFrame(Infinity).header);
+    refill();
   }
 }

@@ -48,10 +48,6 @@ pub(crate) enum ToWorker {
         #[serde(default)]
         deadline_in: Duration,
     },
-    /// Build a sandbox under this id, for a run to come (the host's warm set).
-    Build {
-        sandbox: u64,
-    },
     /// Forget this sandbox (a session ended, or a paused execution will not go on).
     Drop {
         sandbox: u64,
@@ -135,10 +131,6 @@ pub(crate) enum FromWorker {
         message: String,
     },
     /// A tool call, numbered as the host's bridge will number it; no answer.
-    /// Answer to `Build`.
-    Built {
-        error: Option<String>,
-    },
     Call {
         id: u64,
         target: WireTarget,

@@ -22,6 +22,8 @@ pub(crate) const SOCKET_FD: i32 = 3;
 /// Options of the worker, from its command line.
 pub(crate) struct Options {
     pub(crate) hooks: bool,
+    /// Keep a sandbox built for the next run.
+    pub(crate) warm: bool,
 }
 
 /// Serves runs until the host closes the socket. Called on the worker's sandbox thread, after
@@ -37,19 +39,6 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
     });
     let cache = Arc::new(ScriptCache::default());
     let mut names: Arc<Vec<(String, Vec<String>)>> = Arc::default();
-    // The sandbox built before the seal, for the first that is asked for.
-    let mut ready: Vec<Sandbox> = Vec::new();
-    if let Some(sandbox) = first {
-        if options.hooks {
-            sandbox.install_test_hooks();
-        }
-        ready.push(sandbox);
-    }
-    // Sandboxes by the host's id: built ahead for the host's warm set, a session's, a paused
-    // run's; and whether they belong to a session. The host decides when to build one (when
-    // its thread has nothing else to do, as a thread refills its own warm set), so a run never
-    // waits behind a build it did not ask for.
-    let mut kept: HashMap<u64, (Sandbox, bool)> = HashMap::new();
     let fresh = |hooks: bool| -> Result<Sandbox, ExecError> {
         let sandbox = Sandbox::new()?;
         if hooks {
@@ -57,7 +46,22 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
         }
         Ok(sandbox)
     };
+    // The sandbox for the next fresh run: the one built before the seal, then one built as
+    // soon as a run ends, while the host reads its outcome and replies (asked for by a frame
+    // instead, it would cost the host's thread a round trip, and a run arriving meanwhile
+    // would wait behind it all the same).
+    let mut ready: Option<Sandbox> = first.inspect(|sandbox| {
+        if options.hooks {
+            sandbox.install_test_hooks();
+        }
+    });
+    // Sandboxes kept between runs by the host's id (a session's, a paused run's), and whether
+    // they belong to a session.
+    let mut kept: HashMap<u64, (Sandbox, bool)> = HashMap::new();
     loop {
+        if options.warm && ready.is_none() {
+            ready = fresh(options.hooks).ok();
+        }
         let message = match channel.reader.borrow_mut().read::<ToWorker>(&channel.sock) {
             Ok((message, _)) => message,
             Err(_) => return,
@@ -83,7 +87,7 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
                 channel.stream.set(stream);
                 let sandbox = match kept.remove(&id) {
                     Some((sandbox, _)) => Ok(sandbox),
-                    None => ready.pop().map_or_else(|| fresh(options.hooks), Ok),
+                    None => ready.take().map_or_else(|| fresh(options.hooks), Ok),
                 };
                 let now = Instant::now();
                 let max_calls = limits.max_tool_calls;
@@ -109,17 +113,6 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
             },
             ToWorker::Drop { sandbox } => {
                 kept.remove(&sandbox);
-                continue;
-            }
-            ToWorker::Build { sandbox: id } => {
-                let error = match ready.pop().map_or_else(|| fresh(options.hooks), Ok) {
-                    Ok(sandbox) => {
-                        kept.insert(id, (sandbox, false));
-                        None
-                    }
-                    Err(e) => Some(e.message),
-                };
-                channel.send(&FromWorker::Built { error });
                 continue;
             }
             // Meant for a run that has ended.

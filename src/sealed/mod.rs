@@ -46,9 +46,6 @@ pub const WORKER_FLAG: &str = "--codemode-sandbox-worker";
 /// How long a new worker may take to seal itself and say so.
 const HELLO_WAIT: Duration = Duration::from_secs(10);
 
-/// How long a worker may take to build a sandbox.
-const BUILD_WAIT: Duration = Duration::from_secs(10);
-
 /// How long past its deadline a program's worker may take to stop before it is killed.
 const GRACE: Duration = Duration::from_secs(1);
 
@@ -67,7 +64,12 @@ pub fn serve_if_worker() {
     if args.next().is_none_or(|flag| flag != WORKER_FLAG) {
         return;
     }
-    let options = child::Options { hooks: args.any(|arg| arg == "--test-hooks") };
+    let (mut hooks, mut warm) = (false, false);
+    for arg in args {
+        hooks |= arg == "--test-hooks";
+        warm |= arg == "--warm";
+    }
+    let options = child::Options { hooks, warm };
     let sock = child::socket();
     // One malloc arena for every thread: glibc reads /proc/sys/vm/overcommit_memory the first
     // time it shrinks a thread's own arena, which the seal would turn into a kill.
@@ -102,6 +104,9 @@ pub(crate) struct WorkerCommand {
     /// This binary (a sealed QuickJS worker), or Node.js (the V8 host).
     pub(crate) program: PathBuf,
     pub(crate) hooks: bool,
+    /// The worker keeps a sandbox built for the next run, making it as soon as a run ends
+    /// (the engine's warm pool, where the sandboxes are).
+    pub(crate) warm: bool,
     /// The worker is the V8 host (`js/v8/host.js` run by `program`), not a QuickJS one.
     pub(crate) v8: bool,
 }
@@ -139,6 +144,9 @@ impl WorkerCommand {
         command.arg(WORKER_FLAG);
         if self.hooks {
             command.arg("--test-hooks");
+        }
+        if self.warm {
+            command.arg("--warm");
         }
         // Nothing of the host's environment (its secrets among it) reaches the worker.
         command.env_clear().stdin(Stdio::null()).stdout(Stdio::null());
@@ -298,42 +306,6 @@ impl Sandbox {
             kept: false,
             paused: None,
             script: None,
-        }
-    }
-
-    /// A sandbox the worker builds now, for a run to come: what a sandbox thread keeps warm.
-    pub(crate) fn build(host: &Rc<RefCell<Host>>) -> Result<Sandbox, ExecError> {
-        let mut sandbox = Sandbox::new(host);
-        let mut host = host.borrow_mut();
-        host.ensure()?;
-        let generation = host.generation;
-        let worker = host.worker.as_mut().expect("a worker was started");
-        let built = wire::write(&worker.sock, &ToWorker::Build { sandbox: sandbox.id }, &[]).and_then(|()| {
-            // Not on any execution's path: wait without spinning, leaving the core to others.
-            if !worker.reader.buffered() && !readable(&worker.sock, BUILD_WAIT) {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            worker.reader.read::<FromWorker>(&worker.sock)
-        });
-        match built {
-            Ok((FromWorker::Built { error: None }, _)) => {
-                sandbox.generation = Some(generation);
-                sandbox.kept = true;
-                Ok(sandbox)
-            }
-            Ok((FromWorker::Built { error: Some(why) }, _)) => Err(ExecError::new(ErrorKind::Internal, why)),
-            other => {
-                // Dropping the worker kills it; the next sandbox starts a new one.
-                host.worker = None;
-                let why = match other {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "it broke the protocol".into(),
-                };
-                Err(ExecError::new(
-                    ErrorKind::Internal,
-                    format!("the worker could not build a sandbox: {why}"),
-                ))
-            }
         }
     }
 
@@ -630,7 +602,7 @@ fn answer(
             FromWorker::Note { undefined } => {
                 (ToWorker::Text { text: reference_note(bridge.registry(), &undefined) }, Vec::new())
             }
-            FromWorker::Hello { .. } | FromWorker::Failed { .. } | FromWorker::Built { .. } => {
+            FromWorker::Hello { .. } | FromWorker::Failed { .. } => {
                 return Err(Lost::Died("; it broke the protocol".into()));
             }
         };
