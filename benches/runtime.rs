@@ -79,23 +79,8 @@ fn benches(c: &mut Criterion) {
             assert_eq!(o.value, json!(2));
         })
     });
-    // The agent pattern: executions seconds apart, so the pool has refilled in between. A 2 ms
-    // pause (untimed) before each execution stands in for that gap.
     c.bench_function("execute/return_1_plus_1/warm_pool_paced", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let warm = warm.clone();
-            async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    let started = Instant::now();
-                    let o = warm.execute("return 1 + 1", ExecuteOptions::default()).await;
-                    total += started.elapsed();
-                    assert_eq!(o.value, json!(2));
-                }
-                total
-            }
-        })
+        b.to_async(&rt).iter_custom(|iters| paced(warm.clone(), iters))
     });
     c.bench_function("execute/return_1_plus_1/cold_sandbox", |b| {
         b.to_async(&rt).iter(|| async {
@@ -214,6 +199,9 @@ fn benches(c: &mut Criterion) {
             assert_eq!(o.value, json!(2));
         })
     });
+    c.bench_function("sealed/execute/return_1_plus_1/warm_pool_paced", |b| {
+        b.to_async(&rt).iter_custom(|iters| paced(sealed.clone(), iters))
+    });
     c.bench_function("sealed/tool_call/round_trip", |b| {
         b.to_async(&rt).iter_custom(|iters| round_trips(sealed.clone(), iters))
     });
@@ -231,6 +219,9 @@ fn benches(c: &mut Criterion) {
             let o = v8.execute("return 1 + 1", ExecuteOptions::default()).await;
             assert_eq!(o.value, json!(2));
         })
+    });
+    c.bench_function("v8/execute/return_1_plus_1/warm_pool_paced", |b| {
+        b.to_async(&rt).iter_custom(|iters| paced(v8.clone(), iters))
     });
     c.bench_function("v8/tool_call/round_trip", |b| {
         b.to_async(&rt).iter_custom(|iters| round_trips(v8.clone(), iters))
@@ -315,6 +306,20 @@ fn node() -> std::path::PathBuf {
 }
 
 /// `iters` sequential tool calls, 1,000 per program: the time they took.
+/// The agent pattern: executions seconds apart, so the pool (or the worker) has refilled in
+/// between. A 2 ms pause (untimed) before each execution stands in for that gap.
+async fn paced(engine: Engine, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let started = Instant::now();
+        let o = engine.execute("return 1 + 1", ExecuteOptions::default()).await;
+        total += started.elapsed();
+        assert_eq!(o.value, json!(2));
+    }
+    total
+}
+
 async fn round_trips(engine: Engine, iters: u64) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = iters;

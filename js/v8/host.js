@@ -372,7 +372,7 @@ function isolate() {
   // the only getter of an error read here (it runs no program code; one the program defined
   // is not called).
   const SETUP = new vm.Script(
-    `[${GUARD}, ${preludeSource}, ${WATCH}, Object.getOwnPropertyDescriptor(new Error(), "stack").get, JSON.parse, ReferenceError]`,
+    `[${GUARD}, ${preludeSource}, ${WATCH}, Object.getOwnPropertyDescriptor(new Error(), "stack").get, JSON.parse, ReferenceError, Object.prototype]`,
     { filename: "codemode:prelude" },
   );
 
@@ -474,12 +474,13 @@ function isolate() {
       now: () => Number(process.hrtime.bigint() - made) / 1e6,
     };
     const made = process.hrtime.bigint();
-    const [guard, init, watch, stack, parse, ReferenceError] = SETUP.runInContext(context);
+    const [guard, init, watch, stack, parse, ReferenceError, objectPrototype] = SETUP.runInContext(context);
     sandbox.exports = init(guard(host, REMOVED));
     sandbox.watch = watch;
     sandbox.stack = stack;
     sandbox.parse = parse;
     sandbox.ReferenceError = ReferenceError;
+    sandbox.objectPrototype = objectPrototype;
     install(sandbox);
     if (hooks) {
       // The seal tests' hook: here only "spin", a loop that only the deadline ends.
@@ -550,74 +551,314 @@ function isolate() {
     state[LOG_CUT] = exec.lineCut ? 1 : 0;
   }
 
-  const INSPECT = {
-    depth: 2, maxArrayLength: 100, maxStringLength: 10000,
-    customInspect: false, getters: false, showProxy: false, colors: false,
-  };
-  // Node's own formatting, bounded: a string argument is cut to what the line can hold, and
-  // so is a string inside a value. (An error's stack inside a value is printed whole, as Node
-  // does: a program logging thousands of references to a huge message fills its own heap.)
+  // -- console lines ------------------------------------------------------------------------
+
+  // The QuickJS sandboxes' formatter (src/sandbox/inspect.rs) over V8's values, so a line reads
+  // the same whatever the engine: Node's layout for plain data, own data properties read without
+  // running any of the program's code (a getter shows as `[Getter]`), and every piece of the
+  // program's text charged to the line's budget: past it a value is `…`, not read at all (ten
+  // thousand references to a 30 MB error cost the line's cap, not 300 GB), and a BigInt too
+  // large to print is measured.
+  const MAX_INSPECT_DEPTH = 2, MAX_ITEMS = 100, MAX_STRING = 10000, MAX_JSON = 64 * 1024;
+  const CUT = "…";
+  const symbolDescription = Object.getOwnPropertyDescriptor(Symbol.prototype, "description").get;
+  const isIdentifier = (k) => /^[A-Za-z_$][\w$]*$/.test(k);
+  const isIndex = (k) => /^(0|[1-9]\d*)$/.test(k) && Number(k) < 4294967295;
+
+  // A line of `args` as `console.log` shows it, within about `max` characters of the program's
+  // text.
+  function line(args, max) {
+    const builtins = exec === null ? null : exec.sandbox.exports.builtins;
+    const ins = { left: max, seen: [], builtins };
+    if (args.length === 0) return "";
+    const [first] = args;
+    let rest = 1;
+    let out;
+    if (typeof first === "string" && args.length > 1) {
+      const template = read(ins, first, Infinity);
+      if (template.includes("%")) {
+        out = template.replace(/%[sdifjoOc%]/g, (spec) => {
+          if (spec === "%%") return "%";
+          if (rest >= args.length) return spec;
+          const arg = args[rest++];
+          switch (spec[1]) {
+            case "s":
+              if (typeof arg === "string") return read(ins, arg, Infinity);
+              return inspect(ins, arg, 1);
+            case "o": case "O":
+              return inspect(ins, arg, 1);
+            case "d": case "i": case "f": {
+              if (spec !== "%f" && typeof arg === "bigint") return bigintText(arg);
+              let n = number(arg);
+              if (spec === "%i" && !Number.isNaN(n)) n = Math.trunc(n);
+              return String(n);
+            }
+            case "j":
+              return spend(ins, json(ins, arg));
+            default:
+              return ""; // %c: CSS, meaningless here
+          }
+        });
+      } else out = template;
+    } else {
+      out = inspect(ins, first, 0);
+    }
+    for (; rest < args.length; rest++) out += ` ${inspect(ins, args[rest], 0)}`;
+    return out;
+  }
+
+  // A program string, cut to `cap` and what is left of the line's budget.
+  function read(ins, s, cap) {
+    const text = s.length > Math.min(cap, ins.left) ? s.slice(0, Math.min(cap, ins.left)) : s;
+    ins.left = Math.max(0, ins.left - text.length);
+    return text;
+  }
+  function spend(ins, text) {
+    ins.left = Math.max(0, ins.left - text.length);
+    return text;
+  }
+
+  // `Number(v)` for primitives; an object would run its own `valueOf`, so it is NaN.
+  function number(v) {
+    switch (typeof v) {
+      case "number": case "boolean": case "undefined": case "string": return Number(v);
+      case "bigint": {
+        const text = bigint(v);
+        if (!text.startsWith("[")) return Number(text);
+        return text.includes("negative") ? -Infinity : Infinity;
+      }
+      default: return v === null ? 0 : NaN;
+    }
+  }
+
+  // A BigInt as Node shows it (`10n`), or its size when it is too large to print.
+  function bigintText(v) {
+    const text = bigint(v);
+    return text.startsWith("[") ? text : `${text}n`;
+  }
+
+  function json(ins, v) {
+    if (v === undefined || typeof v === "function" || typeof v === "symbol") return "undefined";
+    try {
+      return JSON.stringify(toJson(v, Math.min(MAX_JSON, ins.left), true).json);
+    } catch {
+      return "[Circular]";
+    }
+  }
+
+  function inspect(ins, v, depth) {
+    if (ins.left === 0) return CUT;
+    return spend(ins, inspectWithin(ins, v, depth));
+  }
+
+  function inspectWithin(ins, v, depth) {
+    switch (typeof v) {
+      case "string": {
+        if (depth === 0) return v.length > ins.left ? v.slice(0, ins.left) : v;
+        const cap = Math.min(MAX_STRING, ins.left);
+        return v.length > cap ? quote(`${v.slice(0, cap)}...`) : quote(v);
+      }
+      case "number": return Object.is(v, -0) ? "-0" : String(v);
+      case "bigint": return bigintText(v);
+      case "boolean": case "undefined": return String(v);
+      case "symbol": return `Symbol(${Reflect.apply(symbolDescription, v, []) ?? ""})`;
+      case "function": if (!util.types.isProxy(v)) return functionText(v);
+    }
+    if (v === null) return "null";
+    return object(ins, v, depth);
+  }
+
+  function object(ins, v, depth) {
+    if (util.types.isProxy(v)) {
+      // Node's own reading of the target, which runs none of its traps.
+      const cap = Math.min(MAX_STRING, ins.left);
+      const text = util.inspect(v, { depth: Math.max(0, MAX_INSPECT_DEPTH - depth), maxArrayLength: MAX_ITEMS, maxStringLength: cap, customInspect: false, getters: false, showProxy: false });
+      return text.length > ins.left ? text.slice(0, ins.left) + CUT : text;
+    }
+    if (ins.seen.includes(v)) return "[Circular *]";
+    if (util.types.isNativeError(v)) return errorText(ins, v);
+    if (util.types.isDate(v)) {
+      try {
+        return Reflect.apply(ins.builtins.dateToISOString, v, []);
+      } catch {
+        return "Invalid Date";
+      }
+    }
+    // Reads `source` and `flags` as any engine does: program code, if it replaced them.
+    if (util.types.isRegExp(v) && ins.builtins !== null) {
+      const text = Reflect.apply(ins.builtins.regexpToString, v, []);
+      if (typeof text === "string") return text;
+    }
+    if (util.types.isPromise(v)) return "Promise { <pending> }";
+    const array = Array.isArray(v);
+    if (depth > MAX_INSPECT_DEPTH) return array ? "[Array]" : "[Object]";
+    ins.seen.push(v);
+    let parts;
+    try {
+      parts = entries(ins, v, array, depth);
+    } finally {
+      ins.seen.pop();
+    }
+    const prefix = array ? "" : prefixOf(v);
+    const [open, close] = array ? ["[", "]"] : ["{", "}"];
+    if (parts.length === 0) return `${prefix}${open}${close}`;
+    const oneLine = parts.join(", ");
+    // Node's rule (util.inspect, breakLength 80): one line when the entries, their separators
+    // and the indentation fit.
+    if (oneLine.length + 2 + 11 + 2 * depth <= 80 && !oneLine.includes("\n")) return `${prefix}${open} ${oneLine} ${close}`;
+    return `${prefix}${open}\n  ${parts.join(",\n").replaceAll("\n", "\n  ")}\n${close}`;
+  }
+
+  // The formatted entries; once the line's budget is spent, one `…` stands for the rest.
+  function entries(ins, v, array, depth) {
+    const parts = [];
+    const keys = Reflect.ownKeys(v).filter((k) => typeof k === "string");
+    let at = 0;
+    if (array) {
+      // An array's index keys come first, in ascending order: walking them, not 0..length,
+      // keeps a sparse array from costing billions of steps. Holes in a row are one entry.
+      const d = Object.getOwnPropertyDescriptor(v, "length");
+      const len = d && typeof d.value === "number" ? d.value : 0;
+      let next = 0;
+      for (; at < keys.length && isIndex(keys[at]); at++) {
+        if (parts.length >= MAX_ITEMS) break;
+        if (ins.left === 0) return [...parts, CUT];
+        const index = Number(keys[at]);
+        if (index > next) {
+          parts.push(emptyItems(index - next));
+          next = index;
+          if (parts.length >= MAX_ITEMS) break;
+        }
+        const text = property(ins, v, keys[at], depth);
+        if (text !== undefined) parts.push(text);
+        next += 1;
+      }
+      while (at < keys.length && isIndex(keys[at])) at++;
+      const remaining = len - next;
+      if (remaining > 0) parts.push(parts.length < MAX_ITEMS ? emptyItems(remaining) : moreItems(remaining));
+    }
+    let shown = 0, more = 0;
+    for (; at < keys.length; at++) {
+      const d = Object.getOwnPropertyDescriptor(v, keys[at]);
+      if (d === undefined || !d.enumerable) continue;
+      if (shown >= MAX_ITEMS) {
+        more += 1;
+        continue;
+      }
+      if (ins.left === 0) return [...parts, CUT];
+      const text = property(ins, v, keys[at], depth);
+      if (text !== undefined) {
+        parts.push(`${isIdentifier(keys[at]) ? keys[at] : quote(keys[at])}: ${text}`);
+        shown += 1;
+      }
+    }
+    if (more > 0) parts.push(moreItems(more));
+    return parts;
+  }
+
+  // An own property's value as text, without running a getter; `undefined` if it is gone.
+  function property(ins, v, key, depth) {
+    const d = Object.getOwnPropertyDescriptor(v, key);
+    if (d === undefined) return undefined;
+    if ("value" in d) return inspect(ins, d.value, depth + 1);
+    if (d.get !== undefined) return d.set !== undefined ? "[Getter/Setter]" : "[Getter]";
+    return "[Setter]";
+  }
+
+  // `ClassName ` for instances of classes, `[Object: null prototype] ` without a prototype.
+  function prefixOf(v) {
+    const proto = Object.getPrototypeOf(v);
+    if (proto === null) return "[Object: null prototype] ";
+    if (proto === exec?.sandbox.objectPrototype) return "";
+    const c = Object.getOwnPropertyDescriptor(proto, "constructor");
+    const n = c && typeof c.value === "function" ? Object.getOwnPropertyDescriptor(c.value, "name") : undefined;
+    const name = n && typeof n.value === "string" ? n.value : "";
+    return name === "" || name === "Object" ? "" : `${name} `;
+  }
+
+  // `Name: message`, then the program's frames.
+  function errorText(ins, v) {
+    const name = read(ins, dataString(v, "name") ?? "", Infinity);
+    const message = read(ins, dataString(v, "message") ?? "", Infinity);
+    const head = name === "" ? message : message === "" ? name : `${name}: ${message}`;
+    const { text } = stackOf(v);
+    if (text === undefined) return head;
+    // V8's stack starts with its own heading; the host's frames are left out, as in errors.
+    const lines = text.replace(/\n$/, "").split("\n").filter((l) => !HOST_FRAME.test(l));
+    const stack = read(ins, lines.map(anonymousFrame).join("\n"), Infinity);
+    if (stack.startsWith(head) && head !== "") return stack;
+    return stack === "" ? head : `${head}\n${stack}`;
+  }
+
+  function emptyItems(n) {
+    return `<${n} empty item${n > 1 ? "s" : ""}>`;
+  }
+  function moreItems(n) {
+    return `... ${n} more item${n > 1 ? "s" : ""}`;
+  }
+
+  // A string in quotes, as Node picks them: single, else double or backtick when that avoids
+  // escaping, else single with escapes.
+  function quote(s) {
+    const q = !s.includes("'") ? "'" : !s.includes('"') ? '"' : !s.includes("`") && !s.includes("${") ? "`" : "'";
+    let out = q;
+    for (const c of s) {
+      if (c === "\\") out += "\\\\";
+      else if (c === "\n") out += "\\n";
+      else if (c === "\r") out += "\\r";
+      else if (c === "\t") out += "\\t";
+      else if (c === q) out += `\\${c}`;
+      else out += c;
+    }
+    return out + q;
+  }
+
+  function functionText(f) {
+    const d = Object.getOwnPropertyDescriptor(f, "name");
+    const name = d && typeof d.value === "string" ? d.value : "";
+    const kind = util.types.isAsyncFunction(f) ? "AsyncFunction" : "Function";
+    return name === "" ? `[${kind} (anonymous)]` : `[${kind}: ${name}]`;
+  }
+
+  // A console line within what the log and the output can still take.
   function format(args, exec) {
     const budget = Math.max(0, Math.min(exec.limits.max_log_bytes - exec.logBytes, exec.limits.max_output_bytes - exec.attempted)) + 1;
-    const options = { ...INSPECT, maxStringLength: Math.min(INSPECT.maxStringLength, budget) };
-    const cut = (a) => (typeof a === "string" && a.length > budget ? `${a.slice(0, budget)}… [${a.length - budget} more characters]` : a);
     let text;
     try {
       // Copied by index: the program may have replaced its arrays' iterator and methods.
       const list = [];
       for (let i = 0; i < args.length; i++) list.push(args[i]);
-      text = util.formatWithOptions(options, ...specifiers(list).map(cut));
+      text = line(list, budget);
     } catch {
       text = "a value that could not be shown";
     }
     return text.length > budget ? `${text.slice(0, budget)}…` : text;
   }
 
-  // `%j` is read as results are (no `toJSON` or getter of the program runs while a line is
-  // formatted) and `%o` as `%O`, as the QuickJS sandboxes do.
-  function specifiers(args) {
-    const template = args[0];
-    if (typeof template !== "string" || args.length < 2 || !/%[jo]/.test(template)) return args;
-    const out = [""];
-    let next = 1;
-    out[0] = template.replace(/%[sdifjoOc%]/g, (spec) => {
-      if (spec === "%%") return spec;
-      const at = next++;
-      if (at >= args.length) return spec;
-      if (spec === "%j") {
-        try {
-          args[at] = JSON.stringify(toJson(args[at], 1 << 20, true).json);
-        } catch {
-          args[at] = "[Circular]";
-        }
-        return "%s";
-      }
-      return spec === "%o" ? "%O" : spec;
-    });
-    return out.concat(args.slice(1));
-  }
-
   // -- unhandled rejections -----------------------------------------------------------------
 
-  // Node tracks them for the whole isolate and reports them when its queue of ticks runs,
-  // which is at the end of each run here: a rejection handled by then is not reported.
+  // Tracked here as the QuickJS sandboxes track them, through V8's own hook (Node's, which
+  // this isolate replaces, keeps every reason until the program yields: 100,000 rejections in
+  // one loop would fill the program's heap): the first 64 kept, the rest counted, and one
+  // handled later taken off. What is left when the run ends is reported.
   const MAX_UNHANDLED = 64;
   const SHOWN_UNHANDLED = 10;
-  process.on("unhandledRejection", (reason, promise) => {
+  const { internalBinding } = require("internal/test/binding");
+  const { setPromiseRejectCallback, promiseRejectEvents } = internalBinding("task_queue");
+  setPromiseRejectCallback((type, promise, reason) => {
     if (exec === null) return;
-    if (exec.unhandled.length < MAX_UNHANDLED) exec.unhandled.push([promise, reason]);
-    else exec.unhandledMore += 1;
-  });
-  // Reported while the program waited on the host, then handled after all.
-  process.on("rejectionHandled", (promise) => {
-    if (exec === null) return;
-    const at = exec.unhandled.findIndex(([p]) => p === promise);
-    if (at >= 0) exec.unhandled.splice(at, 1);
-    else if (exec.unhandledMore > 0) exec.unhandledMore -= 1;
+    if (type === promiseRejectEvents.kPromiseRejectWithNoHandler) {
+      if (exec.unhandled.length < MAX_UNHANDLED) exec.unhandled.push([promise, reason]);
+      else exec.unhandledMore += 1;
+    } else if (type === promiseRejectEvents.kPromiseHandlerAddedAfterReject) {
+      const at = exec.unhandled.findIndex(([p]) => p === promise);
+      if (at >= 0) exec.unhandled.splice(at, 1);
+      else if (exec.unhandledMore > 0) exec.unhandledMore -= 1;
+    }
   });
 
   // Runs the isolate's own queue of ticks (promise jobs of the host's realm, such as an
-  // `import()` refused, and the rejection reports), then the context's jobs they queued.
+  // `import()` refused), then the context's jobs they queued.
   // Node settles a refused `import()` through an async function of its own: a few rounds.
   function tick(context) {
     for (let round = 0; round < 3; round++) {
@@ -665,7 +906,7 @@ function isolate() {
       return "[object]";
     }
     try {
-      return cut(util.formatWithOptions(INSPECT, reason));
+      return cut(line([reason], max));
     } catch {
       return "a value";
     }
@@ -786,48 +1027,64 @@ function isolate() {
 
   // -- errors -------------------------------------------------------------------------------
 
+  // A string data property of `v` or of its prototypes (no getter runs).
+  function dataString(v, key) {
+    for (let o = v; o !== null; o = Object.getPrototypeOf(o)) {
+      const d = Object.getOwnPropertyDescriptor(o, key);
+      if (d) return "value" in d && typeof d.value === "string" ? d.value : undefined;
+    }
+    return undefined;
+  }
+
+  // An error's stack: through V8's own accessor (which runs no program code; it returns what
+  // the program assigned, if it did), or a string the program defined.
+  function stackOf(v) {
+    const d = Object.getOwnPropertyDescriptor(v, "stack");
+    if (d !== undefined && exec !== null && d.get === exec.sandbox.stack) {
+      try {
+        const text = Reflect.apply(d.get, v, []);
+        return { text: typeof text === "string" ? text : undefined };
+      } catch {
+        return { text: undefined };
+      }
+    }
+    return { text: dataString(v, "stack") };
+  }
+
+  // A frame of the host's (Node's, this script's, the prelude's), which means nothing to the
+  // agent.
+  const HOST_FRAME = /^\s+at (?:.*\()?(?:node:|\[worker eval\]|codemode:prelude)/;
+  // An anonymous frame is written as QuickJS writes it, so stacks read alike whatever the
+  // engine: `at <anonymous> (agent.ts:3:7)`.
+  const anonymousFrame = (l) => l.replace(/^(\s+at )((?:agent\.ts|skills\/[^:]*):\d+:\d+)$/, "$1<anonymous> ($2)");
+
+  // Frames only, and only the program's (V8 starts with `Name: message`).
+  function programFrames(stack) {
+    const lines = stack.split("\n");
+    const first = lines.findIndex((l) => /^\s+at /.test(l));
+    return first < 0 ? "" : lines.slice(first)
+      .filter((l) => l.includes("agent.ts:") || l.includes("skills/"))
+      .map(anonymousFrame)
+      .join("\n");
+  }
+
   function errorOf(reason, kind) {
+    const max = exec === null ? 1 << 20 : exec.limits.max_result_bytes;
     if (reason === null || (typeof reason !== "object" && typeof reason !== "function")) {
       let text;
-      try { text = util.formatWithOptions(INSPECT, reason); } catch { text = "a value"; }
+      try { text = line([reason], max); } catch { text = "a value"; }
       return { kind, message: `Uncaught ${text}`, name: "Error" };
     }
     if (util.types.isProxy(reason)) return { kind, message: "Uncaught Proxy (its traps are not run)", name: "Error" };
-    const read = (key) => {
-      for (let o = reason; o !== null; o = Object.getPrototypeOf(o)) {
-        const d = Object.getOwnPropertyDescriptor(o, key);
-        if (d) return "value" in d && typeof d.value === "string" ? d.value : undefined;
-      }
-      return undefined;
-    };
     const ownString = (key) => {
       const d = Object.getOwnPropertyDescriptor(reason, key);
       return d && typeof d.value === "string" ? d.value.slice(0, 1024) : undefined;
     };
-    const max = exec === null ? 1 << 20 : exec.limits.max_result_bytes;
     const cut = (text) => (text.length > max ? `${text.slice(0, max)}… [${text.length - max} more characters]` : text);
-    const e = { kind, message: cut(read("message") ?? ""), name: cut(read("name") ?? "Error") };
-    let stack = read("stack");
-    const own = Object.getOwnPropertyDescriptor(reason, "stack");
-    if (own !== undefined && exec !== null && own.get === exec.sandbox.stack) {
-      try {
-        stack = Reflect.apply(own.get, reason, []);
-      } catch {
-        stack = undefined;
-      }
-    }
-    if (typeof stack === "string") {
-      stack = stack.slice(0, max + 4096);
-      // Frames only, and only the program's: V8 starts with `Name: message`, and the host's
-      // own frames (this script, Node) mean nothing to the agent.
-      const lines = stack.split("\n");
-      const first = lines.findIndex((l) => /^\s+at /.test(l));
-      // An anonymous frame is written as QuickJS writes it, so stacks read alike whatever
-      // the engine: `at <anonymous> (agent.ts:3:7)`.
-      stack = first < 0 ? "" : lines.slice(first)
-        .filter((l) => l.includes("agent.ts:") || l.includes("skills/"))
-        .map((l) => l.replace(/^(\s+at )((?:agent\.ts|skills\/[^:]*):\d+:\d+)$/, "$1<anonymous> ($2)"))
-        .join("\n");
+    const e = { kind, message: cut(dataString(reason, "message") ?? ""), name: cut(dataString(reason, "name") ?? "Error") };
+    const { text } = stackOf(reason);
+    if (text !== undefined) {
+      const stack = programFrames(text.slice(0, max + 4096));
       if (stack !== "") e.stack = stack;
     }
     const tool = ownString("tool");

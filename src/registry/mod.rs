@@ -845,7 +845,12 @@ impl MakeMutNamespace for Arc<Namespace> {
 
 fn namespace_js_name(namespace: &str) -> Result<String, RegistryError> {
     let js = js_name(namespace).ok_or_else(|| RegistryError::InvalidNamespace(namespace.into()))?;
-    if crate::globals::SANDBOX_GLOBALS.contains(&js.as_str()) || js == skills::NAMESPACE {
+    // A global of either engine: a registry runs on both.
+    let global = |names: &[&str]| names.contains(&js.as_str());
+    if global(crate::globals::SANDBOX_GLOBALS)
+        || global(crate::globals::V8_GLOBALS_ADDED)
+        || js == skills::NAMESPACE
+    {
         return Err(RegistryError::ReservedNamespace(namespace.into()));
     }
     Ok(js)

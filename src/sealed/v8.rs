@@ -67,11 +67,14 @@ pub(super) fn start(command: &WorkerCommand) -> Result<(Worker, SealReport), Str
     let fds = [theirs.as_raw_fd(), their_control.as_raw_fd()];
     let mut node = Command::new(&command.program);
     // `--experimental-vm-modules`: without it Node ignores the contexts' own `import()`
-    // handler and rejects with an error of the host's realm.
+    // handler and rejects with an error of the host's realm. `--expose-internals`: the host
+    // script tracks unhandled rejections through V8's hook itself (programs have no
+    // `require`).
     node.args([
         "--permission",
         "--allow-worker",
         "--experimental-vm-modules",
+        "--expose-internals",
         "--no-warnings",
         "-e",
         HOST_JS,

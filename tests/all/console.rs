@@ -34,9 +34,7 @@ console.log(Array.from({ length: 102 }, (_, i) => i).length);
             "Ada is 36.5 years extra",
             "{ 'not-ident': 1 } [] {}",
             "bad [Function: named] Symbol(s)",
-            crate::differences::expected("console.circular", json!("{ name: 'cyc', self: [Circular *] }"))
-                .as_str()
-                .unwrap(),
+            "{ name: 'cyc', self: [Circular *] }",
             "102",
         ]
     );
@@ -123,17 +121,13 @@ console.log(long);
             "151 [ 'x', 'x', 'x', 'x', <51 empty items>, 'y' ]",
             "[ [Getter], 2 ]",
             "[ 0, 1, shown: 3 ]",
-            // Node groups long numeric arrays in columns; the order of the tail is the same:
-            // the items left out, then the array's other keys.
-            crate::differences::expected(
-                "console.grouped_numbers",
-                json!(format!(
-                    "[\n{}\n  ... 50 more items,\n  tag: 't'\n]",
-                    (0..100).map(|i| format!("  {i},")).collect::<Vec<_>>().join("\n")
-                )),
+            // Node would group long numeric arrays in columns; the order of the tail is the
+            // same: the items left out, then the array's other keys.
+            format!(
+                "[\n{}\n  ... 50 more items,\n  tag: 't'\n]",
+                (0..100).map(|i| format!("  {i},")).collect::<Vec<_>>().join("\n")
             )
-            .as_str()
-            .unwrap(),
+            .as_str(),
         ]
     );
 }

@@ -48,31 +48,8 @@ fn v8(what: &str) -> Option<Value> {
         // V8 keeps `'y'.repeat(n)` as a rope of a few dozen pieces, not n bytes: the session's
         // heap cap is tested in tests/v8/v8.rs with flat strings.
         "sessions.heap_cap.kinds" => json!(["ok", "ok", "ok"]),
-        // Node tracks every unhandled rejection (the reason with its stack) until the program
-        // yields: 100,000 in one synchronous loop outgrow a 64 MiB heap. The breach ends that
-        // execution only, as any breach does.
-        "hostile.rejection_storm" => json!("memory_limit"),
-        // Console lines are Node's `util.inspect`, which prints an error inside a value with
-        // its whole stack: ten thousand references to a 30 MB message fill the program's own
-        // heap (not the host's) before the line's cap applies.
-        "hostile.log_huge_errors" => json!("memory_limit"),
-        // Console lines are Node's `util.inspect`, which prints BigInts in decimal whatever
-        // their size: ten thousand 184,000-bit ones take past the deadline (the program's own
-        // time: its isolate is ended there).
-        "hostile.bigint_print" => json!("timeout"),
         // A V8 context's global object has no `Symbol.toStringTag` of its own.
         "isolation.global_symbols" => json!([]),
-        // Node's own marks for a value that refers to itself.
-        "console.circular" => json!("<ref *1> { name: 'cyc', self: [Circular *1] }"),
-        // Node's own layout of a long array of short numbers: in columns.
-        "console.grouped_numbers" => {
-            let rows: Vec<String> = (0..25)
-                .map(|r| {
-                    format!("{:16}{}", "", (0..4).map(|j| format!("{:>3},", 4 * r + j)).collect::<String>())
-                })
-                .collect();
-            json!(format!("[\n{}\n  ... 50 more items,\n  tag: 't'\n]", rows.join("\n")))
-        }
         _ => return None,
     })
 }

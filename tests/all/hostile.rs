@@ -325,11 +325,8 @@ async fn an_unhandled_rejection_storm_is_counted_not_kept() {
     )
     .await;
     let ended = o.error.as_ref().map_or(o.value.clone(), |e| json!(e.kind.code()));
-    assert_eq!(ended, crate::differences::expected("hostile.rejection_storm", json!("finished")));
+    assert_eq!(ended, json!("finished"));
     probe().await;
-    if ended != json!("finished") {
-        return;
-    }
     let mut expected: Vec<String> = (0..10).map(|i| format!("Unhandled promise rejection: r{i}")).collect();
     expected.push("[codemode] 99990 more unhandled promise rejection(s) not shown".into());
     assert_eq!(logs(&o), expected);
@@ -395,11 +392,8 @@ async fn logging_ten_thousand_references_to_a_30_mb_message_is_cut_not_built() {
                 console.log(Array(100).fill(a)); return 1;";
     let o = run_with(code, roomy()).await;
     let ended = o.error.as_ref().map_or(o.value.clone(), |e| json!(e.kind.code()));
-    assert_eq!(ended, crate::differences::expected("hostile.log_huge_errors", json!(1)));
+    assert_eq!(ended, json!(1));
     probe().await;
-    if ended != json!(1) {
-        return;
-    }
     assert_eq!(o.logs.len(), 1);
     let line = &o.logs[0].message;
     assert!(line.len() <= 64 << 10, "{}", line.len());
@@ -493,11 +487,7 @@ async fn a_bigint_too_large_to_print_is_measured_not_printed() {
     let limits = Limits { timeout: Duration::from_secs(5), ..Limits::default() };
     let o = run_with(code, limits).await;
     let ended = o.error.as_ref().map_or(json!("ok"), |e| json!(e.kind.code()));
-    assert_eq!(ended, crate::differences::expected("hostile.bigint_print", json!("ok")));
-    if ended != json!("ok") {
-        probe().await;
-        return;
-    }
+    assert_eq!(ended, json!("ok"));
     let bits = o.value[0].as_str().unwrap().split_whitespace().nth(3).unwrap().parse::<usize>().unwrap();
     assert!(bits > 100_000, "{bits}");
     assert_eq!(

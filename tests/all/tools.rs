@@ -98,6 +98,11 @@ fn reserved_and_invalid_namespaces_are_refused() {
         r.register("JSON", Tool::new("x", "", json!({}), h)).unwrap_err(),
         RegistryError::ReservedNamespace("JSON".into())
     );
+    // A global of one engine only is refused on every engine: a registry runs on either.
+    assert_eq!(
+        r.register("Intl", Tool::new("x", "", json!({}), h)).unwrap_err(),
+        RegistryError::ReservedNamespace("Intl".into())
+    );
     assert_eq!(
         r.register("--", Tool::new("x", "", json!({}), h)).unwrap_err(),
         RegistryError::InvalidNamespace("--".into())
