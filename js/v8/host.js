@@ -382,6 +382,8 @@ function isolate() {
   function refuseImport(specifier) {
     const message = `could not load module '${String(specifier).slice(0, 200)}': the sandbox has no modules`;
     if (exec === null) throw message;
+    // Node settles the refusal in jobs of the host's realm, which the run must now run (`tick`).
+    exec.imported = true;
     throw new exec.sandbox.ReferenceError(message);
   }
 
@@ -857,9 +859,10 @@ function isolate() {
     }
   });
 
-  // Runs the isolate's own queue of ticks (promise jobs of the host's realm, such as an
-  // `import()` refused), then the context's jobs they queued.
-  // Node settles a refused `import()` through an async function of its own: a few rounds.
+  // Runs the isolate's own queue of ticks (promise jobs of the host's realm, which only an
+  // `import()` refused makes: a run without one skips this), then the context's jobs they
+  // queued. Node settles a refused `import()` through an async function of its own: a few
+  // rounds.
   function tick(context) {
     for (let round = 0; round < 3; round++) {
       try {
@@ -873,7 +876,7 @@ function isolate() {
 
   function unhandledLines(exec, logs) {
     const PREFIX = "Unhandled promise rejection: ";
-    tick(exec.sandbox.context);
+    if (exec.imported) tick(exec.sandbox.context);
     const limits = exec.limits;
     let room = limits.max_log_bytes - exec.logBytes;
     let lines = limits.max_log_lines - logs.length;
@@ -1120,7 +1123,7 @@ function isolate() {
     exec = {
       sandbox, spec, limits: spec.limits, logs: [], logBytes: 0, dropped: 0, lineCut: false, attempted: 0,
       nextId: 1, calls: 0, resolvers: new Map(), redact: spec.redact, stream: spec.stream,
-      unhandled: [], unhandledMore: 0,
+      unhandled: [], unhandledMore: 0, imported: false, ticked: false,
     };
     logsFrom(exec);
     const compiled = spec.compiled;
@@ -1175,7 +1178,7 @@ function isolate() {
         }
       }
       if (watch.state === "rejected") return finish(null, errorOf(watch.value, "exception"));
-      if (!exec.ticked) {
+      if (!exec.ticked && exec.imported) {
         exec.ticked = true;
         tick(exec.sandbox.context);
         continue;
