@@ -862,21 +862,23 @@ function isolate() {
   // Runs the isolate's own queue of ticks (promise jobs of the host's realm, which only an
   // `import()` refused makes: a run without one skips this), then the context's jobs they
   // queued. Node settles a refused `import()` through an async function of its own: a few
-  // rounds.
-  function tick(context) {
+  // rounds. Whether there was anything to run.
+  function tick(exec) {
+    if (!exec.imported) return false;
     for (let round = 0; round < 3; round++) {
       try {
         process._tickCallback();
       } catch {
-        // A report that failed is not the program's.
+        // A job of the host's realm that failed is not the program's.
       }
-      EMPTY.runInContext(context);
+      EMPTY.runInContext(exec.sandbox.context);
     }
+    return true;
   }
 
   function unhandledLines(exec, logs) {
     const PREFIX = "Unhandled promise rejection: ";
-    if (exec.imported) tick(exec.sandbox.context);
+    tick(exec);
     const limits = exec.limits;
     let room = limits.max_log_bytes - exec.logBytes;
     let lines = limits.max_log_lines - logs.length;
@@ -1178,9 +1180,8 @@ function isolate() {
         }
       }
       if (watch.state === "rejected") return finish(null, errorOf(watch.value, "exception"));
-      if (!exec.ticked && exec.imported) {
+      if (!exec.ticked && tick(exec)) {
         exec.ticked = true;
-        tick(exec.sandbox.context);
         continue;
       }
       exec.ticked = false;
