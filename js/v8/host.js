@@ -64,19 +64,48 @@ function keptLines(buffer, state) {
   return { logs, truncated: state[LOG_DROPPED] > 0 || state[LOG_CUT] === 1 };
 }
 
-// Writes one frame: u32 header length, u32 body length (little-endian), JSON header, body.
-function writeFrame(header, body) {
-  // A lone surrogate would be an escape JSON readers refuse: it becomes U+FFFD, as the
-  // QuickJS sandboxes make it.
-  const head = Buffer.from(JSON.stringify(header, (_, v) => (typeof v === "string" ? v.toWellFormed() : v)));
-  const rest = body === undefined ? Buffer.alloc(0) : Buffer.from(body);
-  const frame = Buffer.allocUnsafe(8 + head.length + rest.length);
-  frame.writeUInt32LE(head.length, 0);
-  frame.writeUInt32LE(rest.length, 4);
-  head.copy(frame, 8);
-  rest.copy(frame, 8 + head.length);
+// A lone surrogate is the one thing JSON.stringify writes as an escape JSON readers refuse
+// (`\udxxx`, lower case; a pair is written as itself): each becomes U+FFFD, as the QuickJS
+// sandboxes make it. An escape has an even run of backslashes before it; an odd one makes it
+// text. (Checked on the text: a replacer would cost every string of every frame a call.)
+const LONE_SURROGATE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
+// Frames are encoded here, and wait here when written `later` (most fit).
+const outgoing = Buffer.allocUnsafe(1 << 16);
+let held = 0;
+
+// Writes one frame: u32 header length, u32 body length (little-endian; no frame from here
+// has a body), JSON header. A frame written `later` (a tool call) waits for the next one:
+// a program that calls a tool then waits on it, the common case, costs one write for both,
+// not two. Frames keep their order; a run stopped from outside loses calls it never waited
+// on, whose tools then never start.
+function writeFrame(header, later) {
+  let head = JSON.stringify(header);
+  if (head.includes("\\ud")) head = head.replace(LONE_SURROGATE, "$1\\ufffd");
+  const fits = held + 8 + 3 * head.length <= outgoing.length;
+  let frame;
+  if (fits) {
+    frame = outgoing.subarray(held, held + 8 + outgoing.write(head, held + 8));
+  } else {
+    const bytes = Buffer.from(head);
+    frame = Buffer.allocUnsafe(8 + bytes.length);
+    bytes.copy(frame, 8);
+  }
+  frame.writeUInt32LE(frame.length - 8, 0);
+  frame.writeUInt32LE(0, 4);
+  if (fits) {
+    held += frame.length;
+    if (later) return;
+    frame = outgoing.subarray(0, held);
+  } else {
+    writeAll(outgoing.subarray(0, held));
+  }
+  held = 0;
+  writeAll(frame);
+}
+
+function writeAll(bytes) {
   let sent = 0;
-  while (sent < frame.length) sent += fs.writeSync(FD, frame, sent, frame.length - sent);
+  while (sent < bytes.length) sent += fs.writeSync(FD, bytes, sent, bytes.length - sent);
 }
 
 if (isMainThread) main();
@@ -282,7 +311,7 @@ function isolate() {
     const run = Atomics.load(state, RUN);
     if (run <= 0 || Atomics.compareExchange(state, RUN, run, run | WAITING) !== run) halt();
     send(header);
-    const frame = readFrame(memoryBytes);
+    const frame = readFrame(memoryBytes, true);
     Atomics.store(state, RUN, run);
     // A result larger than the isolate's whole heap cannot be read into it: reading it would
     // end the process, not the isolate. It was read past, and the run ends as its heap would.
@@ -291,24 +320,32 @@ function isolate() {
   }
 
   // Reads one frame from the socket (`null` if it is larger than `most`: then read past).
-  const lengths = Buffer.alloc(8);
-  function readFrame(most) {
-    readFully(lengths);
-    const head = lengths.readUInt32LE(0);
-    const len = lengths.readUInt32LE(4);
-    const tooLarge = head + len > most;
-    const frame = Buffer.allocUnsafe(tooLarge ? Math.min(1 << 16, head + len) : head + len);
-    for (let left = head + len; left > 0; left -= frame.length) readFully(frame.subarray(0, Math.min(left, frame.length)));
-    if (tooLarge) return null;
-    return { header: JSON.parse(frame.toString("utf8", 0, head)), body: frame.toString("utf8", head, head + len) };
-  }
-  function readFully(buffer) {
+  // Between runs frames come back to back, and each is read exactly; an answer is the only
+  // frame until the next question (`whole`), and comes in one read as a rule.
+  const incoming = Buffer.allocUnsafe(1 << 16);
+  function readFrame(most, whole) {
     let got = 0;
-    while (got < buffer.length) {
-      const n = fs.readSync(FD, buffer, got, buffer.length - got);
-      if (n === 0) process.exit(0); // The host hung up.
-      got += n;
+    while (got < 8) got += readSome(incoming, got, whole ? incoming.length : 8);
+    const head = incoming.readUInt32LE(0);
+    const total = 8 + head + incoming.readUInt32LE(4);
+    if (got > total) process.exit(1); // The host broke the protocol.
+    if (total - 8 > most) {
+      for (let left = total - got; left > 0; ) left -= readSome(incoming, 0, Math.min(left, incoming.length));
+      return null;
     }
+    let frame = incoming;
+    if (total > incoming.length) {
+      frame = Buffer.allocUnsafe(total);
+      incoming.copy(frame, 0, 0, got);
+    }
+    while (got < total) got += readSome(frame, got, total);
+    return { header: JSON.parse(frame.toString("utf8", 8, 8 + head)), body: frame.toString("utf8", 8 + head, total) };
+  }
+  // Reads into `buffer` from `at` up to `end` (at least one byte): how many came.
+  function readSome(buffer, at, end) {
+    const n = fs.readSync(FD, buffer, at, end - at);
+    if (n === 0) process.exit(0); // The host hung up.
+    return n;
   }
 
   const EMPTY = new vm.Script("");
@@ -438,7 +475,7 @@ function isolate() {
         }
         const id = exec.nextId++;
         const wire = typeof target === "string" ? { builtin: target } : { tool: target };
-        send({ t: "call", id, target: wire, args: json });
+        send({ t: "call", id, target: wire, args: json }, true);
         exec.resolvers.set(id, { resolve, reject, site });
         if (typeof target !== "string" || target === "readResource") {
           exec.calls += 1;
@@ -1374,7 +1411,7 @@ function isolate() {
     }
     const placed = receiveMessageOnPort(port);
     if (placed !== undefined) serve(placed.message);
-    else route(readFrame(Infinity).header);
+    else route(readFrame(Infinity, false).header);
     refill();
   }
 }

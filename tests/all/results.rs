@@ -71,3 +71,22 @@ async fn lone_surrogates_become_replacement_characters() {
     let v = value("return ['\\uD800x', 'a\\uDFFF\\uD800b', '\\uD83D\\uDE00']").await;
     assert_eq!(v, serde_json::json!(["\u{FFFD}x", "a\u{FFFD}\u{FFFD}b", "😀"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_surrogates_in_keys_arguments_and_logs_become_replacement_characters() {
+    // Keys too, on every path a value leaves the sandboxes by; and text that only looks like
+    // an escape (a backslash, then `ud800`) is kept.
+    let o = run("const sent = await t.echo({ ['k\\uD800']: '\\uDFFFx', text: '\\\\ud800' });\n\
+         console.log({ ['l\\uDC00']: 1 });\n\
+         return { sent, ['r\\uD800']: ['\\\\\\uD800'] }")
+    .await;
+    assert_eq!(o.error, None);
+    assert_eq!(
+        o.value,
+        serde_json::json!({
+            "sent": {"k\u{FFFD}": "\u{FFFD}x", "text": "\\ud800"},
+            "r\u{FFFD}": ["\\\u{FFFD}"]
+        })
+    );
+    assert_eq!(o.logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["{ 'l\u{FFFD}': 1 }"]);
+}
