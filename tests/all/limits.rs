@@ -26,6 +26,15 @@ async fn infinite_loop_times_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_not_waited_on_before_a_loop_that_times_out() {
+    let o = expect_kind("t.echo({ n: 1 });\nwhile (true) {}", short(), ErrorKind::Timeout).await;
+    assert_eq!(
+        json!(o.stats.tool_calls),
+        crate::differences::expected("limits.unwaited_call_then_loop", json!(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infinite_loop_in_try_finally_times_out() {
     expect_kind(
         "for (;;) { try { while (true) {} } catch (e) {} finally { continue; } }",
