@@ -136,3 +136,57 @@ async fn no_error_of_the_hosts_realm_reaches_the_program() {
     assert_eq!(outcome.error, None);
     assert_eq!(outcome.value, json!([[true, "undefined"], [true, "undefined"], [true, "undefined"]]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_programs_stack_frames_give_it_nothing_of_the_host() {
+    // V8's stack trace API hands a program's `prepareStackTrace` every frame under it, the host
+    // script's and Node's included (their names and files: see README, "The V8 engine"). None
+    // may give it a function or a receiver: a host-realm function would reach `process`.
+    // Through `Error.prepareStackTrace`, through a replaced `Error` (Node asks the realm's
+    // `globalThis.Error`), from a tool call's site, a program's own error, before and after an
+    // await, and from functions of its own that are not strict (V8 gives a frame's function
+    // back only up to the first strict frame from the top: the sloppy one on top does).
+    let outcome = engine()
+        .execute(
+            "const leaks: string[] = [];\n\
+             let frames = 0, host = 0, own = 0;\n\
+             const grab = (e: any, sites: any[]) => {\n\
+               for (const s of sites) {\n\
+                 frames++;\n\
+                 if (!/^(agent\\.ts|codemode:prelude)$/.test(String(s.getFileName()))) host++;\n\
+                 for (const k of ['getFunction', 'getThis']) {\n\
+                   const v = s[k]();\n\
+                   if ((typeof v === 'function' && !(v instanceof Function)) || (typeof v === 'object' && v !== null && !(v instanceof Object))) leaks.push(k);\n\
+                   else if (typeof v === 'function') own++;\n\
+                 }\n\
+               }\n\
+               return 'seen';\n\
+             };\n\
+             const sloppy = new Function('f', 'return f()');\n\
+             (Error as any).stackTraceLimit = Infinity;\n\
+             (Error as any).prepareStackTrace = grab;\n\
+             const stacks: string[] = [];\n\
+             try { await t.echo(5 as any); } catch (e) { stacks.push((e as any).stack); }\n\
+             try { sloppy(() => (null as any).x); } catch (e) { stacks.push((e as any).stack); }\n\
+             try { new Function('return null.x')(); } catch (e) { stacks.push((e as any).stack); }\n\
+             await t.echo({});\n\
+             try { await sloppy(() => t.echo(6 as any)); } catch (e) { stacks.push((e as any).stack); }\n\
+             (globalThis as any).Error = { prepareStackTrace: grab };\n\
+             try { (undefined as any).y; } catch (e) { stacks.push((e as any).stack); }\n\
+             return { stacks, leaks, framesSeen: frames > 8, hostFramesSeen: host > 0, ownFunctionsSeen: own > 0 };",
+            ExecuteOptions::default(),
+        )
+        .await;
+    assert_eq!(outcome.error, None);
+    assert_eq!(
+        outcome.value,
+        json!({
+            "stacks": ["seen", "seen", "seen", "seen", "seen"],
+            "leaks": [],
+            "framesSeen": true,
+            "hostFramesSeen": true,
+            // The sloppy function's frame gives it back: the check above sees functions.
+            "ownFunctionsSeen": true
+        })
+    );
+}
