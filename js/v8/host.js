@@ -81,26 +81,29 @@ let held = 0;
 function writeFrame(header, later) {
   let head = JSON.stringify(header);
   if (head.includes("\\ud")) head = head.replace(LONE_SURROGATE, "$1\\ufffd");
-  const fits = held + 8 + 3 * head.length <= outgoing.length;
-  let frame;
-  if (fits) {
-    frame = outgoing.subarray(held, held + 8 + outgoing.write(head, held + 8));
-  } else {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit.
+  const most = 8 + 3 * head.length;
+  if (held + most > outgoing.length) flush();
+  if (most > outgoing.length) {
     const bytes = Buffer.from(head);
-    frame = Buffer.allocUnsafe(8 + bytes.length);
+    const frame = Buffer.allocUnsafe(8 + bytes.length);
+    frame.writeUInt32LE(bytes.length, 0);
+    frame.writeUInt32LE(0, 4);
     bytes.copy(frame, 8);
+    writeAll(frame);
+    return;
   }
-  frame.writeUInt32LE(frame.length - 8, 0);
-  frame.writeUInt32LE(0, 4);
-  if (fits) {
-    held += frame.length;
-    if (later) return;
-    frame = outgoing.subarray(0, held);
-  } else {
-    writeAll(outgoing.subarray(0, held));
-  }
+  const length = outgoing.write(head, held + 8);
+  outgoing.writeUInt32LE(length, held);
+  outgoing.writeUInt32LE(0, held + 4);
+  held += 8 + length;
+  if (!later) flush();
+}
+
+// Writes the frames that wait.
+function flush() {
+  if (held > 0) writeAll(outgoing.subarray(0, held));
   held = 0;
-  writeAll(frame);
 }
 
 function writeAll(bytes) {
