@@ -69,8 +69,12 @@ pub(super) fn start(command: &WorkerCommand) -> Result<(Worker, SealReport), Str
     // `--experimental-vm-modules`: without it Node ignores the contexts' own `import()`
     // handler and rejects with an error of the host's realm. `--expose-internals`: the host
     // script tracks unhandled rejections through V8's hook itself (programs have no
-    // `require`).
+    // `require`). `--no-rehash-snapshot`: every fresh context would otherwise rehash the
+    // snapshot's tables for a random seed, a tenth of making it; the seed only hardens hash
+    // tables against keys chosen to collide, which here could only slow the program that
+    // holds them (within its deadline), and QuickJS's atom hash has no seed at all.
     node.args([
+        "--no-rehash-snapshot",
         "--permission",
         "--allow-worker",
         "--experimental-vm-modules",
