@@ -301,6 +301,7 @@ function isolate() {
   const { parentPort } = require("node:worker_threads");
   const send = writeFrame;
   const logBytes = new Uint8Array(logBuffer);
+  const nap = new Int32Array(new SharedArrayBuffer(4));
 
   // Never returns: the main thread has stopped the run and is terminating this isolate.
   function halt() {
@@ -1322,6 +1323,9 @@ function isolate() {
     if (exec && !frame.paused && !session) contexts.delete(exec.spec.sandbox);
     exec = null;
     send(frame);
+    // Building the spare follows at once: the host's thread is let go first (NAP in
+    // src/sandbox/wire.rs says why).
+    if (warm && spare === null) Atomics.wait(nap, 0, 0, 0.05);
     const home = Atomics.load(shared, HOME);
     if (home !== id) handOver(shared, home);
   }

@@ -141,6 +141,9 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, first: Option<Sandbox>)
         channel.send(&FromWorker::Done(Box::new(finished(outcome, paused))));
         if keep {
             kept.insert(id, (sandbox, session));
+        } else {
+            // Freeing it and building the next follow at once.
+            std::thread::sleep(crate::sandbox::wire::NAP);
         }
     }
 }
