@@ -237,8 +237,8 @@ pub(crate) const SPIN: Duration = Duration::from_micros(300);
 /// How long a worker sleeps after it sends a run's outcome, before it frees the sandbox and
 /// builds the next (half a millisecond of its core, a millisecond for a V8 context). The host's
 /// thread that the outcome wakes is often placed on the worker's own core (the scheduler keeps
-/// a waker and its wakee together), and waited behind that work: a run ending in an idle
-/// engine took over a millisecond in one in ten, against a third of that with the nap.
+/// a waker and its wakee together), and waited behind that work: from the outcome's send to
+/// the caller took over a millisecond in one paced run in ten, a quarter of that with the nap.
 pub(crate) const NAP: Duration = Duration::from_micros(50);
 
 /// Reads frames through a buffer: one `recv` usually brings a whole frame (or several).

@@ -501,7 +501,7 @@ fn answer(
     let died = |e: io::Error| Lost::Died(format!("; {e}"));
     // The first frame of a run waits on the program itself (all of it, when it calls nothing)
     // and the host sleeps for it: a look would take a core from the worker that is building
-    // its next sandbox meanwhile, which on two cores slows back-to-back runs by a third. Every
+    // its next sandbox meanwhile, which on two cores slowed back-to-back runs by a quarter. Every
     // later frame follows one the host just read or answered, within microseconds.
     let mut look = Duration::ZERO;
     loop {
