@@ -84,18 +84,14 @@ function writeFrame(header, later) {
   // UTF-8 takes at most 3 bytes per UTF-16 unit.
   const most = 8 + 3 * head.length;
   if (held + most > outgoing.length) flush();
-  if (most > outgoing.length) {
-    const bytes = Buffer.from(head);
-    const frame = Buffer.allocUnsafe(8 + bytes.length);
-    frame.writeUInt32LE(bytes.length, 0);
-    frame.writeUInt32LE(0, 4);
-    bytes.copy(frame, 8);
-    writeAll(frame);
-    return;
-  }
-  const length = outgoing.write(head, held + 8);
-  outgoing.writeUInt32LE(length, held);
-  outgoing.writeUInt32LE(0, held + 4);
+  // A frame larger than the buffer gets one of its own and leaves at once.
+  const own = most > outgoing.length;
+  const buffer = own ? Buffer.allocUnsafe(most) : outgoing;
+  const at = own ? 0 : held;
+  const length = buffer.write(head, at + 8);
+  buffer.writeUInt32LE(length, at);
+  buffer.writeUInt32LE(0, at + 4);
+  if (own) return writeAll(buffer.subarray(0, 8 + length));
   held += 8 + length;
   if (!later) flush();
 }
