@@ -104,7 +104,8 @@ pub struct Config {
 pub struct PoolConfig {
     /// Sandbox threads (default: two per core; one per core with the V8 engine).
     pub workers: Option<usize>,
-    /// Warm sandboxes kept per thread (default 4; a sealed worker or a V8 process keeps one).
+    /// Warm sandboxes kept per thread (default 4; a sealed worker keeps them itself; a V8
+    /// process keeps one).
     pub warm: Option<usize>,
 }
 

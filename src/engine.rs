@@ -278,8 +278,9 @@ impl EngineBuilder {
         self
     }
     /// Warm sandboxes each thread keeps ready (default 4; 0 builds every sandbox on demand).
-    /// A sealed worker or a V8 process keeps one whatever the number above 0, built by the
-    /// worker itself as soon as a run ends.
+    /// A sealed worker keeps them itself, built (and the used ones freed) by a thread of its
+    /// own at idle priority; a V8 process keeps one whatever the number above 0, built as
+    /// soon as a run ends.
     pub fn warm_sandboxes(mut self, warm: usize) -> Self {
         self.warm = warm;
         self
@@ -355,7 +356,7 @@ impl EngineBuilder {
         // Fail here, not in the first execution, if a sandbox cannot be built at all.
         drop(Sandbox::new().map_err(BuildError::Sandbox)?);
         #[cfg(target_os = "linux")]
-        let warm = self.warm > 0;
+        let warm = self.warm;
         #[cfg(target_os = "linux")]
         let (command, mut first) = match (self.kind, self.isolation) {
             (EngineKind::V8, _) => {
@@ -420,7 +421,7 @@ impl EngineBuilder {
             #[cfg(target_os = "linux")]
             let pool = match &command {
                 None => Pool::Thread(self.warm),
-                // The worker keeps its own sandbox warm; the thread, a handle on a live worker.
+                // The worker keeps its own sandboxes warm; the thread, a handle on a live worker.
                 Some(command) => Pool::Process(command.clone(), first.take(), self.warm.min(1)),
             };
             #[cfg(not(target_os = "linux"))]

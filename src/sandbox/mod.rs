@@ -475,6 +475,26 @@ impl Sandbox {
         self.finish(result, Run { code, limits, clock })
     }
 
+    /// Readies the sandbox for the thread calling, when it was made or used on another:
+    /// QuickJS measures its stack limit from where the thread that made the runtime stood
+    /// (rquickjs re-measures it only in its `parallel` build, which this crate does not use).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn adopt(&self) {
+        self.context.with(|ctx| {
+            // SAFETY: the runtime is this sandbox's own and is in use on this thread only.
+            unsafe { rquickjs::qjs::JS_UpdateStackTop(rquickjs::qjs::JS_GetRuntime(ctx.as_raw().as_ptr())) }
+        });
+    }
+
+    /// Lets go of the worker's channel, which a run leaves behind for cancellations; true when
+    /// the sandbox then holds nothing of the thread that ran it (no run paused or unfinished)
+    /// and may be freed on another.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn detach(&mut self) -> bool {
+        *self.control.host.borrow_mut() = None;
+        self.suspended.is_none() && self.exec.borrow().is_none()
+    }
+
     /// Whether a run is paused in it, waiting for [`Sandbox::resume`].
     #[cfg(target_os = "linux")]
     pub(crate) fn is_paused(&self) -> bool {

@@ -234,8 +234,9 @@ pub(crate) fn write<T: Serialize>(sock: &UnixStream, header: &T, body: &[u8]) ->
 /// short look costs a core only while the other side is at work on the answer.
 pub(crate) const SPIN: Duration = Duration::from_micros(300);
 
-/// How long a worker sleeps after it sends a run's outcome, before it frees the sandbox and
-/// builds the next (half a millisecond of its core, a millisecond for a V8 context). The host's
+/// How long a worker sleeps after it sends a run's outcome, before it does the next work on
+/// the same thread: the V8 host builds its next context (a millisecond of its core), a sealed
+/// QuickJS worker without a builder thread frees the sandbox (a tenth of that). The host's
 /// thread that the outcome wakes is often placed on the worker's own core (the scheduler keeps
 /// a waker and its wakee together), and waited behind that work: from the outcome's send to
 /// the caller took over a millisecond in one paced run in ten, a quarter of that with the nap.

@@ -64,12 +64,14 @@ pub fn serve_if_worker() {
     if args.next().is_none_or(|flag| flag != WORKER_FLAG) {
         return;
     }
-    let (mut hooks, mut warm) = (false, false);
+    let (mut hooks, mut warm) = (false, 0);
     for arg in args {
         hooks |= arg == "--test-hooks";
-        warm |= arg == "--warm";
+        if let Some(n) = arg.to_str().and_then(|a| a.strip_prefix("--warm=")) {
+            warm = n.parse().unwrap_or(0);
+        }
     }
-    let options = child::Options { hooks, warm };
+    let options = child::Options { hooks };
     let sock = child::socket();
     // One malloc arena for every thread: glibc reads /proc/sys/vm/overcommit_memory the first
     // time it shrinks a thread's own arena, which the seal would turn into a kill.
@@ -82,13 +84,14 @@ pub fn serve_if_worker() {
             // The first sandbox is built before the seal: the allocator probes the machine (NUMA
             // nodes under /sys) the first time it maps memory, and could not afterwards.
             let first = crate::sandbox::Sandbox::new().ok();
+            let stock = child::Stock::start(hooks, warm, first);
             if let Err(message) = seal::seccomp() {
                 let _ = wire::write(&sock, &FromWorker::Failed { message }, &[]);
                 return;
             }
             report.seccomp = true;
             if wire::write(&sock, &FromWorker::Hello { seal: report }, &[]).is_ok() {
-                child::serve(sock, &options, first);
+                child::serve(sock, &options, &stock);
             }
         });
     let code = match worker.map(|w| w.join()) {
@@ -104,9 +107,9 @@ pub(crate) struct WorkerCommand {
     /// This binary (a sealed QuickJS worker), or Node.js (the V8 host).
     pub(crate) program: PathBuf,
     pub(crate) hooks: bool,
-    /// The worker keeps a sandbox built for the next run, making it as soon as a run ends
-    /// (the engine's warm pool, where the sandboxes are).
-    pub(crate) warm: bool,
+    /// Sandboxes the worker keeps built for the next runs (the engine's warm pool, where the
+    /// sandboxes are; the V8 host keeps one when this is above 0).
+    pub(crate) warm: usize,
     /// The worker is the V8 host (`js/v8/host.js` run by `program`), not a QuickJS one.
     pub(crate) v8: bool,
 }
@@ -145,8 +148,8 @@ impl WorkerCommand {
         if self.hooks {
             command.arg("--test-hooks");
         }
-        if self.warm {
-            command.arg("--warm");
+        if self.warm > 0 {
+            command.arg(format!("--warm={}", self.warm));
         }
         // Nothing of the host's environment (its secrets among it) reaches the worker.
         command.env_clear().stdin(Stdio::null()).stdout(Stdio::null());

@@ -87,7 +87,7 @@ pub(super) fn start(command: &WorkerCommand) -> Result<(Worker, SealReport), Str
     ])
     .arg(env!("CARGO_PKG_VERSION"))
     .arg(if command.hooks { "1" } else { "0" })
-    .arg(if command.warm { "1" } else { "0" });
+    .arg(if command.warm > 0 { "1" } else { "0" });
     // Nothing of the host's environment (its secrets among it) reaches the engine.
     node.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     unsafe {

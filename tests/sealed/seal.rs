@@ -139,6 +139,47 @@ fn every_worker_is_sealed_before_it_runs_a_program() {
     }
 }
 
+/// A worker's threads: name, scheduling policy (field 41 of `stat`) and seccomp mode.
+fn threads(pid: u32) -> Vec<(String, u32, String)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let seccomp = status.lines().find_map(|l| l.strip_prefix("Seccomp:")).unwrap().trim().to_string();
+        found.push((stat[open + 1..close].to_string(), fields[41 - 3].parse().unwrap(), seccomp));
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn a_warm_worker_builds_and_frees_its_sandboxes_on_a_sealed_thread_at_idle_priority() {
+    let mut served = Served::start();
+    // Sandboxes built by the builder and run by the serving thread: each run is fresh, and
+    // the stack limit is the serving thread's (a recursion 500 deep runs, an endless
+    // one is a RangeError, not a crash or an overflow at the first call).
+    for i in 0..20 {
+        let result = served.execute(&format!("globalThis.seen ??= 0; seen++; return [seen, {i} * 2]"));
+        assert_eq!(result["value"], json!([1, i * 2]), "{result}");
+    }
+    let deep = served.execute("const f = (n) => n === 0 ? 0 : 1 + f(n - 1); return f(500)");
+    assert_eq!(deep["value"], json!(500), "{deep}");
+    let endless =
+        served.execute("const f = (n) => 1 + f(n); try { f(0) } catch (e) { return [e.name, e.message] }");
+    assert_eq!(endless["value"], json!(["RangeError", "Maximum call stack size exceeded"]), "{endless}");
+    let workers = served.workers();
+    assert_eq!(workers.len(), 1);
+    // The main thread, the serving thread (both named after the binary) and the builder, its
+    // name cut to 15 bytes; 0 is SCHED_OTHER and 5 SCHED_IDLE; all sealed.
+    let expected = [("codemode", 0, "2"), ("codemode", 0, "2"), ("codemode-builde", 5, "2")];
+    let expected: Vec<(String, u32, String)> =
+        expected.iter().map(|(n, p, s)| (n.to_string(), *p, s.to_string())).collect();
+    assert_eq!(threads(workers[0]), expected);
+}
+
 #[test]
 fn a_forbidden_system_call_kills_only_its_worker_and_the_daemon_serves_on() {
     let mut served = Served::start();
