@@ -162,13 +162,13 @@ const USED: usize = 2;
 /// the prelude, and freeing them all after) runs only on a core nothing else wants, and a
 /// run, a host thread or a caller woken meanwhile takes the core at once. Done on the serving
 /// thread after each outcome, that work competed at equal priority with the next runs of the
-/// other workers on the same cores: back to back, the median execution took 1.5–2.5 times
-/// as long. Without a builder (a cold worker, or one whose builder has failed) the serving
+/// other workers on the same cores: back to back, the median execution took two to three
+/// times as long. Without a builder (a cold worker, or one whose builder has failed) the serving
 /// thread builds each run's sandbox as it starts and frees it after the outcome.
 pub(crate) struct Stock {
     shelf: Mutex<Shelf>,
-    /// Ready sandboxes the builder keeps (the engine's warm count).
-    ready: usize,
+    /// Ready sandboxes the builder keeps: the engine's warm count.
+    warm: usize,
     /// Wakes the builder: a sandbox was taken, or one was left to free.
     wake: Condvar,
     builder: AtomicBool,
@@ -203,7 +203,7 @@ impl Stock {
         });
         let stock = Arc::new(Stock {
             shelf: Mutex::new(Shelf { ready: first.map(Moved).into_iter().collect(), used: Vec::new() }),
-            ready: warm,
+            warm,
             wake: Condvar::new(),
             builder: AtomicBool::new(warm > 0),
         });
@@ -271,10 +271,10 @@ fn build(stock: &Stock, hooks: bool, started: mpsc::Sender<()>) {
     loop {
         let (used, short) = {
             let mut shelf = stock.shelf();
-            while shelf.ready.len() >= stock.ready && shelf.used.is_empty() {
+            while shelf.ready.len() >= stock.warm && shelf.used.is_empty() {
                 shelf = stock.wake.wait(shelf).unwrap_or_else(PoisonError::into_inner);
             }
-            (std::mem::take(&mut shelf.used), shelf.ready.len() < stock.ready)
+            (std::mem::take(&mut shelf.used), shelf.ready.len() < stock.warm)
         };
         for Moved(sandbox) in used {
             sandbox.adopt();
