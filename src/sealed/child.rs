@@ -19,14 +19,9 @@ use crate::sandbox::{resets_session, sandbox_bug, Clock, Link, Names, Sandbox, S
 /// The descriptor the host hands the worker its end of the socket on.
 pub(crate) const SOCKET_FD: i32 = 3;
 
-/// Options of the worker, from its command line.
-pub(crate) struct Options {
-    pub(crate) hooks: bool,
-}
-
 /// Serves runs until the host closes the socket. Called on the worker's sandbox thread, after
 /// the seal.
-pub(crate) fn serve(sock: UnixStream, options: &Options, stock: &Stock) {
+pub(crate) fn serve(sock: UnixStream, stock: &Stock) {
     let channel = Rc::new(Channel {
         sock,
         reader: RefCell::default(),
@@ -37,13 +32,6 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, stock: &Stock) {
     });
     let cache = Arc::new(ScriptCache::default());
     let mut names: Arc<Vec<(String, Vec<String>)>> = Arc::default();
-    let fresh = |hooks: bool| -> Result<Sandbox, ExecError> {
-        let sandbox = Sandbox::new()?;
-        if hooks {
-            sandbox.install_test_hooks();
-        }
-        Ok(sandbox)
-    };
     // Sandboxes kept between runs by the host's id (a session's, a paused run's), and whether
     // they belong to a session.
     let mut kept: HashMap<u64, (Sandbox, bool)> = HashMap::new();
@@ -73,7 +61,7 @@ pub(crate) fn serve(sock: UnixStream, options: &Options, stock: &Stock) {
                 channel.stream.set(stream);
                 let sandbox = match kept.remove(&id) {
                     Some((sandbox, _)) => Ok(sandbox),
-                    None => stock.take().map_or_else(|| fresh(options.hooks), Ok),
+                    None => stock.take(),
                 };
                 let now = Instant::now();
                 let max_calls = limits.max_tool_calls;
@@ -167,6 +155,8 @@ const USED: usize = 2;
 /// thread builds each run's sandbox as it starts and frees it after the outcome.
 pub(crate) struct Stock {
     shelf: Mutex<Shelf>,
+    /// The sandboxes get the test hooks.
+    hooks: bool,
     /// Ready sandboxes the builder keeps: the engine's warm count.
     warm: usize,
     /// Wakes the builder: a sandbox was taken, or one was left to free.
@@ -191,18 +181,15 @@ struct Moved(Sandbox);
 unsafe impl Send for Moved {}
 
 impl Stock {
-    /// Called before the seal, on the serving thread: `first` was built there. A warm worker
-    /// starts its builder, which builds its own first sandbox before this returns (each
-    /// thread's allocator heap is set up on its first allocation, which the seal could
-    /// refuse).
-    pub(crate) fn start(hooks: bool, warm: usize, first: Option<Sandbox>) -> Arc<Stock> {
-        let first = first.inspect(|sandbox| {
-            if hooks {
-                sandbox.install_test_hooks();
-            }
-        });
+    /// Called on the serving thread before the seal: the first sandbox is built here, and a
+    /// warm worker's builder builds its own first before this returns. The allocator probes
+    /// the machine (NUMA nodes under /sys) the first time it maps memory, and sets up each
+    /// thread's heap on its first allocation, which the seal could refuse afterwards.
+    pub(crate) fn start(hooks: bool, warm: usize) -> Arc<Stock> {
+        let first = fresh(hooks).ok();
         let stock = Arc::new(Stock {
             shelf: Mutex::new(Shelf { ready: first.map(Moved).into_iter().collect(), used: Vec::new() }),
+            hooks,
             warm,
             wake: Condvar::new(),
             builder: AtomicBool::new(warm > 0),
@@ -211,7 +198,7 @@ impl Stock {
             let (started, ready) = mpsc::channel();
             let shared = Arc::clone(&stock);
             let spawned = std::thread::Builder::new().name("codemode-builder".into()).spawn(move || {
-                build(&shared, hooks, started);
+                build(&shared, started);
                 shared.builder.store(false, Ordering::Relaxed);
             });
             match spawned {
@@ -226,12 +213,12 @@ impl Stock {
         self.shelf.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A ready sandbox for a fresh run, if there is one.
-    fn take(&self) -> Option<Sandbox> {
-        let Moved(sandbox) = self.shelf().ready.pop()?;
+    /// A sandbox for a fresh run: a ready one, or one built now.
+    fn take(&self) -> Result<Sandbox, ExecError> {
+        let Some(Moved(sandbox)) = self.shelf().ready.pop() else { return fresh(self.hooks) };
         self.wake.notify_one();
         sandbox.adopt();
-        Some(sandbox)
+        Ok(sandbox)
     }
 
     /// Frees a sandbox whose run has ended: the builder does, when there is one and it keeps
@@ -253,18 +240,12 @@ impl Stock {
 
 /// The builder: keeps the warm count of sandboxes built and frees the used ones, at idle
 /// priority.
-fn build(stock: &Stock, hooks: bool, started: mpsc::Sender<()>) {
+fn build(stock: &Stock, started: mpsc::Sender<()>) {
     let idle = libc::sched_param { sched_priority: 0 };
     // SAFETY: sets the calling thread's own policy; SCHED_IDLE takes priority 0 and needs no
     // privilege. Refused, the builder runs at normal priority, as the serving thread would.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
-    let make = || -> Option<Moved> {
-        let sandbox = Sandbox::new().ok()?;
-        if hooks {
-            sandbox.install_test_hooks();
-        }
-        Some(Moved(sandbox))
-    };
+    let make = || fresh(stock.hooks).ok().map(Moved);
     let Some(first) = make() else { return };
     stock.shelf().ready.push(first);
     drop(started);
@@ -285,4 +266,13 @@ fn build(stock: &Stock, hooks: bool, started: mpsc::Sender<()>) {
             stock.shelf().ready.push(sandbox);
         }
     }
+}
+
+/// A sandbox built now, with the test hooks when the worker was started with them.
+fn fresh(hooks: bool) -> Result<Sandbox, ExecError> {
+    let sandbox = Sandbox::new()?;
+    if hooks {
+        sandbox.install_test_hooks();
+    }
+    Ok(sandbox)
 }

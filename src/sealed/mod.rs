@@ -71,7 +71,6 @@ pub fn serve_if_worker() {
             warm = n.parse().unwrap_or(0);
         }
     }
-    let options = child::Options { hooks };
     let sock = child::socket();
     // One malloc arena for every thread: glibc reads /proc/sys/vm/overcommit_memory the first
     // time it shrinks a thread's own arena, which the seal would turn into a kill.
@@ -81,17 +80,14 @@ pub fn serve_if_worker() {
     // first instruction on, with the main thread (waiting on it) sealed too.
     let worker =
         std::thread::Builder::new().stack_size(crate::sandbox::THREAD_STACK_BYTES).spawn(move || {
-            // The first sandbox is built before the seal: the allocator probes the machine (NUMA
-            // nodes under /sys) the first time it maps memory, and could not afterwards.
-            let first = crate::sandbox::Sandbox::new().ok();
-            let stock = child::Stock::start(hooks, warm, first);
+            let stock = child::Stock::start(hooks, warm);
             if let Err(message) = seal::seccomp() {
                 let _ = wire::write(&sock, &FromWorker::Failed { message }, &[]);
                 return;
             }
             report.seccomp = true;
             if wire::write(&sock, &FromWorker::Hello { seal: report }, &[]).is_ok() {
-                child::serve(sock, &options, &stock);
+                child::serve(sock, &stock);
             }
         });
     let code = match worker.map(|w| w.join()) {

@@ -143,13 +143,15 @@ fn every_worker_is_sealed_before_it_runs_a_program() {
 fn threads(pid: u32) -> Vec<(String, u32, String)> {
     let mut found = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let task = task.unwrap().path();
-        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        let tid: u32 = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).unwrap();
         let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
         let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let status = std::fs::read_to_string(task.join("status")).unwrap();
-        let seccomp = status.lines().find_map(|l| l.strip_prefix("Seccomp:")).unwrap().trim().to_string();
-        found.push((stat[open + 1..close].to_string(), fields[41 - 3].parse().unwrap(), seccomp));
+        found.push((
+            stat[open + 1..close].to_string(),
+            fields[41 - 3].parse().unwrap(),
+            status_field(tid, "Seccomp"),
+        ));
     }
     found.sort();
     found
